@@ -1,0 +1,67 @@
+# ssad: `make demo` runs the whole chain on the embedded synthetic default; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MACHINE ?= all
+DATA ?= runs/synth-default
+RUN ?= runs/$(MACHINE)
+ARGS ?=
+SEED ?= 1
+
+.PHONY: setup demo test test-fast train finetune eval bench compare lint clean help
+
+help:
+	@echo "make demo                 generate the synthetic default set, train, evaluate, print the AUC/pAUC table"
+	@echo "make test                 run the test suite"
+	@echo "make train MACHINE=fan    train configs/MACHINE.yaml on DATA (default: the synthetic set); ARGS='--trainer.max_epochs 5'"
+	@echo "make finetune MACHINE=fan start from runs/all and fine-tune on one machine type"
+	@echo "make eval MACHINE=fan     evaluate runs/MACHINE on DATA into runs/MACHINE/eval"
+	@echo "make compare [DATA=ROOT]  train and evaluate every detector, write experiments/results/compare.csv"
+	@echo "make bench                speed and memory benchmarks"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+$(DATA)/.done: | setup
+	$(BIN)/ssad synth --out $(DATA) --preset default --seed $(SEED)
+	@touch $@
+
+demo: setup
+	rm -rf runs/demo
+	$(BIN)/ssad synth --out runs/demo/data --preset default --seed $(SEED)
+	$(BIN)/ssad fit --config configs/demo.yaml --data.root runs/demo/data --trainer.default_root_dir runs/demo/train
+	$(BIN)/ssad evaluate --run runs/demo/train --data runs/demo/data --out runs/demo/eval
+	@cat runs/demo/eval/results.md
+
+test: setup
+	WANDB_MODE=disabled $(BIN)/pytest -q
+
+test-fast: setup
+	WANDB_MODE=disabled $(BIN)/pytest -q -m "not slow"
+
+train: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
+	$(BIN)/ssad fit --config configs/$(MACHINE).yaml --data.root $(DATA) --trainer.default_root_dir $(RUN) $(ARGS)
+
+finetune: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
+	$(BIN)/ssad fit --config configs/finetune.yaml --data.root $(DATA) --data.machine_types '[$(MACHINE)]' \
+		--model.init_from runs/all --trainer.default_root_dir runs/$(MACHINE)-finetuned $(ARGS)
+
+eval: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
+	$(BIN)/ssad evaluate --run $(RUN) --data $(DATA) --out $(RUN)/eval
+
+compare: setup
+	$(BIN)/python experiments/compare.py $(if $(filter-out runs/synth-default,$(DATA)),--data $(DATA))
+
+bench: setup
+	$(BIN)/python experiments/bench.py
+
+lint: setup
+	$(BIN)/ruff check ssad tests experiments
+
+clean:
+	rm -rf runs experiments/results/*.tmp

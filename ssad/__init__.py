@@ -1,0 +1,29 @@
+"""ssad: tells whether a machine sounds wrong, from normal recordings only.
+
+`ssad.load(run)` gives a trained model whose `.embed(...)` turns recordings into embeddings;
+`ssad.Detector` turns a run into a detector that scores new recordings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["Detector", "load", "__version__"]
+
+if TYPE_CHECKING:
+    from ssad.detector import Detector
+    from ssad.inference import load
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing torch and Lightning costs seconds, and `ssad --help` needs neither.
+    if name == "load":
+        from ssad.inference import load
+
+        return load
+    if name == "Detector":
+        from ssad.detector import Detector
+
+        return Detector
+    raise AttributeError(f"module 'ssad' has no attribute {name!r}")

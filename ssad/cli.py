@@ -1,0 +1,186 @@
+"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, score, ensemble."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from ssad.errors import SsadError
+
+__all__ = ["main"]
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _lightning_cli(argv: Sequence[str]) -> None:
+    """Run Lightning's own CLI (imported only here: `import lightning` costs seconds)."""
+    from ssad.training import run_lightning_cli
+
+    run_lightning_cli(list(argv))
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from ssad.synthesis import generate
+
+    summary = generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers, progress=not args.quiet)
+    print(summary.format())
+
+
+def _cmd_data_check(args: argparse.Namespace) -> None:
+    from ssad.data.check import check_root
+
+    print(check_root(args.root, skip_bad=args.skip_bad, progress=not args.quiet).format())
+
+
+def _cmd_data_download(args: argparse.Namespace) -> None:
+    from ssad.data.download import download_corpus
+
+    paths = download_corpus(
+        args.corpus, args.root, parts=args.parts, machine_types=args.machine_types,
+        base_url=args.base_url, progress=not args.quiet, keep_archives=args.keep_archives,
+    )
+    print(f"{args.corpus}: {len(paths)} archive(s) ready under {args.root}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from ssad.engine import evaluate_run
+
+    evaluate_run(
+        args.run, args.data, args.out, scorers=args.scorers, percentile=args.percentile,
+        plots=not args.no_plots, device=args.device, cache_dir=args.cache_dir, skip_bad=args.skip_bad,
+        progress=not args.quiet,
+    )
+
+
+def _cmd_score(args: argparse.Namespace) -> None:
+    from ssad.detector import Detector
+
+    detector = Detector.load(args.detector, device=args.device)
+    result = detector.score(args.files, scorer=args.scorer)
+    rows = result.as_records()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        verdict = "ANOMALY" if row["decision"] else "normal"
+        print(f"{row['score']:.6g}\t{verdict}\t{row['path']}")
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> None:
+    from ssad.engine import evaluate_ensemble
+
+    evaluate_ensemble(args.members, args.out, weights=args.weights, percentile=args.percentile, plots=not args.no_plots)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssad",
+        description="Self-supervised anomalous machine-sound detection (DCASE Task 2 style).",
+        epilog="Training: `ssad fit --config configs/tiny.yaml --data.root ROOT` (Lightning's CLI; "
+        "`ssad fit --help` lists every option).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in LIGHTNING_COMMANDS:
+        commands.add_parser(name, help=f"{name} a model from YAML configs (Lightning CLI)", add_help=False)
+
+    synth = commands.add_parser("synth", help="generate synthetic machine sounds in the DCASE 2020 layout")
+    synth.add_argument("--out", required=True, help="folder to write")
+    synth.add_argument("--preset", default="default", choices=["tiny", "default"])
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(handler=_cmd_synth)
+
+    data = commands.add_parser("data", help="check or download corpora")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    check = data_commands.add_parser("check", help="index and validate a corpus root, print its summary")
+    check.add_argument("root")
+    check.add_argument("--skip-bad", action="store_true", help="list bad files instead of failing")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
+    check.set_defaults(handler=_cmd_data_check)
+    download = data_commands.add_parser("download", help="fetch, verify and unpack an official corpus")
+    download.add_argument("corpus", help="e.g. dcase2020")
+    download.add_argument("--root", required=True)
+    download.add_argument("--parts", nargs="+", default=None, help="e.g. dev additional eval")
+    download.add_argument("--machine-types", nargs="+", default=None)
+    download.add_argument("--base-url", default=None, help="mirror to fetch from instead of the official host")
+    download.add_argument("--keep-archives", action="store_true")
+    download.add_argument("--quiet", action="store_true")
+    download.set_defaults(handler=_cmd_data_download)
+
+    evaluate = commands.add_parser("evaluate", help="fit scorers on training clips, score test clips, write results")
+    evaluate.add_argument("--run", required=True, help="run folder or checkpoint")
+    evaluate.add_argument("--data", required=True, help="corpus root")
+    evaluate.add_argument("--out", required=True, help="folder for results, score files and plots")
+    evaluate.add_argument("--scorers", nargs="+", default=None, help="default: every scorer the model supports")
+    evaluate.add_argument("--percentile", type=float, default=0.9, help="gamma threshold percentile")
+    evaluate.add_argument("--no-plots", action="store_true")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--cache-dir", default=None, help="log-mel cache folder")
+    evaluate.add_argument("--skip-bad", action="store_true")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    score = commands.add_parser("score", help="score recordings with a saved detector")
+    score.add_argument("--detector", required=True)
+    score.add_argument("files", nargs="+")
+    score.add_argument("--scorer", default=None, help="default: the detector's own choice")
+    score.add_argument("--json", action="store_true")
+    score.add_argument("--device", default="cpu")
+    score.set_defaults(handler=_cmd_score)
+
+    ensemble = commands.add_parser("ensemble", help="combine evaluated detectors' scores and evaluate the mix")
+    ensemble.add_argument("--members", nargs="+", required=True,
+                          help="EVAL_DIR[:SCORER] of `ssad evaluate` outputs (all scorers of a folder without :SCORER)")
+    ensemble.add_argument("--weights", nargs="+", type=float, default=None)
+    ensemble.add_argument("--out", required=True)
+    ensemble.add_argument("--percentile", type=float, default=0.9)
+    ensemble.add_argument("--no-plots", action="store_true")
+    ensemble.set_defaults(handler=_cmd_ensemble)
+    return parser
+
+
+def _configure_logging() -> None:
+    """ssad's own log lines on stderr, once (Lightning configures its own loggers)."""
+    logger = logging.getLogger("ssad")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ssad` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _configure_logging()
+    try:
+        if argv and argv[0] in LIGHTNING_COMMANDS:
+            _lightning_cli(argv)
+            return 0
+        args = _parser().parse_args(argv)
+        if args.verbose:
+            logging.getLogger("ssad").setLevel(logging.DEBUG)
+        if not getattr(args, "handler", None):
+            _parser().print_help()
+            return 0
+        args.handler(args)
+        return 0
+    except (SsadError, ValueError, FileNotFoundError) as error:
+        # Bad input and bad arguments get one readable message; -v shows where it came from.
+        if logging.getLogger("ssad").isEnabledFor(logging.DEBUG):
+            raise
+        print(f"ssad: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ssad: interrupted (a training run resumes with --ckpt_path last)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Read clips safely: every unusable file becomes a clear BadInputError instead of a libsndfile trace or silent garbage."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from ssad.errors import BadInputError
+
+__all__ = [
+    "LENGTH_POLICIES",
+    "AudioInfo",
+    "ClipBatch",
+    "audio_info",
+    "read_native",
+    "read_clip",
+    "read_clips",
+]
+
+#: What `read_clip` does with a clip shorter than `num_samples`.
+LENGTH_POLICIES = ("repeat", "zero", "error")
+
+_UNKNOWN_SIZE = 0xFFFFFFFF
+_WAV_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says: rate, channels, length, encoding."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    subtype: str
+    format: str
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.sample_rate
+
+
+class ClipBatch(NamedTuple):
+    """What `read_clips` returns: good waveforms, (path, why) for each bad file, and the input index of each waveform."""
+
+    waves: list[np.ndarray]
+    problems: list[tuple[str, str]]
+    kept: list[int]
+
+
+def _bad(path: Path, why: str) -> BadInputError:
+    """A BadInputError about one file."""
+    return BadInputError([(path, why)])
+
+
+def _wav_problem(path: Path) -> str | None:
+    """Why a .wav file is not WAV or is cut short, or None; libsndfile silently reads only the frames present."""
+    size_on_disk = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        is_wave = head[:4] in _WAV_MAGIC and head[8:12] == b"WAVE"
+        # libsndfile sniffs content, so garbage in a .wav may pass for MP3 and fail with a misleading reason.
+        if path.suffix.lower() == ".wav" and not is_wave:
+            return "not a readable audio file (no RIFF/WAVE header)"
+        if head[:4] != b"RIFF" or not is_wave:
+            return None
+        block_align = 0
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if chunk_id == b"data":
+                # 0 and 0xFFFFFFFF mean "length unknown" (streaming writers, RF64); nothing to compare with.
+                if size in (0, _UNKNOWN_SIZE):
+                    return None
+                present = size_on_disk - f.tell()
+                if present >= size:
+                    return None
+                if block_align:
+                    return (
+                        f"truncated: header announces {size // block_align} samples, "
+                        f"file holds {present // block_align}"
+                    )
+                return f"truncated: header announces {size} bytes of audio, file holds {present}"
+            if chunk_id == b"fmt ":
+                fmt = f.read(min(size, 16))
+                if len(fmt) < min(size, 16):
+                    return "truncated: file ends inside its WAV header"
+                if len(fmt) >= 14:
+                    block_align = int.from_bytes(fmt[12:14], "little")
+                f.seek(size - len(fmt) + (size & 1), 1)
+            else:
+                f.seek(size + (size & 1), 1)
+
+
+def _check_file(path: Path) -> None:
+    """Raise BadInputError if path is missing, not a file, 0 bytes, a .wav without WAV header, or a truncated WAV."""
+    if not path.exists():
+        raise _bad(path, "no such file")
+    if not path.is_file():
+        raise _bad(path, "is a folder, not a file")
+    try:
+        if path.stat().st_size == 0:
+            raise _bad(path, "empty: no samples (0-byte file)")
+        why = _wav_problem(path)
+    except OSError as err:
+        raise _bad(path, f"cannot open ({err.strerror or err})") from None
+    if why:
+        raise _bad(path, why)
+
+
+def _unreadable(path: Path, err: Exception) -> BadInputError:
+    """A BadInputError carrying libsndfile's short reason rather than its full message."""
+    reason = getattr(err, "error_string", None) or str(err)
+    return _bad(path, f"not a readable audio file ({reason.strip().rstrip('.')})")
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Header facts about one file (no samples read), after the same file checks as `read_clip`."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError) as err:
+        raise _unreadable(path, err) from None
+    return AudioInfo(
+        path, int(info.samplerate), int(info.channels), int(info.frames), info.subtype, info.format
+    )
+
+
+def read_native(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
+    """All samples at the file's own rate as float32 (frames, channels), validated, with the header facts."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            info = AudioInfo(path, int(f.samplerate), int(f.channels), int(f.frames), f.subtype, f.format)
+            data = f.read(dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as err:
+        raise _unreadable(path, err) from None
+    except OSError as err:
+        raise _bad(path, f"cannot open ({err.strerror or err})") from None
+    if len(data) == 0:
+        raise _bad(path, "empty: no samples")
+    if len(data) < info.frames:
+        raise _bad(path, f"truncated: header announces {info.frames} samples, file holds {len(data)}")
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise _bad(path, f"contains NaN or infinite samples ({data.size - int(finite.sum())} of {data.size})")
+    return data, info
+
+
+@functools.lru_cache(maxsize=8)
+def _resampler(orig: int, new: int) -> Any:
+    """torchaudio's Resample, cached so its sinc kernel is built once per rate pair, not on every clip."""
+    import torchaudio.transforms
+
+    return torchaudio.transforms.Resample(orig, new)
+
+
+def read_clip(
+    path: str | Path,
+    *,
+    sample_rate: int = 16000,
+    num_samples: int | None = None,
+    length_policy: str = "repeat",
+) -> np.ndarray:
+    """One clip as a mono float32 waveform at `sample_rate`, optionally fixed to `num_samples` (crop or `length_policy`)."""
+    if length_policy not in LENGTH_POLICIES:
+        raise ValueError(f"length_policy={length_policy!r} is not one of {', '.join(LENGTH_POLICIES)}")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate={sample_rate!r} must be a positive number of Hz")
+    if num_samples is not None and num_samples <= 0:
+        raise ValueError(f"num_samples={num_samples!r} must be positive or None")
+    data, info = read_native(path)
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if info.sample_rate != sample_rate:
+        import torch
+
+        with torch.no_grad():
+            wave = _resampler(info.sample_rate, sample_rate)(
+                torch.from_numpy(np.ascontiguousarray(wave))
+            ).numpy()
+    if num_samples is not None:
+        if len(wave) > num_samples:
+            wave = wave[:num_samples]
+        elif len(wave) < num_samples:
+            if length_policy == "error":
+                raise _bad(
+                    Path(path), f"too short: {len(wave)} samples at {sample_rate} Hz, need {num_samples}"
+                )
+            if length_policy == "zero":
+                wave = np.pad(wave, (0, num_samples - len(wave)))
+            else:
+                wave = np.tile(wave, -(-num_samples // len(wave)))[:num_samples]
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def read_clips(
+    paths: Sequence[str | Path], *, skip_bad: bool = False, progress: bool = False, **read_kwargs: Any
+) -> ClipBatch:
+    """Read many clips, gathering every bad file: raise one BadInputError listing all, or skip them if `skip_bad`.
+
+    Returns a `ClipBatch` (unpacks as ``waves, problems, kept``): `kept[i]` is the index in `paths` of `waves[i]`.
+    `read_kwargs` go to `read_clip`.
+    """
+    paths = list(paths)
+    waves: list[np.ndarray] = []
+    problems: list[tuple[str, str]] = []
+    kept: list[int] = []
+    for i, path in enumerate(tqdm(paths, desc="reading clips", unit="clip", disable=not progress)):
+        try:
+            waves.append(read_clip(path, **read_kwargs))
+        except BadInputError as err:
+            problems += err.problems
+            continue
+        kept.append(i)
+    if problems and not skip_bad:
+        raise BadInputError(problems, header=f"cannot read audio ({len(paths)} clips tried)")
+    return ClipBatch(waves, problems, kept)

@@ -1,0 +1,39 @@
+"""The clip table: one row per audio file, with what its name and folder say about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Clip", "LABELS", "SPLITS"]
+
+LABELS = ("normal", "anomaly", "unknown")
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One audio file of a machine-sound corpus.
+
+    Attributes:
+        path: the file.
+        machine_type: e.g. ``fan``, ``ToyCar``.
+        machine_id: ``id_00`` (DCASE 2020) or ``section_00`` (DCASE 2021+).
+        split: ``train`` or ``test``.
+        label: ``normal``, ``anomaly`` or ``unknown`` (evaluation clips without ground truth).
+        domain: ``source`` or ``target`` (2021+); ``source`` for 2020, which has no domain shift.
+        attributes: extra attributes from the name or the attribute CSVs (2021+), as sorted pairs.
+    """
+
+    path: Path
+    machine_type: str
+    machine_id: str
+    split: str
+    label: str
+    domain: str = "source"
+    attributes: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The (machine_type, machine_id) pair that names the machine this clip came from."""
+        return (self.machine_type, self.machine_id)

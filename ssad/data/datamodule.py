@@ -1,0 +1,310 @@
+"""The machine-ID data module: normal training clips as classes, plus synthesized machine instances."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ssad.data.audio import audio_info, read_clips
+from ssad.data.clips import Clip
+from ssad.data.layout import index_root, select
+from ssad.errors import BadInputError
+from ssad.features import LogMel
+from ssad.synthesis.instances import SyntheticClass, mix_waveforms, plan_synthetic_classes, warp_frequency
+
+__all__ = ["MachineIDDataModule", "class_name"]
+
+log = logging.getLogger("ssad")
+
+
+def class_name(clip: Clip) -> str:
+    """The class name of a real machine: `<machine_type>/<machine_id>`."""
+    return f"{clip.machine_type}/{clip.machine_id}"
+
+
+@dataclass(frozen=True)
+class _Example:
+    """One training example: which class, and which clips (indices into the clip store) it draws from."""
+
+    label: int
+    pools: tuple[tuple[int, ...], ...]  # one pool for a real or warped class, two for a mixed one
+    warp_factor: float = 1.0
+
+
+def _augmenter(heavy: bool, sample_rate: int):
+    """Waveform augmentation: cheap gain/noise/shift always; pitch shift and time stretch only if `heavy`."""
+    import audiomentations as A
+
+    steps = [
+        A.Gain(min_gain_db=-6.0, max_gain_db=6.0, p=0.5),
+        A.AddGaussianSNR(min_snr_db=20.0, max_snr_db=40.0, p=0.3),
+        A.Shift(min_shift=-0.5, max_shift=0.5, rollover=True, p=0.5),
+    ]
+    if heavy:  # ~40 ms per 10 s clip for PitchShift: off by default
+        steps += [A.PitchShift(min_semitones=-1.0, max_semitones=1.0, p=0.3), A.TimeStretch(0.9, 1.1, p=0.3)]
+    return A.Compose(steps)
+
+
+class _CropDataset(Dataset):
+    """Random crops of training clips; an item is fully determined by (seed, epoch, index)."""
+
+    def __init__(self, waves: list[np.ndarray], examples: list[_Example], crop_samples: int,
+                 mix_ratio_range: tuple[float, float], augment, sample_rate: int, seed: int) -> None:
+        self.waves = waves
+        self.examples = examples
+        self.crop_samples = crop_samples
+        self.mix_ratio_range = mix_ratio_range
+        self.augment = augment
+        self.sample_rate = sample_rate
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def _crop(self, rng: np.random.Generator, pool: tuple[int, ...]) -> np.ndarray:
+        wave = self.waves[pool[int(rng.integers(len(pool)))]]
+        if len(wave) <= self.crop_samples:
+            return np.resize(wave, self.crop_samples)
+        start = int(rng.integers(len(wave) - self.crop_samples + 1))
+        return wave[start : start + self.crop_samples]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        example = self.examples[index]
+        wave = self._crop(rng, example.pools[0])
+        if len(example.pools) == 2:
+            ratio = float(rng.uniform(*self.mix_ratio_range))
+            wave = mix_waveforms(wave, self._crop(rng, example.pools[1]), ratio)
+        if self.augment is not None:
+            # audiomentations draws from the global RNGs: seed them per item so that resuming is exact
+            item_seed = int(rng.integers(2**31))
+            random.seed(item_seed)
+            np.random.seed(item_seed)
+            wave = self.augment(samples=np.ascontiguousarray(wave, dtype=np.float32), sample_rate=self.sample_rate)
+        return {
+            "wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
+            "label": torch.tensor(example.label),
+            "warp": torch.tensor(example.warp_factor, dtype=torch.float32),
+        }
+
+
+class _ClipDataset(Dataset):
+    """Whole held-out clips of real classes, for clip-level validation accuracy."""
+
+    def __init__(self, waves: list[np.ndarray], labels: list[int]) -> None:
+        self.waves = waves
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {"wave": torch.from_numpy(self.waves[index]), "label": torch.tensor(self.labels[index])}
+
+
+class _EpochSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), and tells the dataset which epoch it is."""
+
+    def __init__(self, dataset: _CropDataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
+
+
+class MachineIDDataModule(L.LightningDataModule):
+    """Normal training clips labelled by machine ID, plus warped and mixed synthetic machine instances.
+
+    Args:
+        root: corpus root in a DCASE layout (see `ssad.data.layout.index_root`).
+        machine_types: types to train on; "all" takes every type under `root`.
+        n_warped: synthesized classes made by spectral warping of a real ID (0 = none).
+        n_mixed: synthesized classes made by mixing a fixed pair of real IDs (0 = none).
+        warp_range: range the warp factors are drawn from (log-uniform).
+        min_warp: smallest allowed |factor - 1|.
+        mix_ratio_range: range of the first source's share in a mixed example.
+        mix_within_type: draw mixed pairs within one machine type.
+        crop_frames: log-mel frames of each training crop (the window the network sees).
+        clip_seconds: every clip is cropped or repeated to this length (None = the first clip's length).
+        length_policy: how shorter clips are filled: "repeat" or "zero".
+        features: `LogMel` keyword arguments.
+        batch_size: training batch size.
+        val_fraction: share of each real ID's clips held out for validation (split by clip).
+        augment: cheap waveform augmentation (gain, noise, shift).
+        heavy_augment: also pitch shift and time stretch (slow).
+        examples_per_class: training examples of each synthesized class per epoch (None = the mean
+            number of clips of a real class).
+        num_workers: data loader workers.
+        skip_bad: skip unreadable files (listed in the log) instead of failing.
+        seed: fixes the classes, the split, the crops and the augmentation.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        machine_types: list[str] | str = "all",
+        n_warped: int = 0,
+        n_mixed: int = 0,
+        warp_range: tuple[float, float] = (0.8, 1.25),
+        min_warp: float = 0.04,
+        mix_ratio_range: tuple[float, float] = (0.3, 0.7),
+        mix_within_type: bool = True,
+        crop_frames: int = 64,
+        clip_seconds: float | None = None,
+        length_policy: str = "repeat",
+        features: dict | None = None,
+        batch_size: int = 64,
+        val_fraction: float = 0.1,
+        augment: bool = True,
+        heavy_augment: bool = False,
+        examples_per_class: int | None = None,
+        num_workers: int = 0,
+        skip_bad: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= val_fraction < 1.0:
+            msg = f"val_fraction must be in [0, 1), got {val_fraction}"
+            raise ValueError(msg)
+        if crop_frames < 2:
+            msg = f"crop_frames must be >= 2, got {crop_frames}"
+            raise ValueError(msg)
+        self.save_hyperparameters()
+        self.log_mel = LogMel(**(features or {}))
+        self.class_names: list[str] = []
+        self.synthetic_classes: list[SyntheticClass] = []
+        self._train: _CropDataset | None = None
+        self._val: _ClipDataset | None = None
+
+    @property
+    def feature_params(self) -> dict:
+        """The `LogMel` parameters features are computed with."""
+        return self.log_mel.params
+
+    @property
+    def num_classes(self) -> int:
+        """Real plus synthesized classes (known after `setup`)."""
+        return len(self.class_names)
+
+    @property
+    def machine_types(self) -> list[str]:
+        """The machine types of the real classes (known after `setup`)."""
+        return sorted({name.split("/")[0] for name in self.class_names if "@" not in name and "+" not in name})
+
+    def _select_clips(self) -> list[Clip]:
+        types = None if self.hparams.machine_types in ("all", ["all"]) else self.hparams.machine_types
+        if isinstance(types, str):
+            types = [types]
+        clips = index_root(self.hparams.root, machine_types=types, skip_bad=self.hparams.skip_bad)
+        return select(clips, split="train", label="normal")
+
+    def _first_readable_length(self, clips: list[Clip], rate: int) -> int:
+        """Samples of the first clip that reads (at `rate`): the length every clip is fitted to."""
+        problems = []
+        for clip in clips:
+            try:
+                info = audio_info(clip.path)
+            except BadInputError as error:
+                if not self.hparams.skip_bad:
+                    raise
+                problems += error.problems
+                continue
+            return int(round(info.frames * rate / info.sample_rate))
+        raise BadInputError(problems, header="no readable training clip")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is not None:
+            return
+        hp = self.hparams
+        clips = self._select_clips()
+        rate = self.log_mel.sample_rate
+        num_samples = None if hp.clip_seconds is None else int(round(hp.clip_seconds * rate))
+        if num_samples is None:
+            num_samples = self._first_readable_length(clips, rate)
+        waves, _, kept = read_clips(
+            [c.path for c in clips], skip_bad=hp.skip_bad, progress=True,
+            sample_rate=rate, num_samples=num_samples, length_policy=hp.length_policy,
+        )
+        clips = [clips[i] for i in kept]
+
+        real_names = sorted({class_name(c) for c in clips})
+        by_class: dict[int, list[int]] = {i: [] for i in range(len(real_names))}
+        index_of = {name: i for i, name in enumerate(real_names)}
+        for k, clip in enumerate(clips):
+            by_class[index_of[class_name(clip)]].append(k)
+
+        rng = np.random.default_rng(hp.seed)
+        train_pools: dict[int, tuple[int, ...]] = {}
+        val_waves, val_labels = [], []
+        for label, members in by_class.items():
+            members = list(rng.permutation(members))
+            n_val = int(round(hp.val_fraction * len(members))) if len(members) > 1 else 0
+            train_pools[label] = tuple(int(m) for m in members[n_val:])
+            val_waves += [waves[m] for m in members[:n_val]]
+            val_labels += [label] * n_val
+
+        self.synthetic_classes = plan_synthetic_classes(
+            real_names, hp.n_warped, hp.n_mixed, warp_range=tuple(hp.warp_range), min_warp=hp.min_warp,
+            mix_within_type=hp.mix_within_type, seed=hp.seed,
+        )
+        self.class_names = real_names + [s.name for s in self.synthetic_classes]
+
+        examples = [_Example(label, (pool,)) for label, pool in train_pools.items() for _ in pool]
+        per_class = hp.examples_per_class or max(1, round(len(examples) / max(1, len(real_names))))
+        for offset, synthetic in enumerate(self.synthetic_classes):
+            label = len(real_names) + offset
+            pools = tuple(train_pools[s] for s in synthetic.sources)
+            examples += [_Example(label, pools, synthetic.warp_factor)] * per_class
+
+        augment = _augmenter(hp.heavy_augment, rate) if hp.augment else None
+        crop_samples = self.log_mel.num_samples(hp.crop_frames)
+        self._train = _CropDataset(waves, examples, crop_samples, tuple(hp.mix_ratio_range), augment, rate, hp.seed)
+        self._val = _ClipDataset(val_waves, val_labels)
+        log.info(
+            "machine-ID data: %d real classes, %d warped, %d mixed; %d training examples, %d validation clips",
+            len(real_names), hp.n_warped, hp.n_mixed, len(examples), len(val_waves),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(
+            self._train, batch_size=hp.batch_size, sampler=_EpochSampler(self._train, hp.seed),
+            num_workers=hp.num_workers, drop_last=len(self._train) > hp.batch_size, persistent_workers=False,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self._val, batch_size=max(1, self.hparams.batch_size // 8), num_workers=self.hparams.num_workers)
+
+    def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
+        """Waveforms -> log-mel on the batch's device; warped classes get their spectrum warped first."""
+        self.log_mel.to(batch["wave"].device)
+        spectrogram = self.log_mel.spectrogram(batch["wave"])
+        if "warp" in batch:
+            warp = batch["warp"]
+            to_warp = warp != 1.0
+            if bool(to_warp.any()):
+                spectrogram = spectrogram.clone()
+                spectrogram[to_warp] = warp_frequency(spectrogram[to_warp], warp[to_warp])
+        return {"log_mel": self.log_mel.log_mel_from_spectrogram(spectrogram), "label": batch["label"]}
+
+    def state_dict(self) -> dict:
+        return {"class_names": list(self.class_names)}

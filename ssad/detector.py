@@ -1,0 +1,261 @@
+"""A trained model plus fitted scorers and thresholds: point it at recordings, get scores and decisions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ssad.data.clips import Clip
+from ssad.errors import SsadError
+from ssad.evaluation.report import load_thresholds, save_thresholds
+from ssad.evaluation.thresholds import GammaThreshold
+from ssad.inference import ClipInput, LoadedModel, build_module, load
+from ssad.scoring import Scorer, make_scorer, select_input
+
+__all__ = ["Detector", "DetectionResult", "clip_outputs", "fit_scorers", "load_model_files"]
+
+log = logging.getLogger("ssad")
+
+FORMAT_VERSION = 1
+#: the scorer a detector uses when none is named: the first of these that the model supports
+PREFERRED_SCORERS = ("gaussian", "knn", "softmax")
+
+
+@dataclass
+class DetectionResult:
+    """Scores (higher = more anomalous) and decisions (1 = anomalous) for each input, by one scorer."""
+
+    inputs: list[str]
+    machine_ids: list[str]
+    scores: np.ndarray
+    decisions: np.ndarray
+    scorer: str
+
+    def as_records(self) -> list[dict[str, Any]]:
+        """One dict per input: path (or waveform index), machine, score, decision, scorer."""
+        return [
+            {"path": p, "machine": m, "score": float(s), "decision": int(d), "scorer": self.scorer}
+            for p, m, s, d in zip(self.inputs, self.machine_ids, self.scores, self.decisions, strict=True)
+        ]
+
+
+def clip_key(clip: Clip) -> str:
+    """The id string scorers group by: `<machine_type>/<machine_id>`."""
+    return f"{clip.machine_type}/{clip.machine_id}"
+
+
+def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: str | Path | None = None,
+                 chunk: int = 256, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Clip-level model outputs for many files, plus each clip's mean log-mel (the raw-feature baseline).
+
+    Works through the files in chunks so that memory stays flat; log-mels go through the on-disk cache
+    when `cache_dir` is given.
+    """
+    from functools import partial
+
+    from tqdm import tqdm
+
+    from ssad.data.audio import read_clip
+    from ssad.features import FeatureCache, compute_log_mels
+
+    read = partial(read_clip, sample_rate=model.sample_rate)
+    cache = FeatureCache(cache_dir, model.log_mel.params, {"sample_rate": model.sample_rate}) if cache_dir else None
+    parts: dict[str, list[np.ndarray]] = {}
+    means: list[np.ndarray] = []
+    with tqdm(total=len(paths), desc="scoring clips", unit="clip", disable=not progress) as bar:
+        for start in range(0, len(paths), chunk):
+            batch = list(paths[start : start + chunk])
+            log_mels = compute_log_mels(batch, model.log_mel, read=read, cache=cache, progress=False)
+            tensors = [torch.from_numpy(m) for m in log_mels]
+            for name, value in model.outputs_from_log_mels(tensors).items():
+                parts.setdefault(name, []).append(value)
+            means += [m.mean(axis=1) for m in log_mels]
+            bar.update(len(batch))
+    outputs = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    return outputs, np.stack(means) if means else np.empty((0, model.log_mel.n_mels))
+
+
+def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str],
+                names: Sequence[str] | None = None) -> dict[str, Scorer]:
+    """Fit the named scorers (default: every scorer the model supports) on normal training outputs."""
+    available = dict(type(model.module).default_scorers)
+    names = list(names or available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise SsadError(f"scorer(s) {unknown} do not apply to {type(model.module).__name__}; "
+                        f"available: {sorted(available)}")
+    scorers: dict[str, Scorer] = {}
+    for name in names:
+        spec = dict(available[name])
+        kind = spec.pop("kind")
+        if kind == "softmax":
+            known = set(model.class_names)
+            missing = sorted(set(ids) - known)
+            if missing:
+                log.warning("scorer softmax skipped: machine(s) %s are not classes of the model", missing)
+                continue
+            spec["class_names"] = model.class_names
+        scorer = make_scorer(kind, **spec)
+        scorers[name] = scorer.fit(select_input(scorer, outputs), list(ids))
+    if not scorers:
+        raise SsadError("no scorer could be fitted")
+    return scorers
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    raise SsadError(f"cannot store {type(value).__name__} value {value!r} in a detector's JSON")
+
+
+def load_model_files(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model a detector folder holds (safetensors weights + JSON description)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    try:
+        description = json.loads((directory / "model.json").read_text())
+        state = load_file(directory / "model.safetensors")
+    except (OSError, ValueError) as error:
+        raise SsadError(f"{directory}: not a saved ssad detector ({error})") from None
+    module = build_module(description["metadata"], description["hyper_parameters"], state)
+    return LoadedModel(module, description["metadata"], device)
+
+
+class Detector:
+    """Model + fitted scorers + per-ID thresholds. Build with `Detector.fit(run, train_root)`.
+
+    Attributes:
+        model: the loaded network with its features.
+        scorers: fitted scorers by name.
+        thresholds: a fitted `GammaThreshold` per scorer.
+        default_scorer: the scorer `score` uses when none is named.
+    """
+
+    def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, GammaThreshold],
+                 default_scorer: str | None = None) -> None:
+        self.model = model
+        self.scorers = dict(scorers)
+        self.thresholds = dict(thresholds)
+        preferred = [n for n in PREFERRED_SCORERS if n in self.scorers]
+        self.default_scorer = default_scorer or (preferred[0] if preferred else next(iter(self.scorers)))
+        if self.default_scorer not in self.scorers:
+            raise SsadError(f"default scorer {self.default_scorer!r} is not one of {sorted(self.scorers)}")
+
+    @property
+    def machine_ids(self) -> list[str]:
+        """The machines (`type/id`) the detector knows."""
+        return sorted(self.thresholds[self.default_scorer].threshold_)
+
+    @classmethod
+    def from_outputs(cls, model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str], *,
+                     scorers: Sequence[str] | None = None, percentile: float = 0.9) -> Detector:
+        """Fit scorers and thresholds on already computed training outputs."""
+        fitted = fit_scorers(model, outputs, ids, scorers)
+        thresholds = {}
+        for name, scorer in fitted.items():
+            # train_scores_ are leave-one-out where it matters (kNN): re-scoring the training clips would not be
+            thresholds[name] = GammaThreshold(percentile).fit(scorer.train_scores_, list(ids))
+        return cls(model, fitted, thresholds)
+
+    @classmethod
+    def fit(cls, run: str | Path, train_root: str | Path, *, scorers: Sequence[str] | None = None,
+            percentile: float = 0.9, machine_types: Sequence[str] | None = None, device: str = "cpu",
+            cache_dir: str | Path | None = None, skip_bad: bool = False, progress: bool = False) -> Detector:
+        """Load a run, embed the normal training clips under `train_root`, fit scorers and thresholds."""
+        from ssad.data.layout import index_root, select
+
+        model = load(run, device=device)
+        clips = select(index_root(train_root, machine_types=machine_types, skip_bad=skip_bad),
+                       split="train", label="normal")
+        if not clips:
+            raise SsadError(f"{train_root}: no normal training clips to fit the detector on")
+        outputs, _ = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
+        return cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers, percentile=percentile)
+
+    def _machine_ids(self, inputs: list[ClipInput], machine_ids: str | Sequence[str] | None) -> list[str]:
+        from ssad.data.layout import parse_clip_name
+
+        if isinstance(machine_ids, str):
+            return [machine_ids] * len(inputs)
+        if machine_ids is not None:
+            if len(machine_ids) != len(inputs):
+                raise SsadError(f"{len(machine_ids)} machine ids for {len(inputs)} inputs")
+            return list(machine_ids)
+        known = self.machine_ids
+        result = []
+        for item in inputs:
+            clip = parse_clip_name(Path(item)) if isinstance(item, (str, Path)) else None
+            if clip is not None:
+                result.append(clip_key(clip))
+            elif len(known) == 1:
+                result.append(known[0])
+            else:
+                where = str(item) if isinstance(item, (str, Path)) else "a waveform"
+                raise SsadError(f"{where}: cannot tell which machine it is from its name; "
+                                f"pass machine_ids (one of {known})")
+        return result
+
+    def score(self, inputs: ClipInput | Sequence[ClipInput], machine_ids: str | Sequence[str] | None = None, *,
+              scorer: str | None = None, sample_rate: int | None = None) -> DetectionResult:
+        """Score recordings (paths or waveforms); machines come from file names unless `machine_ids` is given."""
+        name = scorer or self.default_scorer
+        if name not in self.scorers:
+            raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(self.scorers)}")
+        single = isinstance(inputs, (str, Path)) or getattr(inputs, "ndim", None) == 1
+        items = [inputs] if single else list(inputs)
+        ids = self._machine_ids(items, machine_ids)
+        unknown = sorted(set(ids) - set(self.machine_ids))
+        if unknown:
+            raise SsadError(f"machine(s) {unknown} unknown to this detector; it knows {self.machine_ids}")
+        outputs = self.model.outputs(items, sample_rate=sample_rate)
+        chosen = self.scorers[name]
+        scores = chosen.score(select_input(chosen, outputs), ids)
+        decisions = self.thresholds[name].decide(scores, ids)
+        labels = [str(i) if isinstance(i, (str, Path)) else f"waveform[{k}]" for k, i in enumerate(items)]
+        return DetectionResult(labels, ids, np.asarray(scores, dtype=np.float64), np.asarray(decisions), name)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        module = self.model.module
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, directory / "model.safetensors")
+        description = {"metadata": _jsonable(self.model.metadata), "hyper_parameters": _jsonable(dict(module.hparams))}
+        (directory / "model.json").write_text(json.dumps(description, indent=2))
+        for name, scorer in self.scorers.items():
+            scorer.save(directory / "scorers" / name)
+        save_thresholds(self.thresholds, directory / "thresholds.json")
+        manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
+                    "scorers": list(self.scorers)}
+        (directory / "detector.json").write_text(json.dumps(manifest, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> Detector:
+        """Read a detector written by `save`; never unpickles anything."""
+        directory = Path(directory)
+        manifest_path = directory / "detector.json"
+        if not manifest_path.is_file():
+            raise SsadError(f"{directory}: not a saved ssad detector (no detector.json)")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise SsadError(f"{directory}: detector format {manifest.get('format_version')} is not {FORMAT_VERSION}")
+        model = load_model_files(directory, device)
+        scorers = {name: Scorer.load(directory / "scorers" / name) for name in manifest["scorers"]}
+        thresholds = load_thresholds(directory / "thresholds.json")
+        return cls(model, scorers, thresholds, manifest["default_scorer"])

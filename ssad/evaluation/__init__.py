@@ -1,0 +1,56 @@
+"""Evaluation: score tables, DCASE AUC/pAUC, decision thresholds, the challenge's files, reports and plots."""
+
+from __future__ import annotations
+
+from ssad.evaluation.files import (
+    RESULTS_HEADER,
+    anomaly_score_name,
+    decision_result_name,
+    results_markdown,
+    write_challenge_files,
+    write_results,
+)
+from ssad.evaluation.metrics import (
+    MEAN_ID,
+    ResultRow,
+    Summary,
+    auc_pauc,
+    binary_labels,
+    decision_metrics,
+    evaluate,
+    harmonic_mean,
+    summarize,
+)
+from ssad.evaluation.plots import plot_histograms, plot_roc, plot_tsne_pair
+from ssad.evaluation.report import load_thresholds, save_thresholds, write_evaluation
+from ssad.evaluation.table import COLUMNS, ScoreTable, ensemble_tables, machine_key
+from ssad.evaluation.thresholds import GammaThreshold
+
+__all__ = [
+    "ScoreTable",
+    "COLUMNS",
+    "machine_key",
+    "ensemble_tables",
+    "ResultRow",
+    "Summary",
+    "MEAN_ID",
+    "auc_pauc",
+    "binary_labels",
+    "harmonic_mean",
+    "evaluate",
+    "summarize",
+    "decision_metrics",
+    "GammaThreshold",
+    "RESULTS_HEADER",
+    "anomaly_score_name",
+    "decision_result_name",
+    "write_challenge_files",
+    "write_results",
+    "results_markdown",
+    "plot_roc",
+    "plot_histograms",
+    "plot_tsne_pair",
+    "write_evaluation",
+    "save_thresholds",
+    "load_thresholds",
+]

@@ -1,0 +1,94 @@
+"""One call from score tables to everything an evaluation leaves on disk: challenge files, thresholds, results, plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ssad.errors import SsadError
+from ssad.evaluation.files import write_challenge_files, write_results
+from ssad.evaluation.metrics import ResultRow, evaluate
+from ssad.evaluation.plots import plot_histograms, plot_roc, safe_name
+from ssad.evaluation.table import ScoreTable
+from ssad.evaluation.thresholds import GammaThreshold
+
+__all__ = ["write_evaluation", "load_thresholds", "save_thresholds"]
+
+logger = logging.getLogger(__name__)
+
+
+def save_thresholds(thresholds: Mapping[str, GammaThreshold], path: str | Path) -> Path:
+    """Write scorer -> fitted `GammaThreshold` as one JSON object."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {scorer: thr.to_dict() for scorer, thr in thresholds.items()}
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_thresholds(path: str | Path) -> dict[str, GammaThreshold]:
+    """Read scorer -> `GammaThreshold` written by `save_thresholds` / `write_evaluation`."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SsadError(f"{path}: cannot read thresholds: {err}") from None
+    if not isinstance(doc, dict):
+        raise SsadError(f"{path}: expected a JSON object scorer -> thresholds")
+    return {str(scorer): GammaThreshold.from_dict(d) for scorer, d in doc.items()}
+
+
+def write_evaluation(
+    train: ScoreTable,
+    test: ScoreTable,
+    out_dir: str | Path,
+    *,
+    percentile: float = 0.9,
+    plots: bool = True,
+    max_fpr: float = 0.1,
+    thresholds: Mapping[str, GammaThreshold] | None = None,
+) -> list[ResultRow]:
+    """Evaluate every scorer in `test` and write the results into `out_dir`; returns the result rows.
+
+    Per scorer a `GammaThreshold` is fitted on its rows of `train` (normal training scores; or taken from
+    `thresholds`), test clips are decided, and `out_dir/<scorer>/` receives the challenge's
+    ``anomaly_score_*``/``decision_result_*`` files. `out_dir` gets ``scores.csv`` (train + test rows),
+    ``thresholds.json``, ``results.csv``/``results.md`` (labelled test clips only; precision/recall/F1 of
+    the decisions included) and, if `plots`, ROC curves and score histograms in ``plots/``.
+    """
+    out_dir = Path(out_dir)
+    scorers = test.scorers
+    if not scorers:
+        raise ValueError("the test table is empty; nothing to evaluate")
+    folders = {s: safe_name(s) for s in scorers}
+    if len(set(folders.values())) < len(folders):
+        raise ValueError(f"scorer names {scorers} collide once made safe for folder names: {folders}")
+    fitted: dict[str, GammaThreshold] = {}
+    decisions = np.zeros(len(test), dtype=np.int64)
+    for scorer in scorers:
+        if thresholds is not None and scorer in thresholds:
+            fitted[scorer] = thresholds[scorer]
+        else:
+            tr = train.filter(scorer=scorer)
+            if not len(tr):
+                raise ValueError(
+                    f"no training scores for scorer {scorer!r}; the train table has {train.scorers}"
+                )
+            fitted[scorer] = GammaThreshold(percentile).fit(tr.score, tr.ids)
+        sel = test.scorer == scorer
+        part = test.take(sel)
+        decisions[sel] = fitted[scorer].decide(part.score, part.ids)
+        write_challenge_files(part, out_dir / folders[scorer], decisions[sel])
+    save_thresholds(fitted, out_dir / "thresholds.json")
+    ScoreTable.concat([train, test]).to_csv(out_dir / "scores.csv")
+    rows = evaluate(test, decisions=decisions, max_fpr=max_fpr)
+    write_results(rows, out_dir)
+    if plots:
+        plot_roc(test, out_dir / "plots", max_fpr=max_fpr)
+        plot_histograms(test, fitted, out_dir / "plots")
+    logger.info("evaluation of %d scorer(s) written to %s", len(scorers), out_dir)
+    return rows

@@ -1,0 +1,186 @@
+"""Decision thresholds per machine ID from a gamma fit to the normal training scores, as the DCASE 2021+ baselines set them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ssad.errors import SsadError
+from ssad.evaluation.metrics import decision_metrics
+from ssad.scoring.base import check_ids, check_known_ids, group_indices
+
+__all__ = ["GammaThreshold", "decision_metrics"]
+
+logger = logging.getLogger(__name__)
+
+_MIN_FIT = 5
+_NAN = float("nan")
+
+
+def _gamma_threshold(scores: np.ndarray, percentile: float) -> tuple[float, list[float] | None]:
+    """Threshold at `percentile` of a gamma fitted to `scores`, and [shape, loc, scale]; (NaN, None) if no fit is usable.
+
+    Two fits are tried and the one closer to the data (Kolmogorov-Smirnov) is kept: a free-location fit on
+    standardised scores (right for bell-shaped scores far from zero, e.g. Mahalanobis distances or NLLs)
+    and a fit on scores shifted so the lowest maps to a small positive value (right for skewed scores near
+    their lower bound). A fit farther from the data than `_max_ks`, or whose threshold leaves a share of
+    the training scores above it far from 1 - percentile, is rejected.
+    """
+    lo, hi = float(scores.min()), float(scores.max())
+    spread = hi - lo
+    if scores.size < _MIN_FIT or not spread > 1e-12 * max(1.0, abs(hi)):
+        return _NAN, None
+    center, sd = float(scores.mean()), float(scores.std())
+    shift = lo - 0.01 * spread
+    best: tuple[float, float, list[float]] | None = None
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        for attempt in ("free_loc", "shifted"):
+            try:
+                if attempt == "free_loc":
+                    a, loc, scale = stats.gamma.fit((scores - center) / sd)
+                    loc, scale = loc * sd + center, scale * sd
+                else:
+                    a, _, scale = stats.gamma.fit(scores - shift, floc=0.0)
+                    loc = shift
+                params = [float(a), float(loc), float(scale)]
+                if not all(math.isfinite(v) for v in params) or params[0] <= 0 or params[2] <= 0:
+                    continue
+                t = float(stats.gamma.ppf(percentile, *params))
+                ks = float(stats.kstest(scores, "gamma", args=tuple(params)).statistic)
+            except (ValueError, RuntimeError, FloatingPointError, OverflowError):
+                continue
+            if math.isfinite(t) and math.isfinite(ks) and (best is None or ks < best[0]):
+                best = (ks, t, params)
+    if best is None or best[0] > _max_ks(scores.size):
+        return _NAN, None
+    # the tail matters most: the threshold must leave about 1 - percentile of the training scores above it
+    above = float(np.mean(scores > best[1]))
+    n = scores.size
+    if abs(above - (1 - percentile)) > 3 * math.sqrt(percentile * (1 - percentile) / n) + 1 / n:
+        return _NAN, None
+    return best[1], best[2]
+
+
+def _max_ks(n: int) -> float:
+    """Largest Kolmogorov-Smirnov distance accepted: the 1% critical value, but never below 0.1."""
+    return max(0.1, 1.63 / math.sqrt(n))
+
+
+class GammaThreshold(BaseEstimator):
+    """Per machine ID, the `percentile` point of a gamma distribution fitted to the normal training scores.
+
+    The gamma's location is fitted too (scores may be negative or tiny, e.g. log-likelihoods): of a
+    free-location fit and a fit with the lowest score shifted to a small positive value, the one closer to
+    the data is kept; when neither fits (too few or constant scores, or a tail a gamma cannot follow), the
+    empirical quantile is used with a logged warning.
+
+    Fitted attributes: `threshold_` (id -> threshold), `gamma_params_` (id -> [shape, loc, scale] or None
+    where the empirical quantile was used).
+    """
+
+    def __init__(self, percentile: float = 0.9) -> None:
+        self.percentile = percentile
+
+    def fit(self, train_scores: Any, ids: Sequence[str]) -> GammaThreshold:
+        """Fit one gamma per ID to the normal training scores and keep its `percentile` point as the threshold."""
+        if (
+            isinstance(self.percentile, bool)
+            or not isinstance(self.percentile, (int, float))
+            or not 0 < self.percentile < 1
+        ):
+            raise ValueError(f"percentile={self.percentile!r} must be a number strictly between 0 and 1")
+        scores = np.asarray(train_scores, dtype=np.float64)
+        if scores.ndim != 1 or not np.all(np.isfinite(scores)):
+            raise ValueError(f"train_scores must be 1-D and finite, got shape {scores.shape}")
+        groups = group_indices(check_ids(ids, len(scores)))
+        if not groups:
+            raise ValueError("no training scores to fit thresholds on")
+        self.threshold_: dict[str, float] = {}
+        self.gamma_params_: dict[str, list[float] | None] = {}
+        for name, idx in groups.items():
+            s = scores[idx]
+            t, params = _gamma_threshold(s, float(self.percentile))
+            if params is None:
+                t = float(np.quantile(s, self.percentile))
+                logger.warning(
+                    "gamma fit failed for %s (%d training scores); using the empirical %.3g quantile %.6g",
+                    name,
+                    s.size,
+                    self.percentile,
+                    t,
+                )
+            self.threshold_[name] = t
+            self.gamma_params_[name] = params
+        return self
+
+    def decide(self, scores: Any, ids: Sequence[str]) -> np.ndarray:
+        """(n,) int decisions, 1 = anomalous (score above its ID's threshold), 0 = normal."""
+        check_is_fitted(self, "threshold_")
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.ndim != 1:
+            raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
+        ids = check_ids(ids, len(scores))
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        check_known_ids(uniq.tolist(), list(self.threshold_))
+        thresholds = np.array([self.threshold_[u] for u in uniq.tolist()], dtype=np.float64)[inverse]
+        return (scores > thresholds).astype(np.int64)
+
+    def fit_decide(
+        self, train_scores: Any, train_ids: Sequence[str], scores: Any, ids: Sequence[str]
+    ) -> np.ndarray:
+        """`fit` on the training scores, then `decide` on `scores`."""
+        return self.fit(train_scores, train_ids).decide(scores, ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: the percentile, each ID's threshold and gamma parameters."""
+        check_is_fitted(self, "threshold_")
+        return {
+            "class": type(self).__name__,
+            "percentile": float(self.percentile),
+            "thresholds": dict(self.threshold_),
+            "gamma_params": dict(self.gamma_params_),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GammaThreshold:
+        """Rebuild from `to_dict` output."""
+        if not isinstance(data, Mapping) or data.get("class") != cls.__name__:
+            raise SsadError(f"not a saved {cls.__name__}: expected a JSON object with class={cls.__name__!r}")
+        try:
+            out = cls(float(data["percentile"]))
+            out.threshold_ = {str(k): float(v) for k, v in data["thresholds"].items()}
+            params = data.get("gamma_params") or {}
+            out.gamma_params_ = {
+                k: (None if params.get(k) is None else [float(v) for v in params[k]]) for k in out.threshold_
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise SsadError(f"saved {cls.__name__} is malformed: {err!r}") from None
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write the thresholds as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> GammaThreshold:
+        """Read thresholds written by `save`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SsadError(f"{path}: cannot read thresholds: {err}") from None
+        return cls.from_dict(data)

@@ -1,0 +1,297 @@
+"""Log-mel spectrograms: the one place where ssad turns waveforms into the features every model sees."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ssad.errors import BadInputError
+
+__all__ = ["LogMel", "sliding_windows", "FeatureCache", "compute_log_mels"]
+
+# The field's common setting (DCASE 2020 baseline, STgram-MFN): 128 mels, n_fft 1024, hop 512.
+DEFAULT_SAMPLE_RATE = 16000
+DEFAULT_N_FFT = 1024
+DEFAULT_HOP_LENGTH = 512
+DEFAULT_N_MELS = 128
+
+
+class LogMel(nn.Module):
+    """Waveform batch -> log-mel batch, on whatever device the module and input live on.
+
+    Split in two steps (`spectrogram`, then `log_mel_from_spectrogram`) so that a transform of the
+    linear-frequency spectrum, such as the spectral warping of synthesized machine instances, can
+    sit between them.
+
+    Args:
+        sample_rate: rate of the input waveforms in Hz.
+        n_fft: FFT size; the window length too.
+        hop_length: samples between frames.
+        n_mels: mel bands.
+        power: exponent of the magnitude (2 = power spectrum).
+        log_floor: added before the logarithm so that silence stays finite.
+        f_min: lowest mel filter edge in Hz.
+        f_max: highest mel filter edge in Hz (None = Nyquist).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
+        n_fft: int = DEFAULT_N_FFT,
+        hop_length: int = DEFAULT_HOP_LENGTH,
+        n_mels: int = DEFAULT_N_MELS,
+        power: float = 2.0,
+        log_floor: float = 1e-10,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+    ) -> None:
+        super().__init__()
+        if n_fft <= 0 or hop_length <= 0 or n_mels <= 0 or sample_rate <= 0:
+            msg = f"sample_rate, n_fft, hop_length and n_mels must be positive, got {sample_rate}, {n_fft}, {hop_length}, {n_mels}"
+            raise ValueError(msg)
+        if power <= 0 or log_floor <= 0:
+            msg = f"power and log_floor must be positive, got power={power}, log_floor={log_floor}"
+            raise ValueError(msg)
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.power = power
+        self.log_floor = log_floor
+        self.f_min = f_min
+        self.f_max = f_max
+        self.stft_power = torchaudio.transforms.Spectrogram(n_fft=n_fft, hop_length=hop_length, power=power)
+        self.mel_scale = torchaudio.transforms.MelScale(
+            n_mels=n_mels, sample_rate=sample_rate, f_min=f_min, f_max=f_max, n_stft=n_fft // 2 + 1
+        )
+
+    @property
+    def params(self) -> dict:
+        """The parameters that define these features (to store beside a model or key a cache)."""
+        return {
+            "sample_rate": self.sample_rate,
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "n_mels": self.n_mels,
+            "power": self.power,
+            "log_floor": self.log_floor,
+            "f_min": self.f_min,
+            "f_max": self.f_max,
+        }
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames that `forward` gives for a waveform of `num_samples` samples (centred STFT)."""
+        return num_samples // self.hop_length + 1
+
+    def num_samples(self, num_frames: int) -> int:
+        """Samples needed for exactly `num_frames` frames."""
+        return (num_frames - 1) * self.hop_length
+
+    def spectrogram(self, waveform: Tensor) -> Tensor:
+        """(..., samples) -> (..., n_fft // 2 + 1, frames) magnitude to the configured power."""
+        return self.stft_power(waveform)
+
+    def log_mel_from_spectrogram(self, spectrogram: Tensor) -> Tensor:
+        """(..., freq, frames) -> (..., n_mels, frames) log-mel, as the DCASE baseline: 20/power * log10."""
+        mel = self.mel_scale(spectrogram)
+        return (20.0 / self.power) * torch.log10(mel + self.log_floor)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """(..., samples) -> (..., n_mels, frames)."""
+        return self.log_mel_from_spectrogram(self.spectrogram(waveform))
+
+
+def sliding_windows(log_mel: Tensor, window: int, hop: int) -> Tensor:
+    """(n_mels, frames) -> (windows, n_mels, window): every `hop`-th window of `window` frames.
+
+    A clip shorter than one window is padded by repeating it, so every clip yields at least one window.
+    """
+    if window <= 0 or hop <= 0:
+        msg = f"window and hop must be positive, got window={window}, hop={hop}"
+        raise ValueError(msg)
+    frames = log_mel.shape[-1]
+    if frames < window:
+        repeats = -(-window // frames)
+        log_mel = log_mel.repeat(1, repeats)[:, :window]
+    return log_mel.unfold(-1, window, hop).permute(1, 0, 2).contiguous()
+
+
+# Bump when the stored array format or the meaning of a cached entry changes: every old entry then misses.
+FEATURE_CACHE_FORMAT = 1
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+def _canonical(value: object, where: str) -> object:
+    """`value` as plain JSON data, numbers as floats, so equal settings hash equally (2 and 2.0 alike)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    msg = f"{where} must be JSON-like (None, bool, number, str, list, dict), got {type(value).__name__}: {value!r}"
+    raise ValueError(msg)
+
+
+class FeatureCache:
+    """On-disk cache of per-file feature arrays (one `.npy` each), so repeated runs skip decoding and the STFT.
+
+    An entry's key is the sha256 of the canonical JSON of (`feature_params`, `read_params`, format version)
+    followed by the file's bytes: a changed parameter or a changed file misses, while an identical file
+    under another name or folder hits. Entries are written to a temporary file and renamed into place, and
+    an entry that cannot be loaded counts as a miss, so an interrupted run never leaves a bad hit behind.
+
+    Args:
+        directory: where entries live (created as needed), as `<directory>/<key[:2]>/<key>.npy`.
+        feature_params: what defines the features, e.g. `LogMel.params`.
+        read_params: what defines the waveform read from a file (sample rate, length, length policy).
+    """
+
+    def __init__(self, directory: str | Path, feature_params: dict, read_params: dict | None = None) -> None:
+        if not isinstance(feature_params, dict) or not (read_params is None or isinstance(read_params, dict)):
+            msg = f"feature_params and read_params must be dicts, got {type(feature_params).__name__} and {type(read_params).__name__}"
+            raise ValueError(msg)
+        self.directory = Path(directory)
+        self.feature_params = dict(feature_params)
+        self.read_params = dict(read_params or {})
+        spec = {
+            "format": FEATURE_CACHE_FORMAT,
+            "features": _canonical(self.feature_params, "feature_params"),
+            "read": _canonical(self.read_params, "read_params"),
+        }
+        canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        self._params_digest = hashlib.sha256(canonical.encode()).digest()
+
+    def key(self, path: str | Path) -> str:
+        """The entry key of `path` under this cache's parameters (reads the file once)."""
+        digest = hashlib.sha256(self._params_digest)
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(_HASH_CHUNK_BYTES):
+                    digest.update(chunk)
+        except OSError as error:
+            raise BadInputError(
+                [(path, f"cannot read: {error.strerror or error}")], header="feature cache"
+            ) from error
+        return digest.hexdigest()
+
+    def entry_path(self, key: str) -> Path:
+        """Where the entry for `key` is stored."""
+        return self.directory / key[:2] / f"{key}.npy"
+
+    def get(self, path: str | Path, *, key: str | None = None) -> np.ndarray | None:
+        """The cached float32 array for `path`, or None on a miss (a corrupt entry is removed and misses)."""
+        entry = self.entry_path(key or self.key(path))
+        if not entry.is_file():
+            return None
+        try:
+            array = np.load(entry, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            array = None
+        if not isinstance(array, np.ndarray) or array.dtype != np.float32:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            return None
+        return array
+
+    def put(self, path: str | Path, array: np.ndarray, *, key: str | None = None) -> Path:
+        """Store `array` (as float32) as the entry for `path`, atomically; return the entry's path."""
+        entry = self.entry_path(key or self.key(path))
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        data = np.ascontiguousarray(array, dtype=np.float32)
+        fd, tmp = tempfile.mkstemp(prefix=f".{entry.stem}.", suffix=".tmp", dir=entry.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, data, allow_pickle=False)
+            os.replace(tmp, entry)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return entry
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a module with neither)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def compute_log_mels(
+    paths: Sequence[str | Path],
+    log_mel: LogMel,
+    *,
+    read: Callable[[Path], np.ndarray],
+    cache: FeatureCache | None = None,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> list[np.ndarray]:
+    """Log-mel spectrograms, (n_mels, frames) float32, one per path in order; cache hits skip reading.
+
+    Misses are read with `read` (a 1-D waveform per file) and pushed through `log_mel` on `device`
+    (default: where `log_mel` already lives) in batches of waveforms of equal length; at most a few
+    batches' worth of waveforms are held at once, whatever the number of paths.
+    """
+    if batch_size < 1:
+        msg = f"batch_size must be a positive integer, got {batch_size!r}"
+        raise ValueError(msg)
+    paths = [Path(p) for p in paths]
+    target = torch.device(device) if device is not None else _module_device(log_mel)
+    log_mel.to(target)
+    results: list[np.ndarray | None] = [None] * len(paths)
+    keys: list[str | None] = [None] * len(paths)
+    pending: dict[int, list[tuple[int, np.ndarray]]] = {}
+    max_pending = 4 * batch_size
+
+    with tqdm(total=len(paths), desc="log-mel", unit="clip", disable=not progress) as bar:
+
+        def flush(length: int) -> None:
+            items = pending.pop(length)
+            batch = torch.from_numpy(np.stack([wave for _, wave in items])).to(target)
+            with torch.no_grad():
+                features = log_mel(batch).float().cpu().numpy()
+            for (index, _), feature in zip(items, features, strict=True):
+                result = feature.copy()
+                results[index] = result
+                if cache is not None:
+                    cache.put(paths[index], result, key=keys[index])
+            bar.update(len(items))
+
+        for index, path in enumerate(paths):
+            if cache is not None:
+                keys[index] = cache.key(path)
+                hit = cache.get(path, key=keys[index])
+                if hit is not None:
+                    results[index] = hit
+                    bar.update(1)
+                    continue
+            wave = np.asarray(read(path), dtype=np.float32)
+            if wave.ndim != 1 or wave.size == 0:
+                msg = f"read({path}) must return a non-empty 1-D waveform, got shape {wave.shape}"
+                raise ValueError(msg)
+            bucket = pending.setdefault(wave.shape[0], [])
+            bucket.append((index, wave))
+            if len(bucket) >= batch_size:
+                flush(wave.shape[0])
+            elif sum(len(b) for b in pending.values()) > max_pending:
+                flush(max(pending, key=lambda length: len(pending[length])))
+        for length in list(pending):
+            flush(length)
+    return results  # type: ignore[return-value]

@@ -1,0 +1,192 @@
+"""Load a trained ssad model and run it on recordings: clip-level embeddings and per-clip model outputs."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ssad.errors import SsadError
+from ssad.features import LogMel, sliding_windows
+from ssad.models.base import CHECKPOINT_KEY, SsadModule
+
+__all__ = ["LoadedModel", "load", "read_checkpoint", "resolve_checkpoint"]
+
+ClipInput = str | Path | np.ndarray | Tensor
+
+
+def resolve_checkpoint(source: str | Path) -> Path:
+    """A checkpoint file, or a run folder's best checkpoint (else its last one)."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise SsadError(f"{path}: no such run folder or checkpoint")
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    last = folder / "last.ckpt"
+    if last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        for key, value in state.get("callbacks", {}).items():
+            best = value.get("best_model_path") if "ModelCheckpoint" in key and isinstance(value, dict) else None
+            if best and Path(best).is_file():
+                return Path(best)
+    candidates = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if candidates:
+        return candidates[-1]
+    if last.is_file():
+        return last
+    found = sorted(path.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if found:
+        return found[-1]
+    raise SsadError(f"{path}: no checkpoint (*.ckpt) in this run folder")
+
+
+def read_checkpoint(source: str | Path) -> dict[str, Any]:
+    """Read a checkpoint without unpickling arbitrary objects (`weights_only=True`)."""
+    path = resolve_checkpoint(source)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError and friends with long messages
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SsadError(f"{path}: not a loadable ssad checkpoint ({first})") from None
+
+
+def _model_class(dotted: str) -> type[SsadModule]:
+    """Import a model class by name, only from inside ssad and only an SsadModule."""
+    module_name, _, class_name = dotted.rpartition(".")
+    if not module_name.startswith("ssad."):
+        raise SsadError(f"refusing to load model class {dotted!r}: not an ssad model")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, SsadModule)):
+        raise SsadError(f"refusing to load model class {dotted!r}: not an ssad model")
+    return cls
+
+
+def _is_single(inputs: object) -> bool:
+    """One clip (a path or a 1-D waveform) rather than a list or a 2-D batch."""
+    return isinstance(inputs, (str, Path)) or getattr(inputs, "ndim", None) == 1
+
+
+class LoadedModel:
+    """A trained model with its feature front-end: recordings in, clip-level outputs out.
+
+    Clip-level outputs are means over sliding windows of the model's input size. Build it with `load`.
+    """
+
+    def __init__(self, module: SsadModule, metadata: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        self.module = module.eval()
+        self.metadata = metadata
+        self.log_mel = LogMel(**metadata["feature_params"])
+        self.window_frames = int(metadata["window_frames"])
+        self.window_hop = int(metadata["window_hop"])
+        self.to(device)
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate waveforms must have (paths are resampled to it when read)."""
+        return self.log_mel.sample_rate
+
+    @property
+    def class_names(self) -> list[str]:
+        """Classes of a classifier's head; empty for other models."""
+        return list(self.metadata.get("class_names") or [])
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return next(self.module.parameters()).device
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        """Move the model and its features to `device` ("auto" = GPU when there is one)."""
+        if str(device) == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.module.to(device)
+        self.log_mel.to(device)
+        return self
+
+    def _waveforms(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None) -> tuple[list[Tensor], bool]:
+        """Normalise the accepted inputs to a list of 1-D waveforms; also say whether one clip was given."""
+        from ssad.data.audio import read_clip
+
+        single = _is_single(inputs)
+        items = [inputs] if single else list(inputs)
+        waves = []
+        for item in items:
+            if isinstance(item, (str, Path)):
+                wave = torch.from_numpy(read_clip(item, sample_rate=self.sample_rate))
+            else:
+                wave = torch.as_tensor(item, dtype=torch.float32)
+                if wave.ndim != 1:
+                    raise SsadError(f"a waveform must be 1-D (samples), got shape {tuple(wave.shape)}")
+                if sample_rate is not None and sample_rate != self.sample_rate:
+                    import torchaudio
+
+                    wave = torchaudio.functional.resample(wave, sample_rate, self.sample_rate)
+            waves.append(wave)
+        return waves, single
+
+    @torch.no_grad()
+    def log_mels(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None = None) -> list[Tensor]:
+        """Log-mel (n_mels, frames) of each input, on the model's device."""
+        waves, _ = self._waveforms(inputs, sample_rate)
+        return [self.log_mel(w.to(self.device)) for w in waves]
+
+    @torch.no_grad()
+    def outputs_from_log_mels(self, log_mels: Sequence[Tensor], batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Clip-level model outputs: each window output averaged over the clip's sliding windows."""
+        windows = [sliding_windows(m.to(self.device), self.window_frames, self.window_hop) for m in log_mels]
+        counts = [len(w) for w in windows]
+        stacked = torch.cat(windows) if windows else torch.empty(0)
+        parts: dict[str, list[Tensor]] = {}
+        for start in range(0, len(stacked), batch_size):
+            for name, value in self.module.window_outputs(stacked[start : start + batch_size]).items():
+                parts.setdefault(name, []).append(value.float())
+        result = {}
+        for name, chunks in parts.items():
+            per_window = torch.cat(chunks)
+            per_clip = [chunk.mean(0) for chunk in torch.split(per_window, counts)]
+            result[name] = torch.stack(per_clip).cpu().numpy()
+        return result
+
+    def outputs(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None = None,
+                batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Clip-level outputs (e.g. "embedding", "neg_log_prob", "anomaly_score") for each input."""
+        return self.outputs_from_log_mels(self.log_mels(inputs, sample_rate), batch_size)
+
+    def embed(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None = None,
+              batch_size: int = 256) -> np.ndarray:
+        """Clip-level embeddings: (dim,) for one path or 1-D waveform, (n, dim) for a list or a 2-D batch."""
+        if "embedding" not in self.module.output_names:
+            raise SsadError(f"{type(self.module).__name__} gives no embeddings (outputs: {self.module.output_names})")
+        embeddings = self.outputs(inputs, sample_rate, batch_size)["embedding"]
+        return embeddings[0] if _is_single(inputs) else embeddings
+
+
+def build_module(metadata: dict[str, Any], hyper_parameters: dict[str, Any], state_dict: dict[str, Tensor]) -> SsadModule:
+    """Rebuild a model from what a checkpoint or a saved detector holds."""
+    cls = _model_class(metadata["model_class"])
+    hparams = {k: v for k, v in hyper_parameters.items() if not k.startswith("_")}
+    hparams.pop("init_from", None)
+    module = cls(**hparams)
+    module.load_state_dict(state_dict)
+    return module
+
+
+def load(source: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a run folder (its best, else last, checkpoint), a checkpoint file, or a saved detector's model."""
+    path = Path(source)
+    if (path / "model.safetensors").is_file():
+        from ssad.detector import load_model_files
+
+        return load_model_files(path, device)
+    checkpoint = read_checkpoint(path)
+    metadata = checkpoint.get(CHECKPOINT_KEY)
+    if not metadata:
+        raise SsadError(f"{resolve_checkpoint(path)}: not an ssad checkpoint (no '{CHECKPOINT_KEY}' metadata)")
+    module = build_module(metadata, checkpoint.get("hyper_parameters", {}), checkpoint["state_dict"])
+    return LoadedModel(module, metadata, device)

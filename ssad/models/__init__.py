@@ -1,0 +1,21 @@
+"""Models: the machine-ID classifier, Group MADE and the DCASE 2020 baseline autoencoder."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["MachineIDClassifier", "GroupMADEModule", "BaselineAutoencoderModule"]
+
+_WHERE = {
+    "MachineIDClassifier": "ssad.models.classifier.lightning_model",
+    "GroupMADEModule": "ssad.models.made.lightning_model",
+    "BaselineAutoencoderModule": "ssad.models.autoencoder.lightning_model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that the plain networks import without Lightning.
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'ssad.models' has no attribute {name!r}")

@@ -1,0 +1,55 @@
+"""What every ssad model shares: per-window outputs for scoring, and the metadata a checkpoint needs to be used alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from torch import Tensor
+
+__all__ = ["SsadModule", "CHECKPOINT_KEY"]
+
+#: Key under which a checkpoint stores what `ssad.load` needs beside the weights and hyper-parameters.
+CHECKPOINT_KEY = "ssad"
+
+
+class SsadModule(L.LightningModule):
+    """Base of every ssad LightningModule.
+
+    A subclass sets, from its hyper-parameters, `window_frames` (frames of log-mel one network input
+    covers) and `window_hop` (frames between inference windows), names in `output_names` what
+    `window_outputs` returns, and must be constructible from its saved hyper-parameters alone.
+    Its data module must expose `feature_params` (the `LogMel` parameters it computed features with).
+    """
+
+    window_frames: int
+    window_hop: int
+    #: keys of the dict that `window_outputs` returns, e.g. ("embedding", "neg_log_prob") or ("nll",)
+    output_names: tuple[str, ...] = ()
+    #: scorers that apply to this model's outputs: name -> `ssad.scoring.make_scorer` arguments
+    default_scorers: dict[str, dict] = {}
+    #: the validation metric that picks the best checkpoint, and whether higher or lower is better
+    monitor: tuple[str, str] = ("val/loss", "min")
+
+    def window_outputs(self, log_mel_windows: Tensor) -> dict[str, Tensor]:
+        """(batch, n_mels, window_frames) log-mel -> per-window outputs, each with `batch` rows."""
+        raise NotImplementedError
+
+    def extra_metadata(self) -> dict[str, Any]:
+        """Anything else inference needs (e.g. class names); stored in the checkpoint."""
+        return {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        features = dict(getattr(datamodule, "feature_params", None) or self.hparams.get("feature_params") or {})
+        types = getattr(getattr(datamodule, "hparams", None), "machine_types", None)
+        checkpoint[CHECKPOINT_KEY] = {
+            "machine_types": [types] if isinstance(types, str) and types != "all" else
+            (list(types) if isinstance(types, (list, tuple)) else None),
+            "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "feature_params": features,
+            "window_frames": int(self.window_frames),
+            "window_hop": int(self.window_hop),
+            "output_names": list(self.output_names),
+            **self.extra_metadata(),
+        }

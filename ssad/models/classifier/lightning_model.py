@@ -1,0 +1,181 @@
+"""The machine-ID classifier as a LightningModule: training on crops, clip-level validation, optimisers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ssad.models.base import SsadModule
+from ssad.models.classifier.torch_model import MachineIDNet
+
+__all__ = ["MachineIDClassifier"]
+
+log = logging.getLogger("ssad")
+
+
+class MachineIDClassifier(SsadModule):
+    """A CNN that learns to tell machine IDs (real and synthesized) apart; its embeddings feed the scorers.
+
+    The class list, the mel count and the crop length come from the data module at `setup`, and are
+    kept in the hyper-parameters so that a checkpoint rebuilds the network on its own.
+
+    Args:
+        backbone: "mobilenetv2" or "resnet".
+        width_mult: MobileNetV2 width multiplier.
+        last_channels: channels of the backbone's last 1x1 convolution (MobileNetV2's 1280 is slow on a CPU).
+        embedding_dim: size of the embedding the scorers use.
+        head: "softmax" or "arcface".
+        arcface_scale: ArcFace logit scale.
+        arcface_margin: ArcFace additive angular margin (radians).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_epochs: linear warm-up before the cosine decay.
+        compile: wrap the network in `torch.compile` for training.
+        init_from: run folder or checkpoint to start from (fine-tuning); head rows are kept for classes
+            whose names match.
+        inference_hop: frames between sliding windows at validation and inference (None = half a crop).
+        class_names: filled from the data module; given only when rebuilding from a checkpoint.
+        n_mels: filled from the data module.
+        window_frames: filled from the data module (its `crop_frames`).
+    """
+
+    output_names = ("embedding", "neg_log_prob")
+    default_scorers = {
+        "gaussian": {"kind": "gaussian"},
+        "knn": {"kind": "knn", "k": 1, "metric": "cosine"},
+        "softmax": {"kind": "softmax"},
+    }
+    monitor = ("val/acc_clip", "max")
+
+    def __init__(
+        self,
+        backbone: str = "mobilenetv2",
+        width_mult: float = 0.5,
+        last_channels: int = 512,
+        embedding_dim: int = 128,
+        head: str = "softmax",
+        arcface_scale: float = 30.0,
+        arcface_margin: float = 0.5,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        warmup_epochs: int = 0,
+        compile: bool = False,
+        init_from: str | None = None,
+        inference_hop: int | None = None,
+        class_names: list[str] | None = None,
+        n_mels: int | None = None,
+        window_frames: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net: MachineIDNet | None = None
+        if class_names is not None and n_mels is not None and window_frames is not None:
+            self._build()
+
+    @property
+    def window_frames(self) -> int:  # type: ignore[override]
+        return int(self.hparams.window_frames)
+
+    @property
+    def window_hop(self) -> int:  # type: ignore[override]
+        return int(self.hparams.inference_hop or max(1, self.hparams.window_frames // 2))
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the classes the head predicts, real ones first."""
+        return list(self.hparams.class_names or [])
+
+    def _build(self) -> None:
+        hp = self.hparams
+        self.net = MachineIDNet(
+            num_classes=len(hp.class_names), backbone=hp.backbone, embedding_dim=hp.embedding_dim,
+            head=hp.head, width_mult=hp.width_mult, n_mels=hp.n_mels, last_channels=hp.last_channels,
+            arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
+        )
+        # kept out of the module tree so that the compiled wrapper adds nothing to the state_dict
+        self.__dict__["_train_forward"] = torch.compile(self.net) if hp.compile else self.net
+
+    def setup(self, stage: str) -> None:
+        if self.net is not None:
+            return
+        datamodule = self.trainer.datamodule
+        self.hparams.class_names = list(datamodule.class_names)
+        self.hparams.n_mels = int(datamodule.feature_params["n_mels"])
+        self.hparams.window_frames = int(datamodule.hparams.crop_frames)
+        self._build()
+        if self.hparams.init_from:
+            self._initialise_from(self.hparams.init_from)
+
+    def _initialise_from(self, source: str) -> None:
+        """Copy weights from another run: everything whose shape fits, and head rows by class name."""
+        from ssad.inference import read_checkpoint
+
+        checkpoint = read_checkpoint(source)
+        state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        own = self.net.state_dict()
+        old_names = checkpoint["hyper_parameters"].get("class_names") or []
+        row_of = {name: i for i, name in enumerate(old_names)}
+        copied, head_rows = 0, 0
+        for key, value in state.items():
+            if key not in own:
+                continue
+            if own[key].shape == value.shape and not key.startswith("head."):
+                own[key] = value
+                copied += 1
+            elif key.startswith("head.") and own[key].ndim >= 1 and value.shape[1:] == own[key].shape[1:]:
+                for new_row, name in enumerate(self.class_names):
+                    if name in row_of and row_of[name] < value.shape[0]:
+                        own[key][new_row] = value[row_of[name]]
+                        head_rows += 1
+        self.net.load_state_dict(own)
+        log.info("initialised from %s: %d tensors, %d head rows by class name", source, copied, head_rows)
+
+    def forward(self, log_mel: Tensor) -> tuple[Tensor, Tensor]:
+        """(batch, n_mels, frames) -> (inference logits, embeddings)."""
+        return self.net(log_mel)
+
+    def window_outputs(self, log_mel_windows: Tensor) -> dict[str, Tensor]:
+        logits, embedding = self.net(log_mel_windows)
+        return {"embedding": embedding, "neg_log_prob": -F.log_softmax(logits, dim=-1)}
+
+    def extra_metadata(self) -> dict[str, Any]:
+        return {"class_names": self.class_names}
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits, _ = self._train_forward(batch["log_mel"], batch["label"])
+        loss = F.cross_entropy(logits, batch["label"])
+        accuracy = (logits.argmax(-1) == batch["label"]).float().mean()
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", accuracy, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        log_mel, labels = batch["log_mel"], batch["label"]
+        if log_mel.shape[-1] < self.window_frames:  # clips shorter than a crop: repeat, as at inference
+            log_mel = log_mel.repeat(1, 1, -(-self.window_frames // log_mel.shape[-1]))
+        windows = log_mel.unfold(-1, self.window_frames, self.window_hop)  # (B, M, W, T)
+        batch_size, n_windows = windows.shape[0], windows.shape[2]
+        windows = windows.permute(0, 2, 1, 3).reshape(batch_size * n_windows, log_mel.shape[1], self.window_frames)
+        logits, _ = self.net(windows)
+        clip_logits = logits.reshape(batch_size, n_windows, -1).mean(1)
+        self.log("val/loss", F.cross_entropy(clip_logits, labels), prog_bar=True, batch_size=batch_size)
+        accuracy = (clip_logits.argmax(-1) == labels).float().mean()
+        self.log("val/acc_clip", accuracy, prog_bar=True, batch_size=batch_size)
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        warmup = min(total - 1, hp.warmup_epochs * steps_per_epoch)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+        if warmup > 0:
+            ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup)
+            scheduler = torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
+        else:
+            scheduler = cosine
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,151 @@
+"""Machine-ID classifier network: log-mel window -> backbone -> embedding -> class logits (DCASE 2020 Task 2 winner)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssad.models.components.heads import ARCFACE_MARGIN, ARCFACE_SCALE, ArcFaceHead, SoftmaxHead
+from ssad.models.components.mobilenet import MobileNetV2Backbone, make_divisible
+from ssad.models.components.resnet import RESNET_BLOCKS, RESNET_CHANNELS, ResNetBackbone
+
+__all__ = ["BACKBONES", "HEADS", "MachineIDNet"]
+
+#: Accepted values of `MachineIDNet(backbone=...)` and `MachineIDNet(head=...)`.
+BACKBONES = ("mobilenetv2", "resnet")
+HEADS = ("softmax", "arcface")
+
+
+class MachineIDNet(nn.Module):
+    """Classifies which machine (ID) a log-mel window came from; its embedding feeds the anomaly scores.
+
+    Input normalisation is a BatchNorm1d over the mel axis: a per-band standardisation learnt from the
+    training data (like the usual dataset z-scoring), which in eval mode uses running statistics, so a clip
+    alone and in a batch give the same output; unlike instance norm it keeps each clip's absolute level and
+    spectral tilt, which tell machines (and anomalies) apart.
+
+    Args:
+        num_classes: number of machine IDs (classes).
+        backbone: one of `BACKBONES`.
+        embedding_dim: size of the embedding (Linear -> BatchNorm1d [-> ReLU]) the head sees.
+        head: one of `HEADS`.
+        width_mult: scales the backbone's channel counts (both backbones; rounded to multiples of 8).
+        n_mels: mel bands of the input.
+        mobilenet_settings: MobileNetV2 (expansion, channels, repeats, stride) stages; None = the paper's.
+        last_channels: MobileNetV2 final 1x1 conv channels; None skips it.
+        resnet_channels: ResNet stage channels (before `width_mult`).
+        resnet_blocks: ResNet basic blocks per stage.
+        freq_pool: "max" or "mean" over frequency in the backbone's pooling (time is always averaged).
+        dropout: dropout on the pooled backbone vector, before the embedding layer.
+        embedding_relu: end the embedding layer with a ReLU.
+        arcface_scale: ArcFace s.
+        arcface_margin: ArcFace m in radians.
+        arcface_easy_margin: ArcFace margin only where cos(theta) > 0.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "mobilenetv2",
+        embedding_dim: int = 128,
+        head: str = "softmax",
+        width_mult: float = 1.0,
+        n_mels: int = 128,
+        mobilenet_settings: Sequence[tuple[int, int, int, int]] | None = None,
+        last_channels: int | None = 1280,
+        resnet_channels: Sequence[int] = RESNET_CHANNELS,
+        resnet_blocks: Sequence[int] = RESNET_BLOCKS,
+        freq_pool: str = "max",
+        dropout: float = 0.0,
+        embedding_relu: bool = False,
+        arcface_scale: float = ARCFACE_SCALE,
+        arcface_margin: float = ARCFACE_MARGIN,
+        arcface_easy_margin: bool = False,
+    ) -> None:
+        super().__init__()
+        if backbone not in BACKBONES:
+            msg = f"backbone must be one of {BACKBONES}, got {backbone!r}"
+            raise ValueError(msg)
+        if head not in HEADS:
+            msg = f"head must be one of {HEADS}, got {head!r}"
+            raise ValueError(msg)
+        if num_classes < 1 or embedding_dim < 1 or n_mels < 1:
+            msg = f"num_classes, embedding_dim and n_mels must be >= 1, got {num_classes}, {embedding_dim}, {n_mels}"
+            raise ValueError(msg)
+        if width_mult <= 0:
+            msg = f"width_mult must be > 0, got {width_mult}"
+            raise ValueError(msg)
+        if not 0.0 <= dropout < 1.0:
+            msg = f"dropout must be in [0, 1), got {dropout}"
+            raise ValueError(msg)
+        self.num_classes = num_classes
+        self.embedding_dim = embedding_dim
+        self.n_mels = n_mels
+        self.backbone_name = backbone
+        self.head_name = head
+
+        self.input_norm = nn.BatchNorm1d(n_mels)
+        self.backbone: MobileNetV2Backbone | ResNetBackbone
+        if backbone == "mobilenetv2":
+            self.backbone = MobileNetV2Backbone(
+                width_mult=width_mult,
+                settings=mobilenet_settings,
+                last_channels=last_channels,
+                freq_pool=freq_pool,
+            )
+        else:
+            channels = (
+                [make_divisible(c * width_mult) for c in resnet_channels]
+                if width_mult != 1.0
+                else resnet_channels
+            )
+            self.backbone = ResNetBackbone(
+                channels=channels, blocks_per_stage=resnet_blocks, freq_pool=freq_pool
+            )
+        layers: list[nn.Module] = [
+            nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+            nn.Linear(self.backbone.out_channels, embedding_dim),
+            nn.BatchNorm1d(embedding_dim),
+        ]
+        if embedding_relu:
+            layers.append(nn.ReLU(inplace=True))
+        self.embedding = nn.Sequential(*layers)
+        self.head: SoftmaxHead | ArcFaceHead
+        if head == "softmax":
+            self.head = SoftmaxHead(embedding_dim, num_classes)
+        else:
+            self.head = ArcFaceHead(
+                embedding_dim,
+                num_classes,
+                scale=arcface_scale,
+                margin=arcface_margin,
+                easy_margin=arcface_easy_margin,
+            )
+
+    def _check_input(self, x: Tensor) -> None:
+        """Input must be (B, n_mels, frames)."""
+        if x.dim() != 3 or x.shape[1] != self.n_mels:
+            msg = f"input must have shape (batch, {self.n_mels}, frames), got {tuple(x.shape)}"
+            raise ValueError(msg)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """(B, n_mels, frames) log-mel -> (B, embedding_dim) embedding (before the head)."""
+        self._check_input(x)
+        features = self.backbone(self.input_norm(x).unsqueeze(1))
+        return self.embedding(features)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, n_mels, frames) -> ((B, num_classes) logits, (B, embedding_dim) embedding).
+
+        With `labels` (training) an ArcFace head applies its margin to the target class; without, the logits
+        are the inference ones.
+        """
+        embedding = self.embed(x)
+        return self.head(embedding, labels), embedding
+
+    def log_probs(self, x: Tensor) -> Tensor:
+        """(B, n_mels, frames) -> (B, num_classes) log-softmax of the inference logits."""
+        logits, _ = self.forward(x)
+        return F.log_softmax(logits, dim=1)

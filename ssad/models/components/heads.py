@@ -1,0 +1,109 @@
+"""Classification heads over embeddings: plain softmax logits, and ArcFace additive angular margin logits."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ARCFACE_SCALE", "ARCFACE_MARGIN", "SoftmaxHead", "ArcFaceHead"]
+
+#: ArcFace defaults, Deng et al. 2019 (s = 64 there for faces; 30 is the common choice for few classes).
+ARCFACE_SCALE = 30.0
+ARCFACE_MARGIN = 0.5
+
+#: Floor of sin^2(theta) before its square root, so the gradient stays finite at cos(theta) = +-1.
+_SIN2_FLOOR = 1e-7
+
+
+def _check_dims(embedding_dim: int, num_classes: int) -> None:
+    """Both must be positive integers."""
+    if embedding_dim < 1 or num_classes < 1:
+        msg = f"embedding_dim and num_classes must be >= 1, got {embedding_dim} and {num_classes}"
+        raise ValueError(msg)
+
+
+def _check_labels(labels: Tensor, embedding: Tensor) -> None:
+    """Labels must be one class index per embedding row."""
+    if labels.shape != embedding.shape[:1]:
+        msg = f"labels must have shape ({embedding.shape[0]},), got {tuple(labels.shape)}"
+        raise ValueError(msg)
+
+
+class SoftmaxHead(nn.Module):
+    """Linear logits for cross-entropy; `labels` is accepted (and ignored) so every head has one face."""
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__()
+        _check_dims(embedding_dim, num_classes)
+        self.linear = nn.Linear(embedding_dim, num_classes)
+
+    def forward(self, embedding: Tensor, labels: Tensor | None = None) -> Tensor:
+        """(B, embedding_dim) -> (B, num_classes) logits."""
+        if labels is not None:
+            _check_labels(labels, embedding)
+        return self.linear(embedding)
+
+
+class ArcFaceHead(nn.Module):
+    """Additive angular margin logits, Deng et al. 2019: s * cos(theta_y + m) for the target, s * cos(theta) else.
+
+    Cosines are between the L2-normalised embedding and L2-normalised class weights. The target term uses
+    cos(theta + m) = cos(theta) cos(m) - sin(theta) sin(m); where theta + m would pass pi (cos(theta) <=
+    cos(pi - m)), where the logit would stop decreasing in theta, it falls back to cos(theta) - m sin(m)
+    (the reference implementation's threshold), or with `easy_margin` to no margin where cos(theta) <= 0.
+
+    Args:
+        embedding_dim: size of the input embedding.
+        num_classes: number of classes.
+        scale: s, the norm the cosines are scaled to (sharpens the softmax).
+        margin: m in radians, in [0, pi).
+        easy_margin: apply the margin only where cos(theta) > 0.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        scale: float = ARCFACE_SCALE,
+        margin: float = ARCFACE_MARGIN,
+        easy_margin: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_dims(embedding_dim, num_classes)
+        if scale <= 0:
+            msg = f"scale must be > 0, got {scale}"
+            raise ValueError(msg)
+        if not 0.0 <= margin < math.pi:
+            msg = f"margin must be in [0, pi), got {margin}"
+            raise ValueError(msg)
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.scale = float(scale)
+        self.margin = float(margin)
+        self.easy_margin = bool(easy_margin)
+        self.cos_m = math.cos(margin)
+        self.sin_m = math.sin(margin)
+        self.threshold = math.cos(math.pi - margin)
+        self.fallback = math.sin(math.pi - margin) * margin
+
+    def cosine(self, embedding: Tensor) -> Tensor:
+        """(B, embedding_dim) -> (B, num_classes) cosine similarity to each class centre."""
+        return F.linear(F.normalize(embedding, dim=1), F.normalize(self.weight, dim=1))
+
+    def forward(self, embedding: Tensor, labels: Tensor | None = None) -> Tensor:
+        """(B, embedding_dim) -> (B, num_classes) logits; margin on the target class only when `labels` given."""
+        cosine = self.cosine(embedding)
+        if labels is None:
+            return self.scale * cosine
+        _check_labels(labels, embedding)
+        sine = torch.sqrt((1.0 - cosine.square()).clamp(min=_SIN2_FLOOR))
+        with_margin = cosine * self.cos_m - sine * self.sin_m
+        if self.easy_margin:
+            with_margin = torch.where(cosine > 0, with_margin, cosine)
+        else:
+            with_margin = torch.where(cosine > self.threshold, with_margin, cosine - self.fallback)
+        target = F.one_hot(labels.long(), cosine.shape[1]).to(dtype=torch.bool, device=cosine.device)
+        return self.scale * torch.where(target, with_margin, cosine)

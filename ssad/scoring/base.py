@@ -1,0 +1,232 @@
+"""The face every anomaly scorer shares: fit on normal clips per machine ID, score, save and load without pickle."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ssad.errors import SsadError
+
+__all__ = [
+    "Scorer",
+    "SCORER_FILE",
+    "ARRAYS_FILE",
+    "check_ids",
+    "group_indices",
+    "check_known_ids",
+    "registered_scorers",
+    "select_input",
+]
+
+#: JSON file naming a saved scorer's class and parameters.
+SCORER_FILE = "scorer.json"
+#: numeric state of a saved scorer, loaded with ``allow_pickle=False``.
+ARRAYS_FILE = "arrays.npz"
+_FORMAT = "ssad-scorer"
+_VERSION = 1
+
+_REGISTRY: dict[str, type[Scorer]] = {}
+
+
+def registered_scorers() -> dict[str, type[Scorer]]:
+    """Class name -> class of every scorer that `Scorer.load` may rebuild (ssad's own only)."""
+    return dict(_REGISTRY)
+
+
+def check_ids(ids: Sequence[str] | np.ndarray, n: int) -> np.ndarray:
+    """Machine IDs as a 1-D array of str with one entry per clip, so grouping is vectorised."""
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"ids must be a 1-D sequence of strings, got shape {arr.shape}")
+    if len(arr) != n:
+        raise ValueError(f"ids has {len(arr)} entries but X has {n} rows; one id per clip is required")
+    if n and arr.dtype.kind not in ("U", "O", "S"):
+        raise ValueError(f"ids must be strings such as 'fan/id_00', got dtype {arr.dtype}")
+    return arr.astype(str)
+
+
+def group_indices(ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Sorted unique id -> row indices of that id (stable order within each id)."""
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1]
+    return {str(u): idx for u, idx in zip(uniq, np.split(order, bounds), strict=True)}
+
+
+def check_known_ids(ids: Iterable[str], known: Sequence[str]) -> None:
+    """Raise ValueError naming any id not seen in fit, and the known ones."""
+    known_set = set(known)
+    unknown = sorted(set(ids) - known_set)
+    if unknown:
+        raise ValueError(
+            f"unknown machine id(s) {unknown}: not seen in fit; known ids are {sorted(known_set)}"
+        )
+
+
+def select_input(scorer: Scorer, outputs: Mapping[str, Any]) -> Any:
+    """What `scorer.fit`/`score` take from a dict of per-clip model outputs: the one it names, or all for "*"."""
+    if scorer.input_name == "*":
+        return outputs
+    if scorer.input_name not in outputs:
+        raise ValueError(
+            f"{type(scorer).__name__} needs model output {scorer.input_name!r}; available: {sorted(outputs)}"
+        )
+    return outputs[scorer.input_name]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"cannot store parameter value {value!r} of type {type(value).__name__} as JSON")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SsadError(f"{path}: not a saved ssad scorer (missing {path.name})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SsadError(f"{path}: not a saved ssad scorer (not valid JSON: {err})") from None
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        raise SsadError(f"{path}: not a saved ssad scorer (expected a JSON object with format={_FORMAT!r})")
+    return data
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise SsadError(f"{path}: expected an .npz archive of numeric arrays")
+            arrays = {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise SsadError(f"{path}: saved scorer is incomplete (missing {path.name})") from None
+    except SsadError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise SsadError(f"{path}: refused: not a plain numeric .npz archive ({err})") from None
+    for key, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise SsadError(f"{path}: refused: array {key!r} has non-numeric dtype {arr.dtype}")
+    return arrays
+
+
+class Scorer(BaseEstimator):
+    """Base of ssad's anomaly scorers: per machine ID, higher score = more anomalous.
+
+    Subclasses set `input_name` (which per-clip model output `fit`/`score` take), implement `fit` (setting
+    `ids_` and `train_scores_`, the scores of the training clips themselves, leave-one-out where the scorer
+    would otherwise find the clip itself) and `score`, and expose their fitted state through
+    `_get_state`/`_set_state` as numeric arrays plus JSON-able metadata.
+    """
+
+    #: per-clip model output this scorer consumes: "embedding", "neg_log_prob", "anomaly_score", ...
+    input_name: str = "embedding"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("ssad.scoring."):
+            _REGISTRY[cls.__name__] = cls
+
+    def fit(self, X: Any, ids: Sequence[str]) -> Scorer:
+        """Learn what normal looks like for each machine ID from normal training clips."""
+        raise NotImplementedError
+
+    def score(self, X: Any, ids: Sequence[str]) -> np.ndarray:
+        """(n,) anomaly scores, higher = more anomalous, each clip judged against its own ID."""
+        raise NotImplementedError
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Fitted state beyond `ids_`/`train_ids_`/`train_scores_`, as numeric arrays and JSON-able metadata."""
+        return {}, {}
+
+    def _set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        """Restore the fitted state written by `_get_state` (`ids_` and the training scores are already set)."""
+
+    def _common_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        codes = np.searchsorted(np.asarray(self.ids_, dtype=str), self.train_ids_)
+        return {"train_scores": self.train_scores_, "train_id_codes": codes}, {"ids": list(self.ids_)}
+
+    def _restore_common(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        ids = [str(i) for i in meta["ids"]]
+        if ids != sorted(set(ids)):
+            raise ValueError("'ids' must be sorted and unique")
+        codes = np.asarray(arrays["train_id_codes"])
+        scores = np.asarray(arrays["train_scores"], dtype=np.float64)
+        if codes.dtype.kind not in "iu" or codes.shape != scores.shape or scores.ndim != 1:
+            raise ValueError(f"train_id_codes {codes.shape} / train_scores {scores.shape} do not match")
+        if len(codes) and (codes.min() < 0 or codes.max() >= len(ids)):
+            raise ValueError("train_id_codes out of range")
+        self.ids_ = ids
+        self.train_ids_ = np.asarray(ids, dtype=str)[codes] if ids else np.array([], dtype=str)
+        self.train_scores_ = scores
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the fitted scorer as `scorer.json` + `arrays.npz` in `directory` (no pickle), so it can be reloaded."""
+        check_is_fitted(self)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays, meta = self._get_state()
+        common_arrays, common_meta = self._common_state()
+        arrays, meta = {**common_arrays, **arrays}, {**common_meta, **meta}
+        np.savez(directory / ARRAYS_FILE, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+        self._write_json(directory, meta)
+        return directory
+
+    def _write_json(
+        self, directory: Path, meta: Mapping[str, Any], params: Mapping[str, Any] | None = None
+    ) -> None:
+        doc = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "class": type(self).__name__,
+            "params": _jsonable(self.get_params(deep=False) if params is None else params),
+            "state": _jsonable(meta),
+        }
+        (directory / SCORER_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Scorer:
+        """Rebuild a scorer saved by `save`; only ssad's registered scorer classes are accepted."""
+        directory = Path(directory)
+        doc = _read_json(directory / SCORER_FILE)
+        name = doc.get("class")
+        if name not in _REGISTRY:
+            raise SsadError(
+                f"{directory / SCORER_FILE}: refused: class {name!r} is not an ssad scorer; "
+                f"allowed: {sorted(_REGISTRY)}"
+            )
+        target = _REGISTRY[name]
+        if not issubclass(target, cls):
+            raise SsadError(f"{directory}: holds a {name}, not a {cls.__name__}")
+        params = doc.get("params")
+        state = doc.get("state")
+        if not isinstance(params, dict) or not isinstance(state, dict):
+            raise SsadError(f"{directory / SCORER_FILE}: 'params' and 'state' must be JSON objects")
+        return target._from_saved(directory, params, state)
+
+    @classmethod
+    def _from_saved(cls, directory: Path, params: dict[str, Any], state: dict[str, Any]) -> Scorer:
+        try:
+            scorer = cls(**params)
+        except TypeError as err:
+            raise SsadError(f"{directory / SCORER_FILE}: bad parameters for {cls.__name__}: {err}") from None
+        arrays = _read_arrays(directory / ARRAYS_FILE)
+        try:
+            scorer._restore_common(arrays, state)
+            scorer._set_state(arrays, state)
+        except (KeyError, ValueError, TypeError) as err:
+            raise SsadError(f"{directory}: saved {cls.__name__} state is inconsistent: {err!r}") from None
+        return scorer

@@ -1,0 +1,219 @@
+"""Ensembles: standardise each detector's scores per machine ID on its normal training scores, then add them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ssad.errors import SsadError
+from ssad.scoring.base import (
+    ARRAYS_FILE,
+    Scorer,
+    _read_arrays,
+    check_ids,
+    check_known_ids,
+    group_indices,
+    select_input,
+)
+
+__all__ = ["CombinedScorer", "per_id_stats", "standardize_per_id", "combine_standardized"]
+
+_MEMBER_DIR = "member_{}"
+
+
+def _as_1d(scores: Any, name: str) -> np.ndarray:
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def per_id_stats(train_scores: Any, train_ids: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Sorted ids, and the mean and std of the training scores of each (std floored so z-scores stay finite)."""
+    train_scores = _as_1d(train_scores, "train_scores")
+    groups = group_indices(check_ids(train_ids, len(train_scores)))
+    means = np.array([train_scores[idx].mean() for idx in groups.values()])
+    stds = np.array([train_scores[idx].std() for idx in groups.values()])
+    floor = 1e-12 * np.maximum(np.abs(means), 1.0)
+    return list(groups), means, np.where(stds > floor, stds, 1.0)
+
+
+def _standardize(
+    ids_known: list[str], means: np.ndarray, stds: np.ndarray, scores: np.ndarray, ids: np.ndarray
+) -> np.ndarray:
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    check_known_ids(uniq.tolist(), ids_known)
+    pos = np.searchsorted(ids_known, uniq)[inverse]
+    return (scores - means[pos]) / stds[pos]
+
+
+def standardize_per_id(
+    train_scores: Any, train_ids: Sequence[str], scores: Any, ids: Sequence[str]
+) -> np.ndarray:
+    """z-scores of `scores` against the mean and std of the same ID's training scores, so detectors share a scale."""
+    known, means, stds = per_id_stats(train_scores, train_ids)
+    scores = _as_1d(scores, "scores")
+    return _standardize(known, means, stds, scores, check_ids(ids, len(scores)))
+
+
+def _check_weights(names: Sequence[str], weights: Mapping[str, float] | None) -> dict[str, float]:
+    if weights is None:
+        return {n: 1.0 / len(names) for n in names}
+    extra = sorted(set(weights) - set(names))
+    missing = sorted(set(names) - set(weights))
+    if extra or missing:
+        raise ValueError(
+            f"weights must name exactly the members {sorted(names)}; unknown {extra}, missing {missing}"
+        )
+    bad = {k: v for k, v in weights.items() if not np.isfinite(v)}
+    if bad:
+        raise ValueError(f"weights must be finite numbers; got {bad}")
+    return {n: float(weights[n]) for n in names}
+
+
+def combine_standardized(
+    train_scores: Mapping[str, Any],
+    train_ids: Sequence[str] | Mapping[str, Sequence[str]],
+    scores: Mapping[str, Any],
+    ids: Sequence[str],
+    weights: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """Weighted sum over detectors of per-ID standardised scores (equal weights 1/M by default).
+
+    `train_scores` and `scores` map detector name -> score arrays; `scores` must be row-aligned across
+    detectors (same clips, same order, ids in `ids`). `train_ids` is one sequence shared by all detectors
+    or a mapping detector name -> its own training ids.
+    """
+    names = list(scores)
+    if not names:
+        raise ValueError("scores is empty; give at least one detector")
+    if set(train_scores) != set(names):
+        raise ValueError(
+            f"train_scores names {sorted(train_scores)} differ from scores names {sorted(names)}"
+        )
+    w = _check_weights(names, weights)
+    total = None
+    for name in names:
+        tids = train_ids[name] if isinstance(train_ids, Mapping) else train_ids
+        z = w[name] * standardize_per_id(train_scores[name], tids, scores[name], ids)
+        if total is not None and len(z) != len(total):
+            raise ValueError(f"scores[{name!r}] has {len(z)} rows, other detectors {len(total)}")
+        total = z if total is None else total + z
+    return total
+
+
+class CombinedScorer(Scorer):
+    """Ensemble of scorers: weighted sum of each member's score, standardised per ID on its training scores.
+
+    Args:
+        members: name -> scorer; each takes its own input from the dict passed to `fit`/`score`.
+        weights: name -> weight for every member; None = equal weights 1/M.
+
+    `fit` and `score` take `X` as a dict ``{input_name: array}``. Fitted attributes: `ids_`, `means_` and
+    `stds_` (n_members, n_ids) of member training scores, `train_ids_`, `train_scores_`.
+    """
+
+    input_name: str = "*"
+
+    def __init__(self, members: Mapping[str, Scorer], weights: Mapping[str, float] | None = None) -> None:
+        self.members = members
+        self.weights = weights
+
+    def _check_params(self) -> dict[str, float]:
+        if not isinstance(self.members, Mapping) or not self.members:
+            raise ValueError("members must be a non-empty dict name -> Scorer")
+        bad = {
+            n: type(m).__name__
+            for n, m in self.members.items()
+            if not isinstance(m, Scorer) or not isinstance(n, str)
+        }
+        if bad:
+            raise ValueError(f"members must map str names to ssad Scorers; bad entries: {bad}")
+        return _check_weights(list(self.members), self.weights)
+
+    @staticmethod
+    def _check_X(X: Any) -> Mapping[str, Any]:
+        if not isinstance(X, Mapping):
+            raise ValueError(
+                f"CombinedScorer takes X as a dict {{input_name: array}}, got {type(X).__name__}"
+            )
+        return X
+
+    def fit(self, X: Mapping[str, Any], ids: Sequence[str]) -> CombinedScorer:
+        """Fit every member on its input, then record per-ID mean and std of each member's training scores."""
+        weights = self._check_params()
+        X = self._check_X(X)
+        stats = []
+        for member in self.members.values():
+            member.fit(select_input(member, X), ids)
+            stats.append(per_id_stats(member.train_scores_, member.train_ids_))
+        self.ids_ = stats[0][0]
+        if any(s[0] != self.ids_ for s in stats):
+            raise ValueError("members were fitted on different sets of ids")
+        self.means_ = np.stack([s[1] for s in stats])
+        self.stds_ = np.stack([s[2] for s in stats])
+        self.weights_ = np.array([weights[n] for n in self.members])
+        self.train_ids_ = check_ids(ids, len(next(iter(self.members.values())).train_scores_))
+        self.train_scores_ = self._combine([m.train_scores_ for m in self.members.values()], self.train_ids_)
+        return self
+
+    def _combine(self, member_scores: Sequence[np.ndarray], ids: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(ids))
+        for j, s in enumerate(member_scores):
+            total += self.weights_[j] * _standardize(self.ids_, self.means_[j], self.stds_[j], s, ids)
+        return total
+
+    def score(self, X: Mapping[str, Any], ids: Sequence[str]) -> np.ndarray:
+        """(n,) weighted sum of the members' per-ID standardised scores."""
+        check_is_fitted(self)
+        X = self._check_X(X)
+        scores = [m.score(select_input(m, X), ids) for m in self.members.values()]
+        ids = check_ids(ids, len(scores[0]))
+        check_known_ids(set(ids.tolist()), self.ids_)
+        return self._combine(scores, ids)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write `scorer.json` + `arrays.npz` and each member into `member_<i>/` (no pickle)."""
+        check_is_fitted(self)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for i, member in enumerate(self.members.values()):
+            member.save(directory / _MEMBER_DIR.format(i))
+        common_arrays, common_meta = self._common_state()
+        np.savez(directory / ARRAYS_FILE, means=self.means_, stds=self.stds_, **common_arrays)
+        meta = {**common_meta, "members": list(self.members)}
+        params = {"weights": None if self.weights is None else dict(self.weights)}
+        self._write_json(directory, meta, params)
+        return directory
+
+    @classmethod
+    def _from_saved(cls, directory: Path, params: dict[str, Any], state: dict[str, Any]) -> CombinedScorer:
+        names = state.get("members")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SsadError(f"{directory}: 'state.members' must be a list of member names")
+        members = {name: Scorer.load(directory / _MEMBER_DIR.format(i)) for i, name in enumerate(names)}
+        weights = params.get("weights")
+        if weights is not None and not isinstance(weights, dict):
+            raise SsadError(f"{directory}: 'params.weights' must be an object or null")
+        scorer = cls(members=members, weights=weights)
+        arrays = _read_arrays(directory / ARRAYS_FILE)
+        try:
+            w = scorer._check_params()
+            scorer._restore_common(arrays, state)
+            ids = scorer.ids_
+            means, stds = np.asarray(arrays["means"], float), np.asarray(arrays["stds"], float)
+            if means.shape != (len(names), len(ids)) or stds.shape != means.shape:
+                raise ValueError(
+                    f"means/stds shape {means.shape} does not match {len(names)} members x {len(ids)} ids"
+                )
+            scorer.means_, scorer.stds_ = means, stds
+            scorer.weights_ = np.array([w[n] for n in names])
+        except (KeyError, ValueError, TypeError) as err:
+            raise SsadError(f"{directory}: saved CombinedScorer state is inconsistent: {err!r}") from None
+        return scorer

@@ -1,0 +1,107 @@
+"""Mahalanobis distance to a per-ID Gaussian of normal embeddings, with shrinkage so few clips in many dimensions stay well-conditioned."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.linalg import pinvh
+from sklearn.covariance import LedoitWolf
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from ssad.scoring.base import Scorer, check_ids, check_known_ids, group_indices
+
+__all__ = ["GaussianScorer", "SHRINKAGES"]
+
+SHRINKAGES = ("ledoit_wolf", "empirical")
+
+
+class GaussianScorer(Scorer):
+    """Per machine ID, the Mahalanobis distance of an embedding to the mean of that ID's normal embeddings.
+
+    Args:
+        shrinkage: ``"ledoit_wolf"`` (sklearn's `LedoitWolf`, the default) or ``"empirical"`` (sample
+            covariance plus `ridge` times its mean variance on the diagonal).
+        ridge: relative ridge added for ``"empirical"``.
+
+    Fitted attributes: `ids_` (sorted ids), `means_` (n_ids, d), `precisions_` (n_ids, d, d),
+    `train_ids_` and `train_scores_` (in-sample distances of the training clips).
+    """
+
+    input_name: str = "embedding"
+
+    def __init__(self, shrinkage: str = "ledoit_wolf", ridge: float = 1e-3) -> None:
+        self.shrinkage = shrinkage
+        self.ridge = ridge
+
+    def _check_params(self) -> None:
+        if self.shrinkage not in SHRINKAGES:
+            raise ValueError(f"shrinkage={self.shrinkage!r} is not supported; allowed: {list(SHRINKAGES)}")
+        if not (np.isfinite(self.ridge) and self.ridge >= 0):
+            raise ValueError(f"ridge={self.ridge!r} must be a finite number >= 0")
+
+    def _mean_precision(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.shrinkage == "ledoit_wolf":
+            est = LedoitWolf(store_precision=True).fit(X)
+            return est.location_, est.precision_
+        mean = X.mean(axis=0)
+        cov = np.atleast_2d(np.cov(X, rowvar=False))
+        scale = max(float(np.trace(cov)) / cov.shape[0], np.finfo(float).tiny)
+        cov[np.diag_indices_from(cov)] += self.ridge * scale
+        return mean, pinvh(cov)
+
+    def fit(self, X: np.ndarray, ids: Sequence[str]) -> GaussianScorer:
+        """Estimate each ID's mean and precision from its normal training embeddings (n, d)."""
+        self._check_params()
+        X = check_array(X, dtype=np.float64)
+        ids = check_ids(ids, len(X))
+        groups = group_indices(ids)
+        small = {i: len(idx) for i, idx in groups.items() if len(idx) < 2}
+        if small:
+            raise ValueError(f"GaussianScorer needs at least 2 training clips per id; got {small}")
+        fitted = [self._mean_precision(X[idx]) for idx in groups.values()]
+        self.ids_ = list(groups)
+        self.means_ = np.stack([m for m, _ in fitted])
+        self.precisions_ = np.stack([p for _, p in fitted])
+        self.n_features_in_ = X.shape[1]
+        self.train_ids_ = ids
+        self.train_scores_ = self._distances(X, groups)
+        return self
+
+    def _distances(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> np.ndarray:
+        out = np.empty(len(X))
+        index = {name: i for i, name in enumerate(self.ids_)}
+        for name, idx in groups.items():
+            k = index[name]
+            diff = X[idx] - self.means_[k]
+            out[idx] = np.einsum("ij,ij->i", diff @ self.precisions_[k], diff)
+        return np.sqrt(np.maximum(out, 0.0))
+
+    def score(self, X: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """(n,) Mahalanobis distance of each embedding to its own ID's Gaussian."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=np.float64)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the scorer was fitted on {self.n_features_in_}"
+            )
+        ids = check_ids(ids, len(X))
+        groups = group_indices(ids)
+        check_known_ids(groups, self.ids_)
+        return self._distances(X, groups)
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {"means": self.means_, "precisions": self.precisions_}
+        return arrays, {}
+
+    def _set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        ids = self.ids_
+        means = np.asarray(arrays["means"], dtype=np.float64)
+        precisions = np.asarray(arrays["precisions"], dtype=np.float64)
+        n, d = means.shape
+        if n != len(ids) or precisions.shape != (n, d, d):
+            raise ValueError(
+                f"means {means.shape} / precisions {precisions.shape} do not match {len(ids)} ids"
+            )
+        self.means_, self.precisions_, self.n_features_in_ = means, precisions, d

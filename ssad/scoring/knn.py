@@ -1,0 +1,112 @@
+"""Distance to the k-th nearest normal embedding of the same machine ID."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from ssad.scoring.base import Scorer, check_ids, check_known_ids, group_indices
+
+__all__ = ["KNNScorer", "KNN_METRICS"]
+
+KNN_METRICS = ("cosine", "euclidean", "manhattan", "chebyshev")
+
+
+class KNNScorer(Scorer):
+    """Per machine ID, the distance from an embedding to its k-th nearest normal training embedding.
+
+    Args:
+        k: which neighbour (1 = nearest). Each ID needs more than k training clips, because the training
+            scores are leave-one-out (each training clip's k-th neighbour among the *other* clips).
+        metric: one of `KNN_METRICS`.
+
+    Fitted attributes: `ids_`, `embeddings_` (training embeddings, rows grouped by id in `ids_` order),
+    `offsets_` (n_ids + 1 row bounds into `embeddings_`), `train_ids_`, `train_scores_` (leave-one-out).
+    """
+
+    input_name: str = "embedding"
+
+    def __init__(self, k: int = 1, metric: str = "cosine") -> None:
+        self.k = k
+        self.metric = metric
+
+    def _check_params(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise ValueError(f"k={self.k!r} must be an integer >= 1")
+        if self.metric not in KNN_METRICS:
+            raise ValueError(f"metric={self.metric!r} is not supported; allowed: {list(KNN_METRICS)}")
+
+    def _build_index(self) -> None:
+        self._nn = [
+            NearestNeighbors(n_neighbors=int(self.k), metric=self.metric).fit(
+                self.embeddings_[self.offsets_[i] : self.offsets_[i + 1]]
+            )
+            for i in range(len(self.ids_))
+        ]
+
+    def fit(self, X: np.ndarray, ids: Sequence[str]) -> KNNScorer:
+        """Store each ID's normal training embeddings (n, d) and index them for neighbour search."""
+        self._check_params()
+        X = check_array(X, dtype=np.float64)
+        ids = check_ids(ids, len(X))
+        groups = group_indices(ids)
+        short = {i: len(idx) for i, idx in groups.items() if len(idx) <= self.k}
+        if short:
+            raise ValueError(
+                f"k={self.k} needs at least k+1={self.k + 1} training clips per id "
+                f"(leave-one-out training scores); these ids have fewer: {short}"
+            )
+        self.ids_ = list(groups)
+        self.embeddings_ = np.concatenate([X[idx] for idx in groups.values()])
+        self.offsets_ = np.concatenate([[0], np.cumsum([len(idx) for idx in groups.values()])])
+        self.n_features_in_ = X.shape[1]
+        self._build_index()
+        train_scores = np.empty(len(X))
+        for nn, idx in zip(self._nn, groups.values(), strict=True):
+            # kneighbors() without X leaves each indexed point out of its own neighbours
+            dist, _ = nn.kneighbors()
+            train_scores[idx] = dist[:, -1]
+        self.train_ids_ = ids
+        self.train_scores_ = train_scores
+        return self
+
+    def score(self, X: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """(n,) distance of each embedding to the k-th nearest normal embedding of its own ID."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=np.float64)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the scorer was fitted on {self.n_features_in_}"
+            )
+        ids = check_ids(ids, len(X))
+        groups = group_indices(ids)
+        check_known_ids(groups, self.ids_)
+        index = {name: i for i, name in enumerate(self.ids_)}
+        out = np.empty(len(X))
+        for name, idx in groups.items():
+            dist, _ = self._nn[index[name]].kneighbors(X[idx])
+            out[idx] = dist[:, -1]
+        return out
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {"embeddings": self.embeddings_, "offsets": self.offsets_}
+        return arrays, {}
+
+    def _set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        self._check_params()
+        ids = self.ids_
+        embeddings = np.asarray(arrays["embeddings"], dtype=np.float64)
+        offsets = np.asarray(arrays["offsets"], dtype=np.int64)
+        if embeddings.ndim != 2 or offsets.shape != (len(ids) + 1,) or offsets[-1] != len(embeddings):
+            raise ValueError(
+                f"embeddings {embeddings.shape} / offsets {offsets.shape} do not match {len(ids)} ids"
+            )
+        if np.any(np.diff(offsets) <= self.k):
+            raise ValueError(f"some id has no more than k={self.k} stored embeddings")
+        self.embeddings_, self.offsets_ = embeddings, offsets
+        self.n_features_in_ = embeddings.shape[1]
+        self._build_index()

@@ -1,0 +1,70 @@
+"""The classifier's own surprise: -log p(true machine ID), averaged over a clip's windows by the model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from ssad.scoring.base import Scorer, check_ids, check_known_ids
+
+__all__ = ["SoftmaxScorer"]
+
+
+class SoftmaxScorer(Scorer):
+    """Score = the clip's mean -log p(class) in the column of its own machine ID.
+
+    Args:
+        class_names: the classifier's output classes in column order, the same strings as the ids
+            (e.g. ``"fan/id_00"``).
+
+    `fit` learns nothing; it checks shapes and records `ids_` and `train_scores_`.
+    """
+
+    input_name: str = "neg_log_prob"
+
+    def __init__(self, class_names: Sequence[str]) -> None:
+        self.class_names = class_names
+
+    def _columns(self) -> dict[str, int]:
+        names = [str(c) for c in self.class_names]
+        if not names:
+            raise ValueError("class_names is empty; give the classifier's classes in column order")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"class_names has duplicates: {dup}")
+        return {n: i for i, n in enumerate(names)}
+
+    def _pick(self, X: np.ndarray, ids: np.ndarray, columns: Mapping[str, int]) -> np.ndarray:
+        if X.shape[1] != len(columns):
+            raise ValueError(f"X has {X.shape[1]} columns but class_names lists {len(columns)} classes")
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        missing = [u for u in uniq if u not in columns]
+        if missing:
+            raise ValueError(f"id(s) {missing} are not among class_names {list(columns)}")
+        col = np.array([columns[u] for u in uniq], dtype=np.int64)[inverse]
+        return X[np.arange(len(X)), col]
+
+    def fit(self, X: np.ndarray, ids: Sequence[str]) -> SoftmaxScorer:
+        """Check that X (n, n_classes) matches `class_names` and record the ids seen."""
+        columns = self._columns()
+        X = check_array(X, dtype=np.float64)
+        ids = check_ids(ids, len(X))
+        self.train_scores_ = self._pick(X, ids, columns)
+        self.ids_ = sorted(set(ids.tolist()))
+        self.train_ids_ = ids
+        return self
+
+    def score(self, X: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """(n,) -log p(own id) of each clip."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=np.float64)
+        ids = check_ids(ids, len(X))
+        check_known_ids(set(ids.tolist()), self.ids_)
+        return self._pick(X, ids, self._columns())
+
+    def _set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        self._columns()
+        self.class_names = [str(c) for c in self.class_names]

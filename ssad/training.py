@@ -1,0 +1,91 @@
+"""Training from YAML: Lightning's CLI with ssad's defaults for logging, checkpoints and precision."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+__all__ = ["SsadCLI", "run_lightning_cli", "default_logger_config", "wandb_logged_in"]
+
+
+def wandb_logged_in() -> bool:
+    """Whether the user has a wandb API key (environment or ~/.netrc), so runs may go online."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def default_logger_config(root_dir: str, run_name: str | None) -> dict[str, Any]:
+    """wandb (offline inside the run folder unless the user logged in), or CSV when wandb is disabled."""
+    if os.environ.get("WANDB_MODE", "").lower() == "disabled":
+        return {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": root_dir, "name": "logs"}}
+    os.environ.setdefault("WANDB_DIR", root_dir)
+    mode = os.environ.get("WANDB_MODE", "online" if wandb_logged_in() else "offline").lower()
+    return {
+        "class_path": "lightning.pytorch.loggers.WandbLogger",
+        "init_args": {"save_dir": root_dir, "project": os.environ.get("WANDB_PROJECT", "ssad"),
+                      "name": run_name, "offline": mode == "offline", "log_model": False},
+    }
+
+
+class LoggedSaveConfigCallback(SaveConfigCallback):
+    """Save config.yaml in the run folder and give the logger the full config, so runs carry it."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.logger is not None:
+            config = self.parser.dump(self.config, skip_none=False, format="yaml")
+            import yaml
+
+            trainer.logger.log_hyperparams({"config": yaml.safe_load(config)})
+
+
+class SsadCLI(LightningCLI):
+    """LightningCLI whose default logger, checkpointing and precision follow ssad's conventions."""
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        root = trainer.default_root_dir or os.getcwd()
+        Path(root).mkdir(parents=True, exist_ok=True)
+        if trainer.logger in (None, True):
+            trainer.logger = default_logger_config(str(root), Path(root).name)
+        if trainer.precision is None and torch.cuda.is_available():
+            trainer.precision = "16-mixed"  # mixed precision only where a GPU is present
+        model_class = _import(config.model.class_path)
+        metric, mode = getattr(model_class, "monitor", ("val/loss", "min"))
+        callbacks = list(trainer.callbacks or [])
+        if not any("ModelCheckpoint" in str(getattr(c, "class_path", c)) for c in callbacks):
+            callbacks.append({
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {"dirpath": str(Path(root) / "checkpoints"), "filename": "best", "monitor": metric,
+                              "mode": mode, "save_top_k": 1, "save_last": True, "enable_version_counter": False},
+            })
+        if trainer.logger and not any("LearningRateMonitor" in str(getattr(c, "class_path", c)) for c in callbacks):
+            callbacks.append({"class_path": "lightning.pytorch.callbacks.LearningRateMonitor",
+                              "init_args": {"logging_interval": "step"}})
+        trainer.callbacks = callbacks
+
+
+def _import(dotted: str) -> type:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_lightning_cli(args: list[str]) -> SsadCLI:
+    """Run `ssad fit|validate|test|predict ...` with ssad's defaults."""
+    return SsadCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=LoggedSaveConfigCallback,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )

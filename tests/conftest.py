@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny synthetic corpora built once per session, wandb kept off the network."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("SSAD_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "ssad-test-cache"))
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tiny` synthetic preset (4 types x 4 IDs, 2 s clips), generated once."""
+    from ssad.synthesis import generate
+
+    root = tmp_path_factory.mktemp("tiny")
+    generate(root, preset="tiny", seed=0, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of `configs/tiny.yaml` trained from the CLI on the tiny set (2 epochs)."""
+    from ssad.cli import main
+
+    run = tmp_path_factory.mktemp("run")
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    code = main(["fit", "--config", str(config), "--data.root", str(tiny_root), "--trainer.default_root_dir", str(run)])
+    assert code == 0
+    return run

@@ -1,0 +1,147 @@
+"""The machine-ID classifier: data module classes and batches, CLI and Python fits, resume, and embedding."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import ssad
+from ssad.cli import main
+from ssad.data.datamodule import MachineIDDataModule
+from ssad.errors import SsadError
+from ssad.inference import read_checkpoint, resolve_checkpoint
+from ssad.models import MachineIDClassifier
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+def _datamodule(root: Path, **overrides) -> MachineIDDataModule:
+    args = dict(root=str(root), n_warped=3, n_mixed=2, crop_frames=16, features={"n_mels": 32}, batch_size=8, seed=1)
+    args.update(overrides)
+    datamodule = MachineIDDataModule(**args)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def _first_batch(datamodule: MachineIDDataModule) -> dict[str, torch.Tensor]:
+    batch = next(iter(datamodule.train_dataloader()))
+    return datamodule.on_after_batch_transfer(batch, 0)
+
+
+def test_class_count_is_real_ids_plus_synthesized(tiny_root: Path) -> None:
+    datamodule = _datamodule(tiny_root)
+    real = sorted({f"{p.parts[-3]}/id_{p.name.split('_')[2]}" for p in tiny_root.rglob("train/*.wav")})
+    assert datamodule.num_classes == len(real) + 3 + 2
+    assert datamodule.class_names[: len(real)] == real
+    assert sum("@warp" in n for n in datamodule.class_names) == 3
+    assert sum("+" in n for n in datamodule.class_names) == 2
+    plain = _datamodule(tiny_root, n_warped=0, n_mixed=0)
+    assert plain.num_classes == len(real)
+
+
+def test_mixed_and_warped_examples_carry_their_class_label(tiny_root: Path) -> None:
+    datamodule = _datamodule(tiny_root, augment=False)
+    dataset = datamodule._train
+    names = datamodule.class_names
+    mixed = [i for i, e in enumerate(dataset.examples) if len(e.pools) == 2]
+    warped = [i for i, e in enumerate(dataset.examples) if e.warp_factor != 1.0]
+    assert mixed and warped
+    for index in mixed[:5]:
+        item = dataset[index]
+        assert "+" in names[int(item["label"])]
+        assert float(item["warp"]) == 1.0
+    for index in warped[:5]:
+        item = dataset[index]
+        assert "@warp" in names[int(item["label"])]
+        assert float(item["warp"]) == pytest.approx(float(names[int(item["label"])].split("@warp")[1]), abs=1e-3)
+
+
+def test_validation_split_is_by_clip(tiny_root: Path) -> None:
+    datamodule = _datamodule(tiny_root, val_fraction=0.25)
+    train_clips = {k for e in datamodule._train.examples for pool in e.pools for k in pool}
+    val_waves = {id(w) for w in datamodule._val.waves}
+    train_waves = {id(datamodule._train.waves[k]) for k in train_clips}
+    assert val_waves and not (val_waves & train_waves)
+
+
+def test_same_seed_gives_the_same_batches(tiny_root: Path) -> None:
+    a, b = _first_batch(_datamodule(tiny_root)), _first_batch(_datamodule(tiny_root))
+    assert torch.equal(a["label"], b["label"]) and torch.equal(a["log_mel"], b["log_mel"])
+    assert a["log_mel"].shape[1:] == (32, 16)
+    c = _first_batch(_datamodule(tiny_root, seed=2))
+    assert not torch.equal(a["log_mel"], c["log_mel"])
+
+
+def test_fit_from_the_cli_leaves_checkpoints_and_config(tiny_run: Path) -> None:
+    assert (tiny_run / "checkpoints" / "last.ckpt").is_file()
+    assert (tiny_run / "config.yaml").is_file()
+    checkpoint = read_checkpoint(tiny_run)
+    assert checkpoint["ssad"]["model_class"].endswith("MachineIDClassifier")
+    assert len(checkpoint["hyper_parameters"]["class_names"]) == 16 + 4 + 2
+
+
+def test_fit_from_python(tiny_root: Path, tmp_path: Path) -> None:
+    datamodule = MachineIDDataModule(root=str(tiny_root), machine_types=["fan", "pump"], n_warped=2, crop_frames=16,
+                                     features={"n_mels": 32}, batch_size=16)
+    model = MachineIDClassifier(width_mult=0.25, last_channels=64, embedding_dim=16)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, default_root_dir=tmp_path,
+                        enable_progress_bar=False)
+    trainer.fit(model, datamodule=datamodule)
+    assert model.net is not None and len(model.class_names) == 8 + 2
+    assert "val/acc_clip" in trainer.callback_metrics
+
+
+def _fit(root: Path, run: Path, *extra: str) -> int:
+    return main(["fit", "--config", str(CONFIG), "--data.root", str(root), "--data.machine_types", "[fan, valve]",
+                 "--trainer.default_root_dir", str(run), *extra])
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_root: Path, tmp_path: Path) -> None:
+    assert _fit(tiny_root, tmp_path / "whole", "--trainer.max_epochs", "2") == 0
+    assert _fit(tiny_root, tmp_path / "cut", "--trainer.max_epochs", "1") == 0
+    assert _fit(tiny_root, tmp_path / "cut", "--trainer.max_epochs", "2", "--ckpt_path", "last") == 0
+    whole = torch.load(tmp_path / "whole/checkpoints/last.ckpt", weights_only=True)
+    resumed = torch.load(tmp_path / "cut/checkpoints/last.ckpt", weights_only=True)
+    assert whole["epoch"] == resumed["epoch"] == 1
+    for key, value in whole["state_dict"].items():
+        assert torch.allclose(value.float(), resumed["state_dict"][key].float(), atol=1e-5), key
+
+
+def test_embed_accepts_paths_lists_waveforms_and_batches(tiny_run: Path, tiny_root: Path) -> None:
+    model = ssad.load(tiny_run)
+    paths = sorted(tiny_root.rglob("test/*.wav"))[:3]
+    one = model.embed(paths[0])
+    many = model.embed([str(p) for p in paths])
+    wave, rate = sf.read(paths[0], dtype="float32")
+    from_wave = model.embed(wave)
+    batch = model.embed(np.stack([sf.read(p, dtype="float32")[0] for p in paths]))
+    from_tensor = model.embed(torch.from_numpy(wave))
+    assert one.shape == (32,) and many.shape == (3, 32) and batch.shape == (3, 32)
+    assert np.allclose(one, many[0], atol=1e-5) and np.allclose(one, from_wave, atol=1e-5)
+    assert np.allclose(many, batch, atol=1e-5) and np.allclose(one, from_tensor, atol=1e-5)
+    assert np.isfinite(many).all()
+
+
+def test_run_folder_resolves_to_best_checkpoint(tiny_run: Path) -> None:
+    assert resolve_checkpoint(tiny_run).name.startswith("best")
+
+
+def test_loading_refuses_a_pickled_object(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    bad = tmp_path / "evil.ckpt"
+    bad.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    with pytest.raises(SsadError, match="not a loadable"):
+        ssad.load(bad)
+    assert not marker.exists()

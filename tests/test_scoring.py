@@ -1,0 +1,277 @@
+"""Scorers: ranking planted outliers, per-ID separation, validation, and pickle-free save/load."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+
+from ssad.errors import SsadError
+from ssad.scoring import (
+    SCORERS,
+    CombinedScorer,
+    GaussianScorer,
+    KNNScorer,
+    OutputScorer,
+    Scorer,
+    SoftmaxScorer,
+    combine_standardized,
+    make_scorer,
+    select_input,
+    standardize_per_id,
+)
+
+D = 16
+IDS = ("fan/id_00", "fan/id_02")
+
+
+def _cloud(rng: np.random.Generator, k: int, n: int, spread: float = 1.0) -> np.ndarray:
+    center = np.zeros(D)
+    center[k] = 8.0
+    return center + spread * rng.normal(size=(n, D))
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, np.ndarray]:
+    """Two IDs, each a tight cloud around its own axis; test = fresh inliers + outliers spread 3.5x wider."""
+    rng = np.random.default_rng(0)
+    train = np.concatenate([_cloud(rng, 0, 150), _cloud(rng, 1, 150)])
+    train_ids = np.repeat(IDS, 150)
+    test = np.concatenate(
+        [_cloud(rng, 0, 40), _cloud(rng, 0, 20, 3.5), _cloud(rng, 1, 40), _cloud(rng, 1, 20, 3.5)]
+    )
+    test_ids = np.repeat(IDS, 60)
+    y = np.tile(np.r_[np.zeros(40), np.ones(20)], 2)
+    return {"train": train, "train_ids": train_ids, "test": test, "test_ids": test_ids, "y": y}
+
+
+def _outputs(X: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-clip model outputs for the same clips: embeddings, a softmax-like -log p table and an own score."""
+    dist = np.linalg.norm(X - X.mean(axis=0), axis=1)
+    own = np.abs(np.linalg.norm(X, axis=1) - 8.0)
+    nlp = np.stack([np.where(ids == c, own, 5.0 + dist) for c in IDS], axis=1)
+    return {"embedding": X, "neg_log_prob": nlp, "anomaly_score": own}
+
+
+def _all_scorers() -> dict[str, Scorer]:
+    return {
+        "gaussian": GaussianScorer(),
+        "gaussian_empirical": GaussianScorer(shrinkage="empirical"),
+        "knn_cosine": KNNScorer(k=1),
+        "knn_euclid_k3": KNNScorer(k=3, metric="euclidean"),
+        "softmax": SoftmaxScorer(class_names=list(IDS)),
+        "output": OutputScorer(),
+        "combined": CombinedScorer(
+            {"g": GaussianScorer(), "k": KNNScorer(k=2), "o": OutputScorer()},
+            weights={"g": 1.0, "k": 0.5, "o": 0.5},
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_all_scorers()))
+def test_ranks_planted_outliers_above_inliers(data: dict, name: str) -> None:
+    scorer = _all_scorers()[name]
+    train_out, test_out = _outputs(data["train"], data["train_ids"]), _outputs(data["test"], data["test_ids"])
+    assert scorer.fit(select_input(scorer, train_out), data["train_ids"]) is scorer
+    scores = scorer.score(select_input(scorer, test_out), data["test_ids"])
+    assert scores.shape == (len(data["test"]),)
+    assert roc_auc_score(data["y"], scores) > 0.99
+    assert scorer.train_scores_.shape == (len(data["train"]),)
+    assert list(scorer.ids_) == sorted(IDS)
+
+
+@pytest.mark.parametrize("scorer", [GaussianScorer(), KNNScorer(k=1), KNNScorer(k=5, metric="euclidean")])
+def test_an_inlier_of_one_id_is_an_outlier_for_another(data: dict, scorer: Scorer) -> None:
+    scorer.fit(data["train"], data["train_ids"])
+    inliers_a = data["test"][:40]
+    as_own = scorer.score(inliers_a, [IDS[0]] * 40)
+    as_other = scorer.score(inliers_a, [IDS[1]] * 40)
+    assert as_other.min() > as_own.max()
+
+
+def test_knn_training_scores_are_leave_one_out(data: dict) -> None:
+    scorer = KNNScorer(k=1, metric="euclidean").fit(data["train"], data["train_ids"])
+    assert np.all(scorer.train_scores_ > 0)
+    assert np.allclose(scorer.score(data["train"], data["train_ids"]), 0.0, atol=1e-6)
+
+
+def test_gaussian_stays_finite_with_few_clips_in_many_dimensions() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(10, 64))
+    for shrinkage in ("ledoit_wolf", "empirical"):
+        scorer = GaussianScorer(shrinkage=shrinkage).fit(X, ["m/id_00"] * 10)
+        s = scorer.score(np.r_[rng.normal(size=(5, 64)), 6 + rng.normal(size=(5, 64))], ["m/id_00"] * 10)
+        assert np.all(np.isfinite(s)) and s[5:].min() > s[:5].max()
+
+
+def test_unknown_id_is_refused_with_the_known_ones(data: dict) -> None:
+    for scorer in (GaussianScorer(), KNNScorer(), OutputScorer(), SoftmaxScorer(list(IDS))):
+        out = _outputs(data["train"], data["train_ids"])
+        scorer.fit(select_input(scorer, out), data["train_ids"])
+        one = {k: v[:1] for k, v in out.items()}
+        with pytest.raises(ValueError, match=r"pump/id_09.*fan/id_00"):
+            scorer.score(select_input(scorer, one), ["pump/id_09"])
+
+
+def test_invalid_arguments_name_the_bad_value_and_the_allowed(data: dict) -> None:
+    X, ids = data["train"], data["train_ids"]
+    with pytest.raises(ValueError, match=r"shrinkage='oas'.*ledoit_wolf"):
+        GaussianScorer(shrinkage="oas").fit(X, ids)
+    with pytest.raises(ValueError, match=r"k=0"):
+        KNNScorer(k=0).fit(X, ids)
+    with pytest.raises(ValueError, match=r"metric='jaccard'.*cosine"):
+        KNNScorer(metric="jaccard").fit(X, ids)
+    with pytest.raises(ValueError, match=r"k=150.*fan/id_00"):
+        KNNScorer(k=150).fit(X, ids)
+    with pytest.raises(ValueError, match=r"3 columns.*2 classes"):
+        SoftmaxScorer(list(IDS)).fit(np.zeros((4, 3)), [IDS[0]] * 4)
+    with pytest.raises(ValueError, match=r"not among class_names"):
+        SoftmaxScorer(list(IDS)).fit(np.zeros((4, 2)), ["pump/id_00"] * 4)
+    with pytest.raises(ValueError, match=r"ids has 3 entries but X has 300"):
+        GaussianScorer().fit(X, ids[:3])
+    with pytest.raises(ValueError, match=r"weights must name exactly"):
+        CombinedScorer({"g": GaussianScorer()}, weights={"x": 1.0}).fit({"embedding": X}, ids)
+    with pytest.raises(ValueError, match=r"needs model output 'anomaly_score'"):
+        CombinedScorer({"o": OutputScorer()}).fit({"embedding": X}, ids)
+    with pytest.raises(ValueError, match=r"unknown scorer kind 'lof'.*gaussian"):
+        make_scorer("lof")
+
+
+def test_make_scorer_and_params() -> None:
+    assert set(SCORERS) == {"gaussian", "knn", "softmax", "output", "combined"}
+    knn = make_scorer("knn", k=4, metric="euclidean")
+    assert isinstance(knn, KNNScorer) and knn.get_params() == {"k": 4, "metric": "euclidean"}
+    assert clone(knn).get_params() == knn.get_params()
+    assert make_scorer("output", input_name="nll").input_name == "nll"
+    assert CombinedScorer.input_name == "*" and SoftmaxScorer.input_name == "neg_log_prob"
+
+
+@pytest.mark.parametrize("name", list(_all_scorers()))
+def test_save_load_gives_identical_scores(data: dict, name: str, tmp_path: Path) -> None:
+    scorer = _all_scorers()[name]
+    train_out, test_out = _outputs(data["train"], data["train_ids"]), _outputs(data["test"], data["test_ids"])
+    scorer.fit(select_input(scorer, train_out), data["train_ids"])
+    scorer.save(tmp_path / name)
+    loaded = Scorer.load(tmp_path / name)
+    assert type(loaded) is type(scorer)
+    assert loaded.get_params(deep=False).keys() == scorer.get_params(deep=False).keys()
+    before = scorer.score(select_input(scorer, test_out), data["test_ids"])
+    after = loaded.score(select_input(loaded, test_out), data["test_ids"])
+    np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(loaded.train_scores_, scorer.train_scores_)
+    np.testing.assert_array_equal(loaded.train_ids_, scorer.train_ids_)
+    assert not list((tmp_path / name).rglob("*.pkl"))
+
+
+class _Planted:
+    """Unpickling this would create `marker`: proof that a crafted file was executed."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("target", ["arrays.npz", "scorer.json"])
+def test_crafted_pickle_is_refused_and_not_executed(data: dict, tmp_path: Path, target: str) -> None:
+    scorer = GaussianScorer().fit(data["train"], data["train_ids"])
+    folder = scorer.save(tmp_path / "scorer")
+    marker = tmp_path / "pwned"
+    (folder / target).write_bytes(pickle.dumps(_Planted(marker)))
+    with pytest.raises(SsadError, match="refused|not a saved ssad scorer"):
+        Scorer.load(folder)
+    assert not marker.exists()
+
+
+def test_object_arrays_inside_the_npz_are_refused(data: dict, tmp_path: Path) -> None:
+    scorer = GaussianScorer().fit(data["train"], data["train_ids"])
+    folder = scorer.save(tmp_path / "scorer")
+    marker = tmp_path / "pwned"
+    np.savez(folder / "arrays.npz", means=np.array([_Planted(marker)], dtype=object))
+    with pytest.raises(SsadError, match="refused"):
+        Scorer.load(folder)
+    assert not marker.exists()
+
+
+def test_load_dispatches_only_to_ssad_scorers(data: dict, tmp_path: Path) -> None:
+    folder = OutputScorer().fit(np.arange(4.0), ["a"] * 4).save(tmp_path / "s")
+    doc = json.loads((folder / "scorer.json").read_text())
+    doc["class"] = "LedoitWolf"
+    (folder / "scorer.json").write_text(json.dumps(doc))
+    with pytest.raises(SsadError, match=r"'LedoitWolf' is not an ssad scorer.*GaussianScorer"):
+        Scorer.load(folder)
+    with pytest.raises(SsadError, match="missing scorer.json"):
+        Scorer.load(tmp_path / "nowhere")
+    folder = OutputScorer().fit(np.arange(4.0), ["a"] * 4).save(tmp_path / "t")
+    with pytest.raises(SsadError, match="holds a OutputScorer, not a GaussianScorer"):
+        GaussianScorer.load(folder)
+
+
+def test_standardize_per_id_uses_each_ids_training_scores() -> None:
+    train = np.r_[np.arange(10.0), 100 + 10 * np.arange(10.0)]
+    train_ids = np.repeat(["a", "b"], 10)
+    z = standardize_per_id(train, train_ids, train, train_ids)
+    for i in ("a", "b"):
+        assert z[train_ids == i].mean() == pytest.approx(0, abs=1e-12)
+        assert z[train_ids == i].std() == pytest.approx(1)
+    np.testing.assert_allclose(
+        standardize_per_id(train, train_ids, [4.5, 145.0], ["a", "b"]), [0.0, 0.0], atol=1e-12
+    )
+    with pytest.raises(ValueError, match=r"\['c'\]"):
+        standardize_per_id(train, train_ids, [1.0], ["c"])
+
+
+def _complementary(seed: int) -> dict:
+    """Anomalies of two kinds: half visible only in the embedding, half only in a model score on a 1000x scale."""
+    rng = np.random.default_rng(seed)
+    n_tr, n_norm, n_half = 200, 100, 50
+
+    def clips(n: int, emb_shift: float, out_shift: float) -> tuple[np.ndarray, np.ndarray]:
+        emb = rng.normal(size=(n, 8))
+        emb[:, 0] += emb_shift
+        return emb, 1000.0 * (5 + rng.normal(size=n) + out_shift)
+
+    tr = clips(n_tr, 0, 0)
+    parts = [clips(n_norm, 0, 0), clips(n_half, 4, 0), clips(n_half, 0, 4)]
+    te = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    y = np.r_[np.zeros(n_norm), np.ones(2 * n_half)]
+    return {
+        "train": {"embedding": tr[0], "anomaly_score": tr[1]},
+        "test": {"embedding": te[0], "anomaly_score": te[1]},
+        "train_ids": ["m/id_00"] * n_tr,
+        "test_ids": ["m/id_00"] * len(y),
+        "y": y,
+    }
+
+
+def test_combined_is_at_least_as_good_as_its_best_member_when_they_complement() -> None:
+    d = _complementary(3)
+    members = {"gauss": GaussianScorer(), "own": OutputScorer()}
+    combined = CombinedScorer(members).fit(d["train"], d["train_ids"])
+    auc = roc_auc_score(d["y"], combined.score(d["test"], d["test_ids"]))
+    member_aucs = [
+        roc_auc_score(d["y"], m.score(select_input(m, d["test"]), d["test_ids"])) for m in members.values()
+    ]
+    assert auc >= max(member_aucs)
+    assert auc > max(member_aucs) + 0.05
+
+
+def test_combine_standardized_matches_the_combined_scorer() -> None:
+    d = _complementary(4)
+    combined = CombinedScorer({"gauss": GaussianScorer(), "own": OutputScorer()}).fit(
+        d["train"], d["train_ids"]
+    )
+    g = combined.members["gauss"]
+    table = combine_standardized(
+        {"gauss": g.train_scores_, "own": d["train"]["anomaly_score"]},
+        d["train_ids"],
+        {"gauss": g.score(d["test"]["embedding"], d["test_ids"]), "own": d["test"]["anomaly_score"]},
+        d["test_ids"],
+    )
+    np.testing.assert_allclose(table, combined.score(d["test"], d["test_ids"]))
