@@ -28,18 +28,9 @@ def resolve_checkpoint(source: str | Path) -> Path:
     if not path.is_dir():
         raise SsadError(f"{path}: no such run folder or checkpoint")
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    last = folder / "last.ckpt"
-    if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        for key, value in state.get("callbacks", {}).items():
-            best = value.get("best_model_path") if "ModelCheckpoint" in key and isinstance(value, dict) else None
-            if best and Path(best).is_file():
-                return Path(best)
-    candidates = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if candidates:
-        return candidates[-1]
-    if last.is_file():
-        return last
+    for name in ("best.ckpt", "last.ckpt"):
+        if (folder / name).is_file():
+            return folder / name
     found = sorted(path.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
     if found:
         return found[-1]

@@ -62,11 +62,17 @@ class SsadCLI(LightningCLI):
         metric, mode = getattr(model_class, "monitor", ("val/loss", "min"))
         callbacks = list(trainer.callbacks or [])
         if not any("ModelCheckpoint" in str(getattr(c, "class_path", c)) for c in callbacks):
-            callbacks.append({
-                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                "init_args": {"dirpath": str(Path(root) / "checkpoints"), "filename": "best", "monitor": metric,
-                              "mode": mode, "save_top_k": 1, "save_last": True, "enable_version_counter": False},
-            })
+            folder = str(Path(root) / "checkpoints")
+            # Two callbacks: Lightning 2.6 writes `save_last` only when the monitored checkpoint improves, but
+            # resuming (`--ckpt_path last`) needs the latest epoch every time.
+            callbacks += [
+                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                 "init_args": {"dirpath": folder, "filename": "best", "monitor": metric, "mode": mode,
+                               "save_top_k": 1, "enable_version_counter": False}},
+                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                 "init_args": {"dirpath": folder, "filename": "last", "monitor": None, "save_top_k": 1,
+                               "enable_version_counter": False}},
+            ]
         if trainer.logger and not any("LearningRateMonitor" in str(getattr(c, "class_path", c)) for c in callbacks):
             callbacks.append({"class_path": "lightning.pytorch.callbacks.LearningRateMonitor",
                               "init_args": {"logging_interval": "step"}})
@@ -78,8 +84,8 @@ def _import(dotted: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def run_lightning_cli(args: list[str]) -> SsadCLI:
-    """Run `ssad fit|validate|test|predict ...` with ssad's defaults."""
+def run_lightning_cli(args: list[str], **cli_kwargs: Any) -> SsadCLI:
+    """Run `ssad fit|validate|test|predict ...` with ssad's defaults; `cli_kwargs` go to `LightningCLI`."""
     return SsadCLI(
         L.LightningModule,
         L.LightningDataModule,
@@ -88,4 +94,5 @@ def run_lightning_cli(args: list[str]) -> SsadCLI:
         save_config_callback=LoggedSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
         args=args,
+        **cli_kwargs,
     )

@@ -43,6 +43,7 @@ def small_net(
         lambda: ResNetBackbone(),
         lambda: ResNetBackbone((8, 16), (1, 1), freq_pool="mean"),
     ],
+    ids=["mobilenetv2", "mobilenetv2-small", "resnet", "resnet-small-meanpool"],
 )
 def test_backbones_pool_to_vector_without_collapsing(backbone, shape: tuple[int, ...]) -> None:
     """Even tiny spectrograms give a finite (B, out_channels) vector: no spatial size reaches zero."""

@@ -495,13 +495,13 @@ def _fan_unit(rng: np.random.Generator) -> Unit:
 # Effect sizes at severity 1: component levels in dB re the normal machine, or changes of a parameter.
 FAN_SEVERITY = {
     "bearing_db": -16.0,
-    "imbalance_am": 0.3,
+    "imbalance_am": 0.4,
     "imbalance_tone_db": 12.0,
-    "rattle_db": -18.0,
+    "rattle_db": -15.0,
     "rub_db": -16.0,
-    "clog_tilt": -1.0,
-    "clog_tone_db": 4.0,
-    "clog_stall": 0.6,
+    "clog_tilt": -0.6,
+    "clog_tone_db": 2.5,
+    "clog_stall": 0.4,
     "clog_speed": 0.02,
 }
 
@@ -694,9 +694,9 @@ SLIDER_SEVERITY = {
     "timing_move": 0.25,  # relative stroke-time jitter
     "hesitation_prob": 0.7,
     "dent_db": 0.0,
-    "dry_friction_db": 4.0,
-    "squeal_db": -10.0,
-    "end_stop_db": 4.0,
+    "dry_friction_db": 2.5,
+    "squeal_db": -12.0,
+    "end_stop_db": 2.5,
     "rebound": 0.6,
 }
 SLIDER_KNOCK_DB = -14.0  # energy of one knock re the drive and friction components
@@ -812,10 +812,13 @@ VALVE_SEVERITY = {
     "skip_prob": 0.6,
     "timing_jitter": 0.2,  # of the period
     "leak_db": -6.0,  # re the open-flow level
-    "bounce": 1.5,
-    "stick_delay_s": 0.12,
-    "stick_attack": 10.0,
+    "bounce": 2.0,
+    "stick_delay_s": 0.08,
+    "stick_attack": 6.0,
+    "stick_click": 0.3,  # relative loss of the opening click
+    "stick_flow": 0.2,  # relative loss of flow (partial opening)
 }
+VALVE_BOUNCE_RATIOS = (0.7, 0.5, 0.35, 0.25)  # successive plunger bounces, re the main click
 VALVE_EVENT_JITTER_S = 0.004
 VALVE_PULSES = 2  # the model's duty cycle: two openings per cycle, then a rest
 VALVE_CLOSE_WEIGHTS = np.array([0.7, 1.1, 0.6])  # the closing hit excites the modes differently
@@ -848,7 +851,7 @@ def _valve(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
         cycle_start += period
     opens_a, closes_a = np.array(opens), np.array(closes)
 
-    open_amp = np.exp(0.1 * rng.standard_normal(len(opens_a))) * (1.0 - 0.5 * sticking)
+    open_amp = np.exp(0.1 * rng.standard_normal(len(opens_a))) * (1.0 - VALVE_SEVERITY["stick_click"] * sticking)
     close_amp = _db(unit["close_db"]) * np.exp(0.1 * rng.standard_normal(len(closes_a)))
     open_t_all, open_a_all, close_t_all, close_a_all = opens_a, open_amp, closes_a, close_amp
     if kind == "chatter":
@@ -857,8 +860,8 @@ def _valve(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
         for times, amps in ((opens_a, open_amp), (closes_a, close_amp)):
             delay = np.zeros(len(times))
             extra_t, extra_a = [times], [amps]
-            for ratio in (0.6, 0.35, 0.2):
-                delay = delay + rng.uniform(0.008, 0.025, len(times))
+            for ratio in VALVE_BOUNCE_RATIOS:
+                delay = delay + rng.uniform(0.012, 0.04, len(times))
                 extra_t.append(times + delay)
                 extra_a.append(amps * ratio * VALVE_SEVERITY["bounce"] * s * rng.uniform(0.5, 1.0, len(times)))
             bounces.append((np.concatenate(extra_t), np.concatenate(extra_a)))
@@ -873,7 +876,7 @@ def _valve(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     for o, cl in zip(opens_a, closes_a):
         valve_open[max(0, int(o * sr)) : max(0, int(cl * sr))] = 1.0
     attack_s = unit["attack_s"] * (1.0 + VALVE_SEVERITY["stick_attack"] * sticking)
-    flow_gate = _attack_release(valve_open, sr, attack_s, unit["release_s"]) * (1.0 - 0.4 * sticking)
+    flow_gate = _attack_release(valve_open, sr, attack_s, unit["release_s"]) * (1.0 - VALVE_SEVERITY["stick_flow"] * sticking)
     centre, gain, width = unit["flow_peak"]
     body = _jitter_peaks(c, unit["body"], 0.01)
     flow_env = c.envelope(peaks=[(centre * (1.0 + 0.02 * rng.standard_normal()), gain, width), *body], low_hz=300.0, high_hz=7500.0)

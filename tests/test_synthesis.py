@@ -1,0 +1,315 @@
+"""The synthetic machine-sound generator: determinism, DCASE layout and format, anomalies that matter, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from sklearn.covariance import LedoitWolf
+from sklearn.metrics import roc_auc_score
+
+from ssad.features import LogMel
+from ssad.synthesis import machines
+from ssad.synthesis.machines import (
+    ANOMALY_KINDS,
+    MACHINE_TYPES,
+    PRESETS,
+    SynthConfig,
+    clip_filename,
+    generate,
+    synthesize_clip,
+)
+
+NAME = re.compile(r"(normal|anomaly)_id_(\d\d)_(\d{8})\.wav")
+# Small but complete: two contrasting types (rotating and event-driven), two IDs, both test labels.
+SMALL = SynthConfig(
+    machine_types=("fan", "valve"), ids_per_type=2, train_per_id=2, test_normal_per_id=1, test_anomaly_per_id=1, duration_s=1.0
+)
+# For the baseline check: shorter clips and fewer of them than the default preset, the default severity.
+BASELINE = SynthConfig(duration_s=3.0, train_per_id=12, test_normal_per_id=8, test_anomaly_per_id=8)
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.wav"))}
+
+
+def log_mel_stats(path_or_wave: Path | np.ndarray, log_mel: LogMel) -> tuple[np.ndarray, np.ndarray]:
+    """Per-clip mean and standard deviation over time of the log-mel spectrogram."""
+    if isinstance(path_or_wave, Path):
+        wave, _ = sf.read(path_or_wave, dtype="float32")
+    else:
+        wave = path_or_wave
+    m = log_mel(torch.from_numpy(np.ascontiguousarray(wave)))
+    return m.mean(-1).numpy(), m.std(-1).numpy()
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    summary = generate(root, "tiny", seed=3, progress=False)
+    assert summary.total_clips == PRESETS["tiny"].total_clips
+    return root
+
+
+# --------------------------------------------------------------------------------------------------
+# Determinism
+
+
+def test_same_seed_gives_identical_files_whatever_the_worker_count(tmp_path: Path) -> None:
+    generate(tmp_path / "a", seed=5, config=SMALL, workers=1, progress=False)
+    generate(tmp_path / "b", seed=5, config=SMALL, workers=2, progress=False)
+    a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
+    assert len(a) == SMALL.total_clips
+    assert a == b
+
+
+def test_different_seed_gives_different_files(tmp_path: Path) -> None:
+    generate(tmp_path / "a", seed=5, config=SMALL, progress=False)
+    generate(tmp_path / "b", seed=6, config=SMALL, progress=False)
+    a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
+    assert a.keys() == b.keys()
+    assert all(a[k] != b[k] for k in a)
+
+
+def test_a_machine_does_not_change_when_clips_or_types_are_added(tmp_path: Path) -> None:
+    generate(tmp_path / "few", seed=2, config=SMALL, progress=False)
+    more = SynthConfig(
+        machine_types=("valve", "fan", "pump"), ids_per_type=3, train_per_id=3, test_normal_per_id=2, test_anomaly_per_id=1, duration_s=1.0
+    )
+    generate(tmp_path / "more", seed=2, config=more, progress=False)
+    few, lots = digests(tmp_path / "few"), digests(tmp_path / "more")
+    assert few.items() <= lots.items()
+
+
+def test_synthesize_clip_gives_the_samples_generate_writes(tiny_root: Path) -> None:
+    wave = synthesize_clip("slider", 4, "anomaly", seed=3, split="test", index=2, config=PRESETS["tiny"])
+    assert wave.dtype == np.float32 and wave.shape == (PRESETS["tiny"].num_samples,)
+    stored, _ = sf.read(tiny_root / "slider" / "test" / clip_filename("anomaly", 4, 2), dtype="int16")
+    np.testing.assert_array_equal(np.round(wave * 32767).astype(np.int16), stored)
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout and format
+
+
+def test_layout_names_and_format(tiny_root: Path) -> None:
+    config = PRESETS["tiny"]
+    assert sorted(p.name for p in tiny_root.iterdir()) == sorted(MACHINE_TYPES)
+    for machine_type in MACHINE_TYPES:
+        assert sorted(p.name for p in (tiny_root / machine_type).iterdir()) == ["test", "train"]
+        seen: dict[tuple[str, str, str], int] = {}
+        for split in ("train", "test"):
+            for path in (tiny_root / machine_type / split).iterdir():
+                match = NAME.fullmatch(path.name)
+                assert match, path
+                key = (split, match[1], match[2])
+                seen[key] = seen.get(key, 0) + 1
+                info = sf.info(path)
+                assert (info.samplerate, info.channels, info.subtype, info.format) == (16000, 1, "PCM_16", "WAV")
+                assert info.frames == config.num_samples
+        assert {k[2] for k in seen} == {"00", "02", "04", "06"}
+        assert {(s, lab) for s, lab, _ in seen} == {("train", "normal"), ("test", "normal"), ("test", "anomaly")}
+        for (split, label, _), count in seen.items():
+            expected = {("train", "normal"): 6, ("test", "normal"): 3, ("test", "anomaly"): 3}[(split, label)]
+            assert count == expected
+
+
+def test_counters_restart_per_id_and_label(tiny_root: Path) -> None:
+    names = sorted(p.name for p in (tiny_root / "pump" / "test").iterdir())
+    assert "normal_id_02_00000000.wav" in names and "anomaly_id_02_00000000.wav" in names
+    assert "anomaly_id_06_00000002.wav" in names and "anomaly_id_06_00000003.wav" not in names
+
+
+def test_no_clipping_and_sensible_level(tiny_root: Path) -> None:
+    peaks, levels = [], []
+    for path in tiny_root.rglob("*.wav"):
+        pcm, _ = sf.read(path, dtype="int16")
+        peaks.append(int(np.abs(pcm.astype(np.int32)).max()))
+        levels.append(20 * np.log10(np.sqrt(np.mean((pcm / 32768.0) ** 2))))
+    assert max(peaks) <= round(machines.PEAK_LIMIT * 32767)
+    assert -50.0 < min(levels) and max(levels) < -20.0
+
+
+def test_summary_counts_and_table(tmp_path: Path) -> None:
+    summary = generate(tmp_path, seed=1, config=SMALL, progress=False)
+    assert summary.root == tmp_path
+    assert summary.counts[("fan", "id_02", "train", "normal")] == 2
+    assert summary.counts[("valve", "id_00", "test", "anomaly")] == 1
+    assert summary.total_clips == SMALL.total_clips == 16
+    assert summary.seconds > 0 and summary.clips_per_second > 0
+    table = summary.format()
+    for text in ("fan", "valve", "id_00", "id_02", "train/normal", "test/anomaly", "16 clips", "clips/s"):
+        assert text in table
+
+
+def test_rewrites_in_place_and_leaves_no_temporary_files(tmp_path: Path) -> None:
+    generate(tmp_path, seed=1, config=SMALL, progress=False)
+    before = digests(tmp_path)
+    generate(tmp_path, seed=1, config=SMALL, progress=False)
+    assert digests(tmp_path) == before
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == sorted(before)
+
+
+def test_an_interrupted_write_leaves_no_wav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_write(file, data, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - the soundfile signature
+        file.write(b"RIFF half a header")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(machines.sf, "write", broken_write)
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path, seed=1, config=SMALL, workers=1, progress=False)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# --------------------------------------------------------------------------------------------------
+# The sounds mean something
+
+
+@pytest.mark.parametrize("machine_type", MACHINE_TYPES)
+def test_every_anomaly_kind_changes_the_sound(machine_type: str) -> None:
+    """Anomalous clips sit farther from their ID's normal clips than normal clips do (mean and spread of log-mel)."""
+    config = SynthConfig(duration_s=3.0, severity=1.0)
+    log_mel = LogMel()
+
+    def features(label: str, index: int, kind: str | None = None) -> np.ndarray:
+        wave = synthesize_clip(machine_type, 2, label, seed=11, index=index, config=config, anomaly_kind=kind)
+        mean, std = log_mel_stats(wave, log_mel)
+        return np.concatenate([mean, std])
+
+    normals = np.array([features("normal", i) for i in range(8)])
+    centre, spread = normals.mean(0), normals.std(0) + 0.5
+
+    def distance(f: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(((f - centre) / spread) ** 2)))
+
+    normal_distance = np.mean([distance(f) for f in normals]) * np.sqrt(len(normals) / (len(normals) - 1))
+    for kind in ANOMALY_KINDS[machine_type]:
+        anomaly_distance = np.mean([distance(features("anomaly", i, kind)) for i in range(3)])
+        assert anomaly_distance > 1.15 * normal_distance, (kind, anomaly_distance, normal_distance)
+
+
+@pytest.fixture(scope="module")
+def baseline_features(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[str, str, str, np.ndarray]]]:
+    root = tmp_path_factory.mktemp("baseline")
+    generate(root, seed=1, config=BASELINE, progress=False)
+    log_mel = LogMel()
+    out: dict[str, list[tuple[str, str, str, np.ndarray]]] = {}
+    for machine_type in MACHINE_TYPES:
+        rows = []
+        for path in sorted((root / machine_type).rglob("*.wav")):
+            match = NAME.fullmatch(path.name)
+            assert match
+            rows.append((path.parent.name, match[1], match[2], log_mel_stats(path, log_mel)[0]))
+        out[machine_type] = rows
+    return out
+
+
+@pytest.mark.parametrize("machine_type", MACHINE_TYPES)
+def test_a_mean_log_mel_gaussian_finds_some_but_not_all_anomalies(
+    machine_type: str, baseline_features: dict[str, list[tuple[str, str, str, np.ndarray]]]
+) -> None:
+    """The set is neither noise nor trivial: a per-ID Gaussian on per-clip mean log-mel gets 0.5 < AUC < 1."""
+    rows = baseline_features[machine_type]
+    labels, scores = [], []
+    for machine_id in {r[2] for r in rows}:
+        train = np.array([f for split, _, i, f in rows if split == "train" and i == machine_id])
+        gaussian = LedoitWolf().fit(train)
+        for split, label, i, f in rows:
+            if split == "test" and i == machine_id:
+                d = f - gaussian.location_
+                scores.append(float(d @ gaussian.precision_ @ d))
+                labels.append(int(label == "anomaly"))
+    auc = roc_auc_score(labels, scores)
+    assert 0.58 < auc < 0.98, auc
+
+
+@pytest.mark.parametrize("machine_type", MACHINE_TYPES)
+def test_machine_ids_are_distinguishable(
+    machine_type: str, baseline_features: dict[str, list[tuple[str, str, str, np.ndarray]]]
+) -> None:
+    """A nearest-centroid rule on mean log-mel tells a type's four IDs apart well above chance (1/4)."""
+    rows = baseline_features[machine_type]
+    ids = sorted({r[2] for r in rows})
+    centroids = np.array([np.mean([f for s, lab, i, f in rows if s == "train" and i == j], axis=0) for j in ids])
+    test = [(ids.index(i), f) for s, lab, i, f in rows if s == "test" and lab == "normal"]
+    predicted = [int(np.argmin(((centroids - f) ** 2).sum(1))) for _, f in test]
+    accuracy = np.mean([p == t for p, (t, _) in zip(predicted, test, strict=True)])
+    assert accuracy > 0.6, accuracy
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"machine_types": ("fan", "ToyCar")}, "machine_types"),
+        ({"machine_types": ("fan", "fan")}, "machine_types"),
+        ({"machine_types": ()}, "machine_types"),
+        ({"ids_per_type": 0}, "ids_per_type"),
+        ({"ids_per_type": 51}, "ids_per_type"),
+        ({"train_per_id": -1}, "train_per_id"),
+        ({"test_anomaly_per_id": 1.5}, "test_anomaly_per_id"),
+        ({"train_per_id": 0, "test_normal_per_id": 0, "test_anomaly_per_id": 0}, "nothing to synthesize"),
+        ({"duration_s": 0.0}, "duration_s"),
+        ({"duration_s": float("nan")}, "duration_s"),
+        ({"duration_s": 0.01}, "too short"),
+        ({"sample_rate": 4000}, "sample_rate"),
+        ({"sample_rate": 16000.0}, "sample_rate"),
+        ({"snr_db": float("inf")}, "snr_db"),
+        ({"severity": -0.1}, "severity"),
+        ({"severity": 2.5}, "severity"),
+        ({"anomaly_kinds": ("meltdown",)}, "anomaly_kinds"),
+        ({"anomaly_kinds": ("bearing",)}, "leaves no kind"),
+    ],
+)
+def test_config_rejects_bad_values(changes: dict, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        SynthConfig(**changes)
+
+
+def test_anomaly_kinds_restrict_the_faults() -> None:
+    config = SynthConfig(machine_types=("fan", "pump"), anomaly_kinds=("bearing",), duration_s=1.0)
+    assert config.kinds_for("fan") == ("bearing",) and config.kinds_for("pump") == ("bearing",)
+    # without anomalous test clips a type may have no kind left
+    SynthConfig(anomaly_kinds=("bearing",), test_anomaly_per_id=0)
+
+
+def test_generate_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="preset"):
+        generate(tmp_path, "huge", progress=False)
+    with pytest.raises(ValueError, match="seed"):
+        generate(tmp_path, "tiny", seed=-1, progress=False)
+    with pytest.raises(ValueError, match="workers"):
+        generate(tmp_path, "tiny", workers=0, progress=False)
+    with pytest.raises(ValueError, match="config"):
+        generate(tmp_path, config={"duration_s": 1.0}, progress=False)  # type: ignore[arg-type]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match="existing file"):
+        generate(a_file, "tiny", progress=False)
+    assert not list(tmp_path.rglob("*.wav"))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "fragment"),
+    [
+        (("drill", 0, "normal"), {}, "machine_type"),
+        (("fan", 100, "normal"), {}, "machine_id"),
+        (("fan", 0, "broken"), {}, "label"),
+        (("fan", 0, "normal"), {"split": "dev"}, "split"),
+        (("fan", 0, "anomaly"), {"split": "train"}, "train split"),
+        (("fan", 0, "normal"), {"seed": -3}, "seed"),
+        (("fan", 0, "anomaly"), {"anomaly_kind": "leak"}, "anomaly_kind"),
+        (("fan", 0, "normal"), {"anomaly_kind": "bearing"}, "anomaly_kind"),
+    ],
+)
+def test_synthesize_clip_rejects_bad_arguments(args: tuple, kwargs: dict, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        synthesize_clip(*args, **kwargs)
