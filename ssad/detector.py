@@ -127,7 +127,7 @@ def load_model_files(directory: str | Path, device: str | torch.device = "cpu") 
     try:
         description = json.loads((directory / "model.json").read_text())
         state = load_file(directory / "model.safetensors")
-    except (OSError, ValueError) as error:
+    except Exception as error:  # safetensors raises its own error type for a file that is not safetensors
         raise SsadError(f"{directory}: not a saved ssad detector ({error})") from None
     module = build_module(description["metadata"], description["hyper_parameters"], state)
     return LoadedModel(module, description["metadata"], device)

@@ -79,7 +79,7 @@ def test_reconstruction_error_rises_on_outliers() -> None:
     model.eval()
     outliers = normal(200)
     bands = torch.randint(0, 640 - 16, (200,))
-    for row, start in zip(outliers, bands):
+    for row, start in zip(outliers, bands, strict=True):
         row[start : start + 16] += 4.0
     with torch.no_grad():
         normal_scores = model.reconstruction_error(normal(200)).numpy()
@@ -103,7 +103,9 @@ def test_lightning_fit_save_and_reload(tmp_path: Path) -> None:
     root = write_tiny_corpus(tmp_path / "data")
     dm = LogMelWindowDataModule(str(root), batch_size=64, max_windows_per_clip=12)
     module = BaselineAutoencoderModule()
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
     trainer.fit(module, datamodule=dm)
     assert "train/loss" in trainer.callback_metrics and "val/loss" in trainer.callback_metrics
     assert module.window_frames == 5 and module.window_hop == 1
@@ -127,6 +129,8 @@ def test_lightning_fit_save_and_reload(tmp_path: Path) -> None:
 def test_mismatched_data_is_refused(tmp_path: Path) -> None:
     root = write_tiny_corpus(tmp_path / "data", clips=3)
     dm = LogMelWindowDataModule(str(root), window_frames=3, features={"n_mels": 32})
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
     with pytest.raises(ValueError, match="n_mels=32"):
         trainer.fit(BaselineAutoencoderModule(), datamodule=dm)

@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from ssad.data.windows import LogMelWindowDataModule
+from ssad.errors import BadInputError
 from ssad.models.base import CHECKPOINT_KEY
 from ssad.models.made import GroupMADE, GroupMADEModule
 
@@ -28,7 +29,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def write_tiny_corpus(root: Path, ids: tuple[str, ...] = ("00", "02"), clips_per_id: int = 5, seconds: float = 0.5) -> Path:
+def write_tiny_corpus(
+    root: Path, ids: tuple[str, ...] = ("00", "02"), clips_per_id: int = 5, seconds: float = 0.5
+) -> Path:
     """A DCASE 2020-style folder of short normal training clips (tones plus noise), one tone per machine ID."""
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
@@ -37,7 +40,12 @@ def write_tiny_corpus(root: Path, ids: tuple[str, ...] = ("00", "02"), clips_per
     for k, machine_id in enumerate(ids):
         for n in range(clips_per_id):
             wave = 0.3 * np.sin(2 * np.pi * (400 + 300 * k) * t) + 0.05 * rng.standard_normal(t.size)
-            sf.write(folder / f"normal_id_{machine_id}_{n:08d}.wav", wave.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+            sf.write(
+                folder / f"normal_id_{machine_id}_{n:08d}.wav",
+                wave.astype(np.float32),
+                SAMPLE_RATE,
+                subtype="PCM_16",
+            )
     (root / "fan" / "test").mkdir()
     sf.write(root / "fan" / "test" / "anomaly_id_00_00000000.wav", np.zeros(t.size, np.float32), SAMPLE_RATE)
     return root
@@ -65,7 +73,15 @@ FORMS = [
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("ordering", ["natural", "reverse", "random"])
 def test_mask_product_has_no_path_to_same_or_later_groups(form: dict, ordering: str) -> None:
-    model = GroupMADE(n_mels=8, context_frames=3, hidden_sizes=(24, 16), ordering=ordering, num_orderings=3, n_components=2, **form)
+    model = GroupMADE(
+        n_mels=8,
+        context_frames=3,
+        hidden_sizes=(24, 16),
+        ordering=ordering,
+        num_orderings=3,
+        n_components=2,
+        **form,
+    )
     for k in range(model.num_orderings):
         rank = ranks(model, k)
         paths = model.connectivity(k)
@@ -78,7 +94,15 @@ def test_mask_product_has_no_path_to_same_or_later_groups(form: dict, ordering: 
 @pytest.mark.parametrize("ordering", ["natural", "reverse", "random"])
 def test_outputs_depend_only_on_earlier_groups(form: dict, ordering: str) -> None:
     torch.manual_seed(0)
-    model = GroupMADE(n_mels=8, context_frames=3, hidden_sizes=(32, 32), ordering=ordering, num_orderings=2, n_components=2, **form)
+    model = GroupMADE(
+        n_mels=8,
+        context_frames=3,
+        hidden_sizes=(32, 32),
+        ordering=ordering,
+        num_orderings=2,
+        n_components=2,
+        **form,
+    )
     x = torch.randn(4, 8, 3)
     for k in range(model.num_orderings):
         rank = ranks(model, k)
@@ -149,12 +173,15 @@ def test_mixture_density_integrates_to_one() -> None:
     assert torch.trapezoid(log_p.exp(), grid).item() == pytest.approx(1.0, abs=1e-4)
     logits, means, log_vars = (p[0, :, 0] for p in model(grid[:1].view(1, 1, 1)))
     mixture = torch.distributions.MixtureSameFamily(
-        torch.distributions.Categorical(logits=logits), torch.distributions.Normal(means, (0.5 * log_vars).exp())
+        torch.distributions.Categorical(logits=logits),
+        torch.distributions.Normal(means, (0.5 * log_vars).exp()),
     )
     assert torch.allclose(log_p, mixture.log_prob(grid), atol=1e-8)
 
     # Two frames of one band: the conditional mixture of frame 1 given frame 0 integrates too.
-    model = GroupMADE(n_mels=1, context_frames=2, hidden_sizes=(16, 16), n_components=2, ordering="reverse").double()
+    model = GroupMADE(
+        n_mels=1, context_frames=2, hidden_sizes=(16, 16), n_components=2, ordering="reverse"
+    ).double()
     axis = torch.linspace(-12, 12, 481, dtype=torch.float64)
     a, b = torch.meshgrid(axis, axis, indexing="ij")
     windows = torch.stack([a.flatten(), b.flatten()], dim=1).view(-1, 1, 2)
@@ -211,7 +238,9 @@ def test_fit_approaches_the_entropy_of_a_known_gaussian() -> None:
     def correlated(n: int) -> torch.Tensor:
         return (torch.randn(n, 8) @ c.T).view(n, 2, 4).transpose(1, 2)
 
-    model = GroupMADE(n_mels=4, context_frames=2, group="bands", band_group_size=1, hidden_sizes=(64, 64), ordering="random")
+    model = GroupMADE(
+        n_mels=4, context_frames=2, group="bands", band_group_size=1, hidden_sizes=(64, 64), ordering="random"
+    )
     nll = fit(model, correlated, steps=300)
     entropy = gaussian_entropy_per_dim(chol @ chol.T)
     assert entropy - 0.01 < nll < entropy + 0.03
@@ -219,7 +248,9 @@ def test_fit_approaches_the_entropy_of_a_known_gaussian() -> None:
 
 def test_window_data_module_splits_by_clip(tmp_path: Path) -> None:
     root = write_tiny_corpus(tmp_path / "data")
-    kwargs = dict(root=str(root), features={"n_mels": 16}, window_frames=3, val_fraction=0.2, max_windows_per_clip=7)
+    kwargs = dict(
+        root=str(root), features={"n_mels": 16}, window_frames=3, val_fraction=0.2, max_windows_per_clip=7
+    )
     dm = LogMelWindowDataModule(**kwargs)
     dm.setup("fit")
     assert dm.n_mels == 16 and dm.feature_params["n_mels"] == 16
@@ -239,13 +270,29 @@ def test_window_data_module_splits_by_clip(tmp_path: Path) -> None:
     assert {c.machine_id for c in only.train_clips} == {"id_02"}
     with pytest.raises(ValueError, match="val_fraction=1.5"):
         LogMelWindowDataModule(str(root), val_fraction=1.5)
+    with pytest.raises(BadInputError, match="id_09"):
+        LogMelWindowDataModule(**(kwargs | {"machine_ids": "id_09"})).setup("fit")
+
+
+def test_window_data_module_skips_bad_files_only_when_asked(tmp_path: Path) -> None:
+    root = write_tiny_corpus(tmp_path / "data")
+    (root / "fan" / "train" / "normal_id_00_00000099.wav").write_bytes(b"")
+    with pytest.raises(BadInputError, match="normal_id_00_00000099"):
+        LogMelWindowDataModule(str(root), features={"n_mels": 16}).setup("fit")
+    dm = LogMelWindowDataModule(str(root), features={"n_mels": 16}, skip_bad=True)
+    dm.setup("fit")
+    assert len(dm.train_clips) + len(dm.val_clips) == 10
 
 
 def test_lightning_fit_save_and_reload(tmp_path: Path) -> None:
     root = write_tiny_corpus(tmp_path / "data")
-    dm = LogMelWindowDataModule(str(root), features={"n_mels": 16}, window_frames=3, batch_size=64, max_windows_per_clip=10)
+    dm = LogMelWindowDataModule(
+        str(root), features={"n_mels": 16}, window_frames=3, batch_size=64, max_windows_per_clip=10
+    )
     module = GroupMADEModule(n_mels=16, context_frames=3, hidden_sizes=[32], n_components=2, num_orderings=2)
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
     trainer.fit(module, datamodule=dm)
     assert torch.allclose(module.frame_mean, dm.frame_mean) and bool(module.normaliser_fitted)
     assert "train/loss" in trainer.callback_metrics and "val/loss" in trainer.callback_metrics

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ssad.data.audio import read_clip
+from ssad.data.audio import audio_info, read_clip
 from ssad.data.clips import Clip
 from ssad.data.layout import index_root, select
 from ssad.errors import BadInputError
@@ -66,7 +66,8 @@ class LogMelWindowDataModule(L.LightningDataModule):
         max_windows_per_clip: keep at most this many windows of each clip, drawn at random once (None = all).
         cache_dir: folder to keep computed log-mels in between runs (None = no cache).
         num_workers: data loader workers.
-        skip_bad: skip unreadable or badly named files (listed in the log) instead of failing.
+        skip_bad: skip badly named files and files whose header shows them empty, truncated or unreadable
+            (listed in the log) instead of failing.
         seed: fixes the validation split and the window subsampling.
     """
 
@@ -74,7 +75,7 @@ class LogMelWindowDataModule(L.LightningDataModule):
         self,
         root: str,
         machine_types: list[str] | str = "all",
-        machine_ids: list[str] | None = None,
+        machine_ids: list[str] | str | None = None,
         window_frames: int = 5,
         window_hop: int = 1,
         features: dict | None = None,
@@ -88,6 +89,9 @@ class LogMelWindowDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if not root:
+            msg = f"root={root!r}: give the corpus folder (e.g. --data.root ROOT)"
+            raise ValueError(msg)
         if window_frames < 1 or window_hop < 1:
             msg = f"window_frames and window_hop must be >= 1, got window_frames={window_frames}, window_hop={window_hop}"
             raise ValueError(msg)
@@ -133,22 +137,51 @@ class LogMelWindowDataModule(L.LightningDataModule):
             index_root(hp.root, machine_types=types, skip_bad=hp.skip_bad), split="train", label="normal"
         )
         if hp.machine_ids is not None:
+            wanted = [hp.machine_ids] if isinstance(hp.machine_ids, str) else list(hp.machine_ids)
             found = sorted({c.machine_id for c in clips})
-            missing = [i for i in hp.machine_ids if i not in found]
+            missing = [i for i in wanted if i not in found]
             if missing:
-                problems = [(hp.root, f"no training clips of machine ID {i!r} (found: {', '.join(found)})") for i in missing]
+                problems = [
+                    (hp.root, f"no training clips of machine ID {i!r} (found: {', '.join(found)})")
+                    for i in missing
+                ]
                 raise BadInputError(problems, header="cannot select machine IDs")
-            clips = [c for c in clips if c.machine_id in hp.machine_ids]
+            clips = [c for c in clips if c.machine_id in wanted]
+        if hp.skip_bad:
+            clips = self._readable(clips)
         if not clips:
-            raise BadInputError([(hp.root, "no normal training clips")], header="cannot build training windows")
+            raise BadInputError(
+                [(hp.root, "no normal training clips")], header="cannot build training windows"
+            )
         return clips
+
+    @staticmethod
+    def _readable(clips: list[Clip]) -> list[Clip]:
+        """The clips whose file header passes `audio_info`'s checks; the others are logged and dropped."""
+        kept, problems = [], []
+        for clip in clips:
+            try:
+                audio_info(clip.path)
+            except BadInputError as error:
+                problems += error.problems
+                continue
+            kept.append(clip)
+        if problems:
+            log.warning(
+                "skipped %d unusable clip(s):\n%s",
+                len(problems),
+                "\n".join(f"  {p}: {why}" for p, why in problems),
+            )
+        return kept
 
     def _log_mels(self, clips: list[Clip]) -> list[np.ndarray]:
         """(n_mels, frames) log-mel of each clip, read from or written to the cache when there is one."""
         hp = self.hparams
         cache = None
         if hp.cache_dir is not None:
-            cache = FeatureCache(hp.cache_dir, self.feature_params, read_params={"sample_rate": hp.sample_rate})
+            cache = FeatureCache(
+                hp.cache_dir, self.feature_params, read_params={"sample_rate": hp.sample_rate}
+            )
         read = functools.partial(read_clip, sample_rate=hp.sample_rate)
         return compute_log_mels([c.path for c in clips], self.log_mel, read=read, cache=cache)
 
@@ -215,15 +248,22 @@ class LogMelWindowDataModule(L.LightningDataModule):
         self._val = self._windows([log_mels[i] for i in val_index], rng) if val_index else None
         log.info(
             "log-mel windows: %d training clips (%d windows), %d validation clips (%d windows)",
-            len(self.train_clips), len(self._train), len(self.val_clips), len(self._val or ()),
+            len(self.train_clips),
+            len(self._train),
+            len(self.val_clips),
+            len(self._val or ()),
         )
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         # Drop a last partial batch: a batch of one window would break BatchNorm in training mode.
         return DataLoader(
-            self._train, batch_size=hp.batch_size, shuffle=True, num_workers=hp.num_workers,
-            drop_last=len(self._train) > hp.batch_size, generator=torch.Generator().manual_seed(hp.seed),
+            self._train,
+            batch_size=hp.batch_size,
+            shuffle=True,
+            num_workers=hp.num_workers,
+            drop_last=len(self._train) > hp.batch_size,
+            generator=torch.Generator().manual_seed(hp.seed),
             persistent_workers=hp.num_workers > 0,
         )
 

@@ -85,7 +85,9 @@ class BaselineAutoencoderModule(SsadModule):
         windows = batch[0] if isinstance(batch, (list, tuple)) else batch
         expected = (self.hparams.n_mels, self.window_frames)
         if windows.dim() != 3 or tuple(windows.shape[1:]) != expected:
-            msg = f"expected windows of shape (batch, {expected[0]}, {expected[1]}), got {tuple(windows.shape)}"
+            msg = (
+                f"expected windows of shape (batch, {expected[0]}, {expected[1]}), got {tuple(windows.shape)}"
+            )
             raise ValueError(msg)
         return flatten_windows(windows)
 
@@ -102,7 +104,7 @@ class BaselineAutoencoderModule(SsadModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         vectors = self._vectors(batch)
         loss = F.mse_loss(self.model(vectors), vectors)
-        self.log("val/loss", loss, prog_bar=True, batch_size=vectors.shape[0])
+        self.log("val/loss", loss, prog_bar=True, batch_size=vectors.shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, eps=KERAS_ADAM_EPSILON)

@@ -67,7 +67,7 @@ class BaselineAutoencoder(nn.Module):
         self.input_dim = input_dim
         widths = [input_dim] + [hidden_dim] * n_hidden + [bottleneck_dim] + [hidden_dim] * n_hidden
         blocks: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
+        for width_in, width_out in zip(widths[:-1], widths[1:], strict=True):
             blocks += [
                 nn.Linear(width_in, width_out),
                 nn.BatchNorm1d(width_out, eps=KERAS_BATCH_NORM_EPS, momentum=KERAS_BATCH_NORM_MOMENTUM),

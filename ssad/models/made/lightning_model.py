@@ -100,7 +100,9 @@ class GroupMADEModule(SsadModule):
             return
         mean, std = getattr(datamodule, "frame_mean", None), getattr(datamodule, "frame_std", None)
         if mean is None or std is None:
-            rank_zero_warn("the data module gives no frame_mean/frame_std: Group MADE trains on unnormalised log-mel")
+            rank_zero_warn(
+                "the data module gives no frame_mean/frame_std: Group MADE trains on unnormalised log-mel"
+            )
             return
         self.set_normaliser(mean, std)
 
@@ -135,7 +137,7 @@ class GroupMADEModule(SsadModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         windows = self._windows(batch)
         loss = self.window_outputs(windows)["anomaly_score"].mean()
-        self.log("val/loss", loss, prog_bar=True, batch_size=windows.shape[0])
+        self.log("val/loss", loss, prog_bar=True, batch_size=windows.shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

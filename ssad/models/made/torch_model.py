@@ -135,7 +135,10 @@ class GroupMADE(nn.Module):
             group_of_dim, self.num_groups = frame, context_frames
         else:
             per_frame = -(-n_mels // band_group_size)
-            group_of_dim, self.num_groups = frame * per_frame + band // band_group_size, context_frames * per_frame
+            group_of_dim, self.num_groups = (
+                frame * per_frame + band // band_group_size,
+                context_frames * per_frame,
+            )
         self.register_buffer("group_of_dim", group_of_dim)
         self.register_buffer("orderings", torch.zeros(num_orderings, self.num_groups, dtype=torch.long))
 
@@ -189,7 +192,9 @@ class GroupMADE(nn.Module):
         """(batch, n_mels, context_frames) -> (batch, D), frame-major: frame 0's bands, then frame 1's, ..."""
         expected = (self.n_mels, self.context_frames)
         if windows.dim() != 3 or tuple(windows.shape[1:]) != expected:
-            msg = f"expected windows of shape (batch, {expected[0]}, {expected[1]}), got {tuple(windows.shape)}"
+            msg = (
+                f"expected windows of shape (batch, {expected[0]}, {expected[1]}), got {tuple(windows.shape)}"
+            )
             raise ValueError(msg)
         return windows.transpose(1, 2).reshape(windows.shape[0], self.input_dim)
 
@@ -198,7 +203,8 @@ class GroupMADE(nn.Module):
         h = self.flatten(windows)
         for layer in self.layers[:-1]:
             h = F.relu(layer(h, ordering))
-        out = self.layers[-1](h, ordering).view(h.shape[0], self.params_per_dim, self.input_dim)
+        # float32 even under autocast: the squared error times exp(-log-variance) can overflow float16.
+        out = self.layers[-1](h, ordering).float().view(h.shape[0], self.params_per_dim, self.input_dim)
         if self.n_components == 1:
             means, log_vars = out[:, :1], out[:, 1:]
             logits = torch.zeros_like(means)
