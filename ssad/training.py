@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,8 @@ def _import(dotted: str) -> type:
 
 def run_lightning_cli(args: list[str], **cli_kwargs: Any) -> SsadCLI:
     """Run `ssad fit|validate|test|predict ...` with ssad's defaults; `cli_kwargs` go to `LightningCLI`."""
+    # The console script hands over sys.argv as `args`, which LightningCLI would warn about.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return SsadCLI(
         L.LightningModule,
         L.LightningDataModule,

@@ -13,7 +13,6 @@ import soundfile as sf
 import torch
 
 import ssad
-from ssad.cli import main
 from ssad.data.datamodule import MachineIDDataModule
 from ssad.errors import SsadError
 from ssad.inference import read_checkpoint, resolve_checkpoint

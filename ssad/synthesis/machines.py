@@ -74,6 +74,11 @@ PCM_SCALE = 32767.0
 NYQUIST_MARGIN = 0.45  # partials and resonances stay below this fraction of the sample rate
 CLIP_GAIN_STD_DB = 0.7  # microphone/load level variation from clip to clip
 CLIP_SNR_JITTER_DB = 1.5  # background level varies around the configured SNR
+CLIP_SPEED_STD = 0.01  # relative: line voltage and load move a motor's speed from clip to clip
+SPEED_DRIFT_STD = 0.003  # relative: and within a clip, slowly
+SPEED_HEADROOM = 1.03  # partials are kept only if they stay below the limit at this much above nominal speed
+CLIP_HARMONIC_STD_DB = 0.7  # each harmonic's level wanders a little with load
+CLIP_LOAD_STD_DB = 0.8  # tonal-to-noise balance from clip to clip
 CLIP_TILT_STD = 0.15  # dB/octave: the operating point tilts a rotating machine's noise from clip to clip
 CLIP_PEAK_SHIFT_STD = 0.05  # relative: and moves its flow-noise hump
 SEVERITY_SPREAD = (0.5, 1.5)  # each anomalous clip's severity is the configured one times this range
@@ -271,6 +276,11 @@ class _Clip:
     @property
     def f_max(self) -> float:
         return NYQUIST_MARGIN * self.sr
+
+    @property
+    def per_second(self) -> float:
+        """Gain that gives a train of unit-energy events, one a second, unit mean power."""
+        return math.sqrt(self.sr)
 
     def envelope(self, **spec: Any) -> np.ndarray:
         """Amplitude response on the rfft bins; `spec` as for `_response_db`."""
@@ -532,21 +542,26 @@ FAN_SEVERITY = {
 
 
 def _fan(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
+    """A fan clip (normal part at unit RMS), with fault `kind` of strength `s` if given."""
     rng = c.rng
     clog = s if kind == "clogging" else 0.0
     imbalance = s if kind == "imbalance" else 0.0
-    speed = unit["shaft_hz"] * (1.0 + 0.01 * rng.standard_normal() + FAN_SEVERITY["clog_speed"] * clog)
-    speed_curve = speed * (1.0 + c.wander(0.003, 1.0))
+    speed = unit["shaft_hz"] * (
+        1.0 + CLIP_SPEED_STD * rng.standard_normal() + FAN_SEVERITY["clog_speed"] * clog
+    )
+    speed_curve = speed * (1.0 + c.wander(SPEED_DRIFT_STD, 1.0))
     cycles = c.cycles(speed_curve)
     body = _jitter_peaks(c, unit["body"], 0.01)
 
     bpf_orders = [
-        FAN_BLADES * k for k in range(1, FAN_BPF_HARMONICS + 1) if FAN_BLADES * k * speed * 1.03 < c.f_max
+        FAN_BLADES * k
+        for k in range(1, FAN_BPF_HARMONICS + 1)
+        if FAN_BLADES * k * speed * SPEED_HEADROOM < c.f_max
     ]
     bpf_db = (
         unit["bpf_db"][: len(bpf_orders)]
         + FAN_SEVERITY["clog_tone_db"] * clog
-        + rng.normal(0.0, 0.7, len(bpf_orders))
+        + rng.normal(0.0, CLIP_HARMONIC_STD_DB, len(bpf_orders))
     )
     shaft_db = unit["shaft_db"] + FAN_SEVERITY["imbalance_tone_db"] * imbalance * np.array(
         [1.0, 0.5, 0.0, 0.0]
@@ -572,7 +587,7 @@ def _fan(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     if kind == "clogging":
         # flow separation on a blocked inlet: rotating stall makes the airflow surge irregularly
         air *= np.clip(1.0 + FAN_SEVERITY["clog_stall"] * clog * c.wander(1.0, 4.0), 0.2, None)
-    load_db = 0.8 * rng.standard_normal()
+    load_db = CLIP_LOAD_STD_DB * rng.standard_normal()
     x = air + _db(unit["tonal_db"] + load_db) * tones
     x *= 1.0 + (unit["shaft_am"] + FAN_SEVERITY["imbalance_am"] * imbalance) * c.tones(cycles, [1], [1.0])
     x = _unit_rms(x)
@@ -642,22 +657,29 @@ PUMP_SEVERITY = {
 
 
 def _pump(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
+    """A pump clip (normal part at unit RMS), with fault `kind` of strength `s` if given."""
     rng = c.rng
     clog = s if kind == "clogging" else 0.0
-    speed = unit["shaft_hz"] * (1.0 + 0.008 * rng.standard_normal() + PUMP_SEVERITY["clog_speed"] * clog)
-    speed_curve = speed * (1.0 + c.wander(0.003, 1.0))
+    speed = unit["shaft_hz"] * (
+        1.0 + CLIP_SPEED_STD * rng.standard_normal() + PUMP_SEVERITY["clog_speed"] * clog
+    )
+    speed_curve = speed * (1.0 + c.wander(SPEED_DRIFT_STD, 1.0))
     cycles = c.cycles(speed_curve)
     body = _jitter_peaks(c, unit["body"], 0.01)
 
     vane_orders = [
-        PUMP_VANES * k for k in range(1, PUMP_VANE_HARMONICS + 1) if PUMP_VANES * k * speed * 1.03 < c.f_max
+        PUMP_VANES * k
+        for k in range(1, PUMP_VANE_HARMONICS + 1)
+        if PUMP_VANES * k * speed * SPEED_HEADROOM < c.f_max
     ]
     vane_db = (
         unit["vane_db"][: len(vane_orders)]
         + PUMP_SEVERITY["clog_tone_db"] * clog
-        + rng.normal(0.0, 0.7, len(vane_orders))
+        + rng.normal(0.0, CLIP_HARMONIC_STD_DB, len(vane_orders))
     )
-    slot_orders = [o for o in (PUMP_ROTOR_SLOTS, 2 * PUMP_ROTOR_SLOTS) if o * speed * 1.03 < c.f_max]
+    slot_orders = [
+        o for o in (PUMP_ROTOR_SLOTS, 2 * PUMP_ROTOR_SLOTS) if o * speed * SPEED_HEADROOM < c.f_max
+    ]
     orders = [1, 2, 3, 4, 5, *vane_orders, *slot_orders]
     tone_db = np.concatenate([unit["shaft_db"], vane_db, unit["slot_db"] - 6.0 * np.arange(len(slot_orders))])
     tone_db = tone_db + _response_db(np.array(orders) * speed, peaks=body)
@@ -690,7 +712,7 @@ def _pump(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
         c, splash_times * c.sr, _log_uniform(rng, 0.3, 1.0, len(splash_times)), decay_s=0.004
     )
     splash = _unit_rms(_resonate(c, splash_exc, unit["splash_modes"]))
-    load_db = 0.8 * rng.standard_normal()
+    load_db = CLIP_LOAD_STD_DB * rng.standard_normal()
     x = _unit_rms(fluid + _db(unit["tonal_db"] + load_db) * tones + _db(unit["splash_db"]) * splash)
 
     mean_speed = float(np.mean(speed_curve))
@@ -755,38 +777,31 @@ SLIDER_SEVERITY = {
     "rebound": 0.6,
 }
 SLIDER_KNOCK_DB = -14.0  # energy of one knock re the drive and friction components
+SLIDER_PERIOD_STD = 0.015  # relative, from clip to clip
+SLIDER_STROKE_STD = 0.01  # relative, from stroke to stroke
+SLIDER_DWELL_STD = 0.03
 
 
 def _slider(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
+    """A slide-rail clip: strokes with drive whine, friction and stop knocks; fault `kind` of strength `s`."""
     rng = c.rng
     sr = c.sr
     timing = s if kind == "stroke_timing" else 0.0
-    period = unit["period_s"] * (1.0 + 0.015 * rng.standard_normal())
+    period = unit["period_s"] * (1.0 + SLIDER_PERIOD_STD * rng.standard_normal())
     velocity = np.zeros(c.n)
     ends: list[tuple[float, int]] = []  # (time the carriage reaches the stop, direction)
     t = -rng.uniform(0.0, period)
     direction = 1 if rng.random() < 0.5 else -1
     while t < c.duration:
-        move = (
-            unit["move_frac"]
-            * period
-            / 2
-            * (
-                1.0
-                + 0.01 * rng.standard_normal()
-                + SLIDER_SEVERITY["timing_move"] * timing * rng.uniform(-1, 1)
-            )
-        )
-        dwell = (
-            (1.0 - unit["move_frac"])
-            * period
-            / 2
-            * (
-                1.0
-                + 0.03 * rng.standard_normal()
-                + SLIDER_SEVERITY["timing_dwell"] * timing * rng.uniform(-1, 1)
-            )
-        )
+        half = period / 2
+        move_jitter = SLIDER_STROKE_STD * rng.standard_normal() + SLIDER_SEVERITY[
+            "timing_move"
+        ] * timing * rng.uniform(-1, 1)
+        dwell_jitter = SLIDER_DWELL_STD * rng.standard_normal() + SLIDER_SEVERITY[
+            "timing_dwell"
+        ] * timing * rng.uniform(-1, 1)
+        move = unit["move_frac"] * half * (1.0 + move_jitter)
+        dwell = (1.0 - unit["move_frac"]) * half * (1.0 + dwell_jitter)
         pause = 0.0
         if kind == "stroke_timing" and rng.random() < SLIDER_SEVERITY["hesitation_prob"] * timing:
             pause = rng.uniform(0.05, 0.25)
@@ -831,7 +846,7 @@ def _slider(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     x = (
         _db(unit["drive_level_db"]) * drive
         + _db(unit["friction_db"]) * friction
-        + _db(unit["knock_db"] + SLIDER_KNOCK_DB) * knocks * math.sqrt(sr)
+        + _db(unit["knock_db"] + SLIDER_KNOCK_DB) * knocks * c.per_second
     )
     x += _db(unit["hold_db"]) * hold
 
@@ -842,7 +857,7 @@ def _slider(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
         crossings = np.nonzero(np.diff(np.sign(position - unit["dent_pos"])) != 0)[0]
         amps = speed[crossings] * np.exp(0.3 * rng.standard_normal(len(crossings)))
         clicks = _resonate(c, _bursts(c, crossings.astype(float), amps, decay_s=0.001), unit["dent_modes"])
-        x += _db(unit["knock_db"] + SLIDER_KNOCK_DB + SLIDER_SEVERITY["dent_db"]) * s * clicks * math.sqrt(sr)
+        x += _db(unit["knock_db"] + SLIDER_KNOCK_DB + SLIDER_SEVERITY["dent_db"]) * s * clicks * c.per_second
     elif kind == "dry_friction":
         # stick-slip squeal on a dry rail, in some strokes
         gate = _episodes(c, mean_on_s=period * 0.6, mean_off_s=period * 0.6, ramp_s=0.03) * moving
@@ -874,6 +889,27 @@ def _stroke_velocity(
 # Valve: open/close transients in a duty cycle, flow noise while open
 
 
+VALVE_SEVERITY = {
+    "skip_prob": 0.35,
+    "timing_jitter": 0.1,  # of the period
+    "leak_db": -21.0,  # re the open-flow level
+    "bounce": 0.8,
+    "stick_delay_s": 0.04,
+    "stick_attack": 3.0,
+    "stick_click": 0.15,  # relative loss of the opening click
+    "stick_flow": 0.1,  # relative loss of flow (partial opening)
+}
+VALVE_BOUNCE_RATIOS = (0.7, 0.5, 0.35, 0.25)  # successive plunger bounces, re the main click
+VALVE_EVENT_JITTER_S = 0.004
+VALVE_PULSES = 2  # the model's duty cycle: two openings per cycle, then a rest
+VALVE_CLOSE_WEIGHTS = np.array([0.7, 1.1, 0.6])  # the closing hit excites the modes differently
+VALVE_BODY = ((1500.0, 4.0, 0.3), (4200.0, 4.0, 0.3))
+VALVE_BUZZ_HZ = 100.0  # an AC solenoid hums at twice the line frequency while energized
+VALVE_CLICK_DB = -26.0  # one click re the flow noise
+VALVE_PERIOD_STD = 0.01  # relative, from clip to clip
+VALVE_OPEN_STD = 0.02  # relative, from opening to opening
+
+
 def _valve_unit(rng: np.random.Generator) -> Unit:
     """One solenoid valve of the model in its duty cycle: timing, click modes and flow a little from nominal."""
     return {
@@ -897,28 +933,11 @@ def _valve_unit(rng: np.random.Generator) -> Unit:
     }
 
 
-VALVE_SEVERITY = {
-    "skip_prob": 0.25,
-    "timing_jitter": 0.1,  # of the period
-    "leak_db": -18.0,  # re the open-flow level
-    "bounce": 0.8,
-    "stick_delay_s": 0.04,
-    "stick_attack": 3.0,
-    "stick_click": 0.15,  # relative loss of the opening click
-    "stick_flow": 0.1,  # relative loss of flow (partial opening)
-}
-VALVE_BOUNCE_RATIOS = (0.7, 0.5, 0.35, 0.25)  # successive plunger bounces, re the main click
-VALVE_EVENT_JITTER_S = 0.004
-VALVE_PULSES = 2  # the model's duty cycle: two openings per cycle, then a rest
-VALVE_CLOSE_WEIGHTS = np.array([0.7, 1.1, 0.6])  # the closing hit excites the modes differently
-VALVE_BODY = ((1500.0, 4.0, 0.3), (4200.0, 4.0, 0.3))
-VALVE_BUZZ_HZ = 100.0  # an AC solenoid hums at twice the line frequency while energized
-
-
 def _valve(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
+    """A solenoid-valve clip: clicks and flow in the unit's duty cycle; fault `kind` of strength `s`."""
     rng = c.rng
     sr = c.sr
-    period = unit["period_s"] * (1.0 + 0.01 * rng.standard_normal())
+    period = unit["period_s"] * (1.0 + VALVE_PERIOD_STD * rng.standard_normal())
     irregular = s if kind == "irregular" else 0.0
     sticking = s if kind == "sticking" else 0.0
     opens: list[float] = []
@@ -930,7 +949,7 @@ def _valve(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
         for _ in range(unit["pulses"]):
             shift = VALVE_SEVERITY["timing_jitter"] * irregular * period * rng.uniform(-0.5, 0.5)
             open_t = start + shift + VALVE_EVENT_JITTER_S * rng.standard_normal()
-            close_t = open_t + unit["open_frac"] * period * (1.0 + 0.02 * rng.standard_normal())
+            close_t = open_t + unit["open_frac"] * period * (1.0 + VALVE_OPEN_STD * rng.standard_normal())
             if not (kind == "irregular" and rng.random() < VALVE_SEVERITY["skip_prob"] * irregular):
                 coil[max(0, int(open_t * sr)) : max(0, int(close_t * sr))] = 1.0
                 # a sticking plunger moves late after the coil is energized
@@ -983,7 +1002,7 @@ def _valve(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     buzz = c.tones(c.cycles(VALVE_BUZZ_HZ), [1, 2, 3], [1.0, 0.6, 0.3]) * _smooth(coil, int(0.005 * sr))
 
     x = (
-        clicks * math.sqrt(sr) * VALVE_CLICK_SCALE
+        _db(VALVE_CLICK_DB) * clicks * c.per_second
         + _db(unit["flow_db"] + 0.5 * rng.standard_normal()) * flow_noise * flow_gate
     )
     x += _db(unit["buzz_db"]) * buzz
@@ -997,9 +1016,6 @@ def _valve(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
             * (1.0 - flow_gate)
         )
     return x
-
-
-VALVE_CLICK_SCALE = 0.05
 
 
 def _attack_release(gate: np.ndarray, sr: int, attack_s: float, release_s: float) -> np.ndarray:
@@ -1042,7 +1058,7 @@ def _background(c: _Clip) -> np.ndarray:
         times = rng.uniform(0.0, c.duration, count)
         exc = _bursts(c, times * c.sr, _log_uniform(rng, 0.3, 1.0, count), decay_s=0.002)
         modes = _modes(rng, [(80.0, 400.0, 0.03, 1.0), (400.0, 1500.0, 0.01, 0.5)])
-        bg = bg + _db(rng.uniform(-10.0, 0.0)) * _resonate(c, exc, modes) * math.sqrt(c.sr)
+        bg = bg + _db(rng.uniform(-10.0, 0.0)) * _resonate(c, exc, modes) * c.per_second
     return _unit_rms(bg)
 
 
