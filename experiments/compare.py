@@ -33,7 +33,10 @@ PROFILES = {
     },
     "demo": {
         "classifier": ("demo.yaml", []),
-        "group_made": ("made.yaml", ["--trainer.max_epochs", "10"]),
+        # fewer epochs than the full configs, and MADE on a subsample of windows with a sparser inference hop,
+        # so that the whole comparison fits in a coffee break on 2 CPU cores
+        "group_made": ("made.yaml", ["--trainer.max_epochs", "4", "--data.max_windows_per_clip", "128",
+                                     "--model.window_hop", "4"]),
         "baseline_ae": ("ae.yaml", ["--trainer.max_epochs", "20"]),
     },
 }
