@@ -32,3 +32,14 @@ def tiny_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     code = main(["fit", "--config", str(config), "--data.root", str(tiny_root), "--trainer.default_root_dir", str(run)])
     assert code == 0
     return run
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks train faster on one thread than on two cores shared with other jobs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,16 +16,9 @@ from ssad.models.autoencoder import BaselineAutoencoder, BaselineAutoencoderModu
 from ssad.models.autoencoder.torch_model import flatten_windows
 from ssad.models.base import CHECKPOINT_KEY
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SAMPLE_RATE = 16000
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks train faster on one thread than on two cores shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_layer_sizes_are_the_baseline_s() -> None:

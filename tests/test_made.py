@@ -17,16 +17,9 @@ from ssad.errors import BadInputError
 from ssad.models.base import CHECKPOINT_KEY
 from ssad.models.made import GroupMADE, GroupMADEModule
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SAMPLE_RATE = 16000
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks train faster on one thread than on two cores shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_tiny_corpus(

@@ -39,6 +39,23 @@ class SsadModule(L.LightningModule):
         """Anything else inference needs (e.g. class names); stored in the checkpoint."""
         return {}
 
+    def check_datamodule(self, n_mels: int, frames_param: str = "frames") -> Any:
+        """Raise ValueError if the attached data module's `n_mels` or `window_frames` do not fit the model.
+
+        `n_mels` is the model's mel bands and `frames_param` the name of its hyper-parameter giving
+        `window_frames`, for the message. Returns the data module, or None when none is attached.
+        """
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_mels = getattr(datamodule, "n_mels", None)
+        if data_mels is not None and data_mels != n_mels:
+            msg = f"the data has n_mels={data_mels} but the model was built for n_mels={n_mels}"
+            raise ValueError(msg)
+        window = getattr(datamodule, "window_frames", None)
+        if window is not None and window != self.window_frames:
+            msg = f"the data gives windows of {window} frames but the model's {frames_param}={self.window_frames}"
+            raise ValueError(msg)
+        return datamodule
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         features = dict(getattr(datamodule, "feature_params", None) or self.hparams.get("feature_params") or {})

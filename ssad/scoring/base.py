@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ssad.errors import SsadError
 
@@ -147,6 +147,28 @@ class Scorer(BaseEstimator):
     def score(self, X: Any, ids: Sequence[str]) -> np.ndarray:
         """(n,) anomaly scores, higher = more anomalous, each clip judged against its own ID."""
         raise NotImplementedError
+
+    @staticmethod
+    def _grouped(X: Any, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """`fit`'s checks of feature rows: X as a float (n, d) array, ids as (n,) str, and ids' row groups."""
+        X = check_array(X, dtype=np.float64)
+        ids = check_ids(ids, len(X))
+        return X, ids, group_indices(ids)
+
+    def _validated(self, X: Any, ids: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`score`'s checks of feature rows: fitted, X a float (n, n_features_in_) array, ids (n,) all seen in fit.
+
+        Returns X as checked and the row indices of each id (see `group_indices`).
+        """
+        check_is_fitted(self)
+        X = check_array(X, dtype=np.float64)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the scorer was fitted on {self.n_features_in_}"
+            )
+        groups = group_indices(check_ids(ids, len(X)))
+        check_known_ids(groups, self.ids_)
+        return X, groups
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Fitted state beyond `ids_`/`train_ids_`/`train_scores_`, as numeric arrays and JSON-able metadata."""

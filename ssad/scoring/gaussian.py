@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 from scipy.linalg import pinvh
 from sklearn.covariance import LedoitWolf
-from sklearn.utils.validation import check_array, check_is_fitted
 
-from ssad.scoring.base import Scorer, check_ids, check_known_ids, group_indices
+from ssad.scoring.base import Scorer
 
 __all__ = ["GaussianScorer", "SHRINKAGES"]
 
@@ -54,9 +53,7 @@ class GaussianScorer(Scorer):
     def fit(self, X: np.ndarray, ids: Sequence[str]) -> GaussianScorer:
         """Estimate each ID's mean and precision from its normal training embeddings (n, d)."""
         self._check_params()
-        X = check_array(X, dtype=np.float64)
-        ids = check_ids(ids, len(X))
-        groups = group_indices(ids)
+        X, ids, groups = self._grouped(X, ids)
         small = {i: len(idx) for i, idx in groups.items() if len(idx) < 2}
         if small:
             raise ValueError(f"GaussianScorer needs at least 2 training clips per id; got {small}")
@@ -80,15 +77,7 @@ class GaussianScorer(Scorer):
 
     def score(self, X: np.ndarray, ids: Sequence[str]) -> np.ndarray:
         """(n,) Mahalanobis distance of each embedding to its own ID's Gaussian."""
-        check_is_fitted(self)
-        X = check_array(X, dtype=np.float64)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features but the scorer was fitted on {self.n_features_in_}"
-            )
-        ids = check_ids(ids, len(X))
-        groups = group_indices(ids)
-        check_known_ids(groups, self.ids_)
+        X, groups = self._validated(X, ids)
         return self._distances(X, groups)
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

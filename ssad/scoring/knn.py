@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils.validation import check_array, check_is_fitted
 
-from ssad.scoring.base import Scorer, check_ids, check_known_ids, group_indices
+from ssad.scoring.base import Scorer
 
 __all__ = ["KNNScorer", "KNN_METRICS"]
 
@@ -51,9 +50,7 @@ class KNNScorer(Scorer):
     def fit(self, X: np.ndarray, ids: Sequence[str]) -> KNNScorer:
         """Store each ID's normal training embeddings (n, d) and index them for neighbour search."""
         self._check_params()
-        X = check_array(X, dtype=np.float64)
-        ids = check_ids(ids, len(X))
-        groups = group_indices(ids)
+        X, ids, groups = self._grouped(X, ids)
         short = {i: len(idx) for i, idx in groups.items() if len(idx) <= self.k}
         if short:
             raise ValueError(
@@ -76,15 +73,7 @@ class KNNScorer(Scorer):
 
     def score(self, X: np.ndarray, ids: Sequence[str]) -> np.ndarray:
         """(n,) distance of each embedding to the k-th nearest normal embedding of its own ID."""
-        check_is_fitted(self)
-        X = check_array(X, dtype=np.float64)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features but the scorer was fitted on {self.n_features_in_}"
-            )
-        ids = check_ids(ids, len(X))
-        groups = group_indices(ids)
-        check_known_ids(groups, self.ids_)
+        X, groups = self._validated(X, ids)
         index = {name: i for i, name in enumerate(self.ids_)}
         out = np.empty(len(X))
         for name, idx in groups.items():

@@ -1,16 +1,18 @@
 """Synthetic machine sounds (fan, pump, slider, valve) in the DCASE 2020 Task 2 layout.
 
 Real corpora cannot be downloaded where ssad is developed, so the demo, the tests and the benchmarks
-run on sounds made here from simple physical models: rotating machines as harmonic series of a
-drifting shaft rate over shaped broadband noise, reciprocating ones as event schedules that excite
-resonances. Each machine ID is one unit with its own physical parameters; each clip varies within
-its unit (speed and load drift, phases, factory background at a set SNR); anomalies are faults
-whose evidence is mostly temporal (impulse trains, modulation, bursts, irregular timing), so that
-a plain long-term average spectrum finds them only in part.
+run on sounds made here from simple physical models: rotating machines (fan, pump) as harmonic series
+of a drifting shaft rate over shaped, modulated flow noise; reciprocating ones (slider, valve) as event
+schedules whose hits excite resonances. Each machine ID is one unit of a fixed model, its physical
+parameters a few per cent or dB from nominal; each clip varies within its unit (speed and load drift,
+phases, timing, factory background at a set SNR). Anomalies are faults whose evidence is largely
+temporal (impulse trains, modulation, bursts, irregular timing), so that a plain long-term average
+spectrum finds them only in part; an anomalous clip's fault cycles through its type's kinds
+(`ANOMALY_KINDS`) with the clip index, so every kind is equally represented.
 
 Everything is reproducible: a unit's parameters come from (seed, type, id) alone and a clip's random
 draws from (seed, type, id, split, label, index), so the same seed writes byte-identical files
-whatever the number of worker processes.
+whatever the number of worker processes, and adding clips or types leaves existing ones unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import functools
 import math
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -743,8 +746,8 @@ SLIDER_BODY = ((900.0, 4.0, 0.3), (2800.0, 4.0, 0.3))
 def _slider_unit(rng: np.random.Generator) -> Unit:
     """One slide rail of the model: stroke timing, drive, friction and stop resonances a little from nominal."""
     return {
-        "period_s": _near(rng, 1.3, 0.03),
-        "move_frac": 0.7 + rng.uniform(-0.04, 0.04),
+        "period_s": _near(rng, 0.9, 0.03),
+        "move_frac": 0.82 + rng.uniform(-0.03, 0.03),
         "drive_hz": _near(rng, 380.0, 0.03),
         "drive_db": -6.0 * np.log2(np.arange(1, SLIDER_DRIVE_HARMONICS + 1))
         + rng.normal(0.0, 1.5, SLIDER_DRIVE_HARMONICS),
@@ -752,7 +755,7 @@ def _slider_unit(rng: np.random.Generator) -> Unit:
         "friction_peak": (_near(rng, 2000.0, 0.1), 6.5 + rng.uniform(-1.0, 1.0), 0.9),
         "friction_db": -1.0 + rng.uniform(-1.5, 1.5),
         "hold_hz": _near(rng, 110.0, 0.05),
-        "hold_db": -25.0 + rng.uniform(-3.0, 3.0),
+        "hold_db": -16.0 + rng.uniform(-2.0, 2.0),
         "knock_modes": _modes_near(
             rng, [(230.0, 0.02, 1.5), (1200.0, 0.012, 1.0), (2900.0, 0.006, 0.7)], 0.08
         ),
@@ -767,16 +770,16 @@ def _slider_unit(rng: np.random.Generator) -> Unit:
 
 
 SLIDER_SEVERITY = {
-    "timing_dwell": 0.9,  # relative dwell jitter
-    "timing_move": 0.25,  # relative stroke-time jitter
-    "hesitation_prob": 0.7,
-    "dent_db": 0.0,
-    "dry_friction_db": 2.5,
-    "squeal_db": -12.0,
-    "end_stop_db": 2.5,
+    "timing_dwell": 0.6,  # relative dwell jitter
+    "timing_move": 0.15,  # relative stroke-time jitter
+    "hesitation_prob": 0.5,
+    "dent_db": 2.0,
+    "dry_friction_db": 3.5,
+    "squeal_db": -9.0,
+    "end_stop_db": 2.0,
     "rebound": 0.6,
 }
-SLIDER_KNOCK_DB = -14.0  # energy of one knock re the drive and friction components
+SLIDER_KNOCK_DB = -18.0  # energy of one knock re the drive and friction components
 SLIDER_PERIOD_STD = 0.015  # relative, from clip to clip
 SLIDER_STROKE_STD = 0.01  # relative, from stroke to stroke
 SLIDER_DWELL_STD = 0.03
@@ -890,10 +893,10 @@ def _stroke_velocity(
 
 
 VALVE_SEVERITY = {
-    "skip_prob": 0.35,
+    "skip_prob": 0.5,
     "timing_jitter": 0.1,  # of the period
     "leak_db": -21.0,  # re the open-flow level
-    "bounce": 0.8,
+    "bounce": 2.0,
     "stick_delay_s": 0.04,
     "stick_attack": 3.0,
     "stick_click": 0.15,  # relative loss of the opening click
@@ -905,7 +908,7 @@ VALVE_PULSES = 2  # the model's duty cycle: two openings per cycle, then a rest
 VALVE_CLOSE_WEIGHTS = np.array([0.7, 1.1, 0.6])  # the closing hit excites the modes differently
 VALVE_BODY = ((1500.0, 4.0, 0.3), (4200.0, 4.0, 0.3))
 VALVE_BUZZ_HZ = 100.0  # an AC solenoid hums at twice the line frequency while energized
-VALVE_CLICK_DB = -26.0  # one click re the flow noise
+VALVE_CLICK_DB = -30.0  # one click re the flow noise
 VALVE_PERIOD_STD = 0.01  # relative, from clip to clip
 VALVE_OPEN_STD = 0.02  # relative, from opening to opening
 
@@ -923,7 +926,7 @@ def _valve_unit(rng: np.random.Generator) -> Unit:
         "close_weights": VALVE_CLOSE_WEIGHTS * np.exp(rng.uniform(-0.2, 0.2, 3)),
         "close_db": -3.0 + rng.uniform(-1.5, 1.5),
         "flow_peak": (_near(rng, 2000.0, 0.12), 9.0 + rng.uniform(-1.5, 1.5), 0.85),
-        "flow_db": -10.0 + rng.uniform(-2.0, 2.0),
+        "flow_db": -3.0 + rng.uniform(-1.5, 1.5),
         "attack_s": _near(rng, 0.018, 0.25),
         "release_s": _near(rng, 0.01, 0.25),
         "buzz_db": -25.0 + rng.uniform(-3.0, 3.0),
@@ -1035,7 +1038,7 @@ def _background(c: _Clip) -> np.ndarray:
     """Factory ambience: coloured noise with room modes, a distant machine's hum, occasional far impacts."""
     rng = c.rng
     peaks = [
-        (float(_log_uniform(rng, 80.0, 2500.0)), rng.uniform(2.0, 8.0), rng.uniform(0.5, 1.2))
+        (float(_log_uniform(rng, 80.0, 2500.0)), rng.uniform(1.0, 5.0), rng.uniform(0.5, 1.2))
         for _ in range(2)
     ]
     env = c.envelope(
@@ -1053,12 +1056,12 @@ def _background(c: _Clip) -> np.ndarray:
     hum = _unit_rms(c.tones(c.cycles(hum_f0 * (1.0 + c.wander(0.002, 0.5))), orders, hum_amps))
     bg = bg + _db(rng.uniform(-18.0, -8.0)) * hum
 
-    count = rng.poisson(rng.uniform(0.0, 0.5) * c.duration)
+    count = rng.poisson(rng.uniform(0.0, 0.3) * c.duration)
     if count:
         times = rng.uniform(0.0, c.duration, count)
         exc = _bursts(c, times * c.sr, _log_uniform(rng, 0.3, 1.0, count), decay_s=0.002)
         modes = _modes(rng, [(80.0, 400.0, 0.03, 1.0), (400.0, 1500.0, 0.01, 0.5)])
-        bg = bg + _db(rng.uniform(-10.0, 0.0)) * _resonate(c, exc, modes) * c.per_second
+        bg = bg + _db(rng.uniform(-16.0, -4.0)) * _resonate(c, exc, modes) * c.per_second
     return _unit_rms(bg)
 
 
@@ -1069,7 +1072,7 @@ _UNIT_DRAW = {"fan": _fan_unit, "pump": _pump_unit, "slider": _slider_unit, "val
 _MACHINE = {"fan": _fan, "pump": _pump, "slider": _slider, "valve": _valve}
 # RMS of each model's normal output, measured over units and seeds (fan and pump normalize themselves;
 # slider and valve keep their event energies absolute, so that missing or extra events change the level).
-_TYPE_RMS = {"fan": 1.0, "pump": 1.0, "slider": _db(1.5), "valve": _db(-12.8)}
+_TYPE_RMS = {"fan": 1.0, "pump": 1.0, "slider": _db(1.1), "valve": _db(-7.3)}
 _UNIT_CACHE: dict[tuple[int, str, int], Unit] = {}
 _UNIT_CACHE_SIZE = 256
 
@@ -1199,6 +1202,7 @@ class SynthSummary:
         duration_s: length of each clip.
         sample_rate: Hz.
         workers: processes used.
+        seed: the seed the set was made with.
     """
 
     root: Path
@@ -1208,6 +1212,7 @@ class SynthSummary:
     duration_s: float = 10.0
     sample_rate: int = 16000
     workers: int = 1
+    seed: int = 0
 
     @property
     def total_clips(self) -> int:
@@ -1243,7 +1248,7 @@ class SynthSummary:
         hours = self.total_clips * self.duration_s / 3600.0
         lines = [line(header), line(["-" * w for w in widths]), *map(line, rows), line(totals), ""]
         lines.append(
-            f"{self.total_clips} clips of {self.duration_s:g} s at {self.sample_rate} Hz ({hours:.2f} h of audio) in {self.root}"
+            f"{self.total_clips} clips of {self.duration_s:g} s at {self.sample_rate} Hz ({hours:.2f} h of audio), seed {self.seed}, in {self.root}"
         )
         lines.append(
             f"written in {self.seconds:.1f} s with {self.workers} worker(s): {self.clips_per_second:.1f} clips/s"
@@ -1380,9 +1385,9 @@ def generate(
         else:
             chunk = max(1, min(8, len(jobs) // (workers * 8)))
             tasks = [(str(root), config, int(seed), jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
-            context = multiprocessing.get_context(
-                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            )
+            # Forked workers start at once and need no `if __name__ == "__main__"` guard in the caller's
+            # script; they only run numpy and scipy code, so the parent's threads (torch, tqdm) do no harm.
+            context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
             with ProcessPoolExecutor(
                 max_workers=workers, mp_context=context, initializer=_init_worker
             ) as pool:
@@ -1402,4 +1407,5 @@ def generate(
         duration_s=config.duration_s,
         sample_rate=config.sample_rate,
         workers=workers,
+        seed=int(seed),
     )

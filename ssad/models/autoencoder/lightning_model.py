@@ -70,15 +70,7 @@ class BaselineAutoencoderModule(SsadModule):
 
     def setup(self, stage: str) -> None:
         """Check the data module's windows fit the network."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        n_mels = getattr(datamodule, "n_mels", None)
-        if n_mels is not None and n_mels != self.hparams.n_mels:
-            msg = f"the data has n_mels={n_mels} but the model was built for n_mels={self.hparams.n_mels}"
-            raise ValueError(msg)
-        window = getattr(datamodule, "window_frames", None)
-        if window is not None and window != self.window_frames:
-            msg = f"the data gives windows of {window} frames but the model's frames={self.window_frames}"
-            raise ValueError(msg)
+        self.check_datamodule(self.hparams.n_mels)
 
     def _vectors(self, batch: Any) -> Tensor:
         """The batch's windows as the baseline's stacked vectors (batch, frames * n_mels)."""

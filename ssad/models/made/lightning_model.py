@@ -85,18 +85,8 @@ class GroupMADEModule(SsadModule):
 
     def setup(self, stage: str) -> None:
         """Check the data fits the model and take the training set's per-band statistics (first fit only)."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None:
-            return
-        n_mels = getattr(datamodule, "n_mels", None)
-        if n_mels is not None and n_mels != self.hparams.n_mels:
-            msg = f"the data has n_mels={n_mels} but the model was built for n_mels={self.hparams.n_mels}"
-            raise ValueError(msg)
-        window = getattr(datamodule, "window_frames", None)
-        if window is not None and window != self.window_frames:
-            msg = f"the data gives windows of {window} frames but the model's context_frames={self.window_frames}"
-            raise ValueError(msg)
-        if stage != "fit" or bool(self.normaliser_fitted):
+        datamodule = self.check_datamodule(self.hparams.n_mels, frames_param="context_frames")
+        if datamodule is None or stage != "fit" or bool(self.normaliser_fitted):
             return
         mean, std = getattr(datamodule, "frame_mean", None), getattr(datamodule, "frame_std", None)
         if mean is None or std is None:
