@@ -132,6 +132,24 @@ def test_resume_after_ctrl_c_matches_an_uninterrupted_run(tiny_root: Path, tmp_p
         assert torch.allclose(value.float(), resumed["state_dict"][key].float(), atol=1e-5), key
 
 
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tiny_root: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "ssad.cli", "fit", "--config", str(CONFIG), "--data.root", str(tiny_root),
+         "--data.machine_types", "[fan, valve]", "--trainer.default_root_dir", str(run), "--trainer.max_epochs", "1",
+         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Starting with 2 processes" in result.stderr + result.stdout
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert ssad.load(run).embed(next(tiny_root.rglob("test/*.wav"))).shape == (32,)
+
+
 def test_embed_accepts_paths_lists_waveforms_and_batches(tiny_run: Path, tiny_root: Path) -> None:
     model = ssad.load(tiny_run)
     paths = sorted(tiny_root.rglob("test/*.wav"))[:3]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ SMALL = SynthConfig(
     duration_s=1.0,
 )
 # For the baseline check: shorter clips and fewer of them than the default preset, the default severity.
-BASELINE = SynthConfig(duration_s=4.0, train_per_id=16, test_normal_per_id=8, test_anomaly_per_id=8)
+BASELINE = SynthConfig(duration_s=5.0, train_per_id=20, test_normal_per_id=10, test_anomaly_per_id=10)
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -45,16 +46,6 @@ def digests(root: Path) -> dict[str, str]:
         str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*.wav"))
     }
-
-
-def log_mel_stats(path_or_wave: Path | np.ndarray, log_mel: LogMel) -> tuple[np.ndarray, np.ndarray]:
-    """Per-clip mean and standard deviation over time of the log-mel spectrogram."""
-    if isinstance(path_or_wave, Path):
-        wave, _ = sf.read(path_or_wave, dtype="float32")
-    else:
-        wave = path_or_wave
-    m = log_mel(torch.from_numpy(np.ascontiguousarray(wave)))
-    return m.mean(-1).numpy(), m.std(-1).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +149,22 @@ def test_no_clipping_and_sensible_level(tiny_root: Path) -> None:
     assert -50.0 < min(levels) and max(levels) < -20.0
 
 
+def test_duration_and_sample_rate_are_configurable(tmp_path: Path) -> None:
+    config = SynthConfig(
+        machine_types=("pump",),
+        ids_per_type=1,
+        train_per_id=1,
+        test_normal_per_id=0,
+        test_anomaly_per_id=1,
+        duration_s=1.5,
+        sample_rate=22050,
+    )
+    generate(tmp_path, seed=1, config=config, progress=False)
+    infos = [sf.info(p) for p in sorted(tmp_path.rglob("*.wav"))]
+    assert len(infos) == 2
+    assert all((i.samplerate, i.frames, i.subtype) == (22050, 33075, "PCM_16") for i in infos)
+
+
 def test_summary_counts_and_table(tmp_path: Path) -> None:
     summary = generate(tmp_path, seed=1, config=SMALL, progress=False)
     assert summary.root == tmp_path
@@ -179,7 +186,7 @@ def test_rewrites_in_place_and_leaves_no_temporary_files(tmp_path: Path) -> None
 
 
 def test_an_interrupted_write_leaves_no_wav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_write(file, data, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - the soundfile signature
+    def broken_write(file: BinaryIO, *args: object, **kwargs: object) -> None:
         file.write(b"RIFF half a header")
         raise KeyboardInterrupt
 
@@ -273,7 +280,7 @@ def baseline_features(
 def test_a_mean_log_mel_gaussian_finds_some_but_not_all_anomalies(
     machine_type: str, baseline_features: dict[str, list[tuple[str, str, str, np.ndarray]]]
 ) -> None:
-    """The set is neither noise nor trivial: a per-ID Gaussian on per-clip mean log-mel gets 0.5 < AUC < 1."""
+    """The set is neither noise nor trivial: a per-ID Gaussian on per-clip mean log-mel gets 0.6 < AUC < 0.97."""
     rows = baseline_features[machine_type]
     labels, scores = [], []
     for machine_id in {r[2] for r in rows}:
@@ -285,7 +292,7 @@ def test_a_mean_log_mel_gaussian_finds_some_but_not_all_anomalies(
                 scores.append(float(d @ gaussian.precision_ @ d))
                 labels.append(int(label == "anomaly"))
     auc = roc_auc_score(labels, scores)
-    assert 0.58 < auc < 0.98, auc
+    assert 0.6 < auc < 0.97, auc
 
 
 @pytest.mark.parametrize("machine_type", MACHINE_TYPES)

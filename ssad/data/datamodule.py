@@ -306,5 +306,10 @@ class MachineIDDataModule(L.LightningDataModule):
                 spectrogram[to_warp] = warp_frequency(spectrogram[to_warp], warp[to_warp])
         return {"log_mel": self.log_mel.log_mel_from_spectrogram(spectrogram), "label": batch["label"]}
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the training crops and augmentations those of `epoch` (they depend on seed, epoch and index)."""
+        if self._train is not None:
+            self._train.epoch = epoch
+
     def state_dict(self) -> dict:
         return {"class_names": list(self.class_names)}

@@ -56,6 +56,13 @@ class SsadModule(L.LightningModule):
             raise ValueError(msg)
         return datamodule
 
+    def on_train_epoch_start(self) -> None:
+        # Under DDP Lightning wraps the data module's sampler, whose own set_epoch then is never called:
+        # tell the data module directly, so each epoch draws new crops on every rank.
+        set_epoch = getattr(getattr(self.trainer, "datamodule", None), "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.current_epoch)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         features = dict(getattr(datamodule, "feature_params", None) or self.hparams.get("feature_params") or {})

@@ -512,8 +512,8 @@ def _fan_unit(rng: np.random.Generator) -> Unit:
     """One fan of the model: speed, harmonic levels and resonances a few per cent or dB from nominal."""
     k = np.arange(1, FAN_BPF_HARMONICS + 1)
     return {
-        "shaft_hz": _near(rng, FAN_SHAFT_HZ, 0.015),
-        "bpf_db": FAN_BPF_PROFILE_DB + rng.normal(0.0, 1.0, len(k)),
+        "shaft_hz": _near(rng, FAN_SHAFT_HZ, 0.01),
+        "bpf_db": FAN_BPF_PROFILE_DB + rng.normal(0.0, 0.8, len(k)),
         "shaft_db": -16.0 + rng.normal(0.0, 2.0, 4),
         "tonal_db": -6.5 + rng.uniform(-1.0, 1.0),
         "air_tilt": -3.2 + rng.uniform(-0.3, 0.3),
@@ -625,22 +625,22 @@ PUMP_BODY = ((380.0, 4.0, 0.3), (1100.0, 5.0, 0.3), (2600.0, 4.0, 0.3))
 def _pump_unit(rng: np.random.Generator) -> Unit:
     """One pump of the model: speed, impeller harmonics, flow and resonances a little from nominal."""
     return {
-        "shaft_hz": _near(rng, PUMP_SHAFT_HZ, 0.012),
-        "vane_db": PUMP_VANE_PROFILE_DB + rng.normal(0.0, 1.0, PUMP_VANE_HARMONICS),
+        "shaft_hz": _near(rng, PUMP_SHAFT_HZ, 0.008),
+        "vane_db": PUMP_VANE_PROFILE_DB + rng.normal(0.0, 0.8, PUMP_VANE_HARMONICS),
         "shaft_db": -14.0 + rng.normal(0.0, 2.0, 5),
-        "slot_db": -17.0 + rng.uniform(-3.0, 3.0),
-        "hum_db": -19.0 + rng.uniform(-3.0, 3.0),
+        "slot_db": -17.0 + rng.uniform(-1.5, 1.5),
+        "hum_db": -19.0 + rng.uniform(-1.5, 1.5),
         "tonal_db": -3.0 + rng.uniform(-1.0, 1.0),
         "fluid_tilt": -3.0 + rng.uniform(-0.3, 0.3),
         "fluid_peak": (_near(rng, 350.0, 0.06), 6.5 + rng.uniform(-1.0, 1.0), 0.75),
-        "fluid_high_hz": _near(rng, 4500.0, 0.08),
+        "fluid_high_hz": _near(rng, 4500.0, 0.04),
         "vane_am": _near(rng, 0.18, 0.2),
         "pulse_hz": _near(rng, 0.8, 0.15),
         "pulse_depth": _near(rng, 0.14, 0.2),
         "splash_rate": _near(rng, 30.0, 0.2),
         "splash_db": -10.0 + rng.uniform(-1.5, 1.5),
         "splash_modes": _modes_near(rng, [(2800.0, 0.0005, 1.0), (5200.0, 0.0003, 0.7)], 0.1),
-        "body": _peaks_near(rng, PUMP_BODY, 0.05, 1.0),
+        "body": _peaks_near(rng, PUMP_BODY, 0.04, 0.7),
         "gain_db": rng.uniform(-1.0, 1.0),
         "ball_pass_order": _near(rng, 3.3, 0.05),
         "bearing_modes": _modes_near(rng, [(3800.0, 0.0012, 1.0), (1800.0, 0.002, 0.5)], 0.1),
@@ -730,7 +730,9 @@ def _pump(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
         x += _db(PUMP_SEVERITY["cavitation_db"]) * s * crackle
     elif kind == "leak":
         # a leaking seal hisses in a narrow band; the flow through it follows the pressure pulsation
-        band = c.envelope(peaks=[(unit["leak_hz"] * (1.0 + 0.02 * rng.standard_normal()), 30.0, 0.06)])
+        band = c.envelope(
+            peaks=[(min(unit["leak_hz"] * (1.0 + 0.02 * rng.standard_normal()), c.f_max), 30.0, 0.06)]
+        )
         x += _db(PUMP_SEVERITY["leak_db"]) * s * _unit_rms(c.noise(band) * pulsation)
     return x
 
@@ -748,20 +750,20 @@ def _slider_unit(rng: np.random.Generator) -> Unit:
     return {
         "period_s": _near(rng, 0.9, 0.03),
         "move_frac": 0.82 + rng.uniform(-0.03, 0.03),
-        "drive_hz": _near(rng, 380.0, 0.03),
+        "drive_hz": _near(rng, 380.0, 0.02),
         "drive_db": -6.0 * np.log2(np.arange(1, SLIDER_DRIVE_HARMONICS + 1))
         + rng.normal(0.0, 1.5, SLIDER_DRIVE_HARMONICS),
-        "drive_level_db": -5.0 + rng.uniform(-1.5, 1.5),
-        "friction_peak": (_near(rng, 2000.0, 0.1), 6.5 + rng.uniform(-1.0, 1.0), 0.9),
-        "friction_db": -1.0 + rng.uniform(-1.5, 1.5),
-        "hold_hz": _near(rng, 110.0, 0.05),
-        "hold_db": -16.0 + rng.uniform(-2.0, 2.0),
+        "drive_level_db": -5.0 + rng.uniform(-1.0, 1.0),
+        "friction_peak": (_near(rng, 2000.0, 0.04), 6.5 + rng.uniform(-0.7, 0.7), 0.9),
+        "friction_db": -1.0 + rng.uniform(-1.0, 1.0),
+        "hold_hz": _near(rng, 110.0, 0.02),
+        "hold_db": -16.0 + rng.uniform(-1.0, 1.0),
         "knock_modes": _modes_near(
-            rng, [(230.0, 0.02, 1.5), (1200.0, 0.012, 1.0), (2900.0, 0.006, 0.7)], 0.08
+            rng, [(230.0, 0.02, 1.5), (1200.0, 0.012, 1.0), (2900.0, 0.006, 0.7)], 0.05
         ),
-        "knock_db": 3.0 + rng.uniform(-1.5, 1.5),
-        "return_knock_db": -3.0 + rng.uniform(-1.5, 1.5),
-        "body": _peaks_near(rng, SLIDER_BODY, 0.08, 1.5),
+        "knock_db": 3.0 + rng.uniform(-1.0, 1.0),
+        "return_knock_db": -3.0 + rng.uniform(-1.0, 1.0),
+        "body": _peaks_near(rng, SLIDER_BODY, 0.04, 0.7),
         "gain_db": rng.uniform(-1.0, 1.0),
         "dent_pos": rng.uniform(0.25, 0.75),
         "dent_modes": _modes_near(rng, [(3900.0, 0.003, 1.0), (1350.0, 0.005, 0.6)], 0.1),
@@ -770,14 +772,15 @@ def _slider_unit(rng: np.random.Generator) -> Unit:
 
 
 SLIDER_SEVERITY = {
-    "timing_dwell": 0.6,  # relative dwell jitter
-    "timing_move": 0.15,  # relative stroke-time jitter
-    "hesitation_prob": 0.5,
-    "dent_db": 2.0,
-    "dry_friction_db": 3.5,
-    "squeal_db": -9.0,
-    "end_stop_db": 2.0,
-    "rebound": 0.6,
+    "timing_dwell": 0.3,  # relative dwell jitter
+    "timing_move": 0.1,  # relative stroke-time jitter
+    "hesitation_prob": 0.35,
+    "dent_db": 0.0,
+    "dry_friction_db": 2.0,
+    "squeal_db": -11.0,
+    "end_stop_db": 1.0,
+    "end_stop_ring": 0.8,  # relative lengthening of the knock decay
+    "rebound": 0.4,
 }
 SLIDER_KNOCK_DB = -18.0  # energy of one knock re the drive and friction components
 SLIDER_PERIOD_STD = 0.015  # relative, from clip to clip
@@ -837,7 +840,7 @@ def _slider(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     if kind == "end_stop":
         # a worn, loose stopper: harder hits that ring longer and bounce back
         knock_amps *= _db(SLIDER_SEVERITY["end_stop_db"] * s)
-        modes = [(f, d * (1.0 + 1.5 * s), w) for f, d, w in modes]
+        modes = [(f, d * (1.0 + SLIDER_SEVERITY["end_stop_ring"] * s), w) for f, d, w in modes]
         bounce = rng.uniform(0.03, 0.08, len(ends))
         knock_times = np.concatenate([knock_times, knock_times + bounce])
         knock_amps = np.concatenate(
@@ -893,10 +896,10 @@ def _stroke_velocity(
 
 
 VALVE_SEVERITY = {
-    "skip_prob": 0.5,
+    "skip_prob": 0.4,
     "timing_jitter": 0.1,  # of the period
-    "leak_db": -21.0,  # re the open-flow level
-    "bounce": 2.0,
+    "leak_db": -23.0,  # re the open-flow level
+    "bounce": 1.5,
     "stick_delay_s": 0.04,
     "stick_attack": 3.0,
     "stick_click": 0.15,  # relative loss of the opening click
@@ -1011,7 +1014,7 @@ def _valve(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     x += _db(unit["buzz_db"]) * buzz
     if kind == "seat_leak":
         # a worn seat lets fluid through while closed: hiss, and a whistle at the leak path
-        whistle = c.noise(c.envelope(peaks=[(unit["leak_hz"], 25.0, 0.05)]))
+        whistle = c.noise(c.envelope(peaks=[(min(unit["leak_hz"], c.f_max), 25.0, 0.05)]))
         x += (
             _db(unit["flow_db"] + VALVE_SEVERITY["leak_db"])
             * s

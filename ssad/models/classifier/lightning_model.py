@@ -162,9 +162,9 @@ class MachineIDClassifier(SsadModule):
         windows = windows.permute(0, 2, 1, 3).reshape(batch_size * n_windows, log_mel.shape[1], self.window_frames)
         logits, _ = self.net(windows)
         clip_logits = logits.reshape(batch_size, n_windows, -1).mean(1)
-        self.log("val/loss", F.cross_entropy(clip_logits, labels), prog_bar=True, batch_size=batch_size)
+        self.log("val/loss", F.cross_entropy(clip_logits, labels), prog_bar=True, batch_size=batch_size, sync_dist=True)
         accuracy = (clip_logits.argmax(-1) == labels).float().mean()
-        self.log("val/acc_clip", accuracy, prog_bar=True, batch_size=batch_size)
+        self.log("val/acc_clip", accuracy, prog_bar=True, batch_size=batch_size, sync_dist=True)
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
