@@ -49,7 +49,8 @@ def digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tiny` preset with this module's own seed, independent of the suite's shared fixture."""
     root = tmp_path_factory.mktemp("tiny")
     summary = generate(root, "tiny", seed=3, progress=False)
     assert summary.total_clips == PRESETS["tiny"].total_clips
@@ -91,10 +92,10 @@ def test_a_machine_does_not_change_when_clips_or_types_are_added(tmp_path: Path)
     assert few.items() <= lots.items()
 
 
-def test_synthesize_clip_gives_the_samples_generate_writes(tiny_root: Path) -> None:
+def test_synthesize_clip_gives_the_samples_generate_writes(tiny_set: Path) -> None:
     wave = synthesize_clip("slider", 4, "anomaly", seed=3, split="test", index=2, config=PRESETS["tiny"])
     assert wave.dtype == np.float32 and wave.shape == (PRESETS["tiny"].num_samples,)
-    stored, _ = sf.read(tiny_root / "slider" / "test" / clip_filename("anomaly", 4, 2), dtype="int16")
+    stored, _ = sf.read(tiny_set / "slider" / "test" / clip_filename("anomaly", 4, 2), dtype="int16")
     np.testing.assert_array_equal(np.round(wave * 32767).astype(np.int16), stored)
 
 
@@ -102,14 +103,14 @@ def test_synthesize_clip_gives_the_samples_generate_writes(tiny_root: Path) -> N
 # Layout and format
 
 
-def test_layout_names_and_format(tiny_root: Path) -> None:
+def test_layout_names_and_format(tiny_set: Path) -> None:
     config = PRESETS["tiny"]
-    assert sorted(p.name for p in tiny_root.iterdir()) == sorted(MACHINE_TYPES)
+    assert sorted(p.name for p in tiny_set.iterdir()) == sorted(MACHINE_TYPES)
     for machine_type in MACHINE_TYPES:
-        assert sorted(p.name for p in (tiny_root / machine_type).iterdir()) == ["test", "train"]
+        assert sorted(p.name for p in (tiny_set / machine_type).iterdir()) == ["test", "train"]
         seen: dict[tuple[str, str, str], int] = {}
         for split in ("train", "test"):
-            for path in (tiny_root / machine_type / split).iterdir():
+            for path in (tiny_set / machine_type / split).iterdir():
                 match = NAME.fullmatch(path.name)
                 assert match, path
                 key = (split, match[1], match[2])
@@ -133,15 +134,15 @@ def test_layout_names_and_format(tiny_root: Path) -> None:
             assert count == expected
 
 
-def test_counters_restart_per_id_and_label(tiny_root: Path) -> None:
-    names = sorted(p.name for p in (tiny_root / "pump" / "test").iterdir())
+def test_counters_restart_per_id_and_label(tiny_set: Path) -> None:
+    names = sorted(p.name for p in (tiny_set / "pump" / "test").iterdir())
     assert "normal_id_02_00000000.wav" in names and "anomaly_id_02_00000000.wav" in names
     assert "anomaly_id_06_00000002.wav" in names and "anomaly_id_06_00000003.wav" not in names
 
 
-def test_no_clipping_and_sensible_level(tiny_root: Path) -> None:
+def test_no_clipping_and_sensible_level(tiny_set: Path) -> None:
     peaks, levels = [], []
-    for path in tiny_root.rglob("*.wav"):
+    for path in tiny_set.rglob("*.wav"):
         pcm, _ = sf.read(path, dtype="int16")
         peaks.append(int(np.abs(pcm.astype(np.int32)).max()))
         levels.append(20 * np.log10(np.sqrt(np.mean((pcm / 32768.0) ** 2))))

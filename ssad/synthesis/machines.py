@@ -39,10 +39,8 @@ from tqdm import tqdm
 
 __all__ = [
     "ANOMALY_KINDS",
-    "LABELS",
     "MACHINE_TYPES",
     "PRESETS",
-    "SPLITS",
     "SynthConfig",
     "SynthSummary",
     "clip_filename",
