@@ -27,6 +27,8 @@ class MachineIDClassifier(SsadModule):
         backbone: "mobilenetv2" or "resnet".
         width_mult: MobileNetV2 width multiplier.
         last_channels: channels of the backbone's last 1x1 convolution (MobileNetV2's 1280 is slow on a CPU).
+        freq_pool: how the backbone's feature map is pooled over frequency: "flatten" (keep the position),
+            "max" or "mean".
         embedding_dim: size of the embedding the scorers use.
         head: "softmax" or "arcface".
         arcface_scale: ArcFace logit scale.
@@ -56,6 +58,7 @@ class MachineIDClassifier(SsadModule):
         backbone: str = "mobilenetv2",
         width_mult: float = 0.5,
         last_channels: int = 512,
+        freq_pool: str = "flatten",
         embedding_dim: int = 128,
         head: str = "softmax",
         arcface_scale: float = 30.0,
@@ -94,6 +97,7 @@ class MachineIDClassifier(SsadModule):
         self.net = MachineIDNet(
             num_classes=len(hp.class_names), backbone=hp.backbone, embedding_dim=hp.embedding_dim,
             head=hp.head, width_mult=hp.width_mult, n_mels=hp.n_mels, last_channels=hp.last_channels,
+            freq_pool=hp.freq_pool,
             arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
         )
         # kept out of the module tree so that the compiled wrapper adds nothing to the state_dict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -104,9 +105,12 @@ class MachineIDNet(nn.Module):
             self.backbone = ResNetBackbone(
                 channels=channels, blocks_per_stage=resnet_blocks, freq_pool=freq_pool
             )
+        features = self.backbone.out_channels
+        if freq_pool == "flatten":
+            features = self._pooled_size(n_mels)
         layers: list[nn.Module] = [
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
-            nn.Linear(self.backbone.out_channels, embedding_dim),
+            nn.Linear(features, embedding_dim),
             nn.BatchNorm1d(embedding_dim),
         ]
         if embedding_relu:
@@ -123,6 +127,14 @@ class MachineIDNet(nn.Module):
                 margin=arcface_margin,
                 easy_margin=arcface_easy_margin,
             )
+
+    @torch.no_grad()
+    def _pooled_size(self, n_mels: int) -> int:
+        """Size of the backbone's pooled output for `n_mels` bands (it depends on them when flattening)."""
+        self.backbone.eval()
+        size = self.backbone(torch.zeros(1, 1, n_mels, 8)).shape[1]
+        self.backbone.train()
+        return int(size)
 
     def _check_input(self, x: Tensor) -> None:
         """Input must be (B, n_mels, frames)."""

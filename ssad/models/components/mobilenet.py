@@ -43,7 +43,7 @@ STEM_CHANNELS = 32
 CHANNEL_DIVISOR = 8
 
 #: How a backbone reduces the frequency axis of its last feature map (time is always averaged).
-FREQ_POOLS = ("max", "mean")
+FREQ_POOLS = ("max", "mean", "flatten")
 
 
 def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR) -> int:
@@ -55,11 +55,14 @@ def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR) -> int:
 
 
 class TimeFrequencyPool(nn.Module):
-    """(B, C, freq, time) -> (B, C): mean over time, then max (or mean) over frequency.
+    """(B, C, freq, time) -> (B, C): mean over time, then max (or mean) over frequency, or no pooling over it.
 
     Machine sounds are close to stationary within a window, so averaging over time is a low-variance
     summary; over frequency, the strongest band-specific response (a tone, a resonance) is what tells
-    machines apart, and `max` keeps it rather than diluting it over mostly uninformative bands.
+    machines apart, and `max` keeps it rather than diluting it over mostly uninformative bands. Both make
+    the features blind to where in frequency a response sits; "flatten" keeps that (machine IDs that
+    differ by a few per cent in speed differ mostly in where their tones sit), at the cost of an output
+    size that depends on the input's mel count.
     """
 
     def __init__(self, freq_pool: str = "max") -> None:
@@ -70,8 +73,10 @@ class TimeFrequencyPool(nn.Module):
         self.freq_pool = freq_pool
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, C, freq, time) -> (B, C)."""
+        """(B, C, freq, time) -> (B, C), or (B, C * freq) for "flatten"."""
         x = x.mean(dim=3)
+        if self.freq_pool == "flatten":  # keeps where in frequency a response sits
+            return x.flatten(1)
         return x.amax(dim=2) if self.freq_pool == "max" else x.mean(dim=2)
 
 
