@@ -205,3 +205,14 @@ def test_wrong_input_shape_raises() -> None:
         model(torch.randn(2, N_MELS + 1, FRAMES))
     with pytest.raises(ValueError, match="labels must have shape"):
         model(torch.randn(2, N_MELS, FRAMES), torch.tensor([0, 1, 0]))
+
+
+@pytest.mark.parametrize("n_mels", [64, 128])
+def test_flatten_pooling_keeps_frequency_position(n_mels: int) -> None:
+    torch.manual_seed(0)
+    net = MachineIDNet(num_classes=3, width_mult=0.25, last_channels=32, embedding_dim=8, n_mels=n_mels,
+                       freq_pool="flatten").eval()
+    x = torch.randn(2, n_mels, 24)
+    assert net.embed(x).shape == (2, 8)
+    pooled = net.backbone(net.input_norm(x).unsqueeze(1))
+    assert pooled.shape[1] == net.embedding[1].in_features > net.backbone.out_channels
