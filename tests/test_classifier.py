@@ -181,3 +181,21 @@ def test_loading_refuses_a_pickled_object(tmp_path: Path) -> None:
     with pytest.raises(SsadError, match="not a loadable"):
         ssad.load(bad)
     assert not marker.exists()
+
+
+def test_fine_tuning_starts_from_a_run_and_keeps_head_rows_by_name(tiny_run: Path, tiny_root: Path, tmp_path: Path) -> None:
+    source = read_checkpoint(tiny_run)
+    hp = source["hyper_parameters"]
+    datamodule = MachineIDDataModule(root=str(tiny_root), machine_types=["fan"], n_warped=0, n_mixed=0,
+                                     crop_frames=hp["window_frames"], features={"n_mels": hp["n_mels"]})
+    model = MachineIDClassifier(width_mult=hp["width_mult"], last_channels=hp["last_channels"],
+                                embedding_dim=hp["embedding_dim"], init_from=str(tiny_run))
+    trainer = L.Trainer(max_epochs=0, accelerator="cpu", logger=False, default_root_dir=tmp_path,
+                        enable_progress_bar=False)
+    trainer.fit(model, datamodule=datamodule)
+    state = model.net.state_dict()
+    first_conv = next(k for k in state if k.startswith("backbone.") and k.endswith("weight"))
+    assert torch.equal(state[first_conv], source["state_dict"][f"net.{first_conv}"])
+    old_names = hp["class_names"]
+    for row, name in enumerate(model.class_names):
+        assert torch.equal(state["head.linear.weight"][row], source["state_dict"]["net.head.linear.weight"][old_names.index(name)])
