@@ -36,22 +36,26 @@ PROFILES = {
         # fewer epochs than the full configs, and MADE on a subsample of windows with a sparser inference hop,
         # so that the whole comparison fits in a coffee break on 2 CPU cores
         "group_made": ("made.yaml", ["--trainer.max_epochs", "4", "--data.max_windows_per_clip", "128",
-                                     "--model.window_hop", "4"]),
+                                     "--model.inference_hop", "4"]),
         "baseline_ae": ("ae.yaml", ["--trainer.max_epochs", "20"]),
     },
 }
 PER_TYPE = ("group_made", "baseline_ae")
 
 
-def _fit(config: str, root: Path, run: Path, extra: list[str], machine_type: str | None = None) -> None:
+def _fit(config: str, root: Path, run: Path, extra: list[str], machine_type: str | None = None,
+         reuse: bool = False) -> None:
     from ssad.training import run_lightning_cli
 
+    if reuse and (run / "checkpoints" / "last.ckpt").is_file() and (run / ".complete").is_file():
+        return
     shutil.rmtree(run, ignore_errors=True)
     args = ["fit", "--config", str(PROJECT / "configs" / config), "--data.root", str(root),
             "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false", *extra]
     if machine_type:
         args += ["--data.machine_types", f"[{machine_type}]"]
     run_lightning_cli(args)
+    (run / ".complete").touch()
 
 
 def _clip_seconds(root: Path) -> float:
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="model sizes: tiny for clips of a few seconds, demo otherwise (auto decides)")
     parser.add_argument("--work", type=Path, default=PROJECT / "runs" / "compare", help="runs and evaluations")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where compare.csv/.md go")
+    parser.add_argument("--reuse", action="store_true", help="keep runs that finished in an earlier comparison")
     args = parser.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     score_tables: list[ScoreTable] = []
 
     classifier_run, classifier_eval = work / "classifier", work / "eval" / "classifier"
-    _fit(plan["classifier"][0], root, classifier_run, plan["classifier"][1])
+    _fit(plan["classifier"][0], root, classifier_run, plan["classifier"][1], reuse=args.reuse)
     evaluate_run(classifier_run, root, classifier_eval, device="auto", progress=False)
     rename = {"gaussian": "classifier+gaussian", "knn": "classifier+knn", "softmax": "classifier+softmax"}
     rows += _type_means(classifier_eval / "results.csv", rename)
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         config, extra = plan[family]
         for machine_type in types:
             run, out = work / family / machine_type, work / "eval" / family / machine_type
-            _fit(config, root, run, extra, machine_type)
+            _fit(config, root, run, extra, machine_type, reuse=args.reuse)
             evaluate_run(run, root, out, device="auto", progress=False, machine_types=[machine_type], plots=False)
             rows += _type_means(out / "results.csv", {family: family})
             score_tables.append(ScoreTable.from_csv(out / "scores.csv"))

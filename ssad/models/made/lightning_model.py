@@ -36,8 +36,10 @@ class GroupMADEModule(SsadModule):
         ordering: the first ordering: "natural", "reverse" or "random".
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        window_hop: frames between inference windows of a clip.
-        seed: fixes the orderings and the connectivity masks.
+        inference_hop: frames between inference windows of a clip (the data module's `window_hop` is
+            the training stride).
+        ordering_seed: fixes the orderings and the connectivity masks (named apart from the data module's
+            `seed`: Lightning refuses equal hyper-parameter names with different values).
     """
 
     output_names = ("anomaly_score",)
@@ -55,15 +57,15 @@ class GroupMADEModule(SsadModule):
         ordering: str = "natural",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        window_hop: int = 1,
-        seed: int = 0,
+        inference_hop: int = 1,
+        ordering_seed: int = 0,
     ) -> None:
         super().__init__()
         if lr <= 0 or weight_decay < 0:
             msg = f"lr must be > 0 and weight_decay >= 0, got lr={lr}, weight_decay={weight_decay}"
             raise ValueError(msg)
-        if window_hop < 1:
-            msg = f"window_hop={window_hop} must be >= 1"
+        if inference_hop < 1:
+            msg = f"inference_hop={inference_hop} must be >= 1"
             raise ValueError(msg)
         self.save_hyperparameters()
         self.model = GroupMADE(
@@ -75,10 +77,10 @@ class GroupMADEModule(SsadModule):
             n_components=n_components,
             ordering=ordering,
             num_orderings=num_orderings,
-            seed=seed,
+            seed=ordering_seed,
         )
         self.window_frames = context_frames
-        self.window_hop = window_hop
+        self.window_hop = inference_hop
         self.register_buffer("frame_mean", torch.zeros(n_mels))
         self.register_buffer("frame_std", torch.ones(n_mels))
         self.register_buffer("normaliser_fitted", torch.tensor(False))
