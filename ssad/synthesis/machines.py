@@ -542,27 +542,30 @@ FAN_SEVERITY = {
 }
 
 
+def _rotor(c: _Clip, unit: Unit, speed_shift: float) -> tuple[float, np.ndarray, np.ndarray, Any]:
+    """A rotating machine's shaft speed for this clip, its drift over the clip, cycle phase, and jittered body."""
+    speed = unit["shaft_hz"] * (1.0 + CLIP_SPEED_STD * c.rng.standard_normal() + speed_shift)
+    speed_curve = speed * (1.0 + c.wander(SPEED_DRIFT_STD, 1.0))
+    return speed, speed_curve, c.cycles(speed_curve), _jitter_peaks(c, unit["body"], 0.01)
+
+
+def _blade_series(
+    c: _Clip, unit_db: np.ndarray, count: int, harmonics: int, speed: float, shift_db: float
+) -> tuple[list[int], np.ndarray]:
+    """Blade- or vane-pass orders (count x k) that stay below the band limit, and their levels for this clip."""
+    orders = [count * k for k in range(1, harmonics + 1) if count * k * speed * SPEED_HEADROOM < c.f_max]
+    levels = unit_db[: len(orders)] + shift_db + c.rng.normal(0.0, CLIP_HARMONIC_STD_DB, len(orders))
+    return orders, levels
+
+
 def _fan(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     """A fan clip (normal part at unit RMS), with fault `kind` of strength `s` if given."""
     rng = c.rng
     clog = s if kind == "clogging" else 0.0
     imbalance = s if kind == "imbalance" else 0.0
-    speed = unit["shaft_hz"] * (
-        1.0 + CLIP_SPEED_STD * rng.standard_normal() + FAN_SEVERITY["clog_speed"] * clog
-    )
-    speed_curve = speed * (1.0 + c.wander(SPEED_DRIFT_STD, 1.0))
-    cycles = c.cycles(speed_curve)
-    body = _jitter_peaks(c, unit["body"], 0.01)
-
-    bpf_orders = [
-        FAN_BLADES * k
-        for k in range(1, FAN_BPF_HARMONICS + 1)
-        if FAN_BLADES * k * speed * SPEED_HEADROOM < c.f_max
-    ]
-    bpf_db = (
-        unit["bpf_db"][: len(bpf_orders)]
-        + FAN_SEVERITY["clog_tone_db"] * clog
-        + rng.normal(0.0, CLIP_HARMONIC_STD_DB, len(bpf_orders))
+    speed, speed_curve, cycles, body = _rotor(c, unit, FAN_SEVERITY["clog_speed"] * clog)
+    bpf_orders, bpf_db = _blade_series(
+        c, unit["bpf_db"], FAN_BLADES, FAN_BPF_HARMONICS, speed, FAN_SEVERITY["clog_tone_db"] * clog
     )
     shaft_db = unit["shaft_db"] + FAN_SEVERITY["imbalance_tone_db"] * imbalance * np.array(
         [1.0, 0.5, 0.0, 0.0]
@@ -661,22 +664,9 @@ def _pump(c: _Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     """A pump clip (normal part at unit RMS), with fault `kind` of strength `s` if given."""
     rng = c.rng
     clog = s if kind == "clogging" else 0.0
-    speed = unit["shaft_hz"] * (
-        1.0 + CLIP_SPEED_STD * rng.standard_normal() + PUMP_SEVERITY["clog_speed"] * clog
-    )
-    speed_curve = speed * (1.0 + c.wander(SPEED_DRIFT_STD, 1.0))
-    cycles = c.cycles(speed_curve)
-    body = _jitter_peaks(c, unit["body"], 0.01)
-
-    vane_orders = [
-        PUMP_VANES * k
-        for k in range(1, PUMP_VANE_HARMONICS + 1)
-        if PUMP_VANES * k * speed * SPEED_HEADROOM < c.f_max
-    ]
-    vane_db = (
-        unit["vane_db"][: len(vane_orders)]
-        + PUMP_SEVERITY["clog_tone_db"] * clog
-        + rng.normal(0.0, CLIP_HARMONIC_STD_DB, len(vane_orders))
+    speed, speed_curve, cycles, body = _rotor(c, unit, PUMP_SEVERITY["clog_speed"] * clog)
+    vane_orders, vane_db = _blade_series(
+        c, unit["vane_db"], PUMP_VANES, PUMP_VANE_HARMONICS, speed, PUMP_SEVERITY["clog_tone_db"] * clog
     )
     slot_orders = [
         o for o in (PUMP_ROTOR_SLOTS, 2 * PUMP_ROTOR_SLOTS) if o * speed * SPEED_HEADROOM < c.f_max
