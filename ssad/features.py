@@ -113,7 +113,7 @@ class LogMel(nn.Module):
 
 
 def sliding_windows(log_mel: Tensor, window: int, hop: int) -> Tensor:
-    """(n_mels, frames) -> (windows, n_mels, window): every `hop`-th window of `window` frames.
+    """(..., n_mels, frames) -> (..., windows, n_mels, window): every `hop`-th window of `window` frames.
 
     A clip shorter than one window is padded by repeating it, so every clip yields at least one window.
     """
@@ -123,8 +123,8 @@ def sliding_windows(log_mel: Tensor, window: int, hop: int) -> Tensor:
     frames = log_mel.shape[-1]
     if frames < window:
         repeats = -(-window // frames)
-        log_mel = log_mel.repeat(1, repeats)[:, :window]
-    return log_mel.unfold(-1, window, hop).permute(1, 0, 2).contiguous()
+        log_mel = log_mel.repeat(*([1] * (log_mel.dim() - 1)), repeats)[..., :window]
+    return log_mel.unfold(-1, window, hop).transpose(-3, -2).contiguous()
 
 
 # Bump when the stored array format or the meaning of a cached entry changes: every old entry then misses.

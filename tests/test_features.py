@@ -246,3 +246,14 @@ def test_compute_log_mels_moves_module_to_device(clips: list[Path], small_log_me
     out = compute_log_mels(clips[:2], small_log_mel, read=CountingReader(), device="cpu", progress=False)
     assert small_log_mel.mel_scale.fb.device.type == "cpu"
     assert all(isinstance(a, np.ndarray) for a in out)
+
+
+@pytest.mark.parametrize("frames", [5, 40])
+def test_sliding_windows_of_a_batch_equal_those_of_each_clip(frames: int) -> None:
+    from ssad.features import sliding_windows
+
+    batch = torch.randn(3, 8, frames)
+    windows = sliding_windows(batch, 16, 8)
+    assert windows.shape[0] == 3 and windows.shape[2:] == (8, 16)
+    for clip, clip_windows in zip(batch, windows, strict=True):
+        assert torch.equal(sliding_windows(clip, 16, 8), clip_windows)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ssad.features import sliding_windows
 from ssad.models.base import SsadModule
 from ssad.models.classifier.torch_model import MachineIDNet
 
@@ -159,12 +160,9 @@ class MachineIDClassifier(SsadModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         log_mel, labels = batch["log_mel"], batch["label"]
-        if log_mel.shape[-1] < self.window_frames:  # clips shorter than a crop: repeat, as at inference
-            log_mel = log_mel.repeat(1, 1, -(-self.window_frames // log_mel.shape[-1]))
-        windows = log_mel.unfold(-1, self.window_frames, self.window_hop)  # (B, M, W, T)
-        batch_size, n_windows = windows.shape[0], windows.shape[2]
-        windows = windows.permute(0, 2, 1, 3).reshape(batch_size * n_windows, log_mel.shape[1], self.window_frames)
-        logits, _ = self.net(windows)
+        windows = sliding_windows(log_mel, self.window_frames, self.window_hop)  # as at inference
+        batch_size, n_windows = windows.shape[:2]
+        logits, _ = self.net(windows.flatten(0, 1))
         clip_logits = logits.reshape(batch_size, n_windows, -1).mean(1)
         self.log("val/loss", F.cross_entropy(clip_logits, labels), prog_bar=True, batch_size=batch_size, sync_dist=True)
         accuracy = (clip_logits.argmax(-1) == labels).float().mean()

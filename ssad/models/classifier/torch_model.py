@@ -105,12 +105,9 @@ class MachineIDNet(nn.Module):
             self.backbone = ResNetBackbone(
                 channels=channels, blocks_per_stage=resnet_blocks, freq_pool=freq_pool
             )
-        features = self.backbone.out_channels
-        if freq_pool == "flatten":
-            features = self._pooled_size(n_mels)
         layers: list[nn.Module] = [
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
-            nn.Linear(features, embedding_dim),
+            nn.Linear(self._pooled_size(n_mels), embedding_dim),
             nn.BatchNorm1d(embedding_dim),
         ]
         if embedding_relu:
@@ -130,7 +127,7 @@ class MachineIDNet(nn.Module):
 
     @torch.no_grad()
     def _pooled_size(self, n_mels: int) -> int:
-        """Size of the backbone's pooled output for `n_mels` bands (it depends on them when flattening)."""
+        """Size of the backbone's pooled output for `n_mels` bands (it depends on them when pooling flattens)."""
         self.backbone.eval()
         size = self.backbone(torch.zeros(1, 1, n_mels, 8)).shape[1]
         self.backbone.train()
