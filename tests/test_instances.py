@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ssad.features import LogMel
-from ssad.synthesis.instances import mix_waveforms, plan_synthetic_classes, warp_frequency
+from ssad.synthesis.instances import describe_synthetic_classes, mix_waveforms, plan_synthetic_classes, warp_frequency
 
 RATE = 16000
 
@@ -52,9 +52,30 @@ def test_plan_counts_factors_and_pairs() -> None:
     assert len({c.name for c in planned}) == len(planned)
 
 
+def test_plan_makes_as_many_as_the_root_allows() -> None:
+    one = plan_synthetic_classes(["deskfan/id_00"], n_warped=16, n_mixed=8, seed=0)
+    factors = sorted(c.warp_factor for c in one)
+    assert 4 <= len(one) < 16 and all(c.kind == "warp" for c in one)
+    assert all(b / a - 1 >= 0.04 for a, b in zip(factors, factors[1:]))
+    assert len({c.name for c in one}) == len(one)
+    assert one == plan_synthetic_classes(["deskfan/id_00"], n_warped=16, n_mixed=8, seed=0)
+    assert "0 mixed (of 8 asked" in describe_synthetic_classes(["deskfan/id_00"], one, 16, 8)
+
+    two_types = ["fan/id_00", "pump/id_00"]
+    planned = plan_synthetic_classes(two_types, n_warped=0, n_mixed=8)
+    assert [c.sources for c in planned] == [(0, 1)]
+    assert "cross machine types" in describe_synthetic_classes(two_types, planned, 0, 8)
+
+    names = ["fan/id_00", "fan/id_02", "fan/id_04", "pump/id_00"]
+    planned = plan_synthetic_classes(names, n_warped=0, n_mixed=4)
+    assert sum(names[a][:3] != names[b][:3] for a, b in (c.sources for c in planned)) == 1
+    assert len(plan_synthetic_classes(names[:3], n_warped=0, n_mixed=12)) == 3
+    assert len(plan_synthetic_classes(names, n_warped=0, n_mixed=4, mix_within_type=False)) == 4
+
+
 def test_plan_rejects_impossible_requests() -> None:
-    with pytest.raises(ValueError, match="pairs"):
-        plan_synthetic_classes(["fan/id_00", "fan/id_02"], n_warped=0, n_mixed=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        plan_synthetic_classes(["fan/id_00", "fan/id_02"], n_warped=-1, n_mixed=2)
     with pytest.raises(ValueError, match="min_warp"):
         plan_synthetic_classes(["fan/id_00"], n_warped=1, n_mixed=0, warp_range=(0.99, 1.01), min_warp=0.05)
 

@@ -18,7 +18,9 @@ from ssad.data.clips import Clip
 from ssad.data.layout import index_root, select
 from ssad.errors import BadInputError
 from ssad.features import LogMel
-from ssad.synthesis.instances import SyntheticClass, mix_waveforms, plan_synthetic_classes, warp_frequency
+from ssad.synthesis.instances import (
+    SyntheticClass, describe_synthetic_classes, mix_waveforms, plan_synthetic_classes, warp_frequency,
+)
 
 __all__ = ["MachineIDDataModule", "class_name"]
 
@@ -137,8 +139,10 @@ class MachineIDDataModule(L.LightningDataModule):
     Args:
         root: corpus root in a DCASE layout (see `ssad.data.layout.index_root`).
         machine_types: types to train on; "all" takes every type under `root`.
-        n_warped: synthesized classes made by spectral warping of a real ID (0 = none).
-        n_mixed: synthesized classes made by mixing a fixed pair of real IDs (0 = none).
+        n_warped: up to this many classes made by spectral warping of a real ID (0 = none); fewer when
+            the real IDs' warp ranges are full (see `plan_synthetic_classes`), logged.
+        n_mixed: up to this many classes made by mixing a fixed pair of real IDs (0 = none); pairs
+            cross machine types when a type has too few, and never exceed the pairs there are; logged.
         warp_range: range the warp factors are drawn from (log-uniform).
         min_warp: smallest allowed |factor - 1|.
         mix_ratio_range: range of the first source's share in a mixed example.
@@ -267,6 +271,7 @@ class MachineIDDataModule(L.LightningDataModule):
             mix_within_type=hp.mix_within_type, seed=hp.seed,
         )
         self.class_names = real_names + [s.name for s in self.synthetic_classes]
+        log.info(describe_synthetic_classes(real_names, self.synthetic_classes, hp.n_warped, hp.n_mixed))
 
         examples = [_Example(label, (pool,)) for label, pool in train_pools.items() for _ in pool]
         per_class = hp.examples_per_class or max(1, round(len(examples) / max(1, len(real_names))))
@@ -280,8 +285,8 @@ class MachineIDDataModule(L.LightningDataModule):
         self._train = _CropDataset(waves, examples, crop_samples, tuple(hp.mix_ratio_range), augment, rate, hp.seed)
         self._val = _ClipDataset(val_waves, val_labels)
         log.info(
-            "machine-ID data: %d real classes, %d warped, %d mixed; %d training examples, %d validation clips",
-            len(real_names), hp.n_warped, hp.n_mixed, len(examples), len(val_waves),
+            "machine-ID data: %d real classes, %d synthesized; %d training examples, %d validation clips",
+            len(real_names), len(self.synthetic_classes), len(examples), len(val_waves),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SyntheticClass", "plan_synthetic_classes", "warp_frequency", "mix_waveforms"]
+__all__ = ["SyntheticClass", "describe_synthetic_classes", "plan_synthetic_classes", "warp_frequency", "mix_waveforms"]
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,15 @@ def plan_synthetic_classes(
     mix_within_type: bool = True,
     seed: int = 0,
 ) -> list[SyntheticClass]:
-    """Draw the synthesized classes for a set of real (type/id) classes, reproducibly for a seed.
+    """Draw up to `n_warped` warped and `n_mixed` mixed classes for real (type/id) classes, reproducibly for a seed.
 
     Warped classes cycle through the real classes in a shuffled order; each gets its own factor drawn
-    log-uniformly from `warp_range`, redrawn while |factor - 1| < `min_warp` (a class that close to its
-    source could not be told apart). Mixed classes are distinct unordered pairs of real classes, drawn
-    within one machine type when `mix_within_type` and such pairs exist.
+    log-uniformly from `warp_range`, redrawn while it is within `min_warp` of its source (|factor - 1|) or
+    of another warp of the same source (|f / g - 1|): classes that close could not be told apart. A source
+    whose range is full gets no more warps, so a root with few IDs gets fewer than `n_warped`. Mixed classes
+    are distinct unordered pairs of real classes, within one machine type when `mix_within_type`, topped up
+    with pairs across types when a type has too few; at most all pairs. Names are unique and the same seed
+    gives the same classes.
     """
     lo, hi = warp_range
     if n_warped < 0 or n_mixed < 0:
@@ -48,26 +51,74 @@ def plan_synthetic_classes(
         msg = f"warp_range {warp_range} leaves no factor with |factor - 1| >= min_warp={min_warp}"
         raise ValueError(msg)
     rng = np.random.default_rng(seed)
-    classes: list[SyntheticClass] = []
-    order = rng.permutation(len(real_names))
-    for i in range(n_warped):
-        source = int(order[i % len(order)])
-        factor = 1.0
-        while abs(factor - 1.0) < min_warp:
-            factor = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-        classes.append(SyntheticClass(f"{real_names[source]}@warp{factor:.3f}", "warp", (source,), factor))
-
+    classes = _plan_warps(real_names, n_warped, rng, warp_range, min_warp) if real_names else []
     pairs = [(a, b) for a in range(len(real_names)) for b in range(a + 1, len(real_names))]
-    if mix_within_type:
-        same_type = [(a, b) for a, b in pairs if real_names[a].split("/")[0] == real_names[b].split("/")[0]]
-        pairs = same_type or pairs
-    if n_mixed > len(pairs):
-        msg = f"n_mixed={n_mixed} but only {len(pairs)} distinct pairs of real classes can be mixed"
-        raise ValueError(msg)
-    for k in rng.permutation(len(pairs))[:n_mixed]:
-        a, b = pairs[int(k)]
-        classes.append(SyntheticClass(f"{real_names[a]}+{real_names[b]}", "mix", (a, b)))
+    same_type = [(a, b) for a, b in pairs if _type_of(real_names[a]) == _type_of(real_names[b])]
+    first = same_type if mix_within_type else pairs
+    chosen = [first[int(k)] for k in rng.permutation(len(first))[:n_mixed]]
+    if len(chosen) < n_mixed and mix_within_type:
+        across = [pair for pair in pairs if pair not in set(same_type)]
+        chosen += [across[int(k)] for k in rng.permutation(len(across))[: n_mixed - len(chosen)]]
+    classes += [SyntheticClass(f"{real_names[a]}+{real_names[b]}", "mix", (a, b)) for a, b in chosen]
     return classes
+
+
+# A source's warps are drawn at most this many times each before its range counts as full.
+_WARP_DRAWS = 200
+
+
+def _plan_warps(real_names: Sequence[str], n_warped: int, rng: np.random.Generator,
+                warp_range: tuple[float, float], min_warp: float) -> list[SyntheticClass]:
+    """Warped classes, cycling through the sources in a shuffled order until `n_warped` or every source is full."""
+    log_lo, log_hi = math.log(warp_range[0]), math.log(warp_range[1])
+    order = [int(i) for i in rng.permutation(len(real_names))]
+    factors: dict[int, list[float]] = {}
+    names: set[str] = set()
+    classes: list[SyntheticClass] = []
+    full: set[int] = set()
+    i = 0
+    while len(classes) < n_warped and len(full) < len(order):
+        source = order[i % len(order)]
+        i += 1
+        if source in full:
+            continue
+        taken = factors.setdefault(source, [])
+        for _ in range(_WARP_DRAWS):
+            factor = float(math.exp(rng.uniform(log_lo, log_hi)))
+            name = f"{real_names[source]}@warp{factor:.3f}"
+            if abs(factor - 1.0) >= min_warp and name not in names and all(
+                abs(factor / other - 1.0) >= min_warp and abs(other / factor - 1.0) >= min_warp for other in taken
+            ):
+                taken.append(factor)
+                names.add(name)
+                classes.append(SyntheticClass(name, "warp", (source,), factor))
+                break
+        else:
+            full.add(source)
+    return classes
+
+
+def _type_of(name: str) -> str:
+    return name.split("/")[0]
+
+
+def describe_synthetic_classes(real_names: Sequence[str], classes: Sequence[SyntheticClass],
+                               n_warped: int, n_mixed: int) -> str:
+    """One line on what was synthesized against what was asked, and why fewer when fewer."""
+    warped = sum(c.kind == "warp" for c in classes)
+    mixed = [c for c in classes if c.kind == "mix"]
+    across = sum(_type_of(real_names[c.sources[0]]) != _type_of(real_names[c.sources[1]]) for c in mixed)
+    n_real = len(real_names)
+    line = f"synthesized classes from {n_real} real class{'es' if n_real != 1 else ''}: {warped} warped"
+    if warped < n_warped:
+        line += f" (of {n_warped} asked: every real class's warp range is full)"
+    line += f", {len(mixed)} mixed"
+    if len(mixed) < n_mixed:
+        n_pairs = n_real * (n_real - 1) // 2
+        line += f" (of {n_mixed} asked: only {n_pairs} pair{'s' if n_pairs != 1 else ''} of real classes)"
+    if across:
+        line += f"; {across} mixed pair{'s' if across != 1 else ''} cross machine types (too few pairs within a type)"
+    return line
 
 
 def warp_frequency(spectrogram: Tensor, factors: Tensor) -> Tensor:
