@@ -19,7 +19,11 @@ from ssad.data.layout import index_root, select
 from ssad.errors import BadInputError
 from ssad.features import LogMel
 from ssad.synthesis.instances import (
-    SyntheticClass, describe_synthetic_classes, mix_waveforms, plan_synthetic_classes, warp_frequency,
+    SyntheticClass,
+    describe_synthetic_classes,
+    mix_waveforms,
+    plan_synthetic_classes,
+    warp_frequency,
 )
 
 __all__ = ["MachineIDDataModule", "class_name"]
@@ -155,8 +159,10 @@ class MachineIDDataModule(L.LightningDataModule):
         val_fraction: share of each real ID's clips held out for validation (split by clip).
         augment: cheap waveform augmentation (gain, noise, shift).
         heavy_augment: also pitch shift and time stretch (slow).
-        examples_per_class: training examples of each synthesized class per epoch (None = the mean
-            number of clips of a real class).
+        examples_per_class: the epoch budget: random crops of every class, real or synthesized, per
+            epoch, so that an epoch costs (classes x examples_per_class) crops whatever the folder holds;
+            fewer when a real class has fewer training clips on average (an epoch is at most one pass).
+            None = one pass over the folder: each real clip once, each synthesized class as many.
         num_workers: data loader workers.
         skip_bad: skip unreadable files (listed in the log) instead of failing.
         seed: fixes the classes, the split, the crops and the augmentation.
@@ -180,7 +186,7 @@ class MachineIDDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         augment: bool = True,
         heavy_augment: bool = False,
-        examples_per_class: int | None = None,
+        examples_per_class: int | None = 32,
         num_workers: int = 0,
         skip_bad: bool = False,
         seed: int = 0,
@@ -188,6 +194,9 @@ class MachineIDDataModule(L.LightningDataModule):
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             msg = f"val_fraction must be in [0, 1), got {val_fraction}"
+            raise ValueError(msg)
+        if examples_per_class is not None and examples_per_class < 1:
+            msg = f"examples_per_class must be >= 1 or None (one pass over the clips), got {examples_per_class}"
             raise ValueError(msg)
         if crop_frames < 2:
             msg = f"crop_frames must be >= 2, got {crop_frames}"
@@ -273,21 +282,38 @@ class MachineIDDataModule(L.LightningDataModule):
         self.class_names = real_names + [s.name for s in self.synthetic_classes]
         log.info(describe_synthetic_classes(real_names, self.synthetic_classes, hp.n_warped, hp.n_mixed))
 
-        examples = [_Example(label, (pool,)) for label, pool in train_pools.items() for _ in pool]
-        per_class = hp.examples_per_class or max(1, round(len(examples) / max(1, len(real_names))))
-        for offset, synthetic in enumerate(self.synthetic_classes):
-            label = len(real_names) + offset
-            pools = tuple(train_pools[s] for s in synthetic.sources)
-            examples += [_Example(label, pools, synthetic.warp_factor)] * per_class
+        examples, epoch_summary = self._epoch_examples(train_pools)
 
         augment = _augmenter(hp.heavy_augment, rate) if hp.augment else None
         crop_samples = self.log_mel.num_samples(hp.crop_frames)
         self._train = _CropDataset(waves, examples, crop_samples, tuple(hp.mix_ratio_range), augment, rate, hp.seed)
         self._val = _ClipDataset(val_waves, val_labels)
         log.info(
-            "machine-ID data: %d real classes, %d synthesized; %d training examples, %d validation clips",
-            len(real_names), len(self.synthetic_classes), len(examples), len(val_waves),
+            "machine-ID data: %d real + %d synthesized classes; an epoch is %s = %d crops (%d steps of %d); "
+            "%d validation clips",
+            len(real_names), len(self.synthetic_classes), epoch_summary, len(examples),
+            max(1, len(examples) // hp.batch_size), hp.batch_size, len(val_waves),
         )
+
+    def _epoch_examples(self, train_pools: dict[int, tuple[int, ...]]) -> tuple[list[_Example], str]:
+        """One epoch's examples, and how many each class got (for the log): the budget, or one pass over the clips."""
+        n_real = len(train_pools)
+        mean_clips = max(1, round(sum(len(pool) for pool in train_pools.values()) / max(1, n_real)))
+        budget = self.hparams.examples_per_class
+        if budget is None:  # one pass: each real clip once, each synthesized class the mean of a real class
+            examples = [_Example(label, (pool,)) for label, pool in train_pools.items() for _ in pool]
+            per_class = mean_clips
+            summary = f"one pass over {len(examples)} real clips + {len(self.synthetic_classes)} synthesized classes x {per_class}"
+        else:  # every class the same: the budget, or fewer when a real class has fewer clips on average
+            per_class = min(budget, mean_clips)
+            examples = [_Example(label, (pool,)) for label, pool in train_pools.items() for _ in range(per_class)]
+            cap = "one pass" if per_class < budget else f"examples_per_class={budget}"
+            summary = (f"{n_real + len(self.synthetic_classes)} classes x {per_class} ({cap}; a real class has "
+                       f"{mean_clips} training clips on average)")
+        for offset, synthetic in enumerate(self.synthetic_classes):
+            pools = tuple(train_pools[s] for s in synthetic.sources)
+            examples += [_Example(n_real + offset, pools, synthetic.warp_factor)] * per_class
+        return examples, summary
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

@@ -1,0 +1,81 @@
+"""Roots that are not DCASE-shaped: one machine, few IDs, thin IDs, many clips, odd audio formats."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ssad.data.datamodule import MachineIDDataModule
+
+RATE = 16000
+
+
+def _write_root(root: Path, clips: dict[str, int], *, seconds: float = 1.0, rate: int = RATE,
+                channels: int = 1, subtype: str = "PCM_16", tests: int = 0) -> Path:
+    """A DCASE 2020 root of noise with a tone per ID: `clips` maps "type/id_XX" to training clips."""
+    rng = np.random.default_rng(0)
+    for k, (name, n_train) in enumerate(sorted(clips.items())):
+        machine_type, machine_id = name.split("/")
+        t = np.arange(int(seconds * rate)) / rate
+        files = [("train", "normal", i) for i in range(n_train)]
+        files += [("test", label, i) for label in ("normal", "anomaly") for i in range(tests)]
+        for split, label, i in files:
+            tone = 0.3 * np.sin(2 * np.pi * (300 + 150 * k) * t)
+            wave = tone + 0.05 * rng.standard_normal(len(t))
+            if label == "anomaly":
+                wave += 0.3 * np.sin(2 * np.pi * 2500 * t)
+            data = np.stack([wave] * channels, 1) if channels > 1 else wave
+            folder = root / machine_type / split
+            folder.mkdir(parents=True, exist_ok=True)
+            sf.write(folder / f"{label}_{machine_id}_{i:08d}.wav", data.astype(np.float32), rate, subtype=subtype)
+    return root
+
+
+def _datamodule(root: Path, **overrides) -> MachineIDDataModule:
+    args = dict(root=str(root), n_warped=16, n_mixed=8, crop_frames=16, features={"n_mels": 32}, batch_size=8,
+                augment=False, seed=0)
+    args.update(overrides)
+    datamodule = MachineIDDataModule(**args)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_one_machine_with_one_id_gets_warps_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = _write_root(tmp_path, {"deskfan/id_00": 6})
+    with caplog.at_level(logging.INFO, logger="ssad"):
+        datamodule = _datamodule(root)
+    warped = [n for n in datamodule.class_names if "@warp" in n]
+    assert datamodule.class_names[0] == "deskfan/id_00" and len(warped) >= 4
+    assert len(set(datamodule.class_names)) == datamodule.num_classes
+    assert not any("+" in n for n in datamodule.class_names)
+    assert "0 mixed (of 8 asked" in caplog.text
+
+
+def test_two_types_with_one_id_each_mix_across_types(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = _write_root(tmp_path, {"fan/id_00": 4, "pump/id_00": 4})
+    with caplog.at_level(logging.INFO, logger="ssad"):
+        datamodule = _datamodule(root, n_warped=2)
+    assert sum("@warp" in n for n in datamodule.class_names) == 2
+    assert datamodule.class_names[-1] == "fan/id_00+pump/id_00"
+    assert "cross machine types" in caplog.text
+
+
+def test_epoch_follows_classes_and_budget_not_folder_size(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = _write_root(tmp_path, {"lathe/id_00": 50, "vmc/id_00": 50})
+    with caplog.at_level(logging.INFO, logger="ssad"):
+        budget = _datamodule(root, n_warped=4, n_mixed=1, examples_per_class=8)
+    assert budget.num_classes == 7 and len(budget._train) == 7 * 8
+    assert "7 classes x 8 (examples_per_class=8" in caplog.text
+    labels = [e.label for e in budget._train.examples]
+    assert all(labels.count(c) == 8 for c in range(7))
+    one_pass = _datamodule(root, n_warped=4, n_mixed=1, examples_per_class=None)
+    assert len(one_pass._train) == 2 * 45 + 5 * 45
+    small = _datamodule(_write_root(tmp_path / "small", {"fan/id_00": 6, "fan/id_02": 4}),
+                        n_warped=0, n_mixed=0, examples_per_class=32, val_fraction=0.0)
+    assert len(small._train) == 2 * 5  # at most one pass: the mean of a real class's clips
+    with pytest.raises(ValueError, match="examples_per_class"):
+        MachineIDDataModule(root=str(root), examples_per_class=0)
