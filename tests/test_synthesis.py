@@ -16,16 +16,11 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.metrics import roc_auc_score
 
 from ssad.features import LogMel
-from ssad.synthesis import machines
-from ssad.synthesis.machines import (
-    ANOMALY_KINDS,
-    MACHINE_TYPES,
-    PRESETS,
-    SynthConfig,
-    clip_filename,
-    generate,
-    synthesize_clip,
-)
+from ssad.synthesis import corpus
+from ssad.synthesis.clips import PEAK_LIMIT, synthesize_clip
+from ssad.synthesis.config import PRESETS, SynthConfig, clip_filename
+from ssad.synthesis.corpus import generate
+from ssad.synthesis.machines import ANOMALY_KINDS, MACHINE_TYPES, MODELS
 
 NAME = re.compile(r"(normal|anomaly)_id_(\d\d)_(\d{8})\.wav")
 # Small but complete: two contrasting types (rotating and event-driven), two IDs, both test labels.
@@ -39,6 +34,22 @@ SMALL = SynthConfig(
 )
 # For the baseline check: shorter clips and fewer of them than the default preset, the default severity.
 BASELINE = SynthConfig(duration_s=5.0, train_per_id=20, test_normal_per_id=10, test_anomaly_per_id=10)
+
+
+# Per machine type, a digest of the `tiny` preset's files for two seeds, as written by the code before
+# synthesis was split into one module per machine (numpy 2.4, scipy 1.17, libsndfile via soundfile 0.14).
+TINY_DIGESTS = {
+    7: {"fan": "aa9cc645d3fb24b5", "pump": "7ea651487dbc2013", "slider": "8de0187cda97ed39", "valve": "b9462cd53f109c4a"},
+    8: {"fan": "15f0fea6ae19b40e", "pump": "1c31eadd610650c7", "slider": "7fb156268a7a7592", "valve": "24913be32517f321"},
+}
+
+
+def corpus_digest(root: Path, machine_type: str) -> str:
+    """sha256 over (path, sha256 of the file) of every WAV of one machine type, shortened to 16 hex digits."""
+    digest = hashlib.sha256()
+    for path in sorted((root / machine_type).rglob("*.wav")):
+        digest.update(f"{path.relative_to(root).as_posix()} {hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -67,6 +78,19 @@ def test_same_seed_gives_identical_files_whatever_the_worker_count(tmp_path: Pat
     a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
     assert len(a) == SMALL.total_clips
     assert a == b
+
+
+@pytest.mark.parametrize("seed", sorted(TINY_DIGESTS))
+def test_tiny_preset_files_are_byte_identical_to_the_recorded_ones(tmp_path: Path, seed: int) -> None:
+    generate(tmp_path, "tiny", seed=seed, workers=1, progress=False)
+    assert {t: corpus_digest(tmp_path, t) for t in MACHINE_TYPES} == TINY_DIGESTS[seed]
+
+
+def test_every_registered_model_lives_in_the_module_named_for_it() -> None:
+    assert tuple(MODELS) == MACHINE_TYPES
+    for name, model in MODELS.items():
+        assert model.name == name and model.sound.__module__ == f"ssad.synthesis.machines.{name}"
+        assert model.anomaly_kinds == ANOMALY_KINDS[name]
 
 
 def test_different_seed_gives_different_files(tmp_path: Path) -> None:
@@ -146,7 +170,7 @@ def test_no_clipping_and_sensible_level(tiny_set: Path) -> None:
         pcm, _ = sf.read(path, dtype="int16")
         peaks.append(int(np.abs(pcm.astype(np.int32)).max()))
         levels.append(20 * np.log10(np.sqrt(np.mean((pcm / 32768.0) ** 2))))
-    assert max(peaks) <= round(machines.PEAK_LIMIT * 32767)
+    assert max(peaks) <= round(PEAK_LIMIT * 32767)
     assert -50.0 < min(levels) and max(levels) < -20.0
 
 
@@ -191,7 +215,7 @@ def test_an_interrupted_write_leaves_no_wav(tmp_path: Path, monkeypatch: pytest.
         file.write(b"RIFF half a header")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(machines.sf, "write", broken_write)
+    monkeypatch.setattr(corpus.sf, "write", broken_write)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path, seed=1, config=SMALL, workers=1, progress=False)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

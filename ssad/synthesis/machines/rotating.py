@@ -1,0 +1,82 @@
+"""Parts fan and pump share: a drifting shaft, blade- or vane-pass series, and the faults of rotating machines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ssad.synthesis.machines.model import Unit
+from ssad.synthesis.signals import (
+    Clip,
+    bursts,
+    episodes,
+    impulses,
+    jitter_peaks,
+    periodic_times,
+    resonate,
+    unit_rms,
+)
+
+__all__ = [
+    "CLIP_HARMONIC_STD_DB",
+    "CLIP_LOAD_STD_DB",
+    "CLIP_PEAK_SHIFT_STD",
+    "CLIP_SPEED_STD",
+    "CLIP_TILT_STD",
+    "SPEED_DRIFT_STD",
+    "SPEED_HEADROOM",
+    "bearing_defect",
+    "blade_series",
+    "rotor",
+    "rotor_rub",
+]
+
+CLIP_SPEED_STD = 0.01  # relative: line voltage and load move a motor's speed from clip to clip
+SPEED_DRIFT_STD = 0.003  # relative: and within a clip, slowly
+SPEED_HEADROOM = 1.03  # partials are kept only if they stay below the limit at this much above nominal speed
+CLIP_HARMONIC_STD_DB = 0.7  # each harmonic's level wanders a little with load
+CLIP_LOAD_STD_DB = 0.8  # tonal-to-noise balance from clip to clip
+CLIP_TILT_STD = 0.15  # dB/octave: the operating point tilts a rotating machine's noise from clip to clip
+CLIP_PEAK_SHIFT_STD = 0.05  # relative: and moves its flow-noise hump
+
+
+def bearing_defect(c: Clip, unit: Unit, shaft_hz: float) -> np.ndarray:
+    """Outer-race spall: resonant impulses at the ball-pass rate, load-zone modulated, in intermittent spells."""
+    rate = shaft_hz * unit["ball_pass_order"]
+    times = periodic_times(c, rate, jitter=0.015)  # rolling elements slip a little
+    load_zone = 1.0 + 0.7 * np.cos(2.0 * np.pi * shaft_hz * times + c.rng.uniform(0, 2 * np.pi))
+    amps = load_zone * np.exp(0.3 * c.rng.standard_normal(len(times)))
+    exc = impulses(c.n, times * c.sr, amps) * episodes(c, mean_on_s=0.7, mean_off_s=0.7)
+    return unit_rms(resonate(c, exc, unit["bearing_modes"]))
+
+
+def rotor_rub(c: Clip, unit: Unit, shaft_hz: float) -> np.ndarray:
+    """Rotor touching its casing once per turn during rub spells: friction bursts and a squeal."""
+    times = periodic_times(c, shaft_hz, jitter=0.03)
+    gate = episodes(c, mean_on_s=0.35, mean_off_s=0.9, ramp_s=0.03)
+    exc = bursts(c, times * c.sr, np.exp(0.4 * c.rng.standard_normal(len(times))), decay_s=0.004)
+    contact = unit_rms(
+        resonate(c, exc, [(unit["rub_hz"], 0.0006, 1.0), (1.7 * unit["rub_hz"], 0.0004, 0.6)])
+    )
+    squeal_hz = np.minimum(
+        unit["rub_hz"] * (1.0 + 0.02 * c.rng.standard_normal()) * (1.0 + c.wander(0.01, 8.0)), c.f_max
+    )
+    squeal = c.tones(c.cycles(squeal_hz), [1], [1.0])
+    return unit_rms((contact + 0.7 * squeal) * gate)
+
+
+def rotor(c: Clip, unit: Unit, speed_shift: float) -> tuple[float, np.ndarray, np.ndarray, Any]:
+    """A rotating machine's shaft speed for this clip, its drift over the clip, cycle phase, and jittered body."""
+    speed = unit["shaft_hz"] * (1.0 + CLIP_SPEED_STD * c.rng.standard_normal() + speed_shift)
+    speed_curve = speed * (1.0 + c.wander(SPEED_DRIFT_STD, 1.0))
+    return speed, speed_curve, c.cycles(speed_curve), jitter_peaks(c, unit["body"], 0.01)
+
+
+def blade_series(
+    c: Clip, unit_db: np.ndarray, count: int, harmonics: int, speed: float, shift_db: float
+) -> tuple[list[int], np.ndarray]:
+    """Blade- or vane-pass orders (count x k) that stay below the band limit, and their levels for this clip."""
+    orders = [count * k for k in range(1, harmonics + 1) if count * k * speed * SPEED_HEADROOM < c.f_max]
+    levels = unit_db[: len(orders)] + shift_db + c.rng.normal(0.0, CLIP_HARMONIC_STD_DB, len(orders))
+    return orders, levels
