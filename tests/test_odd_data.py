@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 import soundfile as sf
 
 from ssad.data.datamodule import MachineIDDataModule
+from ssad.data.validate import check_class_names
+from ssad.errors import BadInputError
 
 RATE = 16000
 
@@ -79,3 +82,41 @@ def test_epoch_follows_classes_and_budget_not_folder_size(tmp_path: Path, caplog
     assert len(small._train) == 2 * 5  # at most one pass: the mean of a real class's clips
     with pytest.raises(ValueError, match="examples_per_class"):
         MachineIDDataModule(root=str(root), examples_per_class=0)
+
+
+def test_fit_refuses_a_bad_root_before_training_naming_files_and_ids(tmp_path: Path, capsys) -> None:
+    from ssad.cli import main
+
+    root = _write_root(tmp_path / "root", {"fan/id_00": 4, "fan/id_02": 4})
+    (root / "fan" / "train" / "normal_id_02_00000003.wav").write_bytes(b"RIFF junk")
+    sf.write(root / "fan" / "train" / "normal_id_00_00000009.wav", np.zeros(100, np.float32), RATE)
+    (root / "fan" / "test").mkdir()
+    sf.write(root / "fan" / "test" / "anomaly_id_04_00000000.wav", np.zeros(RATE, np.float32), RATE)
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    start = time.perf_counter()
+    code = main(["fit", "--config", str(config), "--data.root", str(root),
+                 "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false"])
+    seconds = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert code == 2 and seconds < 30
+    assert "normal_id_02_00000003.wav: not a readable audio file" in err
+    assert "normal_id_00_00000009.wav: too short" in err
+    assert "fan/id_04: has labelled test clips but no usable normal training clip" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_one_class_without_warps_and_reserved_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="nothing to tell apart"):
+        _datamodule(_write_root(tmp_path / "one", {"deskfan/id_00": 3}), n_warped=0, n_mixed=0)
+    with pytest.raises(BadInputError, match="fan\\+pump"):
+        _datamodule(_write_root(tmp_path / "plus", {"fan+pump/id_00": 3, "fan/id_00": 3}))
+    with pytest.raises(BadInputError, match="repeats"):
+        check_class_names(["fan/id_00", "fan/id_00@warp1.108", "fan/id_00@warp1.108"])
+
+
+def test_thin_id_trains_and_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = _write_root(tmp_path, {"fan/id_00": 6, "fan/id_02": 1})
+    with caplog.at_level(logging.INFO, logger="ssad"):
+        datamodule = _datamodule(root, n_warped=2, n_mixed=1)
+    assert "fan/id_02" in datamodule.class_names
+    assert "fan/id_02 has only 1 normal training clip" in caplog.text

@@ -13,10 +13,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ssad.data.audio import audio_info, read_clips
+from ssad.data.audio import AudioInfo, read_clips
 from ssad.data.clips import Clip
-from ssad.data.layout import index_root, select
-from ssad.errors import BadInputError
+from ssad.data.layout import index_root
+from ssad.data.validate import check_class_names, check_training_clips
 from ssad.features import LogMel
 from ssad.synthesis.instances import (
     SyntheticClass,
@@ -152,8 +152,9 @@ class MachineIDDataModule(L.LightningDataModule):
         mix_ratio_range: range of the first source's share in a mixed example.
         mix_within_type: draw mixed pairs within one machine type.
         crop_frames: log-mel frames of each training crop (the window the network sees).
-        clip_seconds: every clip is cropped or repeated to this length (None = the first clip's length).
-        length_policy: how shorter clips are filled: "repeat" or "zero".
+        clip_seconds: every clip is cut or filled to this length (None = each clip whole, at its own length;
+            training crops are drawn anywhere in it, a clip shorter than a crop is repeated to fill it).
+        length_policy: how clips shorter than `clip_seconds` are filled: "repeat" or "zero".
         features: `LogMel` keyword arguments.
         batch_size: training batch size.
         val_fraction: share of each real ID's clips held out for validation (split by clip).
@@ -223,43 +224,52 @@ class MachineIDDataModule(L.LightningDataModule):
         """The machine types of the real classes (known after `setup`)."""
         return sorted({name.split("/")[0] for name in self.class_names if "@" not in name and "+" not in name})
 
-    def _select_clips(self) -> list[Clip]:
+    def _index_clips(self) -> list[Clip]:
+        """Every clip of the chosen machine types (training and test: the check looks at both)."""
         types = None if self.hparams.machine_types in ("all", ["all"]) else self.hparams.machine_types
         if isinstance(types, str):
             types = [types]
-        clips = index_root(self.hparams.root, machine_types=types, skip_bad=self.hparams.skip_bad)
-        return select(clips, split="train", label="normal")
+        return index_root(self.hparams.root, machine_types=types, skip_bad=self.hparams.skip_bad)
 
-    def _first_readable_length(self, clips: list[Clip], rate: int) -> int:
-        """Samples of the first clip that reads (at `rate`): the length every clip is fitted to."""
-        problems = []
-        for clip in clips:
-            try:
-                info = audio_info(clip.path)
-            except BadInputError as error:
-                if not self.hparams.skip_bad:
-                    raise
-                problems += error.problems
-                continue
-            return int(round(info.frames * rate / info.sample_rate))
-        raise BadInputError(problems, header="no readable training clip")
+    def _log_lengths(self, infos: list[AudioInfo], rate: int, num_samples: int | None) -> None:
+        """Say what is done with clips of different lengths: used whole, or cut and filled to `clip_seconds`."""
+        lengths = [int(i.frames * rate / i.sample_rate) for i in infos]
+        crop = self.log_mel.num_samples(self.hparams.crop_frames)
+        if num_samples is None:
+            if max(lengths) - min(lengths) > rate // 1000:
+                log.info("clip lengths differ (%.2f to %.2f s): each clip is used whole, at its own length",
+                         min(lengths) / rate, max(lengths) / rate)
+            short = sum(n < crop for n in lengths)
+            if short:
+                log.info("%d clip(s) shorter than a training crop (%.2f s) are repeated to fill it, as at inference",
+                         short, crop / rate)
+            return
+        cut, filled = sum(n > num_samples for n in lengths), sum(n < num_samples for n in lengths)
+        if cut or filled:
+            log.info("clip_seconds=%g: %d clip(s) cut to it, %d filled up to it (length_policy %s)",
+                     self.hparams.clip_seconds, cut, filled, self.hparams.length_policy)
 
     def setup(self, stage: str | None = None) -> None:
         if self._train is not None:
             return
         hp = self.hparams
-        clips = self._select_clips()
         rate = self.log_mel.sample_rate
+        checked = check_training_clips(self._index_clips(), sample_rate=rate, min_samples=self.log_mel.n_fft,
+                                       skip_bad=hp.skip_bad)
         num_samples = None if hp.clip_seconds is None else int(round(hp.clip_seconds * rate))
-        if num_samples is None:
-            num_samples = self._first_readable_length(clips, rate)
+        self._log_lengths(checked.infos, rate, num_samples)
+        clips = checked.clips
+        real_names = sorted({class_name(c) for c in clips})
+        self._plan_classes(real_names)  # before reading any audio: a root that cannot train fails now
         waves, _, kept = read_clips(
             [c.path for c in clips], skip_bad=hp.skip_bad, progress=True,
             sample_rate=rate, num_samples=num_samples, length_policy=hp.length_policy,
         )
         clips = [clips[i] for i in kept]
+        if len(kept) < len(checked.clips) and sorted({class_name(c) for c in clips}) != real_names:
+            real_names = sorted({class_name(c) for c in clips})  # skip_bad left out every clip of an ID
+            self._plan_classes(real_names)
 
-        real_names = sorted({class_name(c) for c in clips})
         by_class: dict[int, list[int]] = {i: [] for i in range(len(real_names))}
         index_of = {name: i for i, name in enumerate(real_names)}
         for k, clip in enumerate(clips):
@@ -275,13 +285,6 @@ class MachineIDDataModule(L.LightningDataModule):
             val_waves += [waves[m] for m in members[:n_val]]
             val_labels += [label] * n_val
 
-        self.synthetic_classes = plan_synthetic_classes(
-            real_names, hp.n_warped, hp.n_mixed, warp_range=tuple(hp.warp_range), min_warp=hp.min_warp,
-            mix_within_type=hp.mix_within_type, seed=hp.seed,
-        )
-        self.class_names = real_names + [s.name for s in self.synthetic_classes]
-        log.info(describe_synthetic_classes(real_names, self.synthetic_classes, hp.n_warped, hp.n_mixed))
-
         examples, epoch_summary = self._epoch_examples(train_pools)
 
         augment = _augmenter(hp.heavy_augment, rate) if hp.augment else None
@@ -294,6 +297,17 @@ class MachineIDDataModule(L.LightningDataModule):
             len(real_names), len(self.synthetic_classes), epoch_summary, len(examples),
             max(1, len(examples) // hp.batch_size), hp.batch_size, len(val_waves),
         )
+
+    def _plan_classes(self, real_names: list[str]) -> None:
+        """The synthesized classes for these real ones, logged, and every class name checked."""
+        hp = self.hparams
+        self.synthetic_classes = plan_synthetic_classes(
+            real_names, hp.n_warped, hp.n_mixed, warp_range=tuple(hp.warp_range), min_warp=hp.min_warp,
+            mix_within_type=hp.mix_within_type, seed=hp.seed,
+        )
+        self.class_names = real_names + [s.name for s in self.synthetic_classes]
+        log.info(describe_synthetic_classes(real_names, self.synthetic_classes, hp.n_warped, hp.n_mixed))
+        check_class_names(self.class_names)
 
     def _epoch_examples(self, train_pools: dict[int, tuple[int, ...]]) -> tuple[list[_Example], str]:
         """One epoch's examples, and how many each class got (for the log): the budget, or one pass over the clips."""
@@ -323,7 +337,10 @@ class MachineIDDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._val, batch_size=max(1, self.hparams.batch_size // 8), num_workers=self.hparams.num_workers)
+        # whole clips of different lengths cannot be stacked: then one clip per batch
+        same_length = len({len(w) for w in self._val.waves}) <= 1
+        batch_size = max(1, self.hparams.batch_size // 8) if same_length else 1
+        return DataLoader(self._val, batch_size=batch_size, num_workers=self.hparams.num_workers)
 
     def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
         """Waveforms -> log-mel on the batch's device; warped classes get their spectrum warped first."""

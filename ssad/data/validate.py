@@ -1,0 +1,115 @@
+"""The check `ssad fit` runs before any training: everything later stages need of a root, from file headers only."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ssad.data.audio import AudioInfo, audio_info
+from ssad.data.clips import Clip
+from ssad.data.layout import select
+from ssad.errors import BadInputError
+
+__all__ = ["THIN_CLIPS", "TrainingClips", "check_class_names", "check_training_clips"]
+
+log = logging.getLogger("ssad")
+
+#: An ID with fewer normal training clips than this is "thin": it trains, and its scorers fall back.
+THIN_CLIPS = 3
+#: Characters that mark synthesized class names (`<type>/<id>@warp1.100`, `<a>+<b>`), so no real name may hold them.
+_RESERVED = ("@", "+")
+
+
+@dataclass(frozen=True)
+class TrainingClips:
+    """Normal training clips that passed the check, with their header facts (same order)."""
+
+    clips: list[Clip]
+    infos: list[AudioInfo]
+
+
+def _name(clip: Clip) -> str:
+    return f"{clip.machine_type}/{clip.machine_id}"
+
+
+def check_training_clips(clips: Sequence[Clip], *, sample_rate: int, min_samples: int,
+                         skip_bad: bool = False) -> TrainingClips:
+    """Check a root's clips for training and evaluation; raise one BadInputError naming every bad file or ID.
+
+    Reads headers only (seconds for thousands of files). Fails on: no normal training clips, unreadable
+    files, clips shorter than `min_samples` at `sample_rate` (no full FFT frame), machine types whose name
+    holds a reserved character, and labelled test clips of an ID without training clips (evaluation could
+    not score them). With `skip_bad`, bad files are left out and listed instead. Warns about thin IDs and
+    about rates, channel counts and lengths that differ, saying what is done with them.
+    """
+    problems: list[tuple[str, str]] = []
+    for machine_type in sorted({c.machine_type for c in clips}):
+        if any(ch in machine_type for ch in _RESERVED):
+            where = next(c.path.parent.parent for c in clips if c.machine_type == machine_type)
+            problems.append((str(where), f"machine type {machine_type!r} holds one of {list(_RESERVED)}, "
+                                         "which mark synthesized classes; rename the folder"))
+    train = select(list(clips), split="train", label="normal")
+    good: list[Clip] = []
+    infos: list[AudioInfo] = []
+    bad_files: list[tuple[str, str]] = []
+    for clip in train:
+        try:
+            info = audio_info(clip.path)
+        except BadInputError as error:
+            bad_files += error.problems
+            continue
+        samples = int(info.frames * sample_rate / info.sample_rate)
+        if samples < min_samples:
+            bad_files.append((str(clip.path), f"too short: {info.duration:.3f} s, less than one FFT frame "
+                                              f"({min_samples} samples at {sample_rate} Hz)"))
+            continue
+        good.append(clip)
+        infos.append(info)
+    if skip_bad and bad_files:
+        log.warning("skipped %d unusable training file(s):\n%s", len(bad_files),
+                    "\n".join(f"  {p}: {why}" for p, why in bad_files))
+    elif bad_files:
+        problems += bad_files
+    trained = {_name(c) for c in good}
+    untrained = sorted({_name(c) for c in clips if c.split == "test" and c.label != "unknown"} - trained)
+    problems += [(name, "has labelled test clips but no usable normal training clip: evaluation could not "
+                        "score it") for name in untrained]
+    if not good and not problems:
+        problems.append(("(root)", "no normal training clips (expected <type>/train/normal_id_XX_*.wav)"))
+    if problems:
+        raise BadInputError(problems, header="the root cannot be trained on")
+    _warn_thin_ids(good)
+    _describe_formats(infos, sample_rate)
+    return TrainingClips(good, infos)
+
+
+def _warn_thin_ids(clips: Sequence[Clip]) -> None:
+    """One warning per ID with fewer than `THIN_CLIPS` training clips, saying what it will get."""
+    counts = Counter(_name(c) for c in clips)
+    for name, n in sorted(counts.items()):
+        if n < THIN_CLIPS:
+            log.warning("%s has only %d normal training clip(s): it trains without validation clips, and its "
+                        "scorers and threshold fall back to pooled statistics (said again at evaluation)", name, n)
+
+
+def _describe_formats(infos: Sequence[AudioInfo], sample_rate: int) -> None:
+    """Log how clips of other rates and channel counts are used, when there are any."""
+    rates = Counter(i.sample_rate for i in infos)
+    channels = Counter(i.channels for i in infos)
+    if set(rates) != {sample_rate}:
+        log.info("sample rates %s: every clip is resampled to %d Hz", dict(sorted(rates.items())), sample_rate)
+    if set(channels) != {1}:
+        log.info("channel counts %s: channels are averaged to mono", dict(sorted(channels.items())))
+
+
+def check_class_names(names: Sequence[str]) -> None:
+    """Raise BadInputError if class names repeat (the classifier's softmax and the scorers need them unique)."""
+    repeated = sorted(name for name, n in Counter(names).items() if n > 1)
+    if repeated:
+        raise BadInputError([(name, "class name repeats") for name in repeated], header="class names are not unique")
+    if len(names) < 2:
+        msg = (f"only one class ({', '.join(names)}): nothing to tell apart; set data.n_warped > 0 "
+               "or train on more IDs")
+        raise BadInputError([(names[0] if names else "(root)", msg)], header="too few classes")
