@@ -16,10 +16,10 @@ from ssad.data.clips import Clip
 from ssad.errors import SsadError
 from ssad.evaluation.report import load_thresholds, save_thresholds
 from ssad.evaluation.thresholds import GammaThreshold
-from ssad.inference import ClipInput, LoadedModel, build_module, load
+from ssad.inference import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.scoring import Scorer, make_scorer, select_input
 
-__all__ = ["Detector", "DetectionResult", "clip_outputs", "fit_scorers", "load_model_files"]
+__all__ = ["Detector", "DetectionResult", "clip_outputs", "fit_scorers"]
 
 log = logging.getLogger("ssad")
 
@@ -107,30 +107,6 @@ def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequ
     if not scorers:
         raise SsadError("no scorer could be fitted")
     return scorers
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    raise SsadError(f"cannot store {type(value).__name__} value {value!r} in a detector's JSON")
-
-
-def load_model_files(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the model a detector folder holds (safetensors weights + JSON description)."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    try:
-        description = json.loads((directory / "model.json").read_text())
-        state = load_file(directory / "model.safetensors")
-    except Exception as error:  # safetensors raises its own error type for a file that is not safetensors
-        raise SsadError(f"{directory}: not a saved ssad detector ({error})") from None
-    module = build_module(description["metadata"], description["hyper_parameters"], state)
-    return LoadedModel(module, description["metadata"], device)
 
 
 class Detector:
@@ -228,15 +204,8 @@ class Detector:
 
     def save(self, directory: str | Path) -> Path:
         """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        module = self.model.module
-        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        save_file(state, directory / "model.safetensors")
-        description = {"metadata": _jsonable(self.model.metadata), "hyper_parameters": _jsonable(dict(module.hparams))}
-        (directory / "model.json").write_text(json.dumps(description, indent=2))
+        save_model_files(self.model, directory)
         for name, scorer in self.scorers.items():
             scorer.save(directory / "scorers" / name)
         save_thresholds(self.thresholds, directory / "thresholds.json")

@@ -19,6 +19,7 @@ from ssad.evaluation.report import write_evaluation
 from ssad.evaluation.table import ScoreTable, ensemble_tables
 from ssad.inference import LoadedModel, load
 from ssad.scoring import select_input
+from ssad.wandb_setup import wandb_mode, wandb_project
 
 __all__ = ["evaluate_run", "evaluate_ensemble", "default_cache_dir"]
 
@@ -70,17 +71,15 @@ def _tsne_plots(test: Sequence[Clip], raw: np.ndarray, embeddings: np.ndarray, o
 
 def _log_to_wandb(out_dir: Path, rows: list[ResultRow], run: str | Path) -> None:
     """Log result table and plots to wandb (offline in the run folder unless the user logged in)."""
-    if os.environ.get("WANDB_MODE", "").lower() == "disabled":
+    mode = wandb_mode()
+    if mode == "disabled":
         return
     try:
         import wandb
-
-        from ssad.training import wandb_logged_in
     except ImportError:
         return
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
-    mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
-    session = wandb.init(project=os.environ.get("WANDB_PROJECT", "ssad"), dir=str(run_dir), mode=mode,
+    session = wandb.init(project=wandb_project(), dir=str(run_dir), mode=mode,
                          job_type="evaluate", name=f"{run_dir.name}-eval", reinit="finish_previous")
     table = wandb.Table(columns=["scorer", "machine_type", "machine_id", "auc", "pauc"],
                         data=[[r.scorer, r.machine_type, r.machine_id, r.auc, r.pauc] for r in rows])

@@ -1,9 +1,14 @@
-"""Load a trained ssad model and run it on recordings: clip-level embeddings and per-clip model outputs."""
+"""Load a trained ssad model and run it on recordings: clip-level embeddings and per-clip model outputs.
+
+This module owns the model files: it reads checkpoints, and reads and writes the safetensors weights and
+JSON description a saved detector keeps its model in.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +20,20 @@ from ssad.errors import SsadError
 from ssad.features import LogMel, sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
 
-__all__ = ["LoadedModel", "load", "read_checkpoint", "resolve_checkpoint"]
+__all__ = [
+    "ClipInput",
+    "LoadedModel",
+    "build_module",
+    "load",
+    "load_model_files",
+    "read_checkpoint",
+    "resolve_checkpoint",
+    "save_model_files",
+]
 
 ClipInput = str | Path | np.ndarray | Tensor
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_DESCRIPTION = "model.json"
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
@@ -168,12 +184,47 @@ def build_module(metadata: dict[str, Any], hyper_parameters: dict[str, Any], sta
     return module
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    raise SsadError(f"cannot store {type(value).__name__} value {value!r} in a detector's JSON")
+
+
+def save_model_files(model: LoadedModel, directory: str | Path) -> None:
+    """Write a model into a folder as safetensors weights plus a JSON description (nothing pickled)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    module = model.module
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, directory / MODEL_WEIGHTS)
+    description = {"metadata": _jsonable(model.metadata), "hyper_parameters": _jsonable(dict(module.hparams))}
+    (directory / MODEL_DESCRIPTION).write_text(json.dumps(description, indent=2))
+
+
+def load_model_files(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model a detector folder holds (safetensors weights + JSON description)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    try:
+        description = json.loads((directory / MODEL_DESCRIPTION).read_text())
+        state = load_file(directory / MODEL_WEIGHTS)
+    except Exception as error:  # safetensors raises its own error type for a file that is not safetensors
+        raise SsadError(f"{directory}: not a saved ssad detector ({error})") from None
+    module = build_module(description["metadata"], description["hyper_parameters"], state)
+    return LoadedModel(module, description["metadata"], device)
+
+
 def load(source: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a run folder (its best, else last, checkpoint), a checkpoint file, or a saved detector's model."""
     path = Path(source)
-    if (path / "model.safetensors").is_file():
-        from ssad.detector import load_model_files
-
+    if (path / MODEL_WEIGHTS).is_file():
         return load_model_files(path, device)
     checkpoint = read_checkpoint(path)
     metadata = checkpoint.get(CHECKPOINT_KEY)

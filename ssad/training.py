@@ -12,26 +12,20 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-__all__ = ["SsadCLI", "run_lightning_cli", "default_logger_config", "wandb_logged_in"]
+from ssad.wandb_setup import wandb_mode, wandb_project
 
-
-def wandb_logged_in() -> bool:
-    """Whether the user has a wandb API key (environment or ~/.netrc), so runs may go online."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = Path.home() / ".netrc"
-    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+__all__ = ["SsadCLI", "run_lightning_cli", "default_logger_config"]
 
 
 def default_logger_config(root_dir: str, run_name: str | None) -> dict[str, Any]:
     """wandb (offline inside the run folder unless the user logged in), or CSV when wandb is disabled."""
-    if os.environ.get("WANDB_MODE", "").lower() == "disabled":
+    mode = wandb_mode()
+    if mode == "disabled":
         return {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": root_dir, "name": "logs"}}
     os.environ.setdefault("WANDB_DIR", root_dir)
-    mode = os.environ.get("WANDB_MODE", "online" if wandb_logged_in() else "offline").lower()
     return {
         "class_path": "lightning.pytorch.loggers.WandbLogger",
-        "init_args": {"save_dir": root_dir, "project": os.environ.get("WANDB_PROJECT", "ssad"),
+        "init_args": {"save_dir": root_dir, "project": wandb_project(),
                       "name": run_name, "offline": mode == "offline", "log_model": False},
     }
 
