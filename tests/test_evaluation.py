@@ -353,3 +353,16 @@ def test_ensemble_tables_combines_detectors_read_back_from_csv(tmp_path: Path) -
 
 def test_result_row_columns_start_with_the_results_header() -> None:
     assert tuple(ResultRow.field_names()[:5]) == RESULTS_HEADER
+
+
+def test_gamma_threshold_of_a_thin_id_is_the_median_of_the_others(tmp_path: Path, caplog) -> None:
+    rng = np.random.default_rng(6)
+    scores = np.r_[rng.gamma(2, 1, 300), rng.gamma(2, 2, 300), [5.0]]
+    ids = ["a"] * 300 + ["b"] * 300 + ["thin"] * 1
+    thr = GammaThreshold(0.9).fit(scores, ids)
+    assert thr.threshold_["thin"] == pytest.approx(np.median([thr.threshold_["a"], thr.threshold_["b"]]))
+    assert set(thr.fallbacks_) == {"thin"} and "median threshold" in thr.fallbacks_["thin"]
+    assert "thin" in caplog.text
+    assert GammaThreshold.load(thr.save(tmp_path / "t.json")).fallbacks_ == thr.fallbacks_
+    alone = GammaThreshold(0.9).fit([1.0, 2.0], ["x", "x"])
+    assert alone.threshold_["x"] == pytest.approx(1.9) and "empirical" in alone.fallbacks_["x"]

@@ -120,3 +120,25 @@ def test_thin_id_trains_and_is_named(tmp_path: Path, caplog: pytest.LogCaptureFi
         datamodule = _datamodule(root, n_warped=2, n_mixed=1)
     assert "fan/id_02" in datamodule.class_names
     assert "fan/id_02 has only 1 normal training clip" in caplog.text
+
+
+def test_fit_and_evaluate_a_thin_id_in_odd_formats_from_the_cli(tmp_path: Path, capsys) -> None:
+    from ssad.cli import main
+
+    root = tmp_path / "root"
+    _write_root(root, {"fan/id_00": 6}, rate=44100, channels=2, subtype="PCM_24", tests=3)
+    _write_root(root, {"fan/id_02": 1}, seconds=1.7, rate=22050, subtype="PCM_U8", tests=3)
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    run, out = tmp_path / "run", tmp_path / "eval"
+    assert main(["fit", "--config", str(config), "--data.root", str(root), "--trainer.default_root_dir", str(run),
+                 "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]) == 0
+    fit_log = capsys.readouterr().err
+    assert "fan/id_02 has only 1 normal training clip" in fit_log
+    assert "resampled to 16000 Hz" in fit_log and "averaged to mono" in fit_log
+    assert "each clip is used whole" in fit_log
+    assert main(["evaluate", "--run", str(run), "--data", str(root), "--out", str(out), "--no-plots",
+                 "--quiet"]) == 0
+    results = (out / "results.csv").read_text()
+    assert "fan,id_00," in results and "fan,id_02," in results
+    notes = (out / "results.md").read_text().split("## IDs with few training clips")[1]
+    assert "| fan/id_02 | 1 | gaussian |" in notes and "median threshold" in notes

@@ -126,8 +126,7 @@ def test_invalid_arguments_name_the_bad_value_and_the_allowed(data: dict) -> Non
         KNNScorer(k=0).fit(X, ids)
     with pytest.raises(ValueError, match=r"metric='jaccard'.*cosine"):
         KNNScorer(metric="jaccard").fit(X, ids)
-    with pytest.raises(ValueError, match=r"k=150.*fan/id_00"):
-        KNNScorer(k=150).fit(X, ids)
+    assert "neighbour 149 instead of k=150" in KNNScorer(k=150).fit(X, ids).fallbacks_["fan/id_00"]
     with pytest.raises(ValueError, match=r"3 columns.*2 classes"):
         SoftmaxScorer(list(IDS)).fit(np.zeros((4, 3)), [IDS[0]] * 4)
     with pytest.raises(ValueError, match=r"not among class_names"):
@@ -275,3 +274,39 @@ def test_combine_standardized_matches_the_combined_scorer() -> None:
         d["test_ids"],
     )
     np.testing.assert_allclose(table, combined.score(d["test"], d["test_ids"]))
+
+
+@pytest.mark.parametrize("n_thin", [1, 2])
+def test_thin_ids_get_named_fallbacks_and_the_others_are_scored_as_usual(
+    data: dict, n_thin: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(5)
+    X = np.r_[data["train"], _cloud(rng, 2, n_thin)]
+    ids = np.r_[data["train_ids"], ["fan/id_04"] * n_thin]
+    test = np.r_[data["test"], _cloud(rng, 2, 10), _cloud(rng, 2, 10, 3.5)]
+    test_ids = np.r_[data["test_ids"], ["fan/id_04"] * 20]
+    for scorer in (GaussianScorer(), KNNScorer(k=2), CombinedScorer({"g": GaussianScorer(), "k": KNNScorer()})):
+        usual = clone(scorer).fit(data["train"], data["train_ids"]) if not isinstance(scorer, CombinedScorer) else None
+        out = {"embedding": X} if isinstance(scorer, CombinedScorer) else X
+        scorer.fit(out, ids)
+        assert "fan/id_04" in scorer.fallbacks_ and "fan/id_00" not in scorer.fallbacks_
+        scores = scorer.score({"embedding": test} if isinstance(scorer, CombinedScorer) else test, test_ids)
+        assert np.all(np.isfinite(scores)) and np.all(np.isfinite(scorer.train_scores_))
+        assert roc_auc_score(np.r_[np.zeros(10), np.ones(10)], scores[-20:]) > 0.9
+        if usual is not None:
+            assert np.allclose(scores[:-20], usual.score(data["test"], data["test_ids"]))
+            loaded = Scorer.load(scorer.save(tmp_path / type(scorer).__name__ / str(n_thin)))
+            assert loaded.fallbacks_ == scorer.fallbacks_
+            assert np.allclose(loaded.score(test, test_ids), scores)
+    assert "fan/id_04" in caplog.text
+    knn = KNNScorer(k=2).fit(X, ids)
+    expected = "distance to it" if n_thin == 1 else "neighbour 1 instead of k=2"
+    assert expected in knn.fallbacks_["fan/id_04"]
+
+
+def test_a_single_clip_is_enough_for_a_gaussian_and_knn() -> None:
+    X = np.ones((1, D))
+    for scorer in (GaussianScorer(), KNNScorer()):
+        scorer.fit(X, ["m/id_00"])
+        assert np.isfinite(scorer.score(np.zeros((2, D)), ["m/id_00"] * 2)).all()
+    assert "Euclidean" in GaussianScorer().fit(X, ["m/id_00"]).fallbacks_["m/id_00"]

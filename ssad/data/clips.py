@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Clip", "LABELS", "SPLITS"]
+__all__ = ["Clip", "LABELS", "SPLITS", "THIN_CLIPS"]
 
 LABELS = ("normal", "anomaly", "unknown")
 SPLITS = ("train", "test")
+#: An ID with fewer normal training clips than this is "thin": it trains, and scorers and thresholds fall back.
+THIN_CLIPS = 3
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ssad.data.audio import AudioInfo, audio_info
-from ssad.data.clips import Clip
+from ssad.data.clips import THIN_CLIPS, Clip
 from ssad.data.layout import select
 from ssad.errors import BadInputError
 
-__all__ = ["THIN_CLIPS", "TrainingClips", "check_class_names", "check_training_clips"]
+__all__ = ["TrainingClips", "check_class_names", "check_training_clips"]
 
 log = logging.getLogger("ssad")
 
-#: An ID with fewer normal training clips than this is "thin": it trains, and its scorers fall back.
-THIN_CLIPS = 3
 #: Characters that mark synthesized class names (`<type>/<id>@warp1.100`, `<a>+<b>`), so no real name may hold them.
 _RESERVED = ("@", "+")
 

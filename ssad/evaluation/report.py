@@ -16,7 +16,7 @@ from ssad.evaluation.plots import plot_histograms, plot_roc, safe_name
 from ssad.evaluation.table import ScoreTable
 from ssad.evaluation.thresholds import GammaThreshold
 
-__all__ = ["write_evaluation", "load_thresholds", "save_thresholds"]
+__all__ = ["write_evaluation", "load_thresholds", "save_thresholds", "thin_id_notes"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def write_evaluation(
     plots: bool = True,
     max_fpr: float = 0.1,
     thresholds: Mapping[str, GammaThreshold] | None = None,
+    fallbacks: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[ResultRow]:
     """Evaluate every scorer in `test` and write the results into `out_dir`; returns the result rows.
 
@@ -58,7 +59,8 @@ def write_evaluation(
     `thresholds`), test clips are decided, and `out_dir/<scorer>/` receives the challenge's
     ``anomaly_score_*``/``decision_result_*`` files. `out_dir` gets ``scores.csv`` (train + test rows),
     ``thresholds.json``, ``results.csv``/``results.md`` (labelled test clips only; precision/recall/F1 of
-    the decisions included) and, if `plots`, ROC curves and score histograms in ``plots/``.
+    the decisions included) and, if `plots`, ROC curves and score histograms in ``plots/``. `fallbacks`
+    (scorer -> id -> what a thin ID got) and the thresholds' own go into a section of ``results.md``.
     """
     out_dir = Path(out_dir)
     scorers = test.scorers
@@ -87,8 +89,34 @@ def write_evaluation(
     ScoreTable.concat([train, test]).to_csv(out_dir / "scores.csv")
     rows = evaluate(test, decisions=decisions, max_fpr=max_fpr)
     write_results(rows, out_dir)
+    notes = thin_id_notes(train, fallbacks or {}, fitted)
+    if notes:
+        with open(out_dir / "results.md", "a", encoding="utf-8") as md:
+            md.write("\n" + "\n".join(notes) + "\n")
     if plots:
         plot_roc(test, out_dir / "plots", max_fpr=max_fpr)
         plot_histograms(test, fitted, out_dir / "plots")
     logger.info("evaluation of %d scorer(s) written to %s", len(scorers), out_dir)
     return rows
+
+
+def thin_id_notes(train: ScoreTable, fallbacks: Mapping[str, Mapping[str, str]],
+                  thresholds: Mapping[str, GammaThreshold]) -> list[str]:
+    """Markdown lines saying, per thin ID and scorer, what the scorer and the threshold fell back to (logged too)."""
+    rows = []
+    for scorer, threshold in thresholds.items():
+        own = fallbacks.get(scorer, {})
+        other = getattr(threshold, "fallbacks_", {})
+        counts = dict(zip(*np.unique(train.filter(scorer=scorer).ids, return_counts=True), strict=True))
+        for name in sorted(set(own) | set(other)):
+            rows.append((name, int(counts.get(name, 0)), scorer, own.get(name, "as usual"),
+                         other.get(name, "as usual")))
+    if not rows:
+        return []
+    for name, n, scorer, got, threshold in rows:
+        logger.warning("%s (%d training clip(s)), %s: scorer %s; threshold %s", name, n, scorer, got, threshold)
+    lines = ["## IDs with few training clips", "",
+             "Evaluated with fallbacks; their AUC rests on a weaker model of normal.", "",
+             "| machine | training clips | scorer | scorer got | threshold |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {n} | {scorer} | {got} | {threshold} |" for name, n, scorer, got, threshold in rows]
+    return lines

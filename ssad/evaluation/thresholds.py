@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ssad.errors import SsadError
 from ssad.evaluation.metrics import decision_metrics
-from ssad.scoring.base import check_ids, check_known_ids, group_indices
+from ssad.scoring.base import THIN_CLIPS, check_ids, check_known_ids, group_indices
 
 __all__ = ["GammaThreshold", "decision_metrics"]
 
@@ -85,8 +85,11 @@ class GammaThreshold(BaseEstimator):
     the data is kept; when neither fits (too few or constant scores, or a tail a gamma cannot follow), the
     empirical quantile is used with a logged warning.
 
+    An ID with fewer than `THIN_CLIPS` training scores gets the median threshold of the IDs with enough
+    (warned, named in `fallbacks_`); when no ID has enough, each gets its empirical quantile.
+
     Fitted attributes: `threshold_` (id -> threshold), `gamma_params_` (id -> [shape, loc, scale] or None
-    where the empirical quantile was used).
+    where the empirical quantile or the median was used), `fallbacks_` (thin id -> what it got).
     """
 
     def __init__(self, percentile: float = 0.9) -> None:
@@ -108,7 +111,11 @@ class GammaThreshold(BaseEstimator):
             raise ValueError("no training scores to fit thresholds on")
         self.threshold_: dict[str, float] = {}
         self.gamma_params_: dict[str, list[float] | None] = {}
+        self.fallbacks_: dict[str, str] = {}
+        thin = [name for name, idx in groups.items() if len(idx) < THIN_CLIPS]
         for name, idx in groups.items():
+            if name in thin and len(thin) < len(groups):
+                continue  # set below from the IDs with enough scores
             s = scores[idx]
             t, params = _gamma_threshold(s, float(self.percentile))
             if params is None:
@@ -120,8 +127,19 @@ class GammaThreshold(BaseEstimator):
                     self.percentile,
                     t,
                 )
+                if name in thin:
+                    self.fallbacks_[name] = f"{s.size} training score(s): their empirical {self.percentile:.3g} quantile"
             self.threshold_[name] = t
             self.gamma_params_[name] = params
+        if len(thin) < len(groups):
+            pooled = float(np.median(list(self.threshold_.values())))
+            for name in thin:
+                self.threshold_[name] = pooled
+                self.gamma_params_[name] = None
+                self.fallbacks_[name] = (f"{len(groups[name])} training score(s): the median threshold of the "
+                                         f"other IDs, {pooled:.6g}")
+                logger.warning("threshold of %s: %s", name, self.fallbacks_[name])
+        self.fallbacks_ = dict(sorted(self.fallbacks_.items()))
         return self
 
     def decide(self, scores: Any, ids: Sequence[str]) -> np.ndarray:
@@ -150,6 +168,7 @@ class GammaThreshold(BaseEstimator):
             "percentile": float(self.percentile),
             "thresholds": dict(self.threshold_),
             "gamma_params": dict(self.gamma_params_),
+            "fallbacks": dict(getattr(self, "fallbacks_", {})),
         }
 
     @classmethod
@@ -164,6 +183,7 @@ class GammaThreshold(BaseEstimator):
             out.gamma_params_ = {
                 k: (None if params.get(k) is None else [float(v) for v in params[k]]) for k in out.threshold_
             }
+            out.fallbacks_ = {str(k): str(v) for k, v in dict(data.get("fallbacks") or {}).items()}
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise SsadError(f"saved {cls.__name__} is malformed: {err!r}") from None
         return out

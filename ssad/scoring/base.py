@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -12,9 +13,11 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ssad.data.clips import THIN_CLIPS
 from ssad.errors import SsadError
 
 __all__ = [
+    "THIN_CLIPS",
     "Scorer",
     "SCORER_FILE",
     "ARRAYS_FILE",
@@ -33,6 +36,8 @@ _FORMAT = "ssad-scorer"
 _VERSION = 1
 
 _REGISTRY: dict[str, type[Scorer]] = {}
+
+log = logging.getLogger("ssad")
 
 
 def registered_scorers() -> dict[str, type[Scorer]]:
@@ -129,8 +134,11 @@ class Scorer(BaseEstimator):
     Subclasses set `input_name` (which per-clip model output `fit`/`score` take), implement `fit` (setting
     `ids_` and `train_scores_`, the scores of the training clips themselves, leave-one-out where the scorer
     would otherwise find the clip itself) and `score`, and expose their fitted state through
-    `_get_state`/`_set_state` as numeric arrays plus JSON-able metadata.
+    `_get_state`/`_set_state` as numeric arrays plus JSON-able metadata. `fallbacks_` maps each ID whose
+    few training clips (fewer than `THIN_CLIPS`) got something other than the usual fit to what it got.
     """
+
+    fallbacks_: dict[str, str] = {}  # noqa: RUF012  (replaced per instance by `_note_fallbacks`)
 
     #: per-clip model output this scorer consumes: "embedding", "neg_log_prob", "anomaly_score", ...
     input_name: str = "embedding"
@@ -177,9 +185,16 @@ class Scorer(BaseEstimator):
     def _set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         """Restore the fitted state written by `_get_state` (`ids_` and the training scores are already set)."""
 
+    def _note_fallbacks(self, fallbacks: Mapping[str, str]) -> None:
+        """Record what each thin ID got instead of the usual fit (`fallbacks_`), with one warning per ID."""
+        self.fallbacks_ = dict(sorted(fallbacks.items()))
+        for name, what in self.fallbacks_.items():
+            log.warning("%s: %s: %s", type(self).__name__, name, what)
+
     def _common_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         codes = np.searchsorted(np.asarray(self.ids_, dtype=str), self.train_ids_)
-        return {"train_scores": self.train_scores_, "train_id_codes": codes}, {"ids": list(self.ids_)}
+        meta = {"ids": list(self.ids_), "fallbacks": dict(getattr(self, "fallbacks_", {}))}
+        return {"train_scores": self.train_scores_, "train_id_codes": codes}, meta
 
     def _restore_common(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         ids = [str(i) for i in meta["ids"]]
@@ -194,6 +209,7 @@ class Scorer(BaseEstimator):
         self.ids_ = ids
         self.train_ids_ = np.asarray(ids, dtype=str)[codes] if ids else np.array([], dtype=str)
         self.train_scores_ = scores
+        self.fallbacks_ = {str(k): str(v) for k, v in dict(meta.get("fallbacks") or {}).items()}
 
     def save(self, directory: str | Path) -> Path:
         """Write the fitted scorer as `scorer.json` + `arrays.npz` in `directory` (no pickle), so it can be reloaded."""

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from ssad.errors import SsadError
 from ssad.scoring.base import (
     ARRAYS_FILE,
+    THIN_CLIPS,
     Scorer,
     _read_arrays,
     check_ids,
@@ -35,11 +36,17 @@ def _as_1d(scores: Any, name: str) -> np.ndarray:
 
 
 def per_id_stats(train_scores: Any, train_ids: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Sorted ids, and the mean and std of the training scores of each (std floored so z-scores stay finite)."""
+    """Sorted ids, and the mean and std of the training scores of each (std floored so z-scores stay finite).
+
+    An ID with fewer than `THIN_CLIPS` scores cannot measure its spread: it gets the median std of the others.
+    """
     train_scores = _as_1d(train_scores, "train_scores")
     groups = group_indices(check_ids(train_ids, len(train_scores)))
     means = np.array([train_scores[idx].mean() for idx in groups.values()])
     stds = np.array([train_scores[idx].std() for idx in groups.values()])
+    thin = np.array([len(idx) < THIN_CLIPS for idx in groups.values()])
+    if thin.any() and not thin.all():
+        stds[thin] = np.median(stds[~thin])
     floor = 1e-12 * np.maximum(np.abs(means), 1.0)
     return list(groups), means, np.where(stds > floor, stds, 1.0)
 
@@ -161,6 +168,11 @@ class CombinedScorer(Scorer):
         self.weights_ = np.array([weights[n] for n in self.members])
         self.train_ids_ = check_ids(ids, len(next(iter(self.members.values())).train_scores_))
         self.train_scores_ = self._combine([m.train_scores_ for m in self.members.values()], self.train_ids_)
+        counts = dict(zip(*np.unique(self.train_ids_, return_counts=True), strict=True))
+        self.fallbacks_ = {
+            str(name): f"{n} training clip(s): member scores standardised with the median spread of the other IDs"
+            for name, n in counts.items() if n < THIN_CLIPS and max(counts.values()) >= THIN_CLIPS
+        }
         return self
 
     def _combine(self, member_scores: Sequence[np.ndarray], ids: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.linalg import pinvh
 from sklearn.covariance import LedoitWolf
 
-from ssad.scoring.base import Scorer
+from ssad.scoring.base import THIN_CLIPS, Scorer
 
 __all__ = ["GaussianScorer", "SHRINKAGES"]
 
@@ -51,20 +51,38 @@ class GaussianScorer(Scorer):
         return mean, pinvh(cov)
 
     def fit(self, X: np.ndarray, ids: Sequence[str]) -> GaussianScorer:
-        """Estimate each ID's mean and precision from its normal training embeddings (n, d)."""
+        """Estimate each ID's mean and precision from its normal training embeddings (n, d).
+
+        An ID with fewer than `THIN_CLIPS` clips gets its clips' mean and the covariance pooled over every
+        ID's deviations from its own mean (`fallbacks_` says so, with a warning naming the ID).
+        """
         self._check_params()
         X, ids, groups = self._grouped(X, ids)
-        small = {i: len(idx) for i, idx in groups.items() if len(idx) < 2}
-        if small:
-            raise ValueError(f"GaussianScorer needs at least 2 training clips per id; got {small}")
-        fitted = [self._mean_precision(X[idx]) for idx in groups.values()]
+        thin = [name for name, idx in groups.items() if len(idx) < THIN_CLIPS]
+        pooled = self._pooled(X, groups, thin) if thin else None
+        means, precisions = [], []
+        for name, idx in groups.items():
+            mean, precision = (X[idx].mean(axis=0), pooled[0]) if name in thin else self._mean_precision(X[idx])
+            means.append(mean)
+            precisions.append(precision)
         self.ids_ = list(groups)
-        self.means_ = np.stack([m for m, _ in fitted])
-        self.precisions_ = np.stack([p for _, p in fitted])
+        self.means_ = np.stack(means)
+        self.precisions_ = np.stack(precisions)
         self.n_features_in_ = X.shape[1]
         self.train_ids_ = ids
         self.train_scores_ = self._distances(X, groups)
+        self._note_fallbacks({name: f"{len(groups[name])} training clip(s): their mean, {pooled[1]}" for name in thin})
         return self
+
+    def _pooled(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str]) -> tuple[np.ndarray, str]:
+        """A precision for thin IDs and what it is: within-ID covariance pooled over all IDs, else coarser."""
+        deviations = np.concatenate([X[idx] - X[idx].mean(axis=0) for idx in groups.values() if len(idx) > 1]
+                                    or [np.empty((0, X.shape[1]))])
+        if len(deviations) >= 2:
+            return self._mean_precision(deviations)[1], "the covariance pooled over every ID's clips"
+        if len(X) >= 2:
+            return self._mean_precision(X)[1], "the covariance of all training clips (no ID has two)"
+        return np.eye(X.shape[1]), "identity covariance (Euclidean distance; the only training clip)"
 
     def _distances(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> np.ndarray:
         out = np.empty(len(X))

@@ -19,8 +19,8 @@ class KNNScorer(Scorer):
     """Per machine ID, the distance from an embedding to its k-th nearest normal training embedding.
 
     Args:
-        k: which neighbour (1 = nearest). Each ID needs more than k training clips, because the training
-            scores are leave-one-out (each training clip's k-th neighbour among the *other* clips).
+        k: which neighbour (1 = nearest). The training scores are leave-one-out (each training clip's k-th
+            neighbour among the *other* clips), so an ID with no more than k clips uses a nearer neighbour.
         metric: one of `KNN_METRICS`.
 
     Fitted attributes: `ids_`, `embeddings_` (training embeddings, rows grouped by id in `ids_` order),
@@ -39,36 +39,46 @@ class KNNScorer(Scorer):
         if self.metric not in KNN_METRICS:
             raise ValueError(f"metric={self.metric!r} is not supported; allowed: {list(KNN_METRICS)}")
 
+    def _neighbours(self, n_clips: int) -> int:
+        """The neighbour an ID with `n_clips` training clips uses: `k`, or fewer so leave-one-out still works."""
+        return max(1, min(int(self.k), n_clips - 1))
+
     def _build_index(self) -> None:
+        counts = np.diff(self.offsets_)
         self._nn = [
-            NearestNeighbors(n_neighbors=int(self.k), metric=self.metric).fit(
+            NearestNeighbors(n_neighbors=self._neighbours(int(n)), metric=self.metric).fit(
                 self.embeddings_[self.offsets_[i] : self.offsets_[i + 1]]
             )
-            for i in range(len(self.ids_))
+            for i, n in enumerate(counts)
         ]
 
     def fit(self, X: np.ndarray, ids: Sequence[str]) -> KNNScorer:
-        """Store each ID's normal training embeddings (n, d) and index them for neighbour search."""
+        """Store each ID's normal training embeddings (n, d) and index them for neighbour search.
+
+        An ID with no more than k clips uses neighbour min(k, n - 1); one with a single clip is scored by the
+        distance to it, and its training score is 0 (no leave-one-out). `fallbacks_` says so, with a warning.
+        """
         self._check_params()
         X, ids, groups = self._grouped(X, ids)
-        short = {i: len(idx) for i, idx in groups.items() if len(idx) <= self.k}
-        if short:
-            raise ValueError(
-                f"k={self.k} needs at least k+1={self.k + 1} training clips per id "
-                f"(leave-one-out training scores); these ids have fewer: {short}"
-            )
         self.ids_ = list(groups)
         self.embeddings_ = np.concatenate([X[idx] for idx in groups.values()])
         self.offsets_ = np.concatenate([[0], np.cumsum([len(idx) for idx in groups.values()])])
         self.n_features_in_ = X.shape[1]
         self._build_index()
-        train_scores = np.empty(len(X))
-        for nn, idx in zip(self._nn, groups.values(), strict=True):
+        train_scores = np.zeros(len(X))
+        fallbacks = {}
+        for name, nn, idx in zip(self.ids_, self._nn, groups.values(), strict=True):
+            if len(idx) == 1:
+                fallbacks[name] = "1 training clip: the distance to it (no leave-one-out; training score 0)"
+                continue
+            if len(idx) <= self.k:
+                fallbacks[name] = f"{len(idx)} training clips: neighbour {self._neighbours(len(idx))} instead of k={self.k}"
             # kneighbors() without X leaves each indexed point out of its own neighbours
             dist, _ = nn.kneighbors()
             train_scores[idx] = dist[:, -1]
         self.train_ids_ = ids
         self.train_scores_ = train_scores
+        self._note_fallbacks(fallbacks)
         return self
 
     def score(self, X: np.ndarray, ids: Sequence[str]) -> np.ndarray:
@@ -94,8 +104,8 @@ class KNNScorer(Scorer):
             raise ValueError(
                 f"embeddings {embeddings.shape} / offsets {offsets.shape} do not match {len(ids)} ids"
             )
-        if np.any(np.diff(offsets) <= self.k):
-            raise ValueError(f"some id has no more than k={self.k} stored embeddings")
+        if np.any(np.diff(offsets) < 1):
+            raise ValueError("some id has no stored embeddings")
         self.embeddings_, self.offsets_ = embeddings, offsets
         self.n_features_in_ = embeddings.shape[1]
         self._build_index()
