@@ -1,4 +1,4 @@
-"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, score, ensemble."""
+"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, ensemble."""
 
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         plots=not args.no_plots, device=args.device, cache_dir=args.cache_dir, skip_bad=args.skip_bad,
         progress=not args.quiet,
     )
+
+
+def _cmd_detector(args: argparse.Namespace) -> None:
+    from ssad.detector import Detector
+
+    detector = Detector.fit(args.run, args.data, scorers=args.scorers, percentile=args.percentile,
+                            device=args.device, skip_bad=args.skip_bad, progress=not args.quiet)
+    detector.save(args.out)
+    print(f"detector saved to {args.out}: machines {', '.join(detector.machine_ids)}; scorers "
+          f"{', '.join(detector.scorers)} (default {detector.default_scorer})")
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
@@ -124,6 +134,18 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--skip-bad", action="store_true")
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+    detector = commands.add_parser("detector", help="fit scorers and thresholds on a root's normal training clips "
+                                   "and save a detector (no test clips needed)")
+    detector.add_argument("--run", required=True, help="run folder or checkpoint")
+    detector.add_argument("--data", required=True, help="corpus root, or a folder of one machine's recordings")
+    detector.add_argument("--out", required=True, help="folder to save the detector in (for `ssad score`)")
+    detector.add_argument("--scorers", nargs="+", default=None, help="default: every scorer the model supports")
+    detector.add_argument("--percentile", type=float, default=0.9, help="gamma threshold percentile")
+    detector.add_argument("--device", default="cpu")
+    detector.add_argument("--skip-bad", action="store_true")
+    detector.add_argument("--quiet", action="store_true")
+    detector.set_defaults(handler=_cmd_detector)
 
     score = commands.add_parser("score", help="score recordings with a saved detector")
     score.add_argument("--detector", required=True)

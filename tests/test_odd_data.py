@@ -142,3 +142,39 @@ def test_fit_and_evaluate_a_thin_id_in_odd_formats_from_the_cli(tmp_path: Path, 
     assert "fan,id_00," in results and "fan,id_02," in results
     notes = (out / "results.md").read_text().split("## IDs with few training clips")[1]
     assert "| fan/id_02 | 1 | gaussian |" in notes and "median threshold" in notes
+
+
+def test_your_own_machine_in_three_commands(tmp_path: Path, capsys) -> None:
+    from ssad.cli import main
+
+    source = _write_root(tmp_path / "src", {"deskfan/id_00": 8})
+    recordings = tmp_path / "deskfan"
+    recordings.mkdir()
+    for i, path in enumerate(sorted((source / "deskfan" / "train").glob("*.wav"))):
+        path.rename(recordings / f"recording {i}.wav")
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    run = tmp_path / "runs" / "deskfan"
+    assert main(["fit", "--config", str(config), "--data.root", str(recordings), "--trainer.default_root_dir",
+                 str(run), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]) == 0
+    assert main(["detector", "--run", str(run), "--data", str(recordings), "--out", str(run / "detector"),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["score", "--detector", str(run / "detector"), str(recordings / "recording 0.wav")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("recording 0.wav") and line.split("\t")[1] in ("normal", "ANOMALY")
+
+
+def test_a_folder_of_recordings_is_one_machine_and_dcase_names_are_not(tmp_path: Path) -> None:
+    from ssad.data.layout import index_root
+
+    folder = tmp_path / "press"
+    folder.mkdir()
+    for name in ("a.wav", "b.WAV"):
+        sf.write(folder / name, np.zeros(RATE, np.float32), RATE)
+    clips = index_root(folder)
+    assert {(c.machine_type, c.machine_id, c.split, c.label) for c in clips} == {("press", "id_00", "train", "normal")}
+    with pytest.raises(BadInputError, match="no machine type 'fan'"):
+        index_root(folder, machine_types=["fan"])
+    sf.write(folder / "anomaly_id_00_00000000.wav", np.zeros(RATE, np.float32), RATE)
+    with pytest.raises(BadInputError, match="cannot tell train from test"):
+        index_root(folder)

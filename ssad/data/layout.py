@@ -182,6 +182,19 @@ def _absolute(root: str | Path) -> Path:
     return Path(os.path.abspath(Path(root).expanduser()))
 
 
+def _one_machine_folder(root: Path, wavs: list[Path]) -> list[Clip] | None:
+    """A folder of recordings of one machine, or None: every .wav directly in it, no name in a DCASE layout.
+
+    Such a folder is one machine named after the folder, ID ``id_00``, every clip a normal training clip.
+    """
+    if any(p.parent != root for p in wavs):
+        return None
+    if any(_NAME_2020.fullmatch(p.stem) or _NAME_2021.fullmatch(p.stem) for p in wavs):
+        return None
+    return [Clip(path=p, machine_type=root.name, machine_id="id_00", split="train", label="normal")
+            for p in sorted(wavs)]
+
+
 def scan_root(
     root: str | Path, *, machine_types: Sequence[str] | None = None
 ) -> tuple[list[Clip], list[tuple[str, str]]]:
@@ -200,7 +213,8 @@ def scan_root(
     if not wavs:
         raise BadInputError([(root, "no .wav files found in this folder or below it")], header=header)
 
-    found_types = sorted({p.parent.parent.name for p in wavs})
+    flat = _one_machine_folder(root, wavs)
+    found_types = [root.name] if flat is not None else sorted({p.parent.parent.name for p in wavs})
     if machine_types is not None:
         wanted = [machine_types] if isinstance(machine_types, str) else list(machine_types)
         missing = [t for t in wanted if t not in found_types]
@@ -210,6 +224,8 @@ def scan_root(
                 header=header,
             )
         wavs = [p for p in wavs if p.parent.parent.name in wanted]
+    if flat is not None:
+        return flat, []
 
     clips: list[Clip] = []
     problems: list[tuple[str, str]] = []
@@ -233,7 +249,9 @@ def index_root(
     """Every clip under a corpus root, sorted by path; badly named files raise, or are skipped with a warning.
 
     The root may hold ``<type>/{train,test}/`` folders, hold such roots (``dev_data/``, ``eval_data/``),
-    or be a single ``<type>`` folder. Attribute tables (``<type>/attributes_*.csv``) are merged in.
+    or be a single ``<type>`` folder. Attribute tables (``<type>/attributes_*.csv``) are merged in. A folder
+    of recordings named in no DCASE layout, all directly in it, is one machine's normal training clips
+    (type = the folder's name, ID ``id_00``).
     """
     clips, problems = scan_root(root, machine_types=machine_types)
     root = _absolute(root)
