@@ -85,6 +85,15 @@ def _cmd_ensemble(args: argparse.Namespace) -> None:
     evaluate_ensemble(args.members, args.out, weights=args.weights, percentile=args.percentile, plots=not args.no_plots)
 
 
+def _add_detector_arguments(parser: argparse.ArgumentParser, data_help: str, out_help: str) -> None:
+    """What `evaluate` and `detector` share: the run, the root its scorers are fitted on, where to, how."""
+    parser.add_argument("--run", required=True, help="run folder or checkpoint")
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--scorers", nargs="+", default=None, help="default: every scorer the model supports")
+    parser.add_argument("--percentile", type=float, default=0.9, help="gamma threshold percentile")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssad",
@@ -123,11 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     download.set_defaults(handler=_cmd_data_download)
 
     evaluate = commands.add_parser("evaluate", help="fit scorers on training clips, score test clips, write results")
-    evaluate.add_argument("--run", required=True, help="run folder or checkpoint")
-    evaluate.add_argument("--data", required=True, help="corpus root")
-    evaluate.add_argument("--out", required=True, help="folder for results, score files and plots")
-    evaluate.add_argument("--scorers", nargs="+", default=None, help="default: every scorer the model supports")
-    evaluate.add_argument("--percentile", type=float, default=0.9, help="gamma threshold percentile")
+    _add_detector_arguments(evaluate, "corpus root", "folder for results, score files and plots")
     evaluate.add_argument("--no-plots", action="store_true")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--cache-dir", default=None, help="log-mel cache folder")
@@ -137,11 +142,8 @@ def _parser() -> argparse.ArgumentParser:
 
     detector = commands.add_parser("detector", help="fit scorers and thresholds on a root's normal training clips "
                                    "and save a detector (no test clips needed)")
-    detector.add_argument("--run", required=True, help="run folder or checkpoint")
-    detector.add_argument("--data", required=True, help="corpus root, or a folder of one machine's recordings")
-    detector.add_argument("--out", required=True, help="folder to save the detector in (for `ssad score`)")
-    detector.add_argument("--scorers", nargs="+", default=None, help="default: every scorer the model supports")
-    detector.add_argument("--percentile", type=float, default=0.9, help="gamma threshold percentile")
+    _add_detector_arguments(detector, "corpus root, or a folder of one machine's recordings",
+                            "folder to save the detector in (for `ssad score`)")
     detector.add_argument("--device", default="cpu")
     detector.add_argument("--skip-bad", action="store_true")
     detector.add_argument("--quiet", action="store_true")
