@@ -40,7 +40,7 @@ def check_training_clips(clips: Sequence[Clip], *, sample_rate: int, min_samples
     files, clips shorter than `min_samples` at `sample_rate` (no full FFT frame), machine types whose name
     holds a reserved character, and labelled test clips of an ID without training clips (evaluation could
     not score them). With `skip_bad`, bad files are left out and listed instead. Warns about thin IDs and
-    about rates, channel counts and lengths that differ, saying what is done with them.
+    says what is done with clips of other rates and channel counts.
     """
     problems: list[tuple[str, str]] = []
     for machine_type in sorted({c.machine_type for c in clips}):

@@ -71,7 +71,7 @@ class GaussianScorer(Scorer):
         self.n_features_in_ = X.shape[1]
         self.train_ids_ = ids
         self.train_scores_ = self._distances(X, groups)
-        self._note_fallbacks({name: f"{len(groups[name])} training clip(s): their mean, {pooled[1]}" for name in thin})
+        self._note_fallbacks({name: _thin_note(len(groups[name]), pooled[1]) for name in thin})
         return self
 
     def _pooled(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str]) -> tuple[np.ndarray, str]:
@@ -112,3 +112,8 @@ class GaussianScorer(Scorer):
                 f"means {means.shape} / precisions {precisions.shape} do not match {len(ids)} ids"
             )
         self.means_, self.precisions_, self.n_features_in_ = means, precisions, d
+
+
+def _thin_note(n_clips: int, covariance: str) -> str:
+    mean = "its clip as the mean" if n_clips == 1 else f"the mean of its {n_clips} clips"
+    return f"{n_clips} training clip{'s' if n_clips > 1 else ''}: {mean}, {covariance}"
