@@ -106,7 +106,8 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         """Where the model runs."""
-        return next(self.module.parameters()).device
+        tensors = [*self.module.parameters(), *self.module.buffers()]  # a statistics model has only buffers
+        return tensors[0].device if tensors else torch.device("cpu")
 
     def to(self, device: str | torch.device) -> LoadedModel:
         """Move the model and its features to `device` ("auto" = GPU when there is one)."""
@@ -145,7 +146,7 @@ class LoadedModel:
 
     @torch.no_grad()
     def outputs_from_log_mels(self, log_mels: Sequence[Tensor], batch_size: int = 256) -> dict[str, np.ndarray]:
-        """Clip-level model outputs: each window output averaged over the clip's sliding windows."""
+        """Clip-level model outputs: each window output pooled over the clip's sliding windows (the model says how)."""
         windows = [sliding_windows(m.to(self.device), self.window_frames, self.window_hop) for m in log_mels]
         counts = [len(w) for w in windows]
         stacked = torch.cat(windows) if windows else torch.empty(0)
@@ -156,7 +157,7 @@ class LoadedModel:
         result = {}
         for name, chunks in parts.items():
             per_window = torch.cat(chunks)
-            per_clip = [chunk.mean(0) for chunk in torch.split(per_window, counts)]
+            per_clip = [self.module.pool_windows(name, chunk) for chunk in torch.split(per_window, counts)]
             result[name] = torch.stack(per_clip).cpu().numpy()
         return result
 

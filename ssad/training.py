@@ -60,14 +60,13 @@ class SsadCLI(LightningCLI):
             folder = str(Path(root) / "checkpoints")
             # Two callbacks: Lightning 2.6 writes `save_last` only when the monitored checkpoint improves, but
             # resuming (`--ckpt_path last`) needs the latest epoch every time.
-            callbacks += [
-                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                 "init_args": {"dirpath": folder, "filename": "best", "monitor": metric, "mode": mode,
-                               "save_top_k": 1, "enable_version_counter": False}},
-                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                 "init_args": {"dirpath": folder, "filename": "last", "monitor": None, "save_top_k": 1,
-                               "enable_version_counter": False}},
-            ]
+            last = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": folder, "filename": "last", "monitor": None, "save_top_k": 1,
+                                  "enable_version_counter": False}}
+            best = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": folder, "filename": "best", "monitor": metric, "mode": mode,
+                                  "save_top_k": 1, "enable_version_counter": False}}
+            callbacks += [best, last] if metric else [last]  # a model with nothing to validate has no "best"
         if trainer.logger and not any("LearningRateMonitor" in str(getattr(c, "class_path", c)) for c in callbacks):
             callbacks.append({"class_path": "lightning.pytorch.callbacks.LearningRateMonitor",
                               "init_args": {"logging_interval": "step"}})

@@ -1,16 +1,17 @@
-"""Models: the machine-ID classifier, Group MADE and the DCASE 2020 baseline autoencoder."""
+"""Models: the machine-ID classifier, Group MADE, the DCASE 2020 baseline autoencoder and the spectral statistics."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-__all__ = ["MachineIDClassifier", "GroupMADEModule", "BaselineAutoencoderModule"]
+__all__ = ["MachineIDClassifier", "GroupMADEModule", "BaselineAutoencoderModule", "SpectralStatsModule"]
 
 _WHERE = {
     "MachineIDClassifier": "ssad.models.classifier.lightning_model",
     "GroupMADEModule": "ssad.models.made.lightning_model",
     "BaselineAutoencoderModule": "ssad.models.autoencoder.lightning_model",
+    "SpectralStatsModule": "ssad.models.spectral.lightning_model",
 }
 
 

@@ -35,6 +35,10 @@ class SsadModule(L.LightningModule):
         """(batch, n_mels, window_frames) log-mel -> per-window outputs, each with `batch` rows."""
         raise NotImplementedError
 
+    def pool_windows(self, name: str, values: Tensor) -> Tensor:
+        """(n_windows, ...) outputs `name` of one clip's windows -> the clip's output: their mean by default."""
+        return values.mean(0)
+
     def extra_metadata(self) -> dict[str, Any]:
         """Anything else inference needs (e.g. class names); stored in the checkpoint."""
         return {}

@@ -31,7 +31,12 @@ class MachineIDClassifier(SsadModule):
         freq_pool: how the backbone's feature map is pooled over frequency: "flatten" (keep the position),
             "max" or "mean".
         embedding_dim: size of the embedding the scorers use.
-        head: "softmax" or "arcface".
+        head: "softmax", "arcface" or "adacos" (adaptive-scale cosine logits, Zhang et al. 2019).
+        n_subclusters: centres per class of the "adacos" head (> 1: sub-cluster AdaCos, Wilkinghoff 2021).
+        stats_branch: a second branch on each window's per-band log-mel mean and std (see
+            `ssad.models.components.stats_branch`).
+        mixup_alpha: mix each training batch with a shuffled copy of itself, weight ~ Beta(alpha, alpha),
+            and the loss with the two labels in the same shares (0 = off; Noisy-ArcMix uses mixup so).
         arcface_scale: ArcFace logit scale.
         arcface_margin: ArcFace additive angular margin (radians).
         lr: AdamW learning rate.
@@ -64,6 +69,9 @@ class MachineIDClassifier(SsadModule):
         head: str = "softmax",
         arcface_scale: float = 30.0,
         arcface_margin: float = 0.5,
+        n_subclusters: int = 1,
+        stats_branch: bool = False,
+        mixup_alpha: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_epochs: int = 0,
@@ -100,6 +108,7 @@ class MachineIDClassifier(SsadModule):
             head=hp.head, width_mult=hp.width_mult, n_mels=hp.n_mels, last_channels=hp.last_channels,
             freq_pool=hp.freq_pool,
             arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
+            n_subclusters=hp.get("n_subclusters", 1), stats_branch=hp.get("stats_branch", False),
         )
         # kept out of the module tree so that the compiled wrapper adds nothing to the state_dict
         self.__dict__["_train_forward"] = torch.compile(self.net) if hp.compile else self.net
@@ -151,9 +160,18 @@ class MachineIDClassifier(SsadModule):
         return {"class_names": self.class_names}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        logits, _ = self._train_forward(batch["log_mel"], batch["label"])
-        loss = F.cross_entropy(logits, batch["label"])
-        accuracy = (logits.argmax(-1) == batch["label"]).float().mean()
+        log_mel, labels = batch["log_mel"], batch["label"]
+        alpha = float(self.hparams.get("mixup_alpha") or 0.0)
+        if alpha > 0 and len(labels) > 1:
+            share = float(torch.distributions.Beta(alpha, alpha).sample())
+            order = torch.randperm(len(labels), device=labels.device)
+            log_mel = share * log_mel + (1 - share) * log_mel[order]
+            logits, _ = self._train_forward(log_mel, labels if share >= 0.5 else labels[order])
+            loss = share * F.cross_entropy(logits, labels) + (1 - share) * F.cross_entropy(logits, labels[order])
+        else:
+            logits, _ = self._train_forward(log_mel, labels)
+            loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(-1) == labels).float().mean()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", accuracy, prog_bar=True)
         return loss

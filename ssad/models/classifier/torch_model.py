@@ -8,15 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssad.models.components.heads import ARCFACE_MARGIN, ARCFACE_SCALE, ArcFaceHead, SoftmaxHead
+from ssad.models.components.heads import ARCFACE_MARGIN, ARCFACE_SCALE, AdaCosHead, ArcFaceHead, SoftmaxHead
+from ssad.models.components.stats_branch import SpectralStatsBranch
 from ssad.models.components.mobilenet import MobileNetV2Backbone, make_divisible
 from ssad.models.components.resnet import RESNET_BLOCKS, RESNET_CHANNELS, ResNetBackbone
 
 __all__ = ["BACKBONES", "HEADS", "MachineIDNet"]
 
 #: Accepted values of `MachineIDNet(backbone=...)` and `MachineIDNet(head=...)`.
-BACKBONES = ("mobilenetv2", "resnet")
-HEADS = ("softmax", "arcface")
+BACKBONES = ("mobilenetv2", "resnet", "none")
+HEADS = ("softmax", "arcface", "adacos")
 
 
 class MachineIDNet(nn.Module):
@@ -29,7 +30,7 @@ class MachineIDNet(nn.Module):
 
     Args:
         num_classes: number of machine IDs (classes).
-        backbone: one of `BACKBONES`.
+        backbone: one of `BACKBONES`; "none" leaves only the stats branch (which it then turns on).
         embedding_dim: size of the embedding (Linear -> BatchNorm1d [-> ReLU]) the head sees.
         head: one of `HEADS`.
         width_mult: scales the backbone's channel counts (both backbones; rounded to multiples of 8).
@@ -44,6 +45,9 @@ class MachineIDNet(nn.Module):
         arcface_scale: ArcFace s.
         arcface_margin: ArcFace m in radians.
         arcface_easy_margin: ArcFace margin only where cos(theta) > 0.
+        n_subclusters: centres per class of the "adacos" head (1 = AdaCos, more = sub-cluster AdaCos).
+        stats_branch: add a second branch on the window's per-band log-mel mean and standard deviation
+            (its long-term spectrum, where stationary tones live), concatenated with the CNN's pooled output.
     """
 
     def __init__(
@@ -64,6 +68,8 @@ class MachineIDNet(nn.Module):
         arcface_scale: float = ARCFACE_SCALE,
         arcface_margin: float = ARCFACE_MARGIN,
         arcface_easy_margin: bool = False,
+        n_subclusters: int = 1,
+        stats_branch: bool = False,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -88,8 +94,11 @@ class MachineIDNet(nn.Module):
         self.head_name = head
 
         self.input_norm = nn.BatchNorm1d(n_mels)
-        self.backbone: MobileNetV2Backbone | ResNetBackbone
-        if backbone == "mobilenetv2":
+        self.backbone: MobileNetV2Backbone | ResNetBackbone | None
+        stats_branch = stats_branch or backbone == "none"
+        if backbone == "none":
+            self.backbone = None
+        elif backbone == "mobilenetv2":
             self.backbone = MobileNetV2Backbone(
                 width_mult=width_mult,
                 settings=mobilenet_settings,
@@ -105,17 +114,21 @@ class MachineIDNet(nn.Module):
             self.backbone = ResNetBackbone(
                 channels=channels, blocks_per_stage=resnet_blocks, freq_pool=freq_pool
             )
+        self.stats_branch = SpectralStatsBranch(n_mels) if stats_branch else None
+        pooled = self._pooled_size(n_mels) + (self.stats_branch.out_features if self.stats_branch else 0)
         layers: list[nn.Module] = [
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
-            nn.Linear(self._pooled_size(n_mels), embedding_dim),
+            nn.Linear(pooled, embedding_dim),
             nn.BatchNorm1d(embedding_dim),
         ]
         if embedding_relu:
             layers.append(nn.ReLU(inplace=True))
         self.embedding = nn.Sequential(*layers)
-        self.head: SoftmaxHead | ArcFaceHead
+        self.head: SoftmaxHead | ArcFaceHead | AdaCosHead
         if head == "softmax":
             self.head = SoftmaxHead(embedding_dim, num_classes)
+        elif head == "adacos":
+            self.head = AdaCosHead(embedding_dim, num_classes, n_subclusters=n_subclusters)
         else:
             self.head = ArcFaceHead(
                 embedding_dim,
@@ -128,6 +141,8 @@ class MachineIDNet(nn.Module):
     @torch.no_grad()
     def _pooled_size(self, n_mels: int) -> int:
         """Size of the backbone's pooled output for `n_mels` bands (it depends on them when pooling flattens)."""
+        if self.backbone is None:
+            return 0
         self.backbone.eval()
         size = self.backbone(torch.zeros(1, 1, n_mels, 8)).shape[1]
         self.backbone.train()
@@ -142,7 +157,11 @@ class MachineIDNet(nn.Module):
     def embed(self, x: Tensor) -> Tensor:
         """(B, n_mels, frames) log-mel -> (B, embedding_dim) embedding (before the head)."""
         self._check_input(x)
-        features = self.backbone(self.input_norm(x).unsqueeze(1))
+        normalised = self.input_norm(x)
+        parts = [] if self.backbone is None else [self.backbone(normalised.unsqueeze(1))]
+        if self.stats_branch is not None:
+            parts.append(self.stats_branch(normalised))
+        features = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         return self.embedding(features)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -1,6 +1,6 @@
 """Network building blocks shared by ssad models: log-mel backbones and classification heads."""
 
-from .heads import ArcFaceHead, SoftmaxHead
+from .heads import AdaCosHead, ArcFaceHead, SoftmaxHead
 from .mobilenet import (
     MOBILENETV2_SETTINGS,
     MOBILENETV2_SMALL_SETTINGS,
@@ -13,6 +13,7 @@ from .resnet import BasicBlock, ResNetBackbone
 __all__ = [
     "MOBILENETV2_SETTINGS",
     "MOBILENETV2_SMALL_SETTINGS",
+    "AdaCosHead",
     "ArcFaceHead",
     "BasicBlock",
     "InvertedResidual",

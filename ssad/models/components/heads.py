@@ -1,4 +1,4 @@
-"""Classification heads over embeddings: plain softmax logits, and ArcFace additive angular margin logits."""
+"""Classification heads over embeddings: softmax logits, ArcFace angular margin, and (sub-cluster) AdaCos cosine logits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ARCFACE_SCALE", "ARCFACE_MARGIN", "SoftmaxHead", "ArcFaceHead"]
+__all__ = ["ARCFACE_SCALE", "ARCFACE_MARGIN", "SoftmaxHead", "ArcFaceHead", "AdaCosHead"]
 
 #: ArcFace defaults, Deng et al. 2019 (s = 64 there for faces; 30 is the common choice for few classes).
 ARCFACE_SCALE = 30.0
@@ -107,3 +107,64 @@ class ArcFaceHead(nn.Module):
             with_margin = torch.where(cosine > self.threshold, with_margin, cosine - self.fallback)
         target = F.one_hot(labels.long(), cosine.shape[1]).to(dtype=torch.bool, device=cosine.device)
         return self.scale * torch.where(target, with_margin, cosine)
+
+
+class AdaCosHead(nn.Module):
+    """Cosine logits with an adaptive scale (AdaCos, Zhang et al. 2019), optionally with sub-clusters.
+
+    With `n_subclusters` = K > 1 each class has K centres and a class's probability is the sum of its
+    centres' softmax probabilities (sub-cluster AdaCos, Wilkinghoff, IJCNN 2021), so the logits returned
+    per class are the log-sum-exp of its centres' scaled cosines and plain cross-entropy on them is the
+    sub-cluster loss. The scale starts at sqrt(2) log(K C - 1) and, in training, follows
+    log(B_avg) / cos(min(pi/4, theta_med)), computed without gradient from the batch: B_avg the mean sum
+    of exp(s cos) over other classes' centres, theta_med the median angle to the nearest own centre.
+    Centres are fixed random unit vectors unless `trainable_centres` (Wilkinghoff keeps them fixed, so
+    the embedding cannot collapse them together).
+
+    Args:
+        embedding_dim: size of the input embedding.
+        num_classes: number of classes.
+        n_subclusters: centres per class (1 = AdaCos).
+        trainable_centres: learn the centres instead of keeping them fixed.
+    """
+
+    def __init__(self, embedding_dim: int, num_classes: int, n_subclusters: int = 1,
+                 trainable_centres: bool = False) -> None:
+        super().__init__()
+        _check_dims(embedding_dim, num_classes)
+        if n_subclusters < 1:
+            msg = f"n_subclusters must be >= 1, got {n_subclusters}"
+            raise ValueError(msg)
+        self.num_classes = num_classes
+        self.n_subclusters = n_subclusters
+        centres = F.normalize(torch.randn(num_classes * n_subclusters, embedding_dim), dim=1)
+        if trainable_centres:
+            self.weight = nn.Parameter(centres)
+        else:
+            self.register_buffer("weight", centres)
+        n_centres = num_classes * n_subclusters
+        self.register_buffer("scale", torch.tensor(math.sqrt(2.0) * math.log(max(2, n_centres - 1))))
+
+    def cosine(self, embedding: Tensor) -> Tensor:
+        """(B, embedding_dim) -> (B, num_classes, n_subclusters) cosine to each centre."""
+        cosine = F.linear(F.normalize(embedding, dim=1), F.normalize(self.weight, dim=1))
+        return cosine.reshape(len(embedding), self.num_classes, self.n_subclusters)
+
+    @torch.no_grad()
+    def _update_scale(self, cosine: Tensor, labels: Tensor) -> None:
+        target = F.one_hot(labels.long(), self.num_classes).to(dtype=torch.bool, device=cosine.device)
+        others = torch.where(target.unsqueeze(-1), torch.zeros_like(cosine),
+                             torch.exp(self.scale * cosine)).flatten(1).sum(1)
+        nearest_own = cosine[target].max(dim=-1).values.clamp(-1.0, 1.0)
+        theta_med = torch.acos(nearest_own).median()
+        b_avg = others.mean().clamp(min=1e-12)
+        self.scale.copy_(torch.log(b_avg) / torch.cos(theta_med.clamp(max=math.pi / 4)))
+
+    def forward(self, embedding: Tensor, labels: Tensor | None = None) -> Tensor:
+        """(B, embedding_dim) -> (B, num_classes) logits; `labels` (training) update the adaptive scale."""
+        cosine = self.cosine(embedding)
+        if labels is not None:
+            _check_labels(labels, embedding)
+            if self.training:
+                self._update_scale(cosine, labels)
+        return torch.logsumexp(self.scale * cosine, dim=-1)
