@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,17 @@ def _write_root(root: Path, clips: dict[str, int], *, seconds: float = 1.0, rate
     return root
 
 
+@contextlib.contextmanager
+def _ssad_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Capture the `ssad` logger even after the CLI has given it its own handler (and stopped propagation)."""
+    logger = logging.getLogger("ssad")
+    logger.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
 def _datamodule(root: Path, **overrides) -> MachineIDDataModule:
     args = dict(root=str(root), n_warped=16, n_mixed=8, crop_frames=16, features={"n_mels": 32}, batch_size=8,
                 augment=False, seed=0)
@@ -49,7 +62,7 @@ def _datamodule(root: Path, **overrides) -> MachineIDDataModule:
 
 def test_one_machine_with_one_id_gets_warps_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = _write_root(tmp_path, {"deskfan/id_00": 6})
-    with caplog.at_level(logging.INFO, logger="ssad"):
+    with caplog.at_level(logging.INFO, logger="ssad"), _ssad_log(caplog):
         datamodule = _datamodule(root)
     warped = [n for n in datamodule.class_names if "@warp" in n]
     assert datamodule.class_names[0] == "deskfan/id_00" and len(warped) >= 4
@@ -60,7 +73,7 @@ def test_one_machine_with_one_id_gets_warps_and_says_so(tmp_path: Path, caplog: 
 
 def test_two_types_with_one_id_each_mix_across_types(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = _write_root(tmp_path, {"fan/id_00": 4, "pump/id_00": 4})
-    with caplog.at_level(logging.INFO, logger="ssad"):
+    with caplog.at_level(logging.INFO, logger="ssad"), _ssad_log(caplog):
         datamodule = _datamodule(root, n_warped=2)
     assert sum("@warp" in n for n in datamodule.class_names) == 2
     assert datamodule.class_names[-1] == "fan/id_00+pump/id_00"
@@ -69,7 +82,7 @@ def test_two_types_with_one_id_each_mix_across_types(tmp_path: Path, caplog: pyt
 
 def test_epoch_follows_classes_and_budget_not_folder_size(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = _write_root(tmp_path, {"lathe/id_00": 50, "vmc/id_00": 50})
-    with caplog.at_level(logging.INFO, logger="ssad"):
+    with caplog.at_level(logging.INFO, logger="ssad"), _ssad_log(caplog):
         budget = _datamodule(root, n_warped=4, n_mixed=1, examples_per_class=8)
     assert budget.num_classes == 7 and len(budget._train) == 7 * 8
     assert "7 classes x 8 (examples_per_class=8" in caplog.text
@@ -116,13 +129,13 @@ def test_one_class_without_warps_and_reserved_names_are_refused(tmp_path: Path) 
 
 def test_thin_id_trains_and_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = _write_root(tmp_path, {"fan/id_00": 6, "fan/id_02": 1})
-    with caplog.at_level(logging.INFO, logger="ssad"):
+    with caplog.at_level(logging.INFO, logger="ssad"), _ssad_log(caplog):
         datamodule = _datamodule(root, n_warped=2, n_mixed=1)
     assert "fan/id_02" in datamodule.class_names
     assert "fan/id_02 has only 1 normal training clip" in caplog.text
 
 
-def test_fit_and_evaluate_a_thin_id_in_odd_formats_from_the_cli(tmp_path: Path, capsys) -> None:
+def test_fit_and_evaluate_a_thin_id_in_odd_formats_from_the_cli(tmp_path: Path, caplog) -> None:
     from ssad.cli import main
 
     root = tmp_path / "root"
@@ -130,9 +143,10 @@ def test_fit_and_evaluate_a_thin_id_in_odd_formats_from_the_cli(tmp_path: Path, 
     _write_root(root, {"fan/id_02": 1}, seconds=1.7, rate=22050, subtype="PCM_U8", tests=3)
     config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     run, out = tmp_path / "run", tmp_path / "eval"
-    assert main(["fit", "--config", str(config), "--data.root", str(root), "--trainer.default_root_dir", str(run),
-                 "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]) == 0
-    fit_log = capsys.readouterr().err
+    with _ssad_log(caplog):
+        assert main(["fit", "--config", str(config), "--data.root", str(root), "--trainer.default_root_dir",
+                     str(run), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]) == 0
+    fit_log = caplog.text
     assert "fan/id_02 has only 1 normal training clip" in fit_log
     assert "resampled to 16000 Hz" in fit_log and "averaged to mono" in fit_log
     assert "each clip is used whole" in fit_log
