@@ -9,7 +9,7 @@ RUN ?= runs/$(MACHINE)
 ARGS ?=
 SEED ?= 1
 
-.PHONY: setup demo test test-fast train finetune eval bench compare lint clean help
+.PHONY: setup demo test test-fast train finetune eval bench compare quality lint clean help
 
 help:
 	@echo "make demo                 generate the synthetic default set, train, evaluate, print the AUC/pAUC table"
@@ -19,6 +19,7 @@ help:
 	@echo "make eval MACHINE=fan     evaluate runs/MACHINE on DATA into runs/MACHINE/eval"
 	@echo "make compare [DATA=ROOT]  train and evaluate every detector, write experiments/results/compare.csv"
 	@echo "make bench                speed and memory benchmarks"
+	@echo "make quality [DATA=ROOT]  every detector on the synthetic default (seeds 1-3) and \$$SSAD_REAL_DEV sets, or on ROOT"
 
 setup: $(STAMP)
 
@@ -59,6 +60,9 @@ compare: setup
 
 bench: setup
 	$(BIN)/python experiments/bench.py
+
+quality: setup
+	$(BIN)/python experiments/quality.py $(if $(filter-out runs/synth-default,$(DATA)),--data $(DATA)) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check ssad tests experiments

@@ -29,12 +29,15 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from compare import PROFILES, PER_TYPE, _clip_seconds, _fit  # noqa: E402
+from compare import PER_TYPE, PROFILES, _fit  # noqa: E402
 
 FLOOR = "spectral_stats:gaussian"
+#: The ensemble's members, chosen on synthetic seed 1 and lathe_vmc (the development data).
+ENSEMBLE = [FLOOR, "classifier:gaussian"]
 REAL_SETS = ("lathe_vmc", "mimii_mini", "fault3")
 FIELDS = ["dataset", "seed", "detector", "machine_type", "auc", "pauc"]
 REFERENCE = HERE / "reference" / "dcase2020_dev.csv"
+REFERENCE_TYPES = ("fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor")
 
 
 def _results(eval_dir: Path, family: str) -> list[dict]:
@@ -69,13 +72,17 @@ def _evaluate(run: Path, root: Path, out: Path, reuse: bool, types: list[str] | 
 
 
 def run_dataset(name: str, root: Path, seed: int, work: Path, detectors: list[str],
-                variants: dict[str, list[str]], reuse: bool) -> list[dict]:
-    """Train and evaluate the chosen detectors on one root with one seed; rows for quality.csv."""
+                variants: dict[str, list[str]], reuse: bool, ensemble: list[str] = ENSEMBLE,
+                profile: str = "demo") -> list[dict]:
+    """Train and evaluate the chosen detectors on one root with one seed; rows for quality.csv.
+
+    Two ensembles (per-ID z-scores on training clips, equal weights): `ensemble` of the members chosen on
+    the development data (`ENSEMBLE`; no labels at run time), and `ensemble_all` of every scorer.
+    """
     from ssad.data.layout import index_root
     from ssad.evaluation.report import write_evaluation
     from ssad.evaluation.table import ScoreTable, ensemble_tables
 
-    profile = "tiny" if _clip_seconds(root) < 1.5 else "demo"
     plan = PROFILES[profile]
     base = work / name / f"seed{seed}"
     seed_args = ["--seed_everything", str(seed)]
@@ -112,12 +119,15 @@ def run_dataset(name: str, root: Path, seed: int, work: Path, detectors: list[st
         tables.append(ScoreTable.concat(parts))
     if len(tables) > 1:
         everything = ScoreTable.concat(tables)
-        members = [m for m in everything.scorers if m.split(":")[0] in {"spectral_stats", "classifier", *PER_TYPE}]
         train, test = everything.filter(split="train"), everything.filter(split="test")
-        ens_train, ens_test = ensemble_tables(train, test, members, name="ensemble")
-        out = base / "eval" / "ensemble"
-        write_evaluation(ens_train, ens_test, out, plots=False)
-        rows.extend(_results(out, ""))
+        present = set(everything.scorers)
+        for label, members in (("ensemble", [m for m in ensemble if m in present]), ("ensemble_all", sorted(present))):
+            if len(members) < 2:
+                continue
+            ens_train, ens_test = ensemble_tables(train, test, members, name=label)
+            out = base / "eval" / label
+            write_evaluation(ens_train, ens_test, out, plots=False)
+            rows.extend(_results(out, ""))
     return [{"dataset": name, "seed": seed, **r} for r in rows]
 
 
@@ -128,7 +138,7 @@ def _datasets(args: argparse.Namespace, work: Path) -> list[tuple[str, Path, lis
     from ssad.synthesis import generate
 
     out = []
-    for seed in args.seeds:
+    for seed in [] if args.real_only else args.seeds:
         root = work / "data" / f"synth-s{seed}"
         if not (root / ".done").is_file():
             shutil.rmtree(root, ignore_errors=True)
@@ -205,8 +215,7 @@ def reference_table(rows: list[dict], dataset: str) -> str:
     """Our per-type AUC/pAUC beside the published DCASE 2020 development figures (design.md §6)."""
     with REFERENCE.open() as f:
         refs = list(csv.DictReader(f))
-    types = [t for t in ("fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor")
-             if any(r["machine_type"] == t for r in rows)]
+    types = [t for t in REFERENCE_TYPES if any(r["machine_type"] == t for r in rows)]
     ours = defaultdict(dict)
     for r in rows:
         if r["dataset"] == dataset:
@@ -229,10 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="synthetic seeds (data and training)")
     parser.add_argument("--real-seeds", type=int, nargs="+", default=[1], help="training seeds on the real sets")
     parser.add_argument("--synthetic-only", action="store_true", help="skip the $SSAD_REAL_DEV sets")
+    parser.add_argument("--real-only", action="store_true", help="only the $SSAD_REAL_DEV sets")
     parser.add_argument("--detectors", nargs="+", default=["spectral_stats", "classifier", *PER_TYPE],
                         choices=["spectral_stats", "classifier", *PER_TYPE])
     parser.add_argument("--variant", nargs=2, action="append", default=[], metavar=("NAME", "ARGS"),
                         help="also train the classifier with these extra `ssad fit` arguments, named NAME")
+    parser.add_argument("--profile", choices=list(PROFILES), default="demo",
+                        help="model sizes: demo (configs/demo.yaml, what a user starts from) or tiny (quick checks)")
+    parser.add_argument("--ensemble", nargs="+", default=ENSEMBLE, help="members of the `ensemble` rows")
     parser.add_argument("--work", type=Path, default=PROJECT / "runs" / "quality", help="runs and evaluations")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where quality.csv/.md go")
     parser.add_argument("--name", default="quality", help="file stem of the outputs")
@@ -246,11 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for name, root, seeds in _datasets(args, args.work):
         for seed in seeds:
-            new = run_dataset(name, root, seed, args.work, args.detectors, variants, args.reuse)
+            new = run_dataset(name, root, seed, args.work, args.detectors, variants, args.reuse, args.ensemble,
+                              args.profile)
             rows = _merge(csv_path, new)  # written after every (data set, seed): an interruption loses one
             print(f"{name} seed {seed}: done ({(time.time() - start) / 60:.1f} min)", flush=True)
     text = markdown(rows, time.time() - start)
-    if args.data:
+    if args.data and any(r["machine_type"] in REFERENCE_TYPES for r in rows):
         text += f"\n## Published figures beside ours ({args.data.name})\n\n" + reference_table(rows, args.data.name)
     tmp = args.out / f"{args.name}.md.tmp"
     tmp.write_text(text)

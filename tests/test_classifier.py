@@ -199,3 +199,18 @@ def test_fine_tuning_starts_from_a_run_and_keeps_head_rows_by_name(tiny_run: Pat
     old_names = hp["class_names"]
     for row, name in enumerate(model.class_names):
         assert torch.equal(state["head.linear.weight"][row], source["state_dict"]["net.head.linear.weight"][old_names.index(name)])
+
+
+def test_temporal_classes_and_clip_labels_reach_the_batches(tiny_root: Path) -> None:
+    """Re-timed classes carry their label; real crops carry their recording, synthesized ones -1."""
+    datamodule = _datamodule(tiny_root, augment=False, n_temporal=4)
+    names = datamodule.class_names
+    assert sum("@reverse" in n or "@am" in n for n in names) == 4
+    dataset = datamodule._train
+    for index, example in enumerate(dataset.examples):
+        item = dataset[index]
+        synthesized = example.retime is not None or len(example.pools) == 2 or example.warp_factor != 1.0
+        assert (int(item["clip"]) == -1) == synthesized
+        if example.retime is not None:
+            assert names[int(item["label"])].split("@")[1].startswith(("reverse", "am"))
+    assert 0 < datamodule.num_clips

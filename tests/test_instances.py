@@ -88,3 +88,36 @@ def test_plan_rejects_impossible_requests() -> None:
 def test_mix_ratio() -> None:
     a, b = np.ones(4, np.float32), np.zeros(4, np.float32)
     assert np.allclose(mix_waveforms(a, b, 0.3), 0.3)
+
+
+def test_temporal_classes_are_unique_reproducible_and_up_to_the_count() -> None:
+    from ssad.synthesis.instances import plan_temporal_classes
+
+    names = ["fan/id_00", "fan/id_02", "pump/id_00"]
+    first = plan_temporal_classes(names, 8, seed=3)
+    assert first == plan_temporal_classes(names, 8, seed=3)
+    assert len(first) == 8 and len({c.name for c in first}) == 8
+    assert sum(c.kind == "reverse" for c in first) == 3  # one per source
+    assert all(c.modulation_hz > 0 for c in first if c.kind == "am")
+    assert plan_temporal_classes(["fan/id_00"], 3, seed=0)  # one ID still gets some
+    assert plan_temporal_classes(names, 0) == []
+    with pytest.raises(ValueError, match="n_temporal"):
+        plan_temporal_classes(names, -1)
+
+
+def test_retiming_keeps_the_spectrum_level_and_changes_the_envelope() -> None:
+    from ssad.synthesis.instances import retime_waveform
+
+    rng = np.random.default_rng(0)
+    t = np.arange(RATE) / RATE
+    wave = (np.exp(-20 * (t % 0.25)) * rng.standard_normal(RATE)).astype(np.float32)  # decaying events
+    backwards = retime_waveform(wave, "reverse", 0.0, RATE, rng)
+    np.testing.assert_array_equal(backwards, wave[::-1])
+    noise = rng.standard_normal(4 * RATE).astype(np.float32)
+    modulated = retime_waveform(noise, "am", 4.0, RATE, rng)
+    assert modulated.dtype == np.float32 and modulated.shape == noise.shape
+    assert np.std(modulated) == pytest.approx(np.std(noise), rel=0.05)  # same level, hence the same mean spectrum
+    envelope = np.abs(modulated).reshape(-1, RATE // 16).mean(1)
+    assert envelope.std() > 3 * np.abs(noise).reshape(-1, RATE // 16).mean(1).std()
+    with pytest.raises(ValueError, match="unknown temporal kind"):
+        retime_waveform(wave, "shuffle", 0.0, RATE, rng)

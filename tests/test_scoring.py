@@ -310,3 +310,15 @@ def test_a_single_clip_is_enough_for_a_gaussian_and_knn() -> None:
         scorer.fit(X, ["m/id_00"])
         assert np.isfinite(scorer.score(np.zeros((2, D)), ["m/id_00"] * 2)).all()
     assert "Euclidean" in GaussianScorer().fit(X, ["m/id_00"]).fallbacks_["m/id_00"]
+
+
+def test_gaussian_training_scores_are_leave_one_out() -> None:
+    """A training clip's score is its distance to its ID's Gaussian fitted without it: a new clip's scale."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 6))
+    ids = ["a/id_00"] * 12
+    scorer = GaussianScorer().fit(X, ids)
+    alone = GaussianScorer().fit(X[1:], ids[1:])
+    np.testing.assert_allclose(scorer.train_scores_[0], alone.score(X[:1], ids[:1])[0])
+    in_sample = scorer.score(X, ids)
+    assert np.all(scorer.train_scores_ > in_sample)

@@ -19,10 +19,13 @@ from ssad.data.layout import index_root
 from ssad.data.validate import check_class_names, check_training_clips
 from ssad.features import LogMel
 from ssad.synthesis.instances import (
+    TEMPORAL_KINDS,
     SyntheticClass,
     describe_synthetic_classes,
     mix_waveforms,
     plan_synthetic_classes,
+    plan_temporal_classes,
+    retime_waveform,
     warp_frequency,
 )
 
@@ -43,6 +46,7 @@ class _Example:
     label: int
     pools: tuple[tuple[int, ...], ...]  # one pool for a real or warped class, two for a mixed one
     warp_factor: float = 1.0
+    retime: tuple[str, float] | None = None  # a temporal class's (kind, modulation_hz)
 
 
 def _augmenter(heavy: bool, sample_rate: int):
@@ -76,20 +80,26 @@ class _CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def _crop(self, rng: np.random.Generator, pool: tuple[int, ...]) -> np.ndarray:
-        wave = self.waves[pool[int(rng.integers(len(pool)))]]
+    def _crop(self, rng: np.random.Generator, pool: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        """A random crop of a random clip of `pool`, and that clip's index."""
+        clip = pool[int(rng.integers(len(pool)))]
+        wave = self.waves[clip]
         if len(wave) <= self.crop_samples:
-            return np.resize(wave, self.crop_samples)
+            return np.resize(wave, self.crop_samples), clip
         start = int(rng.integers(len(wave) - self.crop_samples + 1))
-        return wave[start : start + self.crop_samples]
+        return wave[start : start + self.crop_samples], clip
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, index))
         example = self.examples[index]
-        wave = self._crop(rng, example.pools[0])
+        wave, clip = self._crop(rng, example.pools[0])
         if len(example.pools) == 2:
             ratio = float(rng.uniform(*self.mix_ratio_range))
-            wave = mix_waveforms(wave, self._crop(rng, example.pools[1]), ratio)
+            wave = mix_waveforms(wave, self._crop(rng, example.pools[1])[0], ratio)
+        if example.retime is not None:
+            wave = retime_waveform(wave, *example.retime, self.sample_rate, rng)
+        if len(example.pools) == 2 or example.warp_factor != 1.0 or example.retime is not None:
+            clip = -1  # a synthesized instance is no recording
         if self.augment is not None:
             # audiomentations draws from the global RNGs: seed them per item so that resuming is exact
             item_seed = int(rng.integers(2**31))
@@ -100,6 +110,7 @@ class _CropDataset(Dataset):
             "wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
             "label": torch.tensor(example.label),
             "warp": torch.tensor(example.warp_factor, dtype=torch.float32),
+            "clip": torch.tensor(clip),
         }
 
 
@@ -145,6 +156,8 @@ class MachineIDDataModule(L.LightningDataModule):
         machine_types: types to train on; "all" takes every type under `root`.
         n_warped: up to this many classes made by spectral warping of a real ID (0 = none); fewer when
             the real IDs' warp ranges are full (see `plan_synthetic_classes`), logged.
+        n_temporal: up to this many classes that re-time a real ID (played backwards, or amplitude-modulated
+            at a fixed rate of their own; see `plan_temporal_classes`), 0 = none.
         n_mixed: up to this many classes made by mixing a fixed pair of real IDs (0 = none); pairs
             cross machine types when a type has too few, and never exceed the pairs there are; logged.
         warp_range: range the warp factors are drawn from (log-uniform).
@@ -175,6 +188,7 @@ class MachineIDDataModule(L.LightningDataModule):
         machine_types: list[str] | str = "all",
         n_warped: int = 0,
         n_mixed: int = 0,
+        n_temporal: int = 0,
         warp_range: tuple[float, float] = (0.8, 1.25),
         min_warp: float = 0.04,
         mix_ratio_range: tuple[float, float] = (0.3, 0.7),
@@ -213,6 +227,11 @@ class MachineIDDataModule(L.LightningDataModule):
     def feature_params(self) -> dict:
         """The `LogMel` parameters features are computed with."""
         return self.log_mel.params
+
+    @property
+    def num_clips(self) -> int:
+        """Recordings read, validation ones included (known after `setup`): the index space of a clip-instance head."""
+        return len(self._train.waves) if self._train is not None else 0
 
     @property
     def num_classes(self) -> int:
@@ -304,7 +323,7 @@ class MachineIDDataModule(L.LightningDataModule):
         self.synthetic_classes = plan_synthetic_classes(
             real_names, hp.n_warped, hp.n_mixed, warp_range=tuple(hp.warp_range), min_warp=hp.min_warp,
             mix_within_type=hp.mix_within_type, seed=hp.seed,
-        )
+        ) + plan_temporal_classes(real_names, hp.get("n_temporal", 0), seed=hp.seed)
         self.class_names = real_names + [s.name for s in self.synthetic_classes]
         log.info(describe_synthetic_classes(real_names, self.synthetic_classes, hp.n_warped, hp.n_mixed))
         check_class_names(self.class_names)
@@ -326,7 +345,8 @@ class MachineIDDataModule(L.LightningDataModule):
                        f"{mean_clips} training clips on average)")
         for offset, synthetic in enumerate(self.synthetic_classes):
             pools = tuple(train_pools[s] for s in synthetic.sources)
-            examples += [_Example(n_real + offset, pools, synthetic.warp_factor)] * per_class
+            retime = (synthetic.kind, synthetic.modulation_hz) if synthetic.kind in TEMPORAL_KINDS else None
+            examples += [_Example(n_real + offset, pools, synthetic.warp_factor, retime)] * per_class
         return examples, summary
 
     def train_dataloader(self) -> DataLoader:
@@ -352,7 +372,10 @@ class MachineIDDataModule(L.LightningDataModule):
             if bool(to_warp.any()):
                 spectrogram = spectrogram.clone()
                 spectrogram[to_warp] = warp_frequency(spectrogram[to_warp], warp[to_warp])
-        return {"log_mel": self.log_mel.log_mel_from_spectrogram(spectrogram), "label": batch["label"]}
+        out = {"log_mel": self.log_mel.log_mel_from_spectrogram(spectrogram), "label": batch["label"]}
+        if "clip" in batch:
+            out["clip"] = batch["clip"]
+        return out
 
     def set_epoch(self, epoch: int) -> None:
         """Make the training crops and augmentations those of `epoch` (they depend on seed, epoch and index)."""

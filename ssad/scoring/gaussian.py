@@ -25,7 +25,7 @@ class GaussianScorer(Scorer):
         ridge: relative ridge added for ``"empirical"``.
 
     Fitted attributes: `ids_` (sorted ids), `means_` (n_ids, d), `precisions_` (n_ids, d, d),
-    `train_ids_` and `train_scores_` (in-sample distances of the training clips).
+    `train_ids_` and `train_scores_` (leave-one-out distances of the training clips; in-sample for thin IDs).
     """
 
     input_name: str = "embedding"
@@ -70,9 +70,25 @@ class GaussianScorer(Scorer):
         self.precisions_ = np.stack(precisions)
         self.n_features_in_ = X.shape[1]
         self.train_ids_ = ids
-        self.train_scores_ = self._distances(X, groups)
+        self.train_scores_ = self._held_out_distances(X, groups, thin)
         self._note_fallbacks({name: _thin_note(len(groups[name]), pooled[1]) for name in thin})
         return self
+
+    def _held_out_distances(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str]) -> np.ndarray:
+        """Each training clip's distance to its ID's Gaussian fitted without it (in-sample for thin IDs).
+
+        In-sample distances are far smaller than a new normal clip's when there are few clips per dimension,
+        so thresholds and ensemble z-scores taken from them would sit far too low.
+        """
+        out = self._distances(X, groups)
+        for name, idx in groups.items():
+            if name in thin or len(idx) <= THIN_CLIPS:
+                continue
+            for j in range(len(idx)):
+                mean, precision = self._mean_precision(X[np.delete(idx, j)])
+                diff = X[idx[j]] - mean
+                out[idx[j]] = np.sqrt(max(float(diff @ precision @ diff), 0.0))
+        return out
 
     def _pooled(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str]) -> tuple[np.ndarray, str]:
         """A precision for thin IDs and what it is: within-ID covariance pooled over all IDs, else coarser."""

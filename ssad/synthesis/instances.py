@@ -1,4 +1,4 @@
-"""Synthesized machine instances: new classes for the ID classifier made by warping or mixing real IDs."""
+"""Synthesized machine instances: new classes for the ID classifier made by warping, mixing or re-timing real IDs."""
 
 from __future__ import annotations
 
@@ -10,17 +10,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SyntheticClass", "describe_synthetic_classes", "plan_synthetic_classes", "warp_frequency", "mix_waveforms"]
+__all__ = ["SyntheticClass", "describe_synthetic_classes", "plan_synthetic_classes", "plan_temporal_classes",
+           "retime_waveform", "warp_frequency", "mix_waveforms", "TEMPORAL_KINDS"]
+
+#: Temporal synthesized instances: the ID played backwards, or amplitude-modulated at a fixed rate.
+TEMPORAL_KINDS = ("reverse", "am")
+#: Range (Hz) the fixed modulation rate of an "am" class is drawn from (log-uniform), and its depth.
+AM_RATE_RANGE = (0.5, 16.0)
+AM_DEPTH = 0.6
 
 
 @dataclass(frozen=True)
 class SyntheticClass:
-    """A machine instance that does not exist: `sources` warped by `warp_factor`, or two sources mixed."""
+    """A machine instance that does not exist: `sources` warped by `warp_factor`, two sources mixed, or re-timed."""
 
     name: str
-    kind: str  # "warp" or "mix"
+    kind: str  # "warp", "mix", or one of TEMPORAL_KINDS
     sources: tuple[int, ...]  # indices of the real classes it is made from
     warp_factor: float = 1.0
+    modulation_hz: float = 0.0  # rate of an "am" class
 
 
 def plan_synthetic_classes(
@@ -61,6 +69,52 @@ def plan_synthetic_classes(
         chosen += [across[int(k)] for k in rng.permutation(len(across))[: n_mixed - len(chosen)]]
     classes += [SyntheticClass(f"{real_names[a]}+{real_names[b]}", "mix", (a, b)) for a, b in chosen]
     return classes
+
+
+def plan_temporal_classes(real_names: Sequence[str], n_temporal: int, *, seed: int = 0) -> list[SyntheticClass]:
+    """Up to `n_temporal` classes that change a real ID's time structure and keep its long-term spectrum.
+
+    Warping and mixing teach the network what a machine's spectrum looks like; these teach it what its
+    envelope over time looks like (its rhythm, the shape of its events): the ID played backwards, and the
+    ID amplitude-modulated at a fixed rate of its own. Sources cycle in a shuffled order, kinds alternate;
+    at most one "reverse" per source, "am" rates at least 20 % apart within a source.
+    """
+    if n_temporal < 0:
+        msg = f"n_temporal must be >= 0, got {n_temporal}"
+        raise ValueError(msg)
+    rng = np.random.default_rng((seed, 7))
+    order = [int(i) for i in rng.permutation(len(real_names))]
+    classes: list[SyntheticClass] = []
+    rates: dict[int, list[float]] = {}
+    reversed_sources: set[int] = set()
+    log_lo, log_hi = math.log(AM_RATE_RANGE[0]), math.log(AM_RATE_RANGE[1])
+    for i in range(4 * n_temporal * max(1, len(order)) if order else 0):
+        if len(classes) >= n_temporal:
+            break
+        source = order[i % len(order)]
+        if (i // len(order)) % 2 == 0 and source not in reversed_sources:
+            reversed_sources.add(source)
+            classes.append(SyntheticClass(f"{real_names[source]}@reverse", "reverse", (source,)))
+            continue
+        rate = float(math.exp(rng.uniform(log_lo, log_hi)))
+        taken = rates.setdefault(source, [])
+        if all(abs(rate / r - 1.0) >= 0.2 and abs(r / rate - 1.0) >= 0.2 for r in taken):
+            taken.append(rate)
+            classes.append(SyntheticClass(f"{real_names[source]}@am{rate:.2f}Hz", "am", (source,), modulation_hz=rate))
+    return classes
+
+
+def retime_waveform(wave: np.ndarray, kind: str, modulation_hz: float, sample_rate: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """A crop of a temporal class: reversed, or multiplied by 1 + depth sin(2 pi f t + random phase), same RMS."""
+    if kind == "reverse":
+        return np.ascontiguousarray(wave[::-1])
+    if kind == "am":
+        t = np.arange(len(wave), dtype=np.float64) / sample_rate
+        envelope = 1.0 + AM_DEPTH * np.sin(2 * math.pi * modulation_hz * t + rng.uniform(0, 2 * math.pi))
+        return (wave * envelope / math.sqrt(1.0 + AM_DEPTH**2 / 2)).astype(np.float32)
+    msg = f"unknown temporal kind {kind!r}; known: {TEMPORAL_KINDS}"
+    raise ValueError(msg)
 
 
 # A source's warps are drawn at most this many times each before its range counts as full.
@@ -118,6 +172,9 @@ def describe_synthetic_classes(real_names: Sequence[str], classes: Sequence[Synt
         line += f" (of {n_mixed} asked: only {n_pairs} pair{'s' if n_pairs != 1 else ''} of real classes)"
     if across:
         line += f"; {across} mixed pair{'s' if across != 1 else ''} cross machine types (too few pairs within a type)"
+    temporal = sum(c.kind in TEMPORAL_KINDS for c in classes)
+    if temporal:
+        line += f"; {temporal} re-timed (reversed or amplitude-modulated)"
     return line
 
 

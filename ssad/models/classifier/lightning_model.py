@@ -12,6 +12,7 @@ from torch import Tensor
 from ssad.features import sliding_windows
 from ssad.models.base import SsadModule
 from ssad.models.classifier.torch_model import MachineIDNet
+from ssad.models.components.heads import AdaCosHead
 
 __all__ = ["MachineIDClassifier"]
 
@@ -35,6 +36,10 @@ class MachineIDClassifier(SsadModule):
         n_subclusters: centres per class of the "adacos" head (> 1: sub-cluster AdaCos, Wilkinghoff 2021).
         stats_branch: a second branch on each window's per-band log-mel mean and std (see
             `ssad.models.components.stats_branch`).
+        clip_loss: weight of a second task, telling which training recording a crop came from (an AdaCos
+            head over the recordings, on the same embedding), so that the embedding keeps what tells one
+            recording of a machine from another instead of only what tells machines apart (after FeatEx,
+            Wilkinghoff ICASSP 2024, whose extra task is telling whether two views come from one clip; 0 = off).
         mixup_alpha: mix each training batch with a shuffled copy of itself, weight ~ Beta(alpha, alpha),
             and the loss with the two labels in the same shares (0 = off; Noisy-ArcMix uses mixup so).
         arcface_scale: ArcFace logit scale.
@@ -49,6 +54,7 @@ class MachineIDClassifier(SsadModule):
         class_names: filled from the data module; given only when rebuilding from a checkpoint.
         n_mels: filled from the data module.
         window_frames: filled from the data module (its `crop_frames`).
+        n_clips: filled from the data module (its training recordings) when `clip_loss` > 0.
     """
 
     output_names = ("embedding", "neg_log_prob")
@@ -72,6 +78,7 @@ class MachineIDClassifier(SsadModule):
         n_subclusters: int = 1,
         stats_branch: bool = False,
         mixup_alpha: float = 0.0,
+        clip_loss: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_epochs: int = 0,
@@ -81,10 +88,12 @@ class MachineIDClassifier(SsadModule):
         class_names: list[str] | None = None,
         n_mels: int | None = None,
         window_frames: int | None = None,
+        n_clips: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net: MachineIDNet | None = None
+        self.clip_head: AdaCosHead | None = None
         if class_names is not None and n_mels is not None and window_frames is not None:
             self._build()
 
@@ -110,6 +119,8 @@ class MachineIDClassifier(SsadModule):
             arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
             n_subclusters=hp.get("n_subclusters", 1), stats_branch=hp.get("stats_branch", False),
         )
+        self.clip_head = (AdaCosHead(hp.embedding_dim, int(hp.n_clips))
+                          if hp.get("clip_loss") and hp.get("n_clips") else None)
         # kept out of the module tree so that the compiled wrapper adds nothing to the state_dict
         self.__dict__["_train_forward"] = torch.compile(self.net) if hp.compile else self.net
 
@@ -120,6 +131,7 @@ class MachineIDClassifier(SsadModule):
         self.hparams.class_names = list(datamodule.class_names)
         self.hparams.n_mels = int(datamodule.feature_params["n_mels"])
         self.hparams.window_frames = int(datamodule.hparams.crop_frames)
+        self.hparams.n_clips = int(getattr(datamodule, "num_clips", 0)) or None
         self._build()
         if self.hparams.init_from:
             self._initialise_from(self.hparams.init_from)
@@ -169,8 +181,14 @@ class MachineIDClassifier(SsadModule):
             logits, _ = self._train_forward(log_mel, labels if share >= 0.5 else labels[order])
             loss = share * F.cross_entropy(logits, labels) + (1 - share) * F.cross_entropy(logits, labels[order])
         else:
-            logits, _ = self._train_forward(log_mel, labels)
+            logits, embedding = self._train_forward(log_mel, labels)
             loss = F.cross_entropy(logits, labels)
+            if self.clip_head is not None and "clip" in batch and bool((batch["clip"] >= 0).any()):
+                clips = batch["clip"]
+                real = clips >= 0
+                clip_loss = F.cross_entropy(self.clip_head(embedding[real], clips[real]), clips[real])
+                self.log("train/clip_loss", clip_loss)
+                loss = loss + self.hparams.clip_loss * clip_loss
         accuracy = (logits.argmax(-1) == labels).float().mean()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", accuracy, prog_bar=True)

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssad.models.components.heads import ARCFACE_MARGIN, ARCFACE_SCALE, AdaCosHead, ArcFaceHead, SoftmaxHead
-from ssad.models.components.stats_branch import SpectralStatsBranch
 from ssad.models.components.mobilenet import MobileNetV2Backbone, make_divisible
 from ssad.models.components.resnet import RESNET_BLOCKS, RESNET_CHANNELS, ResNetBackbone
+from ssad.models.components.stats_branch import SpectralStatsBranch
 
 __all__ = ["BACKBONES", "HEADS", "MachineIDNet"]
 
