@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where quality.csv/.md go")
     parser.add_argument("--name", default="quality", help="file stem of the outputs")
     parser.add_argument("--reuse", action="store_true", help="keep runs and evaluations that finished earlier")
+    parser.add_argument("--collect", type=Path, nargs="+", default=[],
+                        help="run nothing: merge these quality CSVs (e.g. from runs split over machines) into the outputs")
     args = parser.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
     start = time.time()
@@ -257,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = args.out / f"{args.name}.csv"
     rows: list[dict] = []
-    for name, root, seeds in _datasets(args, args.work):
+    for path in args.collect:
+        with path.open() as f:
+            rows = _merge(csv_path, [{**r, "auc": float(r["auc"]), "pauc": float(r["pauc"]), "seed": int(r["seed"])}
+                                     for r in csv.DictReader(f)])
+    for name, root, seeds in [] if args.collect else _datasets(args, args.work):
         for seed in seeds:
             new = run_dataset(name, root, seed, args.work, args.detectors, variants, args.reuse, args.ensemble,
                               args.profile)

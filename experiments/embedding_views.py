@@ -1,0 +1,120 @@
+"""Score one trained classifier run many ways, beside the spectral floor, to see where its embeddings lose.
+
+    python experiments/embedding_views.py RUN ROOT
+
+For every machine ID: a Gaussian (Ledoit-Wolf) or cosine nearest neighbour on the clip's mean embedding,
+on its L2-normalised mean and std over windows, on the backbone's pooled features before the embedding
+layer, on each window with the mean or max over the clip, and the classifier's own doubt (softmax) -
+all fitted on the root's normal training clips, judged on its test clips. Prints mean AUC / pAUC over
+machine types, one line per view. A diagnostic for choosing levers, not a detector.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.covariance import LedoitWolf
+from sklearn.metrics import roc_auc_score
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _gauss(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    fitted = LedoitWolf().fit(train)
+    diff = test - fitted.location_
+    return np.einsum("ij,jk,ik->i", diff, fitted.precision_, diff)
+
+
+def _knn(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    return -(_l2(test) @ _l2(train).T).max(1)
+
+
+def main(run: str, root: str) -> None:
+    import ssad
+    from ssad.data.audio import read_clip
+    from ssad.data.layout import index_root, select
+    from ssad.engine import default_cache_dir
+    from ssad.features import FeatureCache, compute_log_mels, sliding_windows
+
+    model = ssad.load(run)
+    net = model.module.net
+    clips = index_root(root)
+    train, test = select(clips, split="train", label="normal"), select(clips, split="test")
+    cache = FeatureCache(default_cache_dir(), model.log_mel.params, {"sample_rate": model.sample_rate})
+    read = partial(read_clip, sample_rate=model.sample_rate)
+
+    def windows(chosen: list) -> dict[str, list[np.ndarray]]:
+        mels = compute_log_mels([c.path for c in chosen], model.log_mel, read=read, cache=cache, progress=False)
+        out: dict[str, list[np.ndarray]] = {"emb": [], "logp": [], "pooled": [], "stats": []}
+        with torch.no_grad():
+            for mel in mels:
+                w = sliding_windows(torch.from_numpy(mel), model.window_frames, model.window_hop)
+                logits, embedding = net(w)
+                z = net.input_norm(w)
+                parts = [] if net.backbone is None else [net.backbone(z.unsqueeze(1))]
+                if net.stats_branch is not None:
+                    parts.append(net.stats_branch(z))
+                out["emb"].append(embedding.numpy())
+                out["logp"].append(torch.log_softmax(logits, -1).numpy())
+                out["pooled"].append(torch.cat(parts, 1).numpy())
+                out["stats"].append(np.concatenate([mel.mean(1), mel.std(1)]))
+        return out
+
+    tr, te = windows(train), windows(test)
+    tr_ids = np.array([f"{c.machine_type}/{c.machine_id}" for c in train])
+    te_ids = np.array([f"{c.machine_type}/{c.machine_id}" for c in test])
+    labels = np.array([c.label == "anomaly" for c in test], dtype=int)
+
+    def report(name: str, score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        per_type: dict[str, list[tuple[float, float]]] = {}
+        for machine in np.unique(te_ids):
+            s = score(tr_ids == machine, te_ids == machine)
+            y = labels[te_ids == machine]
+            if len(set(y)) == 2:
+                per_type.setdefault(machine.split("/")[0], []).append(
+                    (roc_auc_score(y, s), roc_auc_score(y, s, max_fpr=0.1)))
+        auc = np.mean([np.mean([a for a, _ in v]) for v in per_type.values()])
+        pauc = np.mean([np.mean([p for _, p in v]) for v in per_type.values()])
+        types = " ".join(f"{t}:{np.mean([a for a, _ in v]):.3f}" for t, v in per_type.items())
+        print(f"{name:28s} auc {auc:.3f} pauc {pauc:.3f}  {types}", flush=True)
+
+    def clip_view(key: str, how: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return np.stack([how(x) for x in tr[key]]), np.stack([how(x) for x in te[key]])
+
+    stats_tr, stats_te = np.stack(tr["stats"]), np.stack(te["stats"])
+    report("floor: mean+std log-mel", lambda a, b: _gauss(stats_tr[a], stats_te[b]))
+    views = {
+        "embedding mean": clip_view("emb", lambda x: x.mean(0)),
+        "embedding l2 mean+std": clip_view("emb", lambda x: np.concatenate([_l2(x).mean(0), _l2(x).std(0)])),
+        "pooled features mean": clip_view("pooled", lambda x: x.mean(0)),
+    }
+    for name, (x_tr, x_te) in views.items():
+        report(f"{name} gaussian", lambda a, b, x_tr=x_tr, x_te=x_te: _gauss(x_tr[a], x_te[b]))
+        report(f"{name} knn", lambda a, b, x_tr=x_tr, x_te=x_te: _knn(x_tr[a], x_te[b]))
+
+    def per_window(agg: Callable[[np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        def score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            fitted = LedoitWolf().fit(_l2(np.concatenate([tr["emb"][j] for j in np.where(a)[0]])))
+            out = []
+            for j in np.where(b)[0]:
+                diff = _l2(te["emb"][j]) - fitted.location_
+                out.append(agg(np.einsum("ij,jk,ik->i", diff, fitted.precision_, diff)))
+            return np.array(out)
+        return score
+
+    report("window gaussian, clip mean", per_window(np.mean))
+    report("window gaussian, clip max", per_window(np.max))
+    names = model.class_names
+    report("softmax doubt", lambda a, b: np.array([-te["logp"][j][:, names.index(te_ids[j])].mean()
+                                                   for j in np.where(b)[0]]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
