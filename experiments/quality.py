@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                               args.profile)
             rows = _merge(csv_path, new)  # written after every (data set, seed): an interruption loses one
             print(f"{name} seed {seed}: done ({(time.time() - start) / 60:.1f} min)", flush=True)
-    text = markdown(rows, time.time() - start)
+    text = markdown(rows, None if args.collect else time.time() - start)
     if args.data and any(r["machine_type"] in REFERENCE_TYPES for r in rows):
         text += f"\n## Published figures beside ours ({args.data.name})\n\n" + reference_table(rows, args.data.name)
     tmp = args.out / f"{args.name}.md.tmp"
