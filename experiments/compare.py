@@ -58,6 +58,17 @@ def _fit(config: str, root: Path, run: Path, extra: list[str], machine_type: str
     (run / ".complete").touch()
 
 
+def synthetic_root(root: Path, seed: int) -> Path:
+    """The synthetic default preset at `seed` under `root`, generated once (a `.done` marker says it is whole)."""
+    from ssad.synthesis import generate
+
+    if not (root / ".done").is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        generate(root, preset="default", seed=seed)
+        (root / ".done").touch()
+    return root
+
+
 def _clip_seconds(root: Path) -> float:
     import soundfile as sf
 
@@ -126,15 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from ssad.evaluation.table import ScoreTable, ensemble_tables
 
     start = time.time()
-    root = args.data
-    if root is None:
-        from ssad.synthesis import generate
-
-        root = args.work / "data"
-        if not (root / ".done").is_file():
-            shutil.rmtree(root, ignore_errors=True)
-            generate(root, preset="default", seed=1)
-            (root / ".done").touch()
+    root = args.data or synthetic_root(args.work / "data", seed=1)
     profile = args.profile if args.profile != "auto" else ("tiny" if _clip_seconds(root) < 5 else "demo")
     plan = PROFILES[profile]
     types = sorted({c.machine_type for c in index_root(root)})

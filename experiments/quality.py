@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from compare import PER_TYPE, PROFILES, _fit  # noqa: E402
+from compare import PER_TYPE, PROFILES, _fit, synthetic_root  # noqa: E402
 
 FLOOR = "spectral_stats:gaussian"
 #: The ensemble's members, chosen on synthetic seed 1 and lathe_vmc (the development data).
@@ -41,12 +41,12 @@ REFERENCE_TYPES = ("fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor")
 
 
 def _results(eval_dir: Path, family: str) -> list[dict]:
-    """Per-type mean rows of an `ssad evaluate` folder, detectors named `family:scorer`."""
+    """Per-type mean rows of an `ssad evaluate` folder, detectors named `family:scorer` (the scorer alone without a family)."""
     rows = []
     with (eval_dir / "results.csv").open() as f:
         for row in csv.DictReader(f):
             if row["machine_id"] == "mean":
-                name = row["scorer"] if ":" in row["scorer"] or family == "" else f"{family}:{row['scorer']}"
+                name = f"{family}:{row['scorer']}" if family else row["scorer"]
                 rows.append({"detector": name, "machine_type": row["machine_type"],
                              "auc": float(row["auc"]), "pauc": float(row["pauc"])})
     return rows
@@ -135,16 +135,9 @@ def _datasets(args: argparse.Namespace, work: Path) -> list[tuple[str, Path, lis
     """(name, root, seeds) to run: --data, else the synthetic default at each seed plus the real sets."""
     if args.data:
         return [(args.data.name, args.data, args.seeds)]
-    from ssad.synthesis import generate
-
     out = []
     for seed in [] if args.real_only else args.seeds:
-        root = work / "data" / f"synth-s{seed}"
-        if not (root / ".done").is_file():
-            shutil.rmtree(root, ignore_errors=True)
-            generate(root, preset="default", seed=seed)
-            (root / ".done").touch()
-        out.append(("synthetic", root, [seed]))
+        out.append(("synthetic", synthetic_root(work / "data" / f"synth-s{seed}", seed), [seed]))
     real = os.environ.get("SSAD_REAL_DEV")
     if real and not args.synthetic_only:
         for name in REAL_SETS:
@@ -153,14 +146,17 @@ def _datasets(args: argparse.Namespace, work: Path) -> list[tuple[str, Path, lis
     return out
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a quality CSV, with seed, AUC and pAUC as numbers."""
+    with path.open() as f:
+        return [{**r, "auc": float(r["auc"]), "pauc": float(r["pauc"]), "seed": int(r["seed"])} for r in csv.DictReader(f)]
+
+
 def _merge(path: Path, new: list[dict]) -> list[dict]:
     """quality.csv rows: those already in `path` for other (dataset, seed, detector), then the new ones."""
     keys = {(r["dataset"], str(r["seed"]), r["detector"]) for r in new}
-    old = []
-    if path.is_file():
-        with path.open() as f:
-            old = [r for r in csv.DictReader(f) if (r["dataset"], r["seed"], r["detector"]) not in keys]
-    rows = [{**r, "auc": float(r["auc"]), "pauc": float(r["pauc"]), "seed": int(r["seed"])} for r in old + new]
+    old = [r for r in read_rows(path) if (r["dataset"], str(r["seed"]), r["detector"]) not in keys] if path.is_file() else []
+    rows = old + new
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
@@ -260,9 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = args.out / f"{args.name}.csv"
     rows: list[dict] = []
     for path in args.collect:
-        with path.open() as f:
-            rows = _merge(csv_path, [{**r, "auc": float(r["auc"]), "pauc": float(r["pauc"]), "seed": int(r["seed"])}
-                                     for r in csv.DictReader(f)])
+        rows = _merge(csv_path, read_rows(path))
     for name, root, seeds in [] if args.collect else _datasets(args, args.work):
         for seed in seeds:
             new = run_dataset(name, root, seed, args.work, args.detectors, variants, args.reuse, args.ensemble,
