@@ -7,6 +7,7 @@ JSON description a saved detector keeps its model in.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -106,8 +107,8 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         """Where the model runs."""
-        tensors = [*self.module.parameters(), *self.module.buffers()]  # a statistics model has only buffers
-        return tensors[0].device if tensors else torch.device("cpu")
+        first = next(itertools.chain(self.module.parameters(), self.module.buffers()), None)  # stats: buffers only
+        return first.device if first is not None else torch.device("cpu")
 
     def to(self, device: str | torch.device) -> LoadedModel:
         """Move the model and its features to `device` ("auto" = GPU when there is one)."""

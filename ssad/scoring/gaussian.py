@@ -25,7 +25,8 @@ class GaussianScorer(Scorer):
         ridge: relative ridge added for ``"empirical"``.
 
     Fitted attributes: `ids_` (sorted ids), `means_` (n_ids, d), `precisions_` (n_ids, d, d),
-    `train_ids_` and `train_scores_` (leave-one-out distances of the training clips; in-sample for thin IDs).
+    `train_ids_` and `train_scores_` (leave-one-out distances of the training clips; in-sample for IDs of
+    `THIN_CLIPS` clips or fewer).
     """
 
     input_name: str = "embedding"
@@ -75,14 +76,16 @@ class GaussianScorer(Scorer):
         return self
 
     def _held_out_distances(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str]) -> np.ndarray:
-        """Each training clip's distance to its ID's Gaussian fitted without it (in-sample for thin IDs).
+        """Each training clip's distance to its ID's Gaussian fitted without it.
 
         In-sample distances are far smaller than a new normal clip's when there are few clips per dimension,
-        so thresholds and ensemble z-scores taken from them would sit far too low.
+        so thresholds and ensemble z-scores taken from them would sit far too low. IDs that would keep fewer
+        than `THIN_CLIPS` clips without one (thin IDs, and IDs of exactly `THIN_CLIPS`) stay in-sample.
         """
-        out = self._distances(X, groups)
+        in_sample = {name: idx for name, idx in groups.items() if name in thin or len(idx) <= THIN_CLIPS}
+        out = self._distances(X, in_sample)  # the other rows are filled below
         for name, idx in groups.items():
-            if name in thin or len(idx) <= THIN_CLIPS:
+            if name in in_sample:
                 continue
             for j in range(len(idx)):
                 mean, precision = self._mean_precision(X[np.delete(idx, j)])
