@@ -214,3 +214,21 @@ def test_temporal_classes_and_clip_labels_reach_the_batches(tiny_root: Path) -> 
         if example.retime is not None:
             assert names[int(item["label"])].split("@")[1].startswith(("reverse", "am"))
     assert 0 < datamodule.num_clips
+
+
+def test_equalized_classes_reach_the_batches_with_their_bump(tiny_root: Path) -> None:
+    """An "eq" crop is its source's spectrum times its class's gains; other crops are untouched."""
+    datamodule = _datamodule(tiny_root, augment=False, n_warped=0, n_mixed=0, n_equalized=3)
+    names = datamodule.class_names
+    assert sum("@eq" in n for n in names) == 3
+    dataset = datamodule._train
+    eq_index = next(i for i, e in enumerate(dataset.examples) if e.eq >= 0)
+    real_index = next(i for i, e in enumerate(dataset.examples) if e.eq < 0)
+    items = [dataset[eq_index], dataset[real_index]]
+    assert int(items[0]["clip"]) == -1 and int(items[1]["clip"]) >= 0
+    batch = {key: torch.stack([item[key] for item in items]) for key in items[0]}
+    plain = datamodule.log_mel.log_mel_from_spectrogram(datamodule.log_mel.spectrogram(batch["wave"]))
+    out = datamodule.on_after_batch_transfer(batch, 0)["log_mel"]
+    assert torch.allclose(out[1], plain[1])
+    difference = (out[0] - plain[0]).mean(dim=-1)  # per mel band, the bump in the log domain
+    assert float(difference.abs().max()) > 0.1 and not torch.allclose(out[0], plain[0])

@@ -121,3 +121,26 @@ def test_retiming_keeps_the_spectrum_level_and_changes_the_envelope() -> None:
     assert envelope.std() > 3 * np.abs(noise).reshape(-1, RATE // 16).mean(1).std()
     with pytest.raises(ValueError, match="unknown temporal kind"):
         retime_waveform(wave, "shuffle", 0.0, RATE, rng)
+
+
+def test_equalized_classes_are_reproducible_and_bump_one_band() -> None:
+    """Each "eq" class has its own fixed bump: unity far from its centre, its gain (dB) at the centre."""
+    from ssad.synthesis.instances import EQ_GAIN_DB, equalizer_gains, plan_equalized_classes
+
+    names = ["fan/id_00", "fan/id_02", "pump/id_00"]
+    first = plan_equalized_classes(names, 7, seed=3)
+    assert first == plan_equalized_classes(names, 7, seed=3)
+    assert len(first) == 7 and len({c.name for c in first}) == 7 and all(c.kind == "eq" for c in first)
+    assert {c.sources[0] for c in first} == {0, 1, 2}
+    gains = equalizer_gains(first, 513, 16000)
+    assert gains.shape == (7, 513)
+    for row, synthetic in zip(gains, first, strict=True):
+        _, _, gain_db = synthetic.eq
+        assert EQ_GAIN_DB[0] <= abs(gain_db) <= EQ_GAIN_DB[1]
+        peak_db = 10 * torch.log10(row[(row.log() * gain_db).argmax()])  # the bump's extreme
+        assert abs(float(peak_db) - gain_db) < 0.5
+        assert torch.isclose(torch.minimum(row[0], row[-1]) if gain_db > 0 else torch.maximum(row[0], row[-1]),
+                             torch.tensor(1.0), atol=0.35)
+    assert plan_equalized_classes(names, 0) == []
+    with pytest.raises(ValueError, match="n_equalized"):
+        plan_equalized_classes(names, -1)

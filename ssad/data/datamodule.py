@@ -22,7 +22,9 @@ from ssad.synthesis.instances import (
     TEMPORAL_KINDS,
     SyntheticClass,
     describe_synthetic_classes,
+    equalizer_gains,
     mix_waveforms,
+    plan_equalized_classes,
     plan_synthetic_classes,
     plan_temporal_classes,
     retime_waveform,
@@ -47,6 +49,7 @@ class _Example:
     pools: tuple[tuple[int, ...], ...]  # one pool for a real or warped class, two for a mixed one
     warp_factor: float = 1.0
     retime: tuple[str, float] | None = None  # a temporal class's (kind, modulation_hz)
+    eq: int = -1  # an "eq" class's row in the datamodule's gain table
 
 
 def _augmenter(heavy: bool, sample_rate: int):
@@ -98,7 +101,7 @@ class _CropDataset(Dataset):
             wave = mix_waveforms(wave, self._crop(rng, example.pools[1])[0], ratio)
         if example.retime is not None:
             wave = retime_waveform(wave, *example.retime, self.sample_rate, rng)
-        if len(example.pools) == 2 or example.warp_factor != 1.0 or example.retime is not None:
+        if len(example.pools) == 2 or example.warp_factor != 1.0 or example.retime is not None or example.eq >= 0:
             clip = -1  # a synthesized instance is no recording
         if self.augment is not None:
             # audiomentations draws from the global RNGs: seed them per item so that resuming is exact
@@ -110,6 +113,7 @@ class _CropDataset(Dataset):
             "wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
             "label": torch.tensor(example.label),
             "warp": torch.tensor(example.warp_factor, dtype=torch.float32),
+            "eq": torch.tensor(example.eq),
             "clip": torch.tensor(clip),
         }
 
@@ -158,6 +162,8 @@ class MachineIDDataModule(L.LightningDataModule):
             the real IDs' warp ranges are full (see `plan_synthetic_classes`), logged.
         n_temporal: up to this many classes that re-time a real ID (played backwards, or amplitude-modulated
             at a fixed rate of their own; see `plan_temporal_classes`), 0 = none.
+        n_equalized: up to this many classes that boost or cut one band of a real ID by a fixed gain (see
+            `plan_equalized_classes`), 0 = none.
         n_mixed: up to this many classes made by mixing a fixed pair of real IDs (0 = none); pairs
             cross machine types when a type has too few, and never exceed the pairs there are; logged.
         warp_range: range the warp factors are drawn from (log-uniform).
@@ -189,6 +195,7 @@ class MachineIDDataModule(L.LightningDataModule):
         n_warped: int = 0,
         n_mixed: int = 0,
         n_temporal: int = 0,
+        n_equalized: int = 0,
         warp_range: tuple[float, float] = (0.8, 1.25),
         min_warp: float = 0.04,
         mix_ratio_range: tuple[float, float] = (0.3, 0.7),
@@ -220,6 +227,7 @@ class MachineIDDataModule(L.LightningDataModule):
         self.log_mel = LogMel(**(features or {}))
         self.class_names: list[str] = []
         self.synthetic_classes: list[SyntheticClass] = []
+        self._eq_gains: Tensor | None = None
         self._train: _CropDataset | None = None
         self._val: _ClipDataset | None = None
 
@@ -323,7 +331,9 @@ class MachineIDDataModule(L.LightningDataModule):
         self.synthetic_classes = plan_synthetic_classes(
             real_names, hp.n_warped, hp.n_mixed, warp_range=tuple(hp.warp_range), min_warp=hp.min_warp,
             mix_within_type=hp.mix_within_type, seed=hp.seed,
-        ) + plan_temporal_classes(real_names, hp.get("n_temporal", 0), seed=hp.seed)
+        ) + plan_temporal_classes(real_names, hp.get("n_temporal", 0), seed=hp.seed) + plan_equalized_classes(
+            real_names, hp.get("n_equalized", 0), seed=hp.seed)
+        self._eq_gains = None
         self.class_names = real_names + [s.name for s in self.synthetic_classes]
         log.info(describe_synthetic_classes(real_names, self.synthetic_classes, hp.n_warped, hp.n_mixed))
         check_class_names(self.class_names)
@@ -343,10 +353,13 @@ class MachineIDDataModule(L.LightningDataModule):
             cap = "one pass" if per_class < budget else f"examples_per_class={budget}"
             summary = (f"{n_real + len(self.synthetic_classes)} classes x {per_class} ({cap}; a real class has "
                        f"{mean_clips} training clips on average)")
+        eq_offsets = [k for k, c in enumerate(self.synthetic_classes) if c.kind == "eq"]
+        eq_rows = {offset: row for row, offset in enumerate(eq_offsets)}
         for offset, synthetic in enumerate(self.synthetic_classes):
             pools = tuple(train_pools[s] for s in synthetic.sources)
             retime = (synthetic.kind, synthetic.modulation_hz) if synthetic.kind in TEMPORAL_KINDS else None
-            examples += [_Example(n_real + offset, pools, synthetic.warp_factor, retime)] * per_class
+            eq = eq_rows.get(offset, -1)
+            examples += [_Example(n_real + offset, pools, synthetic.warp_factor, retime, eq)] * per_class
         return examples, summary
 
     def train_dataloader(self) -> DataLoader:
@@ -372,10 +385,21 @@ class MachineIDDataModule(L.LightningDataModule):
             if bool(to_warp.any()):
                 spectrogram = spectrogram.clone()
                 spectrogram[to_warp] = warp_frequency(spectrogram[to_warp], warp[to_warp])
+        if "eq" in batch and bool((batch["eq"] >= 0).any()):
+            spectrogram = spectrogram * self._eq_gain_rows(batch["eq"], spectrogram).unsqueeze(-1)
         out = {"log_mel": self.log_mel.log_mel_from_spectrogram(spectrogram), "label": batch["label"]}
         if "clip" in batch:
             out["clip"] = batch["clip"]
         return out
+
+    def _eq_gain_rows(self, rows: Tensor, spectrogram: Tensor) -> Tensor:
+        """(batch, freq) power gains: an "eq" class's bump, 1 for every other example."""
+        n_freq = spectrogram.shape[1]
+        if self._eq_gains is None or self._eq_gains.shape[1] != n_freq:
+            classes = [c for c in self.synthetic_classes if c.kind == "eq"]
+            self._eq_gains = torch.cat([equalizer_gains(classes, n_freq, self.log_mel.sample_rate), torch.ones(1, n_freq)])
+        table = self._eq_gains.to(spectrogram)
+        return table[torch.where(rows >= 0, rows, len(table) - 1)]
 
     def set_epoch(self, epoch: int) -> None:
         """Make the training crops and augmentations those of `epoch` (they depend on seed, epoch and index)."""

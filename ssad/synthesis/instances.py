@@ -11,13 +11,18 @@ import torch
 from torch import Tensor
 
 __all__ = ["SyntheticClass", "describe_synthetic_classes", "plan_synthetic_classes", "plan_temporal_classes",
-           "retime_waveform", "warp_frequency", "mix_waveforms", "TEMPORAL_KINDS"]
+           "plan_equalized_classes", "equalizer_gains", "retime_waveform", "warp_frequency", "mix_waveforms",
+           "TEMPORAL_KINDS"]
 
 #: Temporal synthesized instances: the ID played backwards, or amplitude-modulated at a fixed rate.
 TEMPORAL_KINDS = ("reverse", "am")
 #: Range (Hz) the fixed modulation rate of an "am" class is drawn from (log-uniform), and its depth.
 AM_RATE_RANGE = (0.5, 16.0)
 AM_DEPTH = 0.6
+#: An "eq" class boosts or cuts one band of a real ID by a fixed gain: its size (dB, either sign) and its
+#: width (standard deviation of the bump, as a share of the mel-scale axis) are drawn from these ranges.
+EQ_GAIN_DB = (2.0, 8.0)
+EQ_WIDTH = (0.02, 0.12)
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class SyntheticClass:
     sources: tuple[int, ...]  # indices of the real classes it is made from
     warp_factor: float = 1.0
     modulation_hz: float = 0.0  # rate of an "am" class
+    eq: tuple[float, float, float] = (0.0, 0.0, 0.0)  # an "eq" class's (centre, width) on the mel axis, gain dB
 
 
 def plan_synthetic_classes(
@@ -104,6 +110,42 @@ def plan_temporal_classes(real_names: Sequence[str], n_temporal: int, *, seed: i
     return classes
 
 
+def plan_equalized_classes(real_names: Sequence[str], n_equalized: int, *, seed: int = 0) -> list[SyntheticClass]:
+    """Up to `n_equalized` classes that boost or cut one band of a real ID by a fixed gain of their own.
+
+    Warps move a spectrum and mixes blend two; neither asks the network to notice a few dB more or less
+    in one band, which is what many faults change (a leak's hiss, a worn part's resonance). An "eq" class
+    is its source with a fixed Gaussian bump on the mel axis. Sources cycle in a shuffled order.
+    """
+    if n_equalized < 0:
+        msg = f"n_equalized must be >= 0, got {n_equalized}"
+        raise ValueError(msg)
+    rng = np.random.default_rng((seed, 11))
+    order = [int(i) for i in rng.permutation(len(real_names))]
+    classes = []
+    for i in range(n_equalized if order else 0):
+        source = order[i % len(order)]
+        centre = float(rng.uniform(0.05, 0.95))
+        width = float(rng.uniform(*EQ_WIDTH))
+        gain = float(rng.choice([-1.0, 1.0]) * rng.uniform(*EQ_GAIN_DB))
+        name = f"{real_names[source]}@eq{centre:.3f}w{width:.3f}{gain:+.1f}dB"
+        classes.append(SyntheticClass(name, "eq", (source,), eq=(centre, width, gain)))
+    return classes
+
+
+def equalizer_gains(classes: Sequence[SyntheticClass], n_freq: int, sample_rate: int) -> Tensor:
+    """(len(classes), n_freq) power gains of the classes' bumps on the bins of a linear-frequency spectrogram."""
+    hz = torch.linspace(0.0, sample_rate / 2, n_freq, dtype=torch.float64)
+    mel = 2595.0 * torch.log10(1.0 + hz / 700.0)
+    position = mel / mel[-1]
+    rows = []
+    for synthetic in classes:
+        centre, width, gain_db = synthetic.eq
+        bump_db = gain_db * torch.exp(-0.5 * ((position - centre) / max(width, 1e-6)) ** 2)
+        rows.append(10.0 ** (bump_db / 10.0))
+    return torch.stack(rows).float() if rows else torch.ones(0, n_freq)
+
+
 def retime_waveform(wave: np.ndarray, kind: str, modulation_hz: float, sample_rate: int,
                     rng: np.random.Generator) -> np.ndarray:
     """A crop of a temporal class: reversed, or multiplied by 1 + depth sin(2 pi f t + random phase), same RMS."""
@@ -175,6 +217,9 @@ def describe_synthetic_classes(real_names: Sequence[str], classes: Sequence[Synt
     temporal = sum(c.kind in TEMPORAL_KINDS for c in classes)
     if temporal:
         line += f"; {temporal} re-timed (reversed or amplitude-modulated)"
+    equalized = sum(c.kind == "eq" for c in classes)
+    if equalized:
+        line += f"; {equalized} equalized (one band boosted or cut)"
     return line
 
 
