@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 from conftest import tone
 from paho.mqtt.enums import CallbackAPIVersion
 
