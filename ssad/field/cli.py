@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,10 @@ def _window_seconds(args: argparse.Namespace, detector: Any) -> float:
     return FALLBACK_WINDOW_S
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_monitor(args: argparse.Namespace) -> None:
     """The `ssad monitor` handler: build detector, source and monitor, run until the source ends or Ctrl-C."""
     from ssad.detector import Detector
@@ -110,29 +116,35 @@ def run_monitor(args: argparse.Namespace) -> None:
 
     if args.max_windows is not None and args.max_windows < 1:
         raise SsadError(f"--max-windows {args.max_windows} must be >= 1")
-    detector = Detector.load(args.detector, device=args.device)
-    scorer = args.scorer or detector.default_scorer
-    if scorer not in detector.thresholds:
-        raise SsadError(f"no scorer {scorer!r} in {args.detector}; it has {sorted(detector.thresholds)}")
-    known = sorted(detector.thresholds[scorer].threshold_)
-    machine = _machine(args, known)
-    window = _window_seconds(args, detector)
-    settings = MonitorSettings(window=window, hop=args.hop or window / 2, smoothing=args.smoothing,
-                               smooth_windows=args.smooth_windows, alert_after=args.alert_after,
-                               drift_windows=args.drift_windows, drift_alpha=args.drift_alpha, batch_size=args.batch)
-    publisher = MqttPublisher(args.alerts) if args.alerts else None
-    source = None
-    monitor = Monitor(detector, settings, scorer=scorer, publish=publisher.publish if publisher else None)
+    monitor = source = publisher = None
+    main_thread = threading.current_thread() is threading.main_thread()
+    # a service manager's stop (SIGTERM) takes the same clean way out as Ctrl-C
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
+        detector = Detector.load(args.detector, device=args.device)
+        scorer = args.scorer or detector.default_scorer
+        if scorer not in detector.thresholds:
+            raise SsadError(f"no scorer {scorer!r} in {args.detector}; it has {sorted(detector.thresholds)}")
+        machine = _machine(args, sorted(detector.thresholds[scorer].threshold_))
+        window = _window_seconds(args, detector)
+        settings = MonitorSettings(window=window, hop=args.hop or window / 2, smoothing=args.smoothing,
+                                   smooth_windows=args.smooth_windows, alert_after=args.alert_after,
+                                   drift_windows=args.drift_windows, drift_alpha=args.drift_alpha,
+                                   batch_size=args.batch)
+        publisher = MqttPublisher(args.alerts) if args.alerts else None
+        monitor = Monitor(detector, settings, scorer=scorer, publish=publisher.publish if publisher else None)
         source = _source(args, machine, monitor.sample_rate)
         log.info("monitoring %s: windows of %g s every %g s, %s scorer", args.source, settings.window, settings.hop,
                  scorer)
         monitor.run(source, max_windows=args.max_windows)
     except KeyboardInterrupt:
-        print(f"ssad monitor: interrupted; {monitor.windows_scored} window(s) scored and written, "
-              f"{monitor.alerts_raised} alert(s)", file=sys.stderr)
+        done = f"{monitor.windows_scored} window(s) scored and written, {monitor.alerts_raised} alert(s)" \
+            if monitor else "nothing scored yet"
+        print(f"ssad monitor: interrupted; {done}", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         if source is not None:
             source.close()
         if publisher is not None:

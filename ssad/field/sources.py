@@ -55,13 +55,14 @@ def pcm16_to_float(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def _file_chunks(path: Path, machine: str, sample_rate: int, block: int, realtime: bool) -> Iterator[Chunk]:
-    """One audio file as a stream of chunks of `block` samples; a bad file is reported and gives nothing."""
+def _file_chunks(path: Path, machine: str, sample_rate: int, block: int, realtime: bool,
+                 note: str = "") -> Iterator[Chunk]:
+    """One audio file as a stream of chunks of `block` samples; a bad file is reported (with `note`) and gives nothing."""
     try:
         wave = read_clip(path, sample_rate=sample_rate)
     except BadInputError as error:
         for where, why in error.problems:
-            log.warning("skipped %s: %s", where, why)
+            log.warning("skipped %s: %s%s", where, why, note)
         return
     started = time.monotonic()
     for begin in range(0, len(wave), block):
@@ -114,9 +115,11 @@ class FolderSource:
     def _ready(self, now: float) -> list[Path]:
         """Files whose size and time have settled and that were not read in this state yet, oldest first."""
         found = []
-        for path in self.folder.iterdir():
-            if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
-                continue
+        present = {p for p in self.folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()}
+        for gone in (set(self._done) | set(self._changing)) - present:  # removed files: forget them
+            self._done.pop(gone, None)
+            self._changing.pop(gone, None)
+        for path in present:
             try:
                 stat = path.stat()
             except OSError:  # removed between listing and stat
@@ -139,10 +142,8 @@ class FolderSource:
                 self._done[path] = signature
                 self._changing.pop(path, None)
                 last_new = now
-                chunks = list(_file_chunks(path, self.machine, self.sample_rate, self.block, realtime=False))
-                if not chunks:
-                    log.warning("  (%s will be read again if it changes)", path.name)
-                yield from chunks
+                yield from _file_chunks(path, self.machine, self.sample_rate, self.block, realtime=False,
+                                        note=" (read again if it changes)")
             yield None
             if self.idle_timeout is not None and time.monotonic() - last_new > self.idle_timeout:
                 return
