@@ -9,7 +9,7 @@ RUN ?= runs/$(MACHINE)
 ARGS ?=
 SEED ?= 1
 
-.PHONY: setup demo test test-fast train finetune eval bench compare quality lint clean help
+.PHONY: setup broker demo test test-fast train finetune eval bench compare quality lint clean help
 
 help:
 	@echo "make demo                 generate the synthetic default set, train, evaluate, print the AUC/pAUC table"
@@ -21,7 +21,21 @@ help:
 	@echo "make bench                speed and memory benchmarks"
 	@echo "make quality [DATA=ROOT]  every detector on the synthetic default (seeds 1-3) and \$$SSAD_REAL_DEV sets, or on ROOT"
 
-setup: $(STAMP)
+setup: $(STAMP) broker
+
+# The MQTT broker `ssad monitor --source mqtt://...` and its tests talk to: the Debian package mosquitto,
+# installed with apt when we are root; elsewhere setup says how and goes on.
+broker:
+	@PATH="$$PATH:/usr/sbin:/usr/local/sbin"; command -v mosquitto >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing the MQTT broker mosquitto with apt"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null 2>&1 \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; } \
+	    || echo "could not install mosquitto; see README, Live monitoring"; \
+	  else \
+	    echo "no MQTT broker: install mosquitto for ssad monitor over MQTT (Debian/Ubuntu: sudo apt-get install mosquitto;" \
+	      "macOS: brew install mosquitto; elsewhere: the Eclipse Mosquitto download page)"; \
+	  fi; }
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,4 +1,4 @@
-"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, ensemble."""
+"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, monitor, ensemble."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from ssad.errors import SsadError
+from ssad.field.cli import add_monitor_command
 
 __all__ = ["main"]
 
@@ -156,6 +157,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true")
     score.add_argument("--device", default="cpu")
     score.set_defaults(handler=_cmd_score)
+
+    add_monitor_command(commands)
 
     ensemble = commands.add_parser("ensemble", help="combine evaluated detectors' scores and evaluate the mix")
     ensemble.add_argument("--members", nargs="+", required=True,

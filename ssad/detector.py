@@ -19,7 +19,7 @@ from ssad.evaluation.thresholds import GammaThreshold
 from ssad.inference import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.scoring import Scorer, make_scorer, select_input
 
-__all__ = ["Detector", "DetectionResult", "clip_outputs", "fit_scorers"]
+__all__ = ["Detector", "DetectionResult", "clip_outputs", "fit_scorers", "typical_seconds"]
 
 log = logging.getLogger("ssad")
 
@@ -44,6 +44,13 @@ class DetectionResult:
             {"path": p, "machine": m, "score": float(s), "decision": int(d), "scorer": self.scorer}
             for p, m, s, d in zip(self.inputs, self.machine_ids, self.scores, self.decisions, strict=True)
         ]
+
+
+def typical_seconds(paths: Sequence[str | Path]) -> float | None:
+    """Median length in seconds of these audio files, from their headers (None when there are none)."""
+    from ssad.data.audio import audio_info
+
+    return float(np.median([audio_info(p).duration for p in paths])) if paths else None
 
 
 def clip_key(clip: Clip) -> str:
@@ -117,11 +124,14 @@ class Detector:
         scorers: fitted scorers by name.
         thresholds: a fitted `GammaThreshold` per scorer.
         default_scorer: the scorer `score` uses when none is named.
+        clip_seconds: typical length of the clips the scorers were fitted on (None = not recorded); a live
+            monitor scores windows of this length so that scores match the thresholds.
     """
 
     def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, GammaThreshold],
-                 default_scorer: str | None = None) -> None:
+                 default_scorer: str | None = None, clip_seconds: float | None = None) -> None:
         self.model = model
+        self.clip_seconds = clip_seconds
         self.scorers = dict(scorers)
         self.thresholds = dict(thresholds)
         preferred = [n for n in PREFERRED_SCORERS if n in self.scorers]
@@ -136,14 +146,15 @@ class Detector:
 
     @classmethod
     def from_outputs(cls, model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str], *,
-                     scorers: Sequence[str] | None = None, percentile: float = 0.9) -> Detector:
+                     scorers: Sequence[str] | None = None, percentile: float = 0.9,
+                     clip_seconds: float | None = None) -> Detector:
         """Fit scorers and thresholds on already computed training outputs."""
         fitted = fit_scorers(model, outputs, ids, scorers)
         thresholds = {}
         for name, scorer in fitted.items():
             # train_scores_ are leave-one-out where it matters (kNN): re-scoring the training clips would not be
             thresholds[name] = GammaThreshold(percentile).fit(scorer.train_scores_, list(ids))
-        return cls(model, fitted, thresholds)
+        return cls(model, fitted, thresholds, clip_seconds=clip_seconds)
 
     @classmethod
     def fit(cls, run: str | Path, train_root: str | Path, *, scorers: Sequence[str] | None = None,
@@ -158,7 +169,8 @@ class Detector:
         if not clips:
             raise SsadError(f"{train_root}: no normal training clips to fit the detector on")
         outputs, _ = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
-        return cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers, percentile=percentile)
+        return cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers, percentile=percentile,
+                                clip_seconds=typical_seconds([c.path for c in clips]))
 
     def _machine_ids(self, inputs: list[ClipInput], machine_ids: str | Sequence[str] | None) -> list[str]:
         from ssad.data.layout import parse_clip_name
@@ -211,6 +223,8 @@ class Detector:
         save_thresholds(self.thresholds, directory / "thresholds.json")
         manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
                     "scorers": list(self.scorers)}
+        if self.clip_seconds is not None:
+            manifest["clip_seconds"] = self.clip_seconds
         (directory / "detector.json").write_text(json.dumps(manifest, indent=2))
         return directory
 
@@ -227,4 +241,4 @@ class Detector:
         model = load_model_files(directory, device)
         scorers = {name: Scorer.load(directory / "scorers" / name) for name in manifest["scorers"]}
         thresholds = load_thresholds(directory / "thresholds.json")
-        return cls(model, scorers, thresholds, manifest["default_scorer"])
+        return cls(model, scorers, thresholds, manifest["default_scorer"], manifest.get("clip_seconds"))

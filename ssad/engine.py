@@ -11,7 +11,7 @@ import numpy as np
 
 from ssad.data.clips import Clip
 from ssad.data.layout import index_root, select
-from ssad.detector import Detector, clip_key, clip_outputs
+from ssad.detector import Detector, clip_key, clip_outputs, typical_seconds
 from ssad.errors import SsadError
 from ssad.evaluation.metrics import ResultRow
 from ssad.evaluation.plots import plot_tsne_pair, safe_name
@@ -110,7 +110,8 @@ def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers:
     train_outputs, _ = clip_outputs(model, [c.path for c in train], cache_dir=cache, progress=progress)
     test_outputs, test_raw = clip_outputs(model, [c.path for c in test], cache_dir=cache, progress=progress)
     train_ids = [clip_key(c) for c in train]
-    detector = Detector.from_outputs(model, train_outputs, train_ids, scorers=scorers, percentile=percentile)
+    detector = Detector.from_outputs(model, train_outputs, train_ids, scorers=scorers, percentile=percentile,
+                                     clip_seconds=typical_seconds([c.path for c in train]))
     train_table = _train_table(detector, train)
     test_table = _test_table(detector, test, test_outputs)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,152 @@
+"""`ssad monitor`: score live audio from a file, a folder, stdin or MQTT with a saved detector."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ssad.errors import SsadError
+
+__all__ = ["add_monitor_command"]
+
+log = logging.getLogger("ssad")
+
+#: the DCASE 2020 Task 2 clip length, for detectors that do not record theirs
+FALLBACK_WINDOW_S = 10.0
+
+
+def add_monitor_command(commands: Any) -> None:
+    """Register `ssad monitor` on the main parser's subcommands."""
+    parser = commands.add_parser(
+        "monitor", help="score live audio (WAV file, folder, raw PCM on stdin, MQTT) window by window",
+        description="Scores sliding windows of live audio with a saved detector; one JSON line per window on "
+        "stdout (time, machine, score, threshold, alert, smoothed, drift, ...), alerts and drift on stderr.")
+    parser.add_argument("--detector", required=True, help="saved detector folder (from ssad evaluate/detector)")
+    parser.add_argument("--source", required=True,
+                        help="a WAV file (played as a stream), a folder (watched for new files), '-' (raw 16-bit "
+                        "little-endian mono PCM at the detector's rate on stdin), or mqtt://HOST:PORT/TOPIC")
+    parser.add_argument("--machine", default=None, help="machine (type/id) the audio is from; default: the "
+                        "detector's only machine")
+    parser.add_argument("--machine-from-topic", default=None, metavar="PATTERN",
+                        help="MQTT: machine = the topic's parts at PATTERN's wildcards, e.g. plant/+/+")
+    parser.add_argument("--share", default=None, metavar="GROUP",
+                        help="MQTT: split messages with other monitors of GROUP (MQTT 5 shared subscription)")
+    parser.add_argument("--window", type=float, default=None,
+                        help="window length in seconds (default: the detector's clip length)")
+    parser.add_argument("--hop", type=float, default=None, help="seconds between windows (default: half a window)")
+    parser.add_argument("--smoothing", choices=["ema", "mean"], default="ema",
+                        help="smoothed score: exponential or plain moving average")
+    parser.add_argument("--smooth-windows", type=int, default=4, help="span of the smoothing, in windows")
+    parser.add_argument("--alert-after", type=int, default=3,
+                        help="alert when the smoothed score stays above the threshold this many windows")
+    parser.add_argument("--alerts", default=None, metavar="mqtt://HOST:PORT/TOPIC", help="also publish alerts here")
+    parser.add_argument("--drift-windows", type=int, default=30,
+                        help="recent non-overlapping windows tested against the training score distribution")
+    parser.add_argument("--drift-alpha", type=float, default=1e-3, help="drift when the test's p-value is below")
+    parser.add_argument("--max-windows", type=int, default=None, help="stop after this many windows")
+    parser.add_argument("--scorer", default=None, help="default: the detector's own choice")
+    parser.add_argument("--batch", type=int, default=16, help="most windows scored in one pass")
+    parser.add_argument("--realtime", action="store_true", help="play a WAV file at 1x instead of at full speed")
+    parser.add_argument("--poll", type=float, default=0.5, help="folder: seconds between looks")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="folder: a file is read once unchanged for this many seconds")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(handler=run_monitor)
+
+
+def _machine(args: argparse.Namespace, known: list[str]) -> str | None:
+    """The machine named on the command line (checked), the detector's only one, or None for topic machines."""
+    if args.machine is not None:
+        if args.machine not in known:
+            raise SsadError(f"machine {args.machine!r} is unknown to the detector {args.detector}; it knows "
+                            f"{', '.join(known)}")
+        return args.machine
+    if args.machine_from_topic is not None:
+        return None
+    if len(known) == 1:
+        return known[0]
+    raise SsadError(f"give --machine (the detector knows {', '.join(known)})")
+
+
+def _source(args: argparse.Namespace, machine: str | None, sample_rate: int) -> Any:
+    """The source `--source` names."""
+    from ssad.field import sources
+
+    spec = args.source
+    if spec.startswith("mqtt://"):
+        return sources.MqttSource(spec, machine=machine, topic_pattern=args.machine_from_topic, share=args.share)
+    if args.machine_from_topic or args.share:
+        raise SsadError("--machine-from-topic and --share apply to an mqtt:// source only")
+    if machine is None:
+        raise SsadError("give --machine for a file, folder or stdin source")
+    if spec == "-":
+        return sources.StdinSource(sys.stdin.buffer, machine)
+    path = Path(spec)
+    if path.is_dir():
+        return sources.FolderSource(path, machine, sample_rate, poll=args.poll, settle=args.settle)
+    if path.is_file():
+        return sources.FileSource(path, machine, sample_rate, realtime=args.realtime)
+    raise SsadError(f"{spec}: no such file or folder (a source is a WAV file, a folder, '-' or mqtt://...)")
+
+
+def _window_seconds(args: argparse.Namespace, detector: Any) -> float:
+    if args.window is not None:
+        return args.window
+    if detector.clip_seconds:
+        return float(detector.clip_seconds)
+    log.warning("the detector records no clip length: windows of %g s (give --window to match its clips)",
+                FALLBACK_WINDOW_S)
+    return FALLBACK_WINDOW_S
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_monitor(args: argparse.Namespace) -> None:
+    """The `ssad monitor` handler: build detector, source and monitor, run until the source ends or Ctrl-C."""
+    from ssad.detector import Detector
+    from ssad.field.monitor import Monitor, MonitorSettings
+    from ssad.field.mqtt import MqttPublisher
+
+    if args.max_windows is not None and args.max_windows < 1:
+        raise SsadError(f"--max-windows {args.max_windows} must be >= 1")
+    monitor = source = publisher = None
+    main_thread = threading.current_thread() is threading.main_thread()
+    # a service manager's stop (SIGTERM) takes the same clean way out as Ctrl-C
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        detector = Detector.load(args.detector, device=args.device)
+        scorer = args.scorer or detector.default_scorer
+        if scorer not in detector.thresholds:
+            raise SsadError(f"no scorer {scorer!r} in {args.detector}; it has {sorted(detector.thresholds)}")
+        machine = _machine(args, sorted(detector.thresholds[scorer].threshold_))
+        window = _window_seconds(args, detector)
+        settings = MonitorSettings(window=window, hop=args.hop or window / 2, smoothing=args.smoothing,
+                                   smooth_windows=args.smooth_windows, alert_after=args.alert_after,
+                                   drift_windows=args.drift_windows, drift_alpha=args.drift_alpha,
+                                   batch_size=args.batch)
+        publisher = MqttPublisher(args.alerts) if args.alerts else None
+        monitor = Monitor(detector, settings, scorer=scorer, publish=publisher.publish if publisher else None)
+        source = _source(args, machine, monitor.sample_rate)
+        log.info("monitoring %s: windows of %g s every %g s, %s scorer", args.source, settings.window, settings.hop,
+                 scorer)
+        monitor.run(source, max_windows=args.max_windows)
+    except KeyboardInterrupt:
+        done = f"{monitor.windows_scored} window(s) scored and written, {monitor.alerts_raised} alert(s)" \
+            if monitor else "nothing scored yet"
+        print(f"ssad monitor: interrupted; {done}", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        if source is not None:
+            source.close()
+        if publisher is not None:
+            publisher.close()
+    log.info("monitor done: %d window(s) scored, %d alert(s)", monitor.windows_scored, monitor.alerts_raised)

@@ -1,0 +1,213 @@
+"""The live monitor: chunks in, sliding windows scored in batches by a saved detector, one JSON line per window out.
+
+Per machine it keeps a smoothed score, an alert (smoothed score above the machine's threshold for N windows
+running) and a drift test against the machine's training score distribution. Alerts and drift changes are
+also logged on stderr, and alerts optionally published (e.g. to MQTT).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TextIO
+
+import numpy as np
+import torch
+
+from ssad.detector import Detector
+from ssad.field.alerts import AlertRule, Smoother
+from ssad.field.drift import DriftTest
+from ssad.field.sources import Chunk
+from ssad.field.windows import WindowCutter
+
+__all__ = ["Monitor", "MonitorSettings"]
+
+log = logging.getLogger("ssad")
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """How windows are cut, smoothed, alerted on and tested for drift (lengths in seconds)."""
+
+    window: float
+    hop: float
+    smoothing: str = "ema"
+    smooth_windows: int = 4
+    alert_after: int = 3
+    drift_windows: int = 30
+    drift_alpha: float = 1e-3
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if not (self.window > 0 and self.hop > 0):
+            msg = f"window={self.window} s and hop={self.hop} s must be positive"
+            raise ValueError(msg)
+        if self.batch_size < 1:
+            msg = f"batch_size={self.batch_size} must be >= 1"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class _Window:
+    stream: str
+    machine: str
+    start: int
+    samples: np.ndarray
+
+
+class _MachineState:
+    """What the monitor remembers about one machine."""
+
+    def __init__(self, detector: Detector, scorer: str, machine: str, settings: MonitorSettings) -> None:
+        thresholds = detector.thresholds[scorer]
+        self.machine = machine
+        self.thresholds = thresholds
+        self.smoother = Smoother(settings.smoothing, settings.smooth_windows)
+        self.rule = AlertRule(settings.alert_after)
+        # windows that do not overlap enter the drift test, so that its scores are close to independent
+        every = max(1, math.ceil(settings.window / settings.hop))
+        self.drift = DriftTest(thresholds, machine, windows=settings.drift_windows, alpha=settings.drift_alpha,
+                               every=every)
+
+    @property
+    def threshold(self) -> float:
+        """The machine's threshold, read at each window (an updated detector changes it)."""
+        return float(self.thresholds.threshold_[self.machine])
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Monitor:
+    """Scores live audio of known machines with a saved detector.
+
+    Args:
+        detector: a loaded `Detector`; its machines are the ones that can be monitored.
+        settings: windows, smoothing, alert and drift settings.
+        scorer: the detector's scorer to use (default: its own default).
+        out: where JSON lines go (one per scored window, flushed at once).
+        publish: called with a JSON text for each alert raised or cleared (e.g. an MQTT publisher).
+    """
+
+    def __init__(self, detector: Detector, settings: MonitorSettings, *, scorer: str | None = None,
+                 out: TextIO | None = None, publish: Callable[[str], None] | None = None) -> None:
+        self.detector = detector
+        self.settings = settings
+        self.scorer = scorer or detector.default_scorer
+        if self.scorer not in detector.scorers:
+            msg = f"no scorer {self.scorer!r} in this detector; it has {sorted(detector.scorers)}"
+            raise ValueError(msg)
+        self.sample_rate = detector.model.sample_rate
+        self.window_samples = round(settings.window * self.sample_rate)
+        self.hop_samples = max(1, round(settings.hop * self.sample_rate))
+        self.out = out if out is not None else sys.stdout
+        self.publish = publish
+        self.known = set(detector.thresholds[self.scorer].threshold_)
+        self.machines: dict[str, _MachineState] = {}
+        self.windows_scored = 0
+        self.alerts_raised = 0
+        self._cutters: dict[str, WindowCutter] = {}
+        self._pending: list[_Window] = []
+        self._unknown: set[str] = set()
+
+    def add(self, chunk: Chunk) -> None:
+        """Cut a chunk into the windows it completes; they wait in the batch until `score_pending`."""
+        if chunk.machine not in self.known:
+            if chunk.machine not in self._unknown:
+                self._unknown.add(chunk.machine)
+                log.warning("machine %r is unknown to the detector (it knows %s): its audio is skipped",
+                            chunk.machine, ", ".join(sorted(self.known)))
+            return
+        cutter = self._cutters.get(chunk.stream)
+        if cutter is None:
+            cutter = self._cutters[chunk.stream] = WindowCutter(self.window_samples, self.hop_samples)
+        for start, samples in cutter.push(chunk.samples):
+            self._pending.append(_Window(chunk.stream, chunk.machine, start, samples))
+        if chunk.final:
+            del self._cutters[chunk.stream]
+            if cutter.position < self.window_samples:
+                log.warning("%s: %.2f s of audio, shorter than one window (%.2f s): not scored", chunk.stream,
+                            cutter.position / self.sample_rate, self.settings.window)
+
+    def score_pending(self, limit: int | None = None) -> int:
+        """Score the waiting windows (at most `limit`) in one batch and write their lines; return how many."""
+        batch = self._pending if limit is None else self._pending[:limit]
+        if not batch:
+            return 0
+        with torch.inference_mode():
+            result = self.detector.score([w.samples for w in batch], [w.machine for w in batch], scorer=self.scorer)
+        self._pending = self._pending[len(batch):]  # only now: an interrupted batch is scored again
+        for window, score in zip(batch, result.scores, strict=True):
+            self._emit(window, float(score))
+        self.windows_scored += len(batch)
+        return len(batch)
+
+    def _emit(self, window: _Window, score: float) -> None:
+        """Update the machine's state with one score and write its JSON line (and any alert or drift news)."""
+        state = self.machines.get(window.machine)
+        if state is None:
+            state = self.machines[window.machine] = _MachineState(self.detector, self.scorer, window.machine,
+                                                                  self.settings)
+        smoothed = state.smoother.update(score)
+        alert_changed = state.rule.update(smoothed, state.threshold)
+        drift_changed = state.drift.update(score)
+        drift = state.drift.state
+        line = {
+            "time": _now(), "machine": window.machine, "score": score, "threshold": state.threshold,
+            "alert": state.rule.alerting, "smoothed": smoothed, "above_for": state.rule.run,
+            "drift": state.drift.drifting, "drift_stat": drift.statistic if drift else None,
+            "drift_p": drift.p_value if drift else None,
+            "stream": window.stream, "start": round(window.start / self.sample_rate, 3),
+        }
+        self.out.write(json.dumps(line) + "\n")
+        self.out.flush()
+        if alert_changed:
+            self._alert(line)
+        if drift_changed and drift is not None:
+            if drift.drifting:
+                log.warning("drift: %s's last %d window scores left its training distribution (%s statistic "
+                            "%.3g, p=%.2g)", window.machine, state.drift.windows, drift.test,
+                            drift.statistic, drift.p_value)
+            else:
+                log.info("drift over: %s's recent scores follow its training distribution again (p=%.2g)",
+                         window.machine, drift.p_value)
+
+    def _alert(self, line: dict) -> None:
+        if line["alert"]:
+            self.alerts_raised += 1
+            log.warning("ALERT %s: smoothed score %.4g above threshold %.4g for %d windows (%s at %.1f s)",
+                        line["machine"], line["smoothed"], line["threshold"], line["above_for"], line["stream"],
+                        line["start"])
+        else:
+            log.info("alert over: %s (smoothed score %.4g)", line["machine"], line["smoothed"])
+        if self.publish is not None:
+            self.publish(json.dumps({"event": "alert" if line["alert"] else "clear", **line}))
+
+    def run(self, events: Iterable[Chunk | None], max_windows: int | None = None) -> int:
+        """Consume a source until it ends or `max_windows` windows are scored; return the windows scored.
+
+        Windows are scored in batches of up to `batch_size`, or as soon as the source has nothing more ready.
+        On KeyboardInterrupt the windows already cut are scored and written before it propagates.
+        """
+        def room() -> int | None:
+            return None if max_windows is None else max_windows - self.windows_scored
+
+        try:
+            for event in events:
+                if event is not None:
+                    self.add(event)
+                if event is None or len(self._pending) >= self.settings.batch_size:
+                    self.score_pending(room())
+                if max_windows is not None and self.windows_scored >= max_windows:
+                    return self.windows_scored
+            self.score_pending(room())
+        except KeyboardInterrupt:
+            self.score_pending(room())
+            raise
+        return self.windows_scored
