@@ -232,3 +232,17 @@ def test_equalized_classes_reach_the_batches_with_their_bump(tiny_root: Path) ->
     assert torch.allclose(out[1], plain[1])
     difference = (out[0] - plain[0]).mean(dim=-1)  # per mel band, the bump in the log domain
     assert float(difference.abs().max()) > 0.1 and not torch.allclose(out[0], plain[0])
+
+
+def test_tiny_config_run_gives_clips_different_embeddings(tiny_run: Path, tiny_root: Path) -> None:
+    """A few dozen training steps still leave usable BatchNorm statistics (bn_momentum: null in tiny.yaml)."""
+    import numpy as np
+
+    import ssad
+
+    model = ssad.load(tiny_run)
+    clips = sorted((tiny_root / "fan" / "test").glob("*.wav"))[:6]
+    embeddings = np.stack([model.embed(clip) for clip in clips])
+    assert float(embeddings.std(axis=0).mean()) > 1e-3 * max(1.0, float(np.abs(embeddings).mean()))
+    norms = [m for m in model.module.net.modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)]
+    assert norms and all(m.momentum is None for m in norms)

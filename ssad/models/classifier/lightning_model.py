@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ssad.features import sliding_windows
 from ssad.models.base import SsadModule
@@ -40,6 +40,10 @@ class MachineIDClassifier(SsadModule):
             head over the recordings, on the same embedding), so that the embedding keeps what tells one
             recording of a machine from another instead of only what tells machines apart (after FeatEx,
             Wilkinghoff ICASSP 2024, whose extra task is telling whether two views come from one clip; 0 = off).
+        bn_momentum: momentum of every BatchNorm's running statistics (None = the plain average over all
+            training steps: a run of a few dozen steps, like the tiny config's, otherwise ends with running
+            variances still near their initial 1 while deep layers' true ones are far smaller, and in eval mode
+            every clip then gets the same embedding).
         mixup_alpha: mix each training batch with a shuffled copy of itself, weight ~ Beta(alpha, alpha),
             and the loss with the two labels in the same shares (0 = off; Noisy-ArcMix uses mixup so).
         arcface_scale: ArcFace logit scale.
@@ -79,6 +83,7 @@ class MachineIDClassifier(SsadModule):
         stats_branch: bool = False,
         mixup_alpha: float = 0.0,
         clip_loss: float = 0.0,
+        bn_momentum: float | None = 0.1,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_epochs: int = 0,
@@ -119,6 +124,10 @@ class MachineIDClassifier(SsadModule):
             arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
             n_subclusters=hp.get("n_subclusters", 1), stats_branch=hp.get("stats_branch", False),
         )
+        momentum = hp.get("bn_momentum", 0.1)
+        for module in self.net.modules():
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                module.momentum = momentum
         self.clip_head = (AdaCosHead(hp.embedding_dim, int(hp.n_clips))
                           if hp.get("clip_loss") and hp.get("n_clips") else None)
         # kept out of the module tree so that the compiled wrapper adds nothing to the state_dict
