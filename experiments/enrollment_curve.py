@@ -1,16 +1,21 @@
 """Enrolment curve: how a machine the network never saw is detected as it is enrolled with more normal clips.
 
-    ssad fit --config configs/demo.yaml --data.root ROOT --trainer.default_root_dir RUN \\
+    ssad fit --config configs/demo.yaml --data.root ROOT --trainer.default_root_dir RUN1 \\
         --data.init_args.exclude_ids '[fan/id_00, pump/id_02, slider/id_04, valve/id_06]'
-    python experiments/enrollment_curve.py --run RUN --data ROOT [--seed 1] [--draws 3]
+    ssad fit ... --trainer.default_root_dir RUN2 --data.init_args.exclude_ids '[fan/id_02, pump/id_04, slider/id_06, valve/id_00]'
+    python experiments/enrollment_curve.py --data ROOT --runs RUN1 RUN2 [--seed 1] [--draws 5]
 
 ROOT is `ssad synth --preset default --seed SEED` (read only). The detector is fitted on the trained IDs'
-training clips; each held-out ID is then enrolled (`ssad.enrollment.refit_machine`, as `ssad enroll` does)
-with n = 5, 10, 20, 50, 100 normal clips and scored on its test clips. The set has 30 training clips per
-ID, so the enrolment pool is that ID's training clips 0..129 synthesized by `synthesize_clip` with the set's
-seed (clips 0..29 are the set's own training clips, before their 16-bit rounding; test clips are never used). Each n is
-drawn `--draws` times from the pool; the curve shows the mean over draws of the mean AUC over the held-out
-IDs, with the standard deviation over draws. Writes enrollment_curve.{csv,md,png} into experiments/results/.
+training clips; each held-out ID (run k holds out `HELD_OUT[k]`) is then enrolled
+(`ssad.enrollment.refit_machine`, as `ssad enroll` does) with n = 5, 10, 20, 50, 100 normal clips and
+scored on its test clips. The set has 30 training clips per ID, so the enrolment pool is that ID's
+training clips 0..129 synthesized by `synthesize_clip` with the set's seed (clips 0..29 are the set's own
+training clips, before their 16-bit rounding; test clips are never used). Each n is drawn `--draws` times
+from the pool; the curve shows the mean over runs and draws of the mean AUC over a run's held-out IDs,
+with the standard deviation over runs and draws. "gaussian, own clips only" is the Gaussian fitted on the
+enrolment clips alone (Ledoit-Wolf shrinkage, as for trained IDs) instead of drawn towards the covariance
+the trained machines share, which is what `ssad enroll` does. Writes enrollment_curve.{csv,md,png} into
+experiments/results/.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ from tqdm import tqdm
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = (5, 10, 20, 50, 100)
 POOL = 130
-HELD_OUT = ("fan/id_00", "pump/id_02", "slider/id_04", "valve/id_06")
+HELD_OUT = (("fan/id_00", "pump/id_02", "slider/id_04", "valve/id_06"),
+            ("fan/id_02", "pump/id_04", "slider/id_06", "valve/id_00"))
 SCORERS = ("gaussian", "knn")
+OWN_ONLY = "gaussian, own clips only"
+CURVES = (*SCORERS, OWN_ONLY)
 
 
 def pool_outputs(model, machine: str, seed: int) -> dict[str, np.ndarray]:  # noqa: ANN001
@@ -47,22 +55,35 @@ def pool_outputs(model, machine: str, seed: int) -> dict[str, np.ndarray]:  # no
 
 def main() -> None:
     """Fit, enrol, score, write the curve."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", required=True, help="runs trained without HELD_OUT[0], HELD_OUT[1], ...")
+    parser.add_argument("--data", required=True, help="the synthetic default set the runs were trained on")
+    parser.add_argument("--seed", type=int, default=1, help="the seed the set was made with")
+    parser.add_argument("--draws", type=int, default=5, help="random enrolment subsets per size")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    if len(args.runs) > len(HELD_OUT):
+        parser.error(f"at most {len(HELD_OUT)} runs (one per held-out set)")
+    rows, trained = [], {c: [] for c in SCORERS}
+    for k, run in enumerate(args.runs):
+        run_rows, run_trained = curve(run, args.data, HELD_OUT[k], args.seed, args.draws, k)
+        rows += run_rows
+        for c in SCORERS:
+            trained[c].append(run_trained[c])
+    write(Path(args.out), rows, {c: float(np.mean(v)) for c, v in trained.items()})
+
+
+def curve(run: str, data: str, held_out: tuple[str, ...], seed: int, draws: int, k: int) -> tuple[list[dict], dict]:
+    """One run: rows (clips, draw, curve, mean AUC over the held-out IDs) and the trained IDs' mean AUC."""
     from ssad.data.layout import index_root, select
     from ssad.detector import Detector, clip_key, clip_outputs
     from ssad.enrollment import refit_machine
     from ssad.inference import load
+    from ssad.scoring import GaussianScorer
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="run trained without the held-out IDs")
-    parser.add_argument("--data", required=True, help="the synthetic default set the run was trained on")
-    parser.add_argument("--seed", type=int, default=1, help="the seed the set was made with")
-    parser.add_argument("--draws", type=int, default=3, help="random enrolment subsets per size")
-    parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args()
-
-    model = load(args.run)
-    clips = index_root(args.data)
-    train = [c for c in select(clips, split="train", label="normal") if clip_key(c) not in HELD_OUT]
+    model = load(run)
+    clips = index_root(data)
+    train = [c for c in select(clips, split="train", label="normal") if clip_key(c) not in held_out]
     outputs, _ = clip_outputs(model, [c.path for c in train], progress=True)
     detector = Detector.from_outputs(model, outputs, [clip_key(c) for c in train], scorers=list(SCORERS))
 
@@ -71,28 +92,29 @@ def main() -> None:
     test_ids = np.array([clip_key(c) for c in test])
     labels = np.array([c.label == "anomaly" for c in test])
 
-    def auc(det: Detector, scorer: str, machine: str) -> float:
+    def auc(scorer, machine: str) -> float:  # noqa: ANN001
         rows = test_ids == machine
-        part = {k: v[rows] for k, v in test_outputs.items()}
-        scores = det.scorers[scorer].score(part[det.scorers[scorer].input_name], [machine] * int(rows.sum()))
+        scores = scorer.score(test_outputs[scorer.input_name][rows], [machine] * int(rows.sum()))
         return float(roc_auc_score(labels[rows], scores))
 
-    trained = {s: float(np.mean([auc(detector, s, m) for m in detector.machine_ids])) for s in SCORERS}
-    pools = {m: pool_outputs(model, m, args.seed) for m in HELD_OUT}
-    rng = np.random.default_rng(0)
+    trained = {s: float(np.mean([auc(detector.scorers[s], m) for m in detector.machine_ids])) for s in SCORERS}
+    pools = {m: pool_outputs(model, m, seed) for m in held_out}
+    rng = np.random.default_rng(k)
     rows = []
     for n in SIZES:
-        for draw in range(args.draws):
-            per_scorer = {s: [] for s in SCORERS}
-            for machine in HELD_OUT:
+        for draw in range(draws):
+            aucs: dict[str, list[float]] = {c: [] for c in CURVES}
+            for machine in held_out:
                 pick = rng.choice(POOL, size=n, replace=False)
-                enrolled, _ = refit_machine(detector, machine, {k: v[pick] for k, v in pools[machine].items()})
+                enrolment = {name: value[pick] for name, value in pools[machine].items()}
+                enrolled, _ = refit_machine(detector, machine, enrolment)
                 for s in SCORERS:
-                    per_scorer[s].append(auc(enrolled, s, machine))
-            for s in SCORERS:
-                rows.append({"clips": n, "draw": draw, "scorer": s, "auc": float(np.mean(per_scorer[s])),
-                             **{f"auc_{m}": a for m, a in zip(HELD_OUT, per_scorer[s], strict=True)}})
-    write(Path(args.out), rows, trained)
+                    aucs[s].append(auc(enrolled.scorers[s], machine))
+                aucs[OWN_ONLY].append(auc(GaussianScorer().fit(enrolment["embedding"], [machine] * n), machine))
+            for c in CURVES:
+                rows.append({"run": k, "clips": n, "draw": draw, "curve": c, "auc": float(np.mean(aucs[c])),
+                             **{f"auc_{m}": a for m, a in zip(held_out, aucs[c], strict=True)}})
+    return rows, trained
 
 
 def write(out: Path, rows: list[dict], trained: dict[str, float]) -> None:
@@ -107,30 +129,35 @@ def write(out: Path, rows: list[dict], trained: dict[str, float]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["# Enrolment curve (held-out IDs " + ", ".join(HELD_OUT) + ")", "",
-             "Mean AUC (%) over the held-out IDs, mean ± sd over random enrolment draws; "
-             "trained IDs: the other 12 IDs, fitted on their 30 training clips.", "",
-             "| clips | " + " | ".join(SCORERS) + " |", "|---|" + "---|" * len(SCORERS)]
+    runs = sorted({r["run"] for r in rows})
+    held = "; ".join(", ".join(HELD_OUT[k]) for k in runs)
+    lines = [f"# Enrolment curve (held out of training: {held})", "",
+             "Mean AUC (%) over a run's held-out IDs, mean ± sd over runs and random enrolment draws; "
+             "trained IDs: the other 12 IDs of each run, fitted on their 30 training clips. "
+             "Made by `experiments/enrollment_curve.py`.", "",
+             "| clips | " + " | ".join(CURVES) + " |", "|---|" + "---|" * len(CURVES)]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for s in SCORERS:
+    for c in CURVES:
         stats = [(n, np.mean(v), np.std(v)) for n in SIZES
-                 for v in [[r["auc"] for r in rows if r["clips"] == n and r["scorer"] == s]]]
-        ax.errorbar([n for n, _, _ in stats], [100 * m for _, m, _ in stats], yerr=[100 * d for _, _, d in stats],
-                    marker="o", capsize=3, label=f"{s}, enrolled IDs")
-        ax.axhline(100 * trained[s], linestyle="--", linewidth=1, color=ax.lines[-1].get_color(),
-                   label=f"{s}, trained IDs (30 clips)")
+                 for v in [[r["auc"] for r in rows if r["clips"] == n and r["curve"] == c]]]
+        bars = ax.errorbar([n for n, _, _ in stats], [100 * m for _, m, _ in stats],
+                           yerr=[100 * d for _, _, d in stats], marker="o", capsize=3,
+                           linestyle=":" if c == OWN_ONLY else "-", label=f"{c}, enrolled IDs")
+        if c in trained:
+            ax.axhline(100 * trained[c], linestyle="--", linewidth=1, color=bars.lines[0].get_color(),
+                       label=f"{c}, trained IDs (30 clips)")
     for n in SIZES:
         cells = []
-        for s in SCORERS:
-            values = [r["auc"] for r in rows if r["clips"] == n and r["scorer"] == s]
+        for c in CURVES:
+            values = [r["auc"] for r in rows if r["clips"] == n and r["curve"] == c]
             cells.append(f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    lines.append("| trained IDs | " + " | ".join(f"{100 * trained[s]:.1f}" for s in SCORERS) + " |")
+    lines.append("| trained IDs | " + " | ".join(f"{100 * trained[c]:.1f}" if c in trained else "" for c in CURVES) + " |")
     ax.set_xscale("log")
     ax.set_xticks(SIZES, [str(n) for n in SIZES])
     ax.set_xlabel("normal enrolment clips")
     ax.set_ylabel("AUC (%)")
-    ax.set_title("A machine the network never saw, enrolled without retraining")
+    ax.set_title("New machines enrolled without retraining", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "enrollment_curve.png", dpi=120)

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssad import store
 from ssad.data.clips import Clip
 from ssad.errors import SsadError
 from ssad.evaluation.report import load_thresholds, save_thresholds
 from ssad.evaluation.thresholds import GammaThreshold
 from ssad.inference import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.scoring import Scorer, make_scorer, select_input
+from ssad.store import current_version, reset_versions, state_dir
 
 __all__ = ["Detector", "DetectionResult", "References", "clip_outputs", "fit_scorers"]
 
@@ -268,7 +268,7 @@ class Detector:
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        store.reset(directory)
+        reset_versions(directory)
         save_model_files(self.model, directory)
         self.save_state(directory)
         manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
@@ -306,8 +306,8 @@ class Detector:
             from ssad.export import ONNX_DIR, OnnxModel
 
             model = OnnxModel(model, directory / ONNX_DIR)
-        version = store.current_version(directory)
-        state = store.state_dir(directory, version)
+        version = current_version(directory)
+        state = state_dir(directory, version)
         scorers = {name: Scorer.load(state / "scorers" / name) for name in manifest["scorers"]}
         thresholds = load_thresholds(state / "thresholds.json")
         detector = cls(model, scorers, thresholds, manifest["default_scorer"], References.load(state / REFERENCES_FILE))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssad import store
+import ssad.store as store
 from ssad.detector import Detector
 from ssad.errors import SsadError
 from ssad.scoring import select_input

@@ -23,7 +23,7 @@ from filelock import FileLock
 
 from ssad.errors import SsadError
 
-__all__ = ["POINTER_FILE", "VERSIONS_DIR", "VERSION_FILE", "commit", "current_version", "reset", "state_dir",
+__all__ = ["POINTER_FILE", "VERSIONS_DIR", "VERSION_FILE", "commit", "current_version", "reset_versions", "state_dir",
            "undo", "update_lock", "version_record"]
 
 POINTER_FILE = "current.json"
@@ -112,7 +112,7 @@ def undo(directory: str | Path, machine: str) -> dict[str, Any]:
     return record
 
 
-def reset(directory: str | Path) -> None:
+def reset_versions(directory: str | Path) -> None:
     """Forget every version (a new base state is being saved in this folder)."""
     directory = Path(directory)
     (directory / POINTER_FILE).unlink(missing_ok=True)

@@ -190,3 +190,29 @@ def test_onnx_export_scores_match_torch(tiny_run: Path, tiny_root: Path, tmp_pat
     capsys.readouterr()
     assert main(["score", "--detector", str(det), "--backend", "onnx", "--json", *test[:2]]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_refit_ids_replaces_one_id_and_keeps_the_others() -> None:
+    from ssad.evaluation.thresholds import GammaThreshold
+    from ssad.scoring import GaussianScorer, KNNScorer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    ids = ["a"] * 30 + ["b"] * 30
+    new = rng.normal(loc=3.0, size=(5, 4))
+    probe = rng.normal(size=(6, 4))
+    for scorer in (KNNScorer(k=2), GaussianScorer()):
+        fitted = scorer.fit(X, ids)
+        merged = fitted.refit_ids(new, ["c"] * 5)
+        assert merged.ids_ == ["a", "b", "c"] and (merged.train_ids_ == "c").sum() == 5
+        np.testing.assert_array_equal(merged.score(probe, ["a"] * 6), fitted.score(probe, ["a"] * 6))
+        assert np.all(np.isfinite(merged.score(probe, ["c"] * 6)))
+        replaced = merged.refit_ids(X[:10], ["b"] * 10)  # b now has 10 clips, a and c as before
+        assert (replaced.train_ids_ == "b").sum() == 10
+        np.testing.assert_array_equal(replaced.score(probe, ["c"] * 6), merged.score(probe, ["c"] * 6))
+    knn = KNNScorer(k=2).fit(X, ids).refit_ids(new, ["c"] * 5)
+    np.testing.assert_array_equal(knn.score(probe, ["c"] * 6), KNNScorer(k=2).fit(new, ["c"] * 5).score(probe, ["c"] * 6))
+    thresholds = GammaThreshold().fit(rng.gamma(4.0, size=60), ids)
+    merged = thresholds.refit_ids([1.0, 2.0], ["c", "c"])  # too few clips: the median of the others
+    assert merged.threshold_["a"] == thresholds.threshold_["a"]
+    assert merged.threshold_["c"] == pytest.approx(np.median(list(thresholds.threshold_.values())))
