@@ -112,8 +112,9 @@ def curve(run: str, data: str, held_out: tuple[str, ...], seed: int, draws: int,
                     aucs[s].append(auc(enrolled.scorers[s], machine))
                 aucs[OWN_ONLY].append(auc(GaussianScorer().fit(enrolment["embedding"], [machine] * n), machine))
             for c in CURVES:
-                rows.append({"run": k, "clips": n, "draw": draw, "curve": c, "auc": float(np.mean(aucs[c])),
-                             **{f"auc_{m}": a for m, a in zip(held_out, aucs[c], strict=True)}})
+                rows.append({"run": k, "held_out": " ".join(held_out), "clips": n, "draw": draw, "curve": c,
+                             "auc": float(np.mean(aucs[c])),
+                             **{f"auc_{m.split('/')[0]}": a for m, a in zip(held_out, aucs[c], strict=True)}})
     return rows, trained
 
 

@@ -264,11 +264,18 @@ class Detector:
     def save(self, directory: str | Path) -> Path:
         """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds.
 
-        This is a new base state: versions of an earlier detector in the same folder are forgotten.
+        This is a new base state: versions, references and an ONNX export of an earlier detector in the same
+        folder are removed.
         """
+        import shutil
+
+        from ssad.export import ONNX_DIR
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         reset_versions(directory)
+        shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
+        (directory / REFERENCES_FILE).unlink(missing_ok=True)
         save_model_files(self.model, directory)
         self.save_state(directory)
         manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,

@@ -60,6 +60,9 @@ def _export(module: nn.Module, example: Tensor, path: Path, input_name: str, out
 
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
     os.close(fd)
+    torch_onnx_log = logging.getLogger("torch.onnx")
+    level = torch_onnx_log.level
+    torch_onnx_log.setLevel(logging.ERROR)  # it warns that torchvision's detection ops are missing; none are used
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -71,6 +74,8 @@ def _export(module: nn.Module, example: Tensor, path: Path, input_name: str, out
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        torch_onnx_log.setLevel(level)
 
 
 def export_onnx(directory: str | Path) -> Path:
