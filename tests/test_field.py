@@ -216,3 +216,12 @@ def test_refit_ids_replaces_one_id_and_keeps_the_others() -> None:
     merged = thresholds.refit_ids([1.0, 2.0], ["c", "c"])  # too few clips: the median of the others
     assert merged.threshold_["a"] == thresholds.threshold_["a"]
     assert merged.threshold_["c"] == pytest.approx(np.median(list(thresholds.threshold_.values())))
+
+
+def test_training_can_leave_machines_out_for_later_enrolment(tiny_root: Path) -> None:
+    from ssad.data import MachineIDDataModule
+
+    data = MachineIDDataModule(root=str(tiny_root), exclude_ids=["fan/id_00", "valve/id_06"], augment=False)
+    data.setup("fit")
+    assert "fan/id_00" not in data.class_names and "valve/id_06" not in data.class_names
+    assert "fan/id_02" in data.class_names and len(data.class_names) == 14

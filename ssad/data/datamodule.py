@@ -252,6 +252,9 @@ class MachineIDDataModule(L.LightningDataModule):
             types = [types]
         clips = index_root(self.hparams.root, machine_types=types, skip_bad=self.hparams.skip_bad)
         excluded = set(self.hparams.exclude_ids or ())
+        unmatched = sorted(excluded - {f"{c.machine_type}/{c.machine_id}" for c in clips})
+        if unmatched:
+            log.warning("exclude_ids %s match no machine under %s", unmatched, self.hparams.root)
         return [c for c in clips if f"{c.machine_type}/{c.machine_id}" not in excluded]
 
     def _log_lengths(self, infos: list[AudioInfo], rate: int, num_samples: int | None) -> None:
