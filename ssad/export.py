@@ -93,10 +93,31 @@ def export_onnx(directory: str | Path) -> Path:
     windows = torch.zeros(2, model.log_mel.n_mels, model.window_frames).normal_()
     _export(_Network(model), windows, out / NETWORK_FILE, "log_mel_windows", names,
             {0: torch.export.Dim("batch", max=1 << 20)})
+    _check(model, out)
     info = {"front_end": FRONT_END_FILE, "network": NETWORK_FILE, "outputs": names, "torch": torch.__version__,
             "window_frames": model.window_frames, "window_hop": model.window_hop}
     (out / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return out
+
+
+def _check(model: LoadedModel, folder: Path) -> None:
+    """Run both graphs on inputs of other sizes than the export's examples and compare with torch.
+
+    An exporter that fixed a size it should have kept free (or a graph that computes something else) is
+    caught here, at export time, rather than when a monitor first meets a clip of another length.
+    """
+    onnx_model = OnnxModel(model, folder)
+    generator = torch.Generator().manual_seed(0)
+    wave = torch.randn(model.log_mel.num_samples(model.window_frames) * 3 + 77, generator=generator)
+    windows = torch.randn(3, model.log_mel.n_mels, model.window_frames, generator=generator)
+    with torch.no_grad():
+        pairs = [("log_mel", model.log_mel_of(wave), onnx_model.log_mel_of(wave))]
+        expected, got = model.window_outputs(windows), onnx_model.window_outputs(windows)
+    pairs += [(name, expected[name], got[name]) for name in expected]
+    for name, a, b in pairs:
+        if a.shape != b.shape or not torch.allclose(b, a, rtol=1e-3, atol=1e-4 * float(a.abs().max()) + 1e-12):
+            raise SsadError(f"{folder}: the exported {name} differs from torch (shape {tuple(b.shape)} vs "
+                            f"{tuple(a.shape)}); the export is not usable")
 
 
 class OnnxModel(LoadedModel):
