@@ -1,4 +1,4 @@
-"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, monitor, ensemble."""
+"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, ensemble; monitor, enroll, feedback, export."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ssad.cli_field import add_field_commands
 from ssad.errors import SsadError
 from ssad.field.cli import add_monitor_command
 
@@ -69,8 +70,8 @@ def _cmd_detector(args: argparse.Namespace) -> None:
 def _cmd_score(args: argparse.Namespace) -> None:
     from ssad.detector import Detector
 
-    detector = Detector.load(args.detector, device=args.device)
-    result = detector.score(args.files, scorer=args.scorer)
+    detector = Detector.load(args.detector, device=args.device, backend=args.backend)
+    result = detector.score(args.files, machine_ids=args.machine, scorer=args.scorer)
     rows = result.as_records()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -156,7 +157,10 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--scorer", default=None, help="default: the detector's own choice")
     score.add_argument("--json", action="store_true")
     score.add_argument("--device", default="cpu")
+    score.add_argument("--machine", default=None, help="the machine all files are from (default: from DCASE file names)")
+    score.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="onnx: the `ssad export` graphs")
     score.set_defaults(handler=_cmd_score)
+    add_field_commands(commands)
 
     add_monitor_command(commands)
 

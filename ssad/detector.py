@@ -18,14 +18,19 @@ from ssad.evaluation.report import load_thresholds, save_thresholds
 from ssad.evaluation.thresholds import GammaThreshold
 from ssad.inference import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.scoring import Scorer, make_scorer, select_input
+from ssad.store import current_version, reset_versions, state_dir
 
-__all__ = ["Detector", "DetectionResult", "clip_outputs", "fit_scorers", "typical_seconds"]
+__all__ = ["Detector", "DetectionResult", "References", "clip_outputs", "fit_scorers", "typical_seconds"]
 
 log = logging.getLogger("ssad")
 
 FORMAT_VERSION = 1
+#: per-clip model outputs of each machine's normal reference clips, kept so one machine can be refitted alone
+REFERENCES_FILE = "references.npz"
 #: the scorer a detector uses when none is named: the first of these that the model supports
 PREFERRED_SCORERS = ("gaussian", "knn", "softmax")
+#: what runs the network when scoring: torch, or onnxruntime on the graphs `ssad export` wrote
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass
@@ -51,6 +56,51 @@ def typical_seconds(paths: Sequence[str | Path]) -> float | None:
     from ssad.data.audio import audio_info
 
     return float(np.median([audio_info(p).duration for p in paths])) if paths else None
+
+
+@dataclass
+class References:
+    """The normal reference clips each machine's scorers were fitted on, as per-clip model outputs."""
+
+    outputs: dict[str, np.ndarray]
+    ids: np.ndarray
+
+    @property
+    def machines(self) -> list[str]:
+        """Machines with stored references."""
+        return sorted(set(self.ids.tolist()))
+
+    def of(self, machine: str) -> dict[str, np.ndarray]:
+        """One machine's reference outputs (empty arrays when it has none)."""
+        rows = self.ids == machine
+        return {name: value[rows] for name, value in self.outputs.items()}
+
+    def replaced(self, machine: str, outputs: Mapping[str, np.ndarray]) -> References:
+        """A copy in which `machine`'s references are `outputs`."""
+        keep = self.ids != machine
+        n = len(next(iter(outputs.values())))
+        merged = {name: np.concatenate([value[keep], np.asarray(outputs[name], dtype=value.dtype)])
+                  for name, value in self.outputs.items()}
+        return References(merged, np.concatenate([self.ids[keep], np.full(n, machine)]))
+
+    def save(self, path: Path) -> None:
+        """Plain npz: one array per output plus the machine of each row (no pickle)."""
+        np.savez(path, ids=self.ids.astype(str), **{f"output.{k}": v for k, v in self.outputs.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> References | None:
+        """Read `save`'s file; None when the detector was saved without references."""
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                ids = npz["ids"].astype(str)
+                outputs = {k.removeprefix("output."): npz[k] for k in npz.files if k.startswith("output.")}
+        except (OSError, ValueError, KeyError) as error:
+            raise SsadError(f"{path}: unreadable reference outputs ({error})") from None
+        if any(len(v) != len(ids) for v in outputs.values()):
+            raise SsadError(f"{path}: reference outputs and machine ids differ in length")
+        return cls(outputs, ids)
 
 
 def clip_key(clip: Clip) -> str:
@@ -126,14 +176,19 @@ class Detector:
         default_scorer: the scorer `score` uses when none is named.
         clip_seconds: typical length of the clips the scorers were fitted on (None = not recorded); a live
             monitor scores windows of this length so that scores match the thresholds.
+        references: each machine's normal reference outputs (None for detectors saved without them).
+        version: the saved state version this detector was loaded from (0 = the base state; see `ssad.store`).
     """
 
     def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, GammaThreshold],
-                 default_scorer: str | None = None, clip_seconds: float | None = None) -> None:
+                 default_scorer: str | None = None, references: References | None = None,
+                 clip_seconds: float | None = None) -> None:
         self.model = model
         self.clip_seconds = clip_seconds
         self.scorers = dict(scorers)
         self.thresholds = dict(thresholds)
+        self.references = references
+        self.version = 0
         preferred = [n for n in PREFERRED_SCORERS if n in self.scorers]
         self.default_scorer = default_scorer or (preferred[0] if preferred else next(iter(self.scorers)))
         if self.default_scorer not in self.scorers:
@@ -154,7 +209,8 @@ class Detector:
         for name, scorer in fitted.items():
             # train_scores_ are leave-one-out where it matters (kNN): re-scoring the training clips would not be
             thresholds[name] = GammaThreshold(percentile).fit(scorer.train_scores_, list(ids))
-        return cls(model, fitted, thresholds, clip_seconds=clip_seconds)
+        references = References({k: np.asarray(v) for k, v in outputs.items()}, np.asarray(ids, dtype=str))
+        return cls(model, fitted, thresholds, references=references, clip_seconds=clip_seconds)
 
     @classmethod
     def fit(cls, run: str | Path, train_root: str | Path, *, scorers: Sequence[str] | None = None,
@@ -207,30 +263,59 @@ class Detector:
         unknown = sorted(set(ids) - set(self.machine_ids))
         if unknown:
             raise SsadError(f"machine(s) {unknown} unknown to this detector; it knows {self.machine_ids}")
-        outputs = self.model.outputs(items, sample_rate=sample_rate)
         chosen = self.scorers[name]
+        missing = sorted(set(ids) - set(chosen.ids_))
+        if missing:
+            raise SsadError(f"scorer {name!r} cannot score machine(s) {missing} (enrolled after training, not "
+                            f"classes of the model); use {self.default_scorer!r} or another scorer that has them")
+        outputs = self.model.outputs(items, sample_rate=sample_rate)
         scores = chosen.score(select_input(chosen, outputs), ids)
         decisions = self.thresholds[name].decide(scores, ids)
         labels = [str(i) if isinstance(i, (str, Path)) else f"waveform[{k}]" for k, i in enumerate(items)]
         return DetectionResult(labels, ids, np.asarray(scores, dtype=np.float64), np.asarray(decisions), name)
 
     def save(self, directory: str | Path) -> Path:
-        """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds."""
+        """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds.
+
+        This is a new base state: versions, references and an ONNX export of an earlier detector in the same
+        folder are removed.
+        """
+        import shutil
+
+        from ssad.export import ONNX_DIR
+
         directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        reset_versions(directory)
+        shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
+        (directory / REFERENCES_FILE).unlink(missing_ok=True)
         save_model_files(self.model, directory)
-        for name, scorer in self.scorers.items():
-            scorer.save(directory / "scorers" / name)
-        save_thresholds(self.thresholds, directory / "thresholds.json")
+        self.save_state(directory)
         manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
                     "scorers": list(self.scorers)}
         if self.clip_seconds is not None:
             manifest["clip_seconds"] = self.clip_seconds
         (directory / "detector.json").write_text(json.dumps(manifest, indent=2))
+        self.version = 0
         return directory
 
+    def save_state(self, folder: str | Path) -> None:
+        """Write what updates change (scorers, thresholds, references) into `folder`: a base state or a version."""
+        folder = Path(folder)
+        for name, scorer in self.scorers.items():
+            scorer.save(folder / "scorers" / name)
+        save_thresholds(self.thresholds, folder / "thresholds.json")
+        if self.references is not None:
+            self.references.save(folder / REFERENCES_FILE)
+
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> Detector:
-        """Read a detector written by `save`; never unpickles anything."""
+    def load(cls, directory: str | Path, device: str = "cpu", backend: str = "torch") -> Detector:
+        """Read a detector written by `save`, at its current version; never unpickles anything.
+
+        `backend="onnx"` runs the network exported by `ssad export` with onnxruntime instead of torch.
+        """
+        if backend not in BACKENDS:
+            raise SsadError(f"backend {backend!r} is not one of {list(BACKENDS)}")
         directory = Path(directory)
         manifest_path = directory / "detector.json"
         if not manifest_path.is_file():
@@ -239,6 +324,15 @@ class Detector:
         if manifest.get("format_version") != FORMAT_VERSION:
             raise SsadError(f"{directory}: detector format {manifest.get('format_version')} is not {FORMAT_VERSION}")
         model = load_model_files(directory, device)
-        scorers = {name: Scorer.load(directory / "scorers" / name) for name in manifest["scorers"]}
-        thresholds = load_thresholds(directory / "thresholds.json")
-        return cls(model, scorers, thresholds, manifest["default_scorer"], manifest.get("clip_seconds"))
+        if backend == "onnx":
+            from ssad.export import ONNX_DIR, OnnxModel
+
+            model = OnnxModel(model, directory / ONNX_DIR)
+        version = current_version(directory)
+        state = state_dir(directory, version)
+        scorers = {name: Scorer.load(state / "scorers" / name) for name in manifest["scorers"]}
+        thresholds = load_thresholds(state / "thresholds.json")
+        detector = cls(model, scorers, thresholds, manifest["default_scorer"], References.load(state / REFERENCES_FILE),
+                       manifest.get("clip_seconds"))
+        detector.version = version
+        return detector

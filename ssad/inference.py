@@ -143,7 +143,11 @@ class LoadedModel:
     def log_mels(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None = None) -> list[Tensor]:
         """Log-mel (n_mels, frames) of each input, on the model's device."""
         waves, _ = self._waveforms(inputs, sample_rate)
-        return [self.log_mel(w.to(self.device)) for w in waves]
+        return [self.log_mel_of(w.to(self.device)) for w in waves]
+
+    def log_mel_of(self, waveform: Tensor) -> Tensor:
+        """Log-mel (n_mels, frames) of one 1-D waveform (another backend, e.g. ONNX, replaces this)."""
+        return self.log_mel(waveform)
 
     @torch.no_grad()
     def outputs_from_log_mels(self, log_mels: Sequence[Tensor], batch_size: int = 256) -> dict[str, np.ndarray]:
@@ -153,7 +157,7 @@ class LoadedModel:
         stacked = torch.cat(windows) if windows else torch.empty(0)
         parts: dict[str, list[Tensor]] = {}
         for start in range(0, len(stacked), batch_size):
-            for name, value in self.module.window_outputs(stacked[start : start + batch_size]).items():
+            for name, value in self.window_outputs(stacked[start : start + batch_size]).items():
                 parts.setdefault(name, []).append(value.float())
         result = {}
         for name, chunks in parts.items():
@@ -161,6 +165,10 @@ class LoadedModel:
             per_clip = [self.module.pool_windows(name, chunk) for chunk in torch.split(per_window, counts)]
             result[name] = torch.stack(per_clip).cpu().numpy()
         return result
+
+    def window_outputs(self, windows: Tensor) -> dict[str, Tensor]:
+        """The network's outputs for a batch of log-mel windows (another backend, e.g. ONNX, replaces this)."""
+        return self.module.window_outputs(windows)
 
     def outputs(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None = None,
                 batch_size: int = 256) -> dict[str, np.ndarray]:

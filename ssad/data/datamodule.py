@@ -158,6 +158,7 @@ class MachineIDDataModule(L.LightningDataModule):
     Args:
         root: corpus root in a DCASE layout (see `ssad.data.layout.index_root`).
         machine_types: types to train on; "all" takes every type under `root`.
+        exclude_ids: machines (`type/id`, e.g. "fan/id_00") left out entirely, e.g. to enrol them later.
         n_warped: up to this many classes made by spectral warping of a real ID (0 = none); fewer when
             the real IDs' warp ranges are full (see `plan_synthetic_classes`), logged.
         n_temporal: up to this many classes that re-time a real ID (played backwards, or amplitude-modulated
@@ -192,6 +193,7 @@ class MachineIDDataModule(L.LightningDataModule):
         self,
         root: str,
         machine_types: list[str] | str = "all",
+        exclude_ids: list[str] | None = None,
         n_warped: int = 0,
         n_mixed: int = 0,
         n_temporal: int = 0,
@@ -256,7 +258,12 @@ class MachineIDDataModule(L.LightningDataModule):
         types = None if self.hparams.machine_types in ("all", ["all"]) else self.hparams.machine_types
         if isinstance(types, str):
             types = [types]
-        return index_root(self.hparams.root, machine_types=types, skip_bad=self.hparams.skip_bad)
+        clips = index_root(self.hparams.root, machine_types=types, skip_bad=self.hparams.skip_bad)
+        excluded = set(self.hparams.exclude_ids or ())
+        unmatched = sorted(excluded - {f"{c.machine_type}/{c.machine_id}" for c in clips})
+        if unmatched:
+            log.warning("exclude_ids %s match no machine under %s", unmatched, self.hparams.root)
+        return [c for c in clips if f"{c.machine_type}/{c.machine_id}" not in excluded]
 
     def _log_lengths(self, infos: list[AudioInfo], rate: int, num_samples: int | None) -> None:
         """Say what is done with clips of different lengths: used whole, or cut and filled to `clip_seconds`."""

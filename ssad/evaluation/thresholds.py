@@ -142,6 +142,31 @@ class GammaThreshold(BaseEstimator):
         self.fallbacks_ = dict(sorted(self.fallbacks_.items()))
         return self
 
+    def refit_ids(self, train_scores: Any, ids: Sequence[str]) -> GammaThreshold:
+        """A copy with the IDs in `ids` fitted anew on their training scores, every other ID's threshold unchanged.
+
+        A refit ID with fewer than `THIN_CLIPS` scores gets the median threshold of the others, as in `fit`.
+        """
+        check_is_fitted(self, "threshold_")
+        fresh = GammaThreshold(self.percentile).fit(train_scores, ids)
+        merged = GammaThreshold(self.percentile)
+        others = [k for k in self.threshold_ if k not in fresh.threshold_]
+        merged.threshold_ = {k: self.threshold_[k] for k in others} | fresh.threshold_
+        merged.gamma_params_ = {k: self.gamma_params_.get(k) for k in others} | fresh.gamma_params_
+        merged.fallbacks_ = {k: v for k, v in self.fallbacks_.items() if k in others} | fresh.fallbacks_
+        counts = dict(zip(*np.unique(check_ids(ids, len(np.asarray(train_scores))), return_counts=True), strict=True))
+        thin = [str(k) for k, n in counts.items() if n < THIN_CLIPS]
+        if thin and others:
+            pooled = float(np.median([self.threshold_[k] for k in others]))
+            for name in thin:
+                merged.threshold_[name], merged.gamma_params_[name] = pooled, None
+                merged.fallbacks_[name] = (f"{counts[name]} training score(s): the median threshold of the "
+                                           f"other IDs, {pooled:.6g}")
+                logger.warning("threshold of %s: %s", name, merged.fallbacks_[name])
+        merged.threshold_ = dict(sorted(merged.threshold_.items()))
+        merged.fallbacks_ = dict(sorted(merged.fallbacks_.items()))
+        return merged
+
     def decide(self, scores: Any, ids: Sequence[str]) -> np.ndarray:
         """(n,) int decisions, 1 = anomalous (score above its ID's threshold), 0 = normal."""
         check_is_fitted(self, "threshold_")

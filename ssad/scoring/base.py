@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ssad.data.clips import THIN_CLIPS
@@ -177,6 +177,37 @@ class Scorer(BaseEstimator):
         groups = group_indices(check_ids(ids, len(X)))
         check_known_ids(groups, self.ids_)
         return X, groups
+
+    def supports_id(self, name: str) -> bool:
+        """Whether this scorer can be fitted for machine `name` at all (a classifier's softmax: only its classes)."""
+        return True
+
+    def refit_ids(self, X: Any, ids: Sequence[str]) -> Scorer:
+        """A copy with the IDs in `ids` fitted anew on (X, ids) alone, every other ID's state unchanged.
+
+        This is how a new machine is enrolled, or a machine's normal references grow, without refitting the rest.
+        """
+        check_is_fitted(self)
+        return self._merged(self._fit_new(X, ids))
+
+    def _fit_new(self, X: Any, ids: Sequence[str]) -> Scorer:
+        """A fresh scorer fitted on the refit IDs only (scorers that borrow from the other IDs override it)."""
+        return clone(self).fit(X, ids)
+
+    def _merged(self, fresh: Scorer) -> Scorer:
+        """This scorer with `fresh`'s IDs taken from `fresh`: ids and training scores; subclasses add their arrays."""
+        new = set(fresh.ids_)
+        merged = clone(self)
+        keep = ~np.isin(self.train_ids_, sorted(new))
+        merged.ids_ = sorted((set(self.ids_) - new) | new)
+        merged.train_ids_ = np.concatenate([np.asarray(self.train_ids_, dtype=str)[keep],
+                                            np.asarray(fresh.train_ids_, dtype=str)])
+        merged.train_scores_ = np.concatenate([self.train_scores_[keep], fresh.train_scores_])
+        old_notes = {k: v for k, v in getattr(self, "fallbacks_", {}).items() if k not in new}
+        merged.fallbacks_ = dict(sorted({**old_notes, **getattr(fresh, "fallbacks_", {})}.items()))
+        if hasattr(self, "n_features_in_"):
+            merged.n_features_in_ = self.n_features_in_
+        return merged
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Fitted state beyond `ids_`/`train_ids_`/`train_scores_`, as numeric arrays and JSON-able metadata."""

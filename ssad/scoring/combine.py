@@ -190,6 +190,9 @@ class CombinedScorer(Scorer):
         check_known_ids(set(ids.tolist()), self.ids_)
         return self._combine(scores, ids)
 
+    def _merged(self, fresh: Scorer) -> Scorer:
+        raise SsadError("an ensemble cannot refit single machines; refit its members and combine them again")
+
     def save(self, directory: str | Path) -> Path:
         """Write `scorer.json` + `arrays.npz` and each member into `member_<i>/` (no pickle)."""
         check_is_fitted(self)

@@ -117,6 +117,48 @@ class GaussianScorer(Scorer):
         X, groups = self._validated(X, ids)
         return self._distances(X, groups)
 
+    def _fit_new(self, X: np.ndarray, ids: Sequence[str]) -> GaussianScorer:
+        """Fit the refit IDs with their covariance drawn towards the one the other IDs share (`_enrolment_fit`)."""
+        prior = self._shared_covariance(exclude=set(np.asarray(ids, dtype=str).tolist()))
+        if prior is None:
+            return super()._fit_new(X, ids)
+        X, ids, groups = self._grouped(X, ids)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features but the scorer was fitted on {self.n_features_in_}")
+        fresh = GaussianScorer(**self.get_params())
+        fitted = [_enrolment_fit(X[idx], prior) for idx in groups.values()]
+        fresh.ids_ = list(groups)
+        fresh.means_ = np.stack([m for m, _ in fitted])
+        fresh.precisions_ = np.stack([p for _, p in fitted])
+        fresh.n_features_in_ = X.shape[1]
+        fresh.train_ids_ = ids
+        train = np.zeros(len(X))
+        for idx in groups.values():
+            for j in range(len(idx)) if len(idx) > 1 else ():
+                mean, precision = _enrolment_fit(X[np.delete(idx, j)], prior)
+                diff = X[idx[j]] - mean
+                train[idx[j]] = np.sqrt(max(float(diff @ precision @ diff), 0.0))
+        fresh.train_scores_ = train
+        fresh._note_fallbacks({name: f"{len(idx)} clip(s): covariance drawn towards the other machines' shared "
+                               f"covariance ({len(idx) - 1} of {len(idx) - 1 + X.shape[1]} weight on its own)"
+                               for name, idx in groups.items()})
+        return fresh
+
+    def _shared_covariance(self, exclude: set[str]) -> np.ndarray | None:
+        """The mean covariance of the fitted IDs outside `exclude`: what machines seen so far share; None if none."""
+        rows = [k for k, name in enumerate(self.ids_) if name not in exclude]
+        if not rows:
+            return None
+        return np.mean([pinvh(self.precisions_[k]) for k in rows], axis=0)
+
+    def _merged(self, fresh: Scorer) -> GaussianScorer:
+        merged = super()._merged(fresh)
+        sources = {name: (self, k) for k, name in enumerate(self.ids_)}
+        sources |= {name: (fresh, k) for k, name in enumerate(fresh.ids_)}
+        merged.means_ = np.stack([src.means_[k] for src, k in (sources[n] for n in merged.ids_)])
+        merged.precisions_ = np.stack([src.precisions_[k] for src, k in (sources[n] for n in merged.ids_)])
+        return merged
+
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"means": self.means_, "precisions": self.precisions_}
         return arrays, {}
@@ -131,6 +173,22 @@ class GaussianScorer(Scorer):
                 f"means {means.shape} / precisions {precisions.shape} do not match {len(ids)} ids"
             )
         self.means_, self.precisions_, self.n_features_in_ = means, precisions, d
+
+
+def _enrolment_fit(X: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and precision of a machine known from few clips: its sample covariance blended with `prior`.
+
+    The prior counts as many pseudo-clips as there are dimensions (the posterior mean under an
+    inverse-Wishart prior with d degrees of freedom), so 5 clips in 64 dimensions lean almost wholly on
+    the covariance the trained machines share, and 100 clips mostly on their own.
+    """
+    n, d = X.shape
+    mean = X.mean(axis=0)
+    if n < 2:
+        return mean, pinvh(prior)
+    weight = (n - 1) / (n - 1 + d)
+    cov = weight * np.atleast_2d(np.cov(X, rowvar=False)) + (1 - weight) * prior
+    return mean, pinvh(cov)
 
 
 def _thin_note(n_clips: int, covariance: str) -> str:

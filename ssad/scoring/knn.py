@@ -91,6 +91,20 @@ class KNNScorer(Scorer):
             out[idx] = dist[:, -1]
         return out
 
+    def _merged(self, fresh: Scorer) -> KNNScorer:
+        merged = super()._merged(fresh)
+        sources = {name: self for name in self.ids_} | {name: fresh for name in fresh.ids_}
+        rows = [sources[name]._rows(name) for name in merged.ids_]
+        merged.embeddings_ = np.concatenate(rows)
+        merged.offsets_ = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+        merged._build_index()
+        return merged
+
+    def _rows(self, name: str) -> np.ndarray:
+        """The stored training embeddings of one ID."""
+        i = self.ids_.index(name)
+        return self.embeddings_[self.offsets_[i] : self.offsets_[i + 1]]
+
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"embeddings": self.embeddings_, "offsets": self.offsets_}
         return arrays, {}

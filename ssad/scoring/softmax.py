@@ -65,6 +65,10 @@ class SoftmaxScorer(Scorer):
         check_known_ids(set(ids.tolist()), self.ids_)
         return self._pick(X, ids, self._columns())
 
+    def supports_id(self, name: str) -> bool:
+        """Only the classifier's own classes have a column to read."""
+        return name in {str(c) for c in self.class_names}
+
     def _set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         self._columns()
         self.class_names = [str(c) for c in self.class_names]

@@ -148,7 +148,7 @@ class AdaCosHead(nn.Module):
     def cosine(self, embedding: Tensor) -> Tensor:
         """(B, embedding_dim) -> (B, num_classes, n_subclusters) cosine to each centre."""
         cosine = F.linear(F.normalize(embedding, dim=1), F.normalize(self.weight, dim=1))
-        return cosine.reshape(len(embedding), self.num_classes, self.n_subclusters)
+        return cosine.reshape(embedding.shape[0], self.num_classes, self.n_subclusters)  # len() would fix the batch in an ONNX export
 
     @torch.no_grad()
     def _update_scale(self, cosine: Tensor, labels: Tensor) -> None:
