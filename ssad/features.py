@@ -7,8 +7,11 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +20,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ssad.errors import BadInputError
+
+T = TypeVar("T")
 
 __all__ = ["LogMel", "sliding_windows", "FeatureCache", "compute_log_mels"]
 
@@ -263,6 +268,25 @@ def _module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+#: files read (and hashed, with a cache) in background threads while the log-mels of earlier ones are computed
+READ_AHEAD_THREADS = 2
+
+
+def _read_ahead(load: Callable[[int], T], count: int, threads: int) -> Iterator[T]:
+    """`load(0)`, ..., `load(count - 1)` in order, each started up to a few items ahead in `threads` threads.
+
+    libsndfile, numpy and hashlib release the GIL, so decoding the next files overlaps the current STFT.
+    """
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ssad-read") as pool:
+        ahead: deque[Future[T]] = deque()
+        submitted = 0
+        while submitted < count or ahead:
+            while submitted < count and len(ahead) < 2 * threads:
+                ahead.append(pool.submit(load, submitted))
+                submitted += 1
+            yield ahead.popleft().result()
+
+
 def compute_log_mels(
     paths: Sequence[str | Path],
     log_mel: LogMel,
@@ -275,7 +299,8 @@ def compute_log_mels(
 ) -> list[np.ndarray]:
     """Log-mel spectrograms, (n_mels, frames) float32, one per path in order; cache hits skip reading.
 
-    Misses are read with `read` (a 1-D waveform per file) and pushed through `log_mel` on `device`
+    Misses are read with `read` (a 1-D waveform per file; `READ_AHEAD_THREADS` files ahead, in background
+    threads, so `read` must be thread-safe) and pushed through `log_mel` on `device`
     (default: where `log_mel` already lives) in batches of waveforms of equal length; at most a few
     batches' worth of waveforms are held at once, whatever the number of paths.
     """
@@ -289,13 +314,14 @@ def compute_log_mels(
     keys: list[str | None] = [None] * len(paths)
     pending: dict[int, list[tuple[int, np.ndarray]]] = {}
     max_pending = 4 * batch_size
+    readers = max(1, min(READ_AHEAD_THREADS, len(paths)))
 
     with tqdm(total=len(paths), desc="log-mel", unit="clip", disable=not progress) as bar:
 
         def flush(length: int) -> None:
             items = pending.pop(length)
             batch = torch.from_numpy(np.stack([wave for _, wave in items])).to(target)
-            with torch.no_grad():
+            with torch.inference_mode():
                 features = log_mel(batch).float().cpu().numpy()
             for (index, _), feature in zip(items, features, strict=True):
                 result = feature.copy()
@@ -304,15 +330,19 @@ def compute_log_mels(
                     cache.put(paths[index], result, key=keys[index])
             bar.update(len(items))
 
-        for index, path in enumerate(paths):
-            if cache is not None:
-                keys[index] = cache.key(path)
-                hit = cache.get(path, key=keys[index])
-                if hit is not None:
-                    results[index] = hit
-                    bar.update(1)
-                    continue
-            wave = np.asarray(read(path), dtype=np.float32)
+        def load(index: int) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
+            """(cache key, cached log-mel, waveform): a hit skips the read."""
+            key = cache.key(paths[index]) if cache is not None else None
+            hit = cache.get(paths[index], key=key) if cache is not None else None
+            return key, hit, None if hit is not None else np.asarray(read(paths[index]), dtype=np.float32)
+
+        for index, (key, hit, wave) in enumerate(_read_ahead(load, len(paths), readers)):
+            path = paths[index]
+            keys[index] = key
+            if hit is not None:
+                results[index] = hit
+                bar.update(1)
+                continue
             if wave.ndim != 1 or wave.size == 0:
                 msg = f"read({path}) must return a non-empty 1-D waveform, got shape {wave.shape}"
                 raise ValueError(msg)

@@ -35,13 +35,17 @@ def test_default_threads_follow_the_affinity_mask_unless_told(monkeypatch: pytes
         default_threads()
 
 
-def test_configure_threads_sets_torch_and_rejects_nonsense() -> None:
+def test_configure_threads_sets_torch_and_numpy_blas_and_rejects_nonsense(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
     try:
         assert configure_threads(1) == 1
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+    assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["internal_api"] == "openblas")
     with pytest.raises(SsadError, match="positive integer"):
         configure_threads(0)
 
@@ -58,8 +62,11 @@ def test_hnsw_index_finds_what_exact_search_finds_on_small_data(metric: str) -> 
     rng = np.random.default_rng(0)
     references, queries = rng.standard_normal((300, 16)), rng.standard_normal((40, 16))
     exact, hnsw = (build_index(references, 3, metric, kind) for kind in ("exact", "hnsw"))
-    np.testing.assert_allclose(hnsw.query(queries), exact.query(queries), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(hnsw.query_references(), exact.query_references(), rtol=1e-4, atol=1e-5)
+    for found, truth in ((hnsw.query(queries), exact.query(queries)),
+                         (hnsw.query_references(), exact.query_references())):
+        assert found.shape == truth.shape
+        assert np.all(found >= truth - 1e-5)  # an approximate index may miss a neighbour, never invent one
+        assert np.isclose(found, truth, rtol=1e-4, atol=1e-5).mean() >= 0.95
 
 
 def test_knn_scorer_with_hnsw_scores_as_exact_and_survives_save_load(tmp_path: Path) -> None:
@@ -68,11 +75,13 @@ def test_knn_scorer_with_hnsw_scores_as_exact_and_survives_save_load(tmp_path: P
     queries = rng.standard_normal((10, 8))
     exact = KNNScorer(k=2, index="exact").fit(X, ids)
     hnsw = KNNScorer(k=2, index="hnsw").fit(X, ids)
-    np.testing.assert_allclose(hnsw.train_scores_, exact.train_scores_, rtol=1e-4, atol=1e-6)
+    assert np.isclose(hnsw.train_scores_, exact.train_scores_, rtol=1e-4, atol=1e-6).mean() >= 0.95
     reloaded = KNNScorer.load(hnsw.save(tmp_path / "knn"))
     assert reloaded.get_params()["index"] == "hnsw"
-    np.testing.assert_allclose(reloaded.score(queries, ["a/id_01"] * 10), exact.score(queries, ["a/id_01"] * 10),
-                               rtol=1e-4, atol=1e-6)
+    found, truth = reloaded.score(queries, ["a/id_01"] * 10), exact.score(queries, ["a/id_01"] * 10)
+    assert np.all(found >= truth - 1e-6) and np.isclose(found, truth, rtol=1e-4, atol=1e-6).mean() >= 0.9
+    auto = KNNScorer(k=2).fit(X, ids)  # "auto" is exact at this size
+    np.testing.assert_allclose(auto.score(queries, ["a/id_00"] * 10), exact.score(queries, ["a/id_00"] * 10))
     with pytest.raises(ValueError, match="index='hnsw' supports"):
         KNNScorer(index="hnsw", metric="manhattan").fit(X, ids)
 
