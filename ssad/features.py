@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ssad.errors import BadInputError
+from ssad.threads import current_threads, torch_threads
 
 T = TypeVar("T")
 
@@ -268,10 +269,6 @@ def _module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-#: files read (and hashed, with a cache) in background threads while the log-mels of earlier ones are computed
-READ_AHEAD_THREADS = 2
-
-
 def _read_ahead(load: Callable[[int], T], count: int, threads: int) -> Iterator[T]:
     """`load(0)`, ..., `load(count - 1)` in order, each started up to a few items ahead in `threads` threads.
 
@@ -299,8 +296,8 @@ def compute_log_mels(
 ) -> list[np.ndarray]:
     """Log-mel spectrograms, (n_mels, frames) float32, one per path in order; cache hits skip reading.
 
-    Misses are read with `read` (a 1-D waveform per file; `READ_AHEAD_THREADS` files ahead, in background
-    threads, so `read` must be thread-safe) and pushed through `log_mel` on `device`
+    Misses are read with `read` (a 1-D waveform per file; a few files ahead, in as many background threads
+    as ssad's thread count, so `read` must be thread-safe) and pushed through `log_mel` on `device`
     (default: where `log_mel` already lives) in batches of waveforms of equal length; at most a few
     batches' worth of waveforms are held at once, whatever the number of paths.
     """
@@ -314,9 +311,12 @@ def compute_log_mels(
     keys: list[str | None] = [None] * len(paths)
     pending: dict[int, list[tuple[int, np.ndarray]]] = {}
     max_pending = 4 * batch_size
-    readers = max(1, min(READ_AHEAD_THREADS, len(paths)))
+    readers = max(1, min(current_threads(), len(paths)))
+    # On a CPU one clip's STFT is too small for intra-op threads to pay (bench.md: 264 clips/s on one
+    # thread, 107 on two beside other work); the other cores read ahead instead.
+    threads = torch_threads(1) if target.type == "cpu" else contextlib.nullcontext()
 
-    with tqdm(total=len(paths), desc="log-mel", unit="clip", disable=not progress) as bar:
+    with threads, tqdm(total=len(paths), desc="log-mel", unit="clip", disable=not progress) as bar:
 
         def flush(length: int) -> None:
             items = pending.pop(length)

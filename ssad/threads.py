@@ -10,14 +10,16 @@ it), and (2) uses as many threads as the cores in the process's affinity mask (w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 from ssad.errors import SsadError
 
 __all__ = [
     "THREADS_ENV", "WAIT_POLICY_ENV", "BLAS_THREADS", "available_cores", "default_threads", "current_threads",
-    "configure_threads",
+    "configure_threads", "torch_threads",
 ]
 
 #: environment variable that fixes ssad's thread count
@@ -83,3 +85,16 @@ def configure_threads(threads: int | None = None) -> int:
     if "faiss" in sys.modules:
         sys.modules["faiss"].omp_set_num_threads(count)
     return count
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the body with torch on `threads` intra-op threads, then restore the count it had."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
