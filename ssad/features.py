@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ssad.errors import BadInputError
-from ssad.threads import current_threads, torch_threads
+from ssad.threads import torch_threads
 
 T = TypeVar("T")
 
@@ -296,8 +296,7 @@ def compute_log_mels(
 ) -> list[np.ndarray]:
     """Log-mel spectrograms, (n_mels, frames) float32, one per path in order; cache hits skip reading.
 
-    Misses are read with `read` (a 1-D waveform per file; a few files ahead, in as many background threads
-    as ssad's thread count, so `read` must be thread-safe) and pushed through `log_mel` on `device`
+    Misses are read with `read` (a 1-D waveform per file; a few files ahead, in a background thread) and pushed through `log_mel` on `device`
     (default: where `log_mel` already lives) in batches of waveforms of equal length; at most a few
     batches' worth of waveforms are held at once, whatever the number of paths.
     """
@@ -311,9 +310,10 @@ def compute_log_mels(
     keys: list[str | None] = [None] * len(paths)
     pending: dict[int, list[tuple[int, np.ndarray]]] = {}
     max_pending = 4 * batch_size
-    readers = max(1, min(current_threads(), len(paths)))
-    # On a CPU one clip's STFT is too small for intra-op threads to pay (bench.md: 264 clips/s on one
-    # thread, 107 on two beside other work); the other cores read ahead instead.
+    # One reader thread keeps ahead of the log-mel (a read costs half a clip's STFT); on a CPU one clip's
+    # STFT is too small for intra-op threads to pay (measured beside other work: 264 clips/s on one
+    # thread, 107 on two; and 378 with one reader, 268 with two).
+    readers = 1
     threads = torch_threads(1) if target.type == "cpu" else contextlib.nullcontext()
 
     with threads, tqdm(total=len(paths), desc="log-mel", unit="clip", disable=not progress) as bar:
