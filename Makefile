@@ -18,7 +18,7 @@ help:
 	@echo "make finetune MACHINE=fan start from runs/all and fine-tune on one machine type"
 	@echo "make eval MACHINE=fan     evaluate runs/MACHINE on DATA into runs/MACHINE/eval"
 	@echo "make compare [DATA=ROOT]  train and evaluate every detector, write experiments/results/compare.csv"
-	@echo "make bench                speed and memory benchmarks"
+	@echo "make bench                speed and memory, beside the DCASE baseline's librosa recipe (experiments/results/bench.md)"
 	@echo "make quality [DATA=ROOT]  every detector on the synthetic default (seeds 1-3) and \$$SSAD_REAL_DEV sets, or on ROOT"
 
 setup: $(STAMP) broker
@@ -72,8 +72,12 @@ eval: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
 compare: setup
 	$(BIN)/python experiments/compare.py $(if $(filter-out runs/synth-default,$(DATA)),--data $(DATA))
 
-bench: setup
-	$(BIN)/python experiments/bench.py
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
+bench: setup $(VENV)/.bench-installed
+	$(BIN)/python experiments/bench.py $(ARGS)
 
 quality: setup
 	$(BIN)/python experiments/quality.py $(if $(filter-out runs/synth-default,$(DATA)),--data $(DATA)) $(ARGS)

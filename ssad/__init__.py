@@ -6,7 +6,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# Idle OpenMP threads sleep instead of spinning, so that ssad beside another process shares the cores
+# (see ssad/threads.py). Read when torch loads, so it is set here, before any ssad module imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 __all__ = ["Detector", "load", "__version__"]

@@ -191,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _configure_logging()
     try:
+        from ssad.threads import configure_threads
+
+        configure_threads()
         if argv and argv[0] in LIGHTNING_COMMANDS:
             _lightning_cli(argv)
             return 0

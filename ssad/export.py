@@ -111,7 +111,7 @@ def _check(model: LoadedModel, folder: Path) -> None:
     wave = torch.randn(model.log_mel.num_samples(model.window_frames) * 3 + 77, generator=generator)
     windows = torch.randn(3, model.log_mel.n_mels, model.window_frames, generator=generator)
     with torch.no_grad():
-        pairs = [("log_mel", model.log_mel_of(wave), onnx_model.log_mel_of(wave))]
+        pairs = [("log_mel", model.log_mel_batch(wave[None])[0], onnx_model.log_mel_batch(wave[None])[0])]
         expected, got = model.window_outputs(windows), onnx_model.window_outputs(windows)
     pairs += [(name, expected[name], got[name]) for name in expected]
     for name, a, b in pairs:
@@ -141,10 +141,10 @@ class OnnxModel(LoadedModel):
         self._network = ort.InferenceSession(str(folder / NETWORK_FILE), options, providers=providers)
         self._names = [o.name for o in self._network.get_outputs()]
 
-    def log_mel_of(self, waveform: Tensor) -> Tensor:
-        """Log-mel of one waveform by the exported front end."""
-        wave = np.ascontiguousarray(waveform.detach().cpu().numpy()[None], dtype=np.float32)
-        return torch.from_numpy(self._front_end.run(None, {"waveform": wave})[0][0])
+    def log_mel_batch(self, waveforms: Tensor) -> Tensor:
+        """Log-mels of same-length waveforms by the exported front end, one waveform per run."""
+        waves = np.ascontiguousarray(waveforms.detach().cpu().numpy(), dtype=np.float32)
+        return torch.stack([torch.from_numpy(self._front_end.run(None, {"waveform": w[None]})[0][0]) for w in waves])
 
     def window_outputs(self, windows: Tensor) -> dict[str, Tensor]:
         """Window outputs by the exported network."""

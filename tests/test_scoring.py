@@ -144,7 +144,7 @@ def test_invalid_arguments_name_the_bad_value_and_the_allowed(data: dict) -> Non
 def test_make_scorer_and_params() -> None:
     assert set(SCORERS) == {"gaussian", "knn", "softmax", "output", "combined"}
     knn = make_scorer("knn", k=4, metric="euclidean")
-    assert isinstance(knn, KNNScorer) and knn.get_params() == {"k": 4, "metric": "euclidean"}
+    assert isinstance(knn, KNNScorer) and knn.get_params() == {"k": 4, "metric": "euclidean", "index": "auto"}
     assert clone(knn).get_params() == knn.get_params()
     assert make_scorer("output", input_name="nll").input_name == "nll"
     assert CombinedScorer.input_name == "*" and SoftmaxScorer.input_name == "neg_log_prob"

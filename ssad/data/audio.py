@@ -28,6 +28,7 @@ __all__ = [
 LENGTH_POLICIES = ("repeat", "zero", "error")
 
 _UNKNOWN_SIZE = 0xFFFFFFFF
+_PCM_16_SCALE = 1.0 / 32768.0  # libsndfile's normalisation of 16-bit samples to [-1, 1)
 _WAV_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64")
 
 
@@ -144,7 +145,11 @@ def read_native(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
     try:
         with sf.SoundFile(str(path)) as f:
             info = AudioInfo(path, int(f.samplerate), int(f.channels), int(f.frames), f.subtype, f.format)
-            data = f.read(dtype="float32", always_2d=True)
+            if info.subtype == "PCM_16":
+                # libsndfile's own int16 -> float conversion is ~3x slower than numpy's; the result is identical
+                data = f.read(dtype="int16", always_2d=True).astype(np.float32) * np.float32(_PCM_16_SCALE)
+            else:
+                data = f.read(dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as err:
         raise _unreadable(path, err) from None
     except OSError as err:
@@ -153,9 +158,8 @@ def read_native(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
         raise _bad(path, "empty: no samples")
     if len(data) < info.frames:
         raise _bad(path, f"truncated: header announces {info.frames} samples, file holds {len(data)}")
-    finite = np.isfinite(data)
-    if not finite.all():
-        raise _bad(path, f"contains NaN or infinite samples ({data.size - int(finite.sum())} of {data.size})")
+    if info.subtype != "PCM_16" and not np.isfinite(data).all():
+        raise _bad(path, f"contains NaN or infinite samples ({data.size - int(np.isfinite(data).sum())} of {data.size})")
     return data, info
 
 

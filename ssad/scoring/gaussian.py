@@ -14,6 +14,10 @@ from ssad.scoring.base import THIN_CLIPS, Scorer
 __all__ = ["GaussianScorer", "SHRINKAGES"]
 
 SHRINKAGES = ("ledoit_wolf", "empirical")
+#: IDs with up to this many clips get exact leave-one-out training scores; larger ones are cross-fitted
+LEAVE_ONE_OUT_MAX_CLIPS = 200
+#: folds of the cross-fitting (each clip scored by a Gaussian fitted on the other 95 % of its ID's clips)
+CROSS_FIT_FOLDS = 20
 
 
 class GaussianScorer(Scorer):
@@ -81,16 +85,22 @@ class GaussianScorer(Scorer):
         In-sample distances are far smaller than a new normal clip's when there are few clips per dimension,
         so thresholds and ensemble z-scores taken from them would sit far too low. IDs that would keep fewer
         than `THIN_CLIPS` clips without one (thin IDs, and IDs of exactly `THIN_CLIPS`) stay in-sample.
+        An ID of more than `LEAVE_ONE_OUT_MAX_CLIPS` clips is cross-fitted instead: its clips fall in
+        `CROSS_FIT_FOLDS` folds and each fold is scored by the Gaussian of the others, so the cost is a
+        fixed number of fits rather than one per clip (1000 clips: 6 s -> 0.1 s; see bench.md).
         """
         in_sample = {name: idx for name, idx in groups.items() if name in thin or len(idx) <= THIN_CLIPS}
         out = self._distances(X, in_sample)  # the other rows are filled below
         for name, idx in groups.items():
             if name in in_sample:
                 continue
-            for j in range(len(idx)):
-                mean, precision = self._mean_precision(X[np.delete(idx, j)])
-                diff = X[idx[j]] - mean
-                out[idx[j]] = np.sqrt(max(float(diff @ precision @ diff), 0.0))
+            folds = len(idx) if len(idx) <= LEAVE_ONE_OUT_MAX_CLIPS else CROSS_FIT_FOLDS
+            fold_of = np.arange(len(idx)) % folds
+            for fold in range(folds):
+                held = idx[fold_of == fold]
+                mean, precision = self._mean_precision(X[idx[fold_of != fold]])
+                diff = X[held] - mean
+                out[held] = np.sqrt(np.maximum(np.einsum("ij,ij->i", diff @ precision, diff), 0.0))
         return out
 
     def _pooled(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str]) -> tuple[np.ndarray, str]:

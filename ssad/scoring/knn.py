@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
 from ssad.scoring.base import Scorer
+from ssad.scoring.neighbours import HNSW_METRICS, INDEXES, build_index
 
 __all__ = ["KNNScorer", "KNN_METRICS"]
 
@@ -22,6 +22,9 @@ class KNNScorer(Scorer):
         k: which neighbour (1 = nearest). The training scores are leave-one-out (each training clip's k-th
             neighbour among the *other* clips), so an ID with no more than k clips uses a nearer neighbour.
         metric: one of `KNN_METRICS`.
+        index: neighbour search: "exact" (scikit-learn), "hnsw" (faiss's graph index, approximate, for
+            cosine and euclidean; a query's cost grows far slower than the references), or "auto" (exact
+            below `ssad.scoring.neighbours.AUTO_HNSW_MIN_REFERENCES` references of an ID, HNSW above).
 
     Fitted attributes: `ids_`, `embeddings_` (training embeddings, rows grouped by id in `ids_` order),
     `offsets_` (n_ids + 1 row bounds into `embeddings_`), `train_ids_`, `train_scores_` (leave-one-out).
@@ -29,15 +32,20 @@ class KNNScorer(Scorer):
 
     input_name: str = "embedding"
 
-    def __init__(self, k: int = 1, metric: str = "cosine") -> None:
+    def __init__(self, k: int = 1, metric: str = "cosine", index: str = "auto") -> None:
         self.k = k
         self.metric = metric
+        self.index = index
 
     def _check_params(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
             raise ValueError(f"k={self.k!r} must be an integer >= 1")
         if self.metric not in KNN_METRICS:
             raise ValueError(f"metric={self.metric!r} is not supported; allowed: {list(KNN_METRICS)}")
+        if self.index not in INDEXES:
+            raise ValueError(f"index={self.index!r} is not supported; allowed: {list(INDEXES)}")
+        if self.index == "hnsw" and self.metric not in HNSW_METRICS:
+            raise ValueError(f"index='hnsw' supports metric {list(HNSW_METRICS)}, not {self.metric!r}")
 
     def _neighbours(self, n_clips: int) -> int:
         """The neighbour an ID with `n_clips` training clips uses: `k`, or fewer so leave-one-out still works."""
@@ -46,9 +54,8 @@ class KNNScorer(Scorer):
     def _build_index(self) -> None:
         counts = np.diff(self.offsets_)
         self._nn = [
-            NearestNeighbors(n_neighbors=self._neighbours(int(n)), metric=self.metric).fit(
-                self.embeddings_[self.offsets_[i] : self.offsets_[i + 1]]
-            )
+            build_index(self.embeddings_[self.offsets_[i] : self.offsets_[i + 1]], self._neighbours(int(n)),
+                        self.metric, self.index)
             for i, n in enumerate(counts)
         ]
 
@@ -73,9 +80,7 @@ class KNNScorer(Scorer):
                 continue
             if len(idx) <= self.k:
                 fallbacks[name] = f"{len(idx)} training clips: neighbour {self._neighbours(len(idx))} instead of k={self.k}"
-            # kneighbors() without X leaves each indexed point out of its own neighbours
-            dist, _ = nn.kneighbors()
-            train_scores[idx] = dist[:, -1]
+            train_scores[idx] = nn.query_references()[:, -1]
         self.train_ids_ = ids
         self.train_scores_ = train_scores
         self._note_fallbacks(fallbacks)
@@ -87,8 +92,7 @@ class KNNScorer(Scorer):
         index = {name: i for i, name in enumerate(self.ids_)}
         out = np.empty(len(X))
         for name, idx in groups.items():
-            dist, _ = self._nn[index[name]].kneighbors(X[idx])
-            out[idx] = dist[:, -1]
+            out[idx] = self._nn[index[name]].query(X[idx])[:, -1]
         return out
 
     def _merged(self, fresh: Scorer) -> KNNScorer:
