@@ -39,7 +39,8 @@ class _FrontEnd(nn.Module):
         self.log_mel = model.log_mel
 
     def forward(self, waveform: Tensor) -> Tensor:
-        return self.log_mel(waveform)
+        # the batched path: LogMel.forward loops over a CPU batch clip by clip, which would fix the batch size
+        return self.log_mel.log_mel_from_spectrogram(self.log_mel.spectrogram(waveform))
 
 
 class _Network(nn.Module):
