@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from ssad.atomic import write_text_atomic
+
 __all__ = ["write", "markdown"]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, so an interrupted run leaves the old file whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _us(seconds: float) -> str:
@@ -129,5 +116,5 @@ def markdown(r: dict) -> str:
 
 def write(results: dict, out: Path) -> None:
     """Write `bench.json` and `bench.md` into `out`."""
-    _atomic_write(out / "bench.json", json.dumps(results, indent=2) + "\n")
-    _atomic_write(out / "bench.md", markdown(results))
+    write_text_atomic(out / "bench.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out / "bench.md", markdown(results))

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ssad.atomic import write_text_atomic
 from ssad.errors import SsadError
 
 __all__ = ["Archive", "Corpus", "CORPORA", "PARTS", "download_corpus"]
@@ -326,7 +327,7 @@ def _fetch_one(
         "outputs": relative,
     }
     _update_manifest(downloads, archive.name, record)
-    _write_atomic(marker, json.dumps(record, indent=2) + "\n")
+    write_text_atomic(marker, json.dumps(record, indent=2) + "\n")
     if not keep_archive:
         local.unlink()
     return outputs
@@ -570,19 +571,6 @@ def _merge(source: Path, destination: Path) -> Path:
     return destination
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same folder and `os.replace`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _update_manifest(downloads: Path, archive_name: str, record: dict) -> None:
     """Record what was received for `archive_name` in `<root>/.downloads/manifest.json`."""
     path = downloads / MANIFEST_NAME
@@ -592,4 +580,4 @@ def _update_manifest(downloads: Path, archive_name: str, record: dict) -> None:
         if isinstance(loaded, dict):
             manifest = loaded
     manifest[archive_name] = record
-    _write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
