@@ -79,7 +79,12 @@ def test_monitor_over_mqtt_maps_topics_repairs_odd_payloads_and_publishes_alerts
     publisher.publish("plant/fan/id_99", audio[:half], qos=1).wait_for_publish(10)  # a machine the detector lacks
     for payload in messages:
         publisher.publish("plant/fan/id_00", payload, qos=1).wait_for_publish(10)
-    out, _ = process.communicate(timeout=120)
+    # stdout here, stderr only in the reader thread: `communicate` would read stderr too and take lines from it
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    out = process.stdout.read()
+    process.wait()
+    watchdog.cancel()
     reader.join(10)
     err = "".join(err_lines)
     assert process.returncode == 0, err
