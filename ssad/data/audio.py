@@ -19,6 +19,7 @@ __all__ = [
     "AudioInfo",
     "ClipBatch",
     "audio_info",
+    "pcm16_to_float",
     "read_native",
     "read_clip",
     "read_clips",
@@ -138,6 +139,11 @@ def audio_info(path: str | Path) -> AudioInfo:
     )
 
 
+def pcm16_to_float(samples: np.ndarray) -> np.ndarray:
+    """16-bit integer samples -> float32 in [-1, 1), libsndfile's scale (numpy's conversion is ~3x faster)."""
+    return samples.astype(np.float32) * np.float32(_PCM_16_SCALE)
+
+
 def read_native(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
     """All samples at the file's own rate as float32 (frames, channels), validated, with the header facts."""
     path = Path(path)
@@ -146,8 +152,7 @@ def read_native(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
         with sf.SoundFile(str(path)) as f:
             info = AudioInfo(path, int(f.samplerate), int(f.channels), int(f.frames), f.subtype, f.format)
             if info.subtype == "PCM_16":
-                # libsndfile's own int16 -> float conversion is ~3x slower than numpy's; the result is identical
-                data = f.read(dtype="int16", always_2d=True).astype(np.float32) * np.float32(_PCM_16_SCALE)
+                data = pcm16_to_float(f.read(dtype="int16", always_2d=True))
             else:
                 data = f.read(dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as err:

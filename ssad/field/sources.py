@@ -19,11 +19,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ssad.data.audio import read_clip
+from ssad.data.audio import pcm16_to_float, read_clip
 from ssad.errors import BadInputError, SsadError
 from ssad.field import mqtt as mqtt_io
 
-__all__ = ["AUDIO_SUFFIXES", "Chunk", "FileSource", "FolderSource", "MqttSource", "StdinSource", "pcm16_to_float"]
+__all__ = ["AUDIO_SUFFIXES", "Chunk", "FileSource", "FolderSource", "MqttSource", "StdinSource", "pcm_bytes_to_float"]
 
 log = logging.getLogger("ssad")
 
@@ -50,9 +50,9 @@ class Chunk:
     final: bool = False
 
 
-def pcm16_to_float(data: bytes) -> np.ndarray:
-    """16-bit little-endian PCM bytes (even length) -> float32 in [-1, 1), the scale soundfile reads WAVs at."""
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+def pcm_bytes_to_float(data: bytes) -> np.ndarray:
+    """16-bit little-endian PCM bytes (even length) -> float32 in [-1, 1), the scale WAVs are read at."""
+    return pcm16_to_float(np.frombuffer(data, dtype="<i2"))
 
 
 def _file_chunks(path: Path, machine: str, sample_rate: int, block: int, realtime: bool,
@@ -191,7 +191,7 @@ class StdinSource:
             data = carry + data
             cut = len(data) - len(data) % SAMPLE_BYTES
             carry = data[cut:]
-            yield Chunk("stdin", self.machine, pcm16_to_float(data[:cut]))
+            yield Chunk("stdin", self.machine, pcm_bytes_to_float(data[:cut]))
 
     def close(self) -> None:
         """Standard input stays open."""
@@ -267,8 +267,8 @@ class MqttSource:
                 return None
         self._count += 1
         if self.share:
-            return Chunk(f"{topic}#{self._count}", machine, pcm16_to_float(payload), final=True)
-        return Chunk(topic, machine, pcm16_to_float(payload))
+            return Chunk(f"{topic}#{self._count}", machine, pcm_bytes_to_float(payload), final=True)
+        return Chunk(topic, machine, pcm_bytes_to_float(payload))
 
     def __iter__(self) -> Iterator[Chunk | None]:
         while not self._closed.is_set():

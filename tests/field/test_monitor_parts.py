@@ -14,7 +14,7 @@ from ssad.evaluation.thresholds import GammaThreshold
 from ssad.field.alerts import AlertRule, Smoother
 from ssad.field.drift import DriftTest
 from ssad.field.mqtt import machine_from_topic, parse_mqtt_url
-from ssad.field.sources import StdinSource, pcm16_to_float
+from ssad.field.sources import StdinSource, pcm_bytes_to_float
 from ssad.field.windows import WindowCutter
 
 
@@ -101,9 +101,9 @@ def test_stdin_pcm_is_read_across_odd_reads_and_a_trailing_half_sample_is_report
     with caplog.at_level(logging.WARNING, logger="ssad"):
         chunks = [c for c in StdinSource(Trickle(raw), "fan/id_00") if c is not None]
     got = np.concatenate([c.samples for c in chunks])
-    np.testing.assert_array_equal(got, pcm16_to_float(samples.tobytes()))
+    np.testing.assert_array_equal(got, pcm_bytes_to_float(samples.tobytes()))
     assert chunks[-1].final and "half a sample" in caplog.text
-    assert pcm16_to_float(samples.tobytes())[1] == 0.5
+    assert pcm_bytes_to_float(samples.tobytes())[1] == 0.5
 
 
 def test_mqtt_addresses_and_topic_machines() -> None:
