@@ -31,6 +31,8 @@ DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_N_FFT = 1024
 DEFAULT_HOP_LENGTH = 512
 DEFAULT_N_MELS = 128
+#: groups of adjacent mel filters whose products with the spectrum run separately, each over its own bins
+MEL_BANDS = 8
 
 
 class LogMel(nn.Module):
@@ -83,6 +85,15 @@ class LogMel(nn.Module):
             n_fft // 2 + 1, f_min, sample_rate / 2 if f_max is None else f_max, n_mels, sample_rate
         )
         self.register_buffer("mel_filters", filters, persistent=False)
+        # Each mel filter is non-zero on a few FFT bins only: the product runs in bands of filters, each over
+        # the bins its filters cover (~1/4 of the dense work at 128 mels; the same sums without the zeros).
+        self._bands: list[tuple[int, int, int, int]] = []
+        for index, columns in enumerate(torch.arange(n_mels).chunk(min(MEL_BANDS, n_mels))):
+            first, last = int(columns[0]), int(columns[-1]) + 1
+            rows = (filters[:, first:last] != 0).any(dim=1).nonzero().flatten()
+            low, high = (int(rows.min()), int(rows.max()) + 1) if rows.numel() else (0, 1)
+            self._bands.append((low, high, first, last))
+            self.register_buffer(f"mel_band_{index}", filters[low:high, first:last].contiguous(), persistent=False)
 
     @property
     def params(self) -> dict:
@@ -129,22 +140,64 @@ class LogMel(nn.Module):
             power = power.pow(self.power / 2.0)
         return power.reshape(*lead, *power.shape[-2:]).transpose(-1, -2)
 
+    def mel(self, spectrogram: Tensor) -> Tensor:
+        """(..., freq, frames) -> (..., frames, n_mels): the mel filterbank applied band by band (see __init__)."""
+        frames_first = spectrogram.transpose(-1, -2)
+        return torch.cat(
+            [torch.matmul(frames_first[..., low:high], getattr(self, f"mel_band_{index}"))
+             for index, (low, high, _, _) in enumerate(self._bands)],
+            dim=-1,
+        )
+
     def log_mel_from_spectrogram(self, spectrogram: Tensor) -> Tensor:
         """(..., freq, frames) -> (..., n_mels, frames) log-mel, as the DCASE baseline: 20/power * log10."""
-        mel = torch.matmul(spectrogram.transpose(-1, -2), self.mel_filters).transpose(-1, -2)
+        mel = self.mel(spectrogram).transpose(-1, -2)
         return torch.log10(mel + self.log_floor).mul_(20.0 / self.power)
 
     def forward(self, waveform: Tensor) -> Tensor:
         """(..., samples) -> (..., n_mels, frames).
 
-        On a CPU the clips go one at a time: one clip's frames stay in cache, a batch's do not, and
-        clip by clip runs about twice as fast (measured, experiments/results/bench.md).
+        On a CPU the clips go one at a time through work buffers that are reused (`clip_by_clip`); on
+        other devices, and when exported, the whole batch goes through `spectrogram` at once.
         """
-        if waveform.device.type != "cpu" or waveform.dim() < 2 or waveform.shape[:-1].numel() <= 1:
+        if waveform.device.type != "cpu" or torch.is_grad_enabled() and waveform.requires_grad:
             return self.log_mel_from_spectrogram(self.spectrogram(waveform))
-        flat = waveform.reshape(-1, waveform.shape[-1])
-        out = torch.stack([self.log_mel_from_spectrogram(self.spectrogram(clip)) for clip in flat])
+        out = self.clip_by_clip(waveform.reshape(-1, waveform.shape[-1]).unbind(0))
         return out.reshape(*waveform.shape[:-1], *out.shape[-2:])
+
+    def clip_by_clip(self, waves: Sequence[Tensor]) -> Tensor:
+        """CPU waveforms of one length, each (samples,) -> (clips, n_mels, frames): the batched path's numbers.
+
+        One clip's frames stay in cache where a batch's do not, and every intermediate array is written
+        into buffers made once per call: fresh memory costs page faults that, on the VMs measured, took
+        about as long as the FFT itself (experiments/results/bench.md).
+        """
+        clips, samples, flat = len(waves), waves[0].shape[-1], waves[0]
+        half, n_freq = self.n_fft // 2, self.n_fft // 2 + 1
+        if samples <= half:
+            msg = f"a waveform of {samples} samples is too short for n_fft={self.n_fft} (needs > {half})"
+            raise ValueError(msg)
+        n_frames = self.num_frames(samples)
+        padded = flat.new_empty(samples + 2 * half)
+        windowed = flat.new_empty(n_frames, self.n_fft)
+        spectrum = torch.empty(n_frames, n_freq, dtype=torch.complex64 if flat.dtype != torch.float64
+                               else torch.complex128)
+        parts = torch.view_as_real(spectrum)
+        power = flat.new_empty(n_frames, n_freq)
+        mel = flat.new_empty(clips, n_frames, self.n_mels)
+        for index, clip in enumerate(waves):
+            padded[half : half + samples] = clip  # reflect padding, as `spectrogram`
+            padded[:half] = clip[1 : half + 1].flip(-1)
+            padded[half + samples :] = clip[-half - 1 : -1].flip(-1)
+            torch.mul(padded.unfold(-1, self.n_fft, self.hop_length), self.window, out=windowed)
+            torch.fft.rfft(windowed, out=spectrum)
+            torch.mul(parts[..., 0], parts[..., 0], out=power).addcmul_(parts[..., 1], parts[..., 1])
+            if self.power != 2.0:
+                power.pow_(self.power / 2.0)
+            for band, (low, high, first, last) in enumerate(self._bands):
+                mel[index, :, first:last] = torch.matmul(power[:, low:high], getattr(self, f"mel_band_{band}"))
+        mel.add_(self.log_floor).log10_().mul_(20.0 / self.power)
+        return mel.transpose(-1, -2)
 
 
 def sliding_windows(log_mel: Tensor, window: int, hop: int) -> Tensor:
@@ -322,11 +375,14 @@ def compute_log_mels(
 
         def flush(length: int) -> None:
             items = pending.pop(length)
-            batch = torch.from_numpy(np.stack([wave for _, wave in items])).to(target)
             with torch.inference_mode():
-                features = log_mel(batch).float().cpu().numpy()
+                if target.type == "cpu":  # LogMel goes clip by clip on a CPU anyway: no batch to stack
+                    features = list(log_mel.clip_by_clip([torch.from_numpy(wave) for _, wave in items]).numpy())
+                else:
+                    batch = torch.from_numpy(np.stack([wave for _, wave in items])).to(target)
+                    features = list(log_mel(batch).float().cpu().numpy())
             for (index, _), feature in zip(items, features, strict=True):
-                result = feature.copy()
+                result = np.array(feature, dtype=np.float32, order="C")  # own memory, not a view of a batch
                 results[index] = result
                 if cache is not None:
                     cache.put(paths[index], result, key=keys[index])

@@ -257,3 +257,19 @@ def test_sliding_windows_of_a_batch_equal_those_of_each_clip(frames: int) -> Non
     assert windows.shape[0] == 3 and windows.shape[2:] == (8, 16)
     for clip, clip_windows in zip(batch, windows, strict=True):
         assert torch.equal(sliding_windows(clip, 16, 8), clip_windows)
+
+
+@pytest.mark.parametrize("settings", [{}, {"n_mels": 24, "power": 1.0}, {"n_mels": 3, "n_fft": 256, "hop_length": 100}])
+def test_cpu_clip_by_clip_path_matches_the_batched_path_and_the_dense_filterbank(settings: dict) -> None:
+    log_mel = LogMel(**settings)
+    waves = torch.from_numpy(np.stack([_noise(seed, 0.3) for seed in range(6)])).reshape(2, 3, -1)
+    with torch.inference_mode():
+        clip_by_clip = log_mel(waves)
+        batched = log_mel.log_mel_from_spectrogram(log_mel.spectrogram(waves))
+        spectrogram = log_mel.spectrogram(waves)
+        dense = torch.log10(spectrogram.transpose(-1, -2) @ log_mel.mel_filters + log_mel.log_floor)
+    assert clip_by_clip.shape == batched.shape == (2, 3, log_mel.n_mels, log_mel.num_frames(waves.shape[-1]))
+    torch.testing.assert_close(clip_by_clip, batched, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(batched, dense.transpose(-1, -2) * (20.0 / log_mel.power), atol=1e-4, rtol=1e-5)
+    one = log_mel(waves[1, 2])  # a single 1-D clip keeps its shape
+    torch.testing.assert_close(one, batched[1, 2], atol=1e-4, rtol=1e-5)
