@@ -132,7 +132,7 @@ def part_features(paths: list[Path], device: str, sizes: dict) -> dict:
     # Interleaved rounds: a slow spell of a shared machine then hits both recipes, not one.
     best = _best_interleaved([librosa_recipe, ssad_path, ssad_one_thread], sizes["feature_rounds"])
     librosa_rate, ssad_rate, ssad_one = (n / seconds for seconds in best)
-    return {"clips": n, "clip_seconds": CLIP_SECONDS, "threads": threads,
+    return {"clips": n, "clip_seconds": CLIP_SECONDS, "threads": threads, "rounds": sizes["feature_rounds"],
             "ssad_clips_per_s": round(ssad_rate, 1), "ssad_one_thread_clips_per_s": round(ssad_one, 1),
             "librosa_clips_per_s": round(librosa_rate, 1), "ratio": round(ssad_rate / librosa_rate, 2),
             "ratio_one_thread": round(ssad_one / librosa_rate, 2)}

@@ -39,12 +39,15 @@ def markdown(r: dict) -> str:
             "| --- | ---: | ---: |",
             f"| DCASE baseline recipe (librosa.load + melspectrogram + log10, 128 mels, n_fft 1024, hop 512) | "
             f"{f['librosa_clips_per_s']} | 1.0x |",
-            f"| ssad `compute_log_mels` as shipped (one thread reads ahead, log-mel on one torch thread), "
+            f"| ssad `compute_log_mels` as shipped (one thread reads ahead; log-mel clip by clip on one torch "
+            f"thread, in reused work buffers, with a banded mel product), "
             f"process at {f['threads']} torch threads | {f['ssad_clips_per_s']} | {f['ratio']}x |",
             f"| the same, process at 1 torch thread | {f['ssad_one_thread_clips_per_s']} | {f['ratio_one_thread']}x |",
             "",
             "The librosa recipe runs file by file with numpy's BLAS on one thread (ssad's policy; the baseline's",
-            f"loop gains nothing from more). Target: 5x. Peak memory {f['peak_rss_mb']} MB.",
+            "loop gains nothing from more). Each figure is the fastest of "
+            f"{f.get('rounds', 'several')} rounds that take the three paths in turn,",
+            f"so a slow spell of a shared machine hits all of them. Target: 5x. Peak memory {f['peak_rss_mb']} MB.",
             "",
         ]
     if "scoring" in r:

@@ -216,6 +216,15 @@ def test_temporal_classes_and_clip_labels_reach_the_batches(tiny_root: Path) -> 
     assert 0 < datamodule.num_clips
 
 
+def test_equalized_classes_per_id_scale_with_the_real_ids(tiny_root: Path) -> None:
+    """`equalized_per_id` plans that many "eq" classes per real ID; with `n_equalized` too it is refused."""
+    datamodule = _datamodule(tiny_root, augment=False, n_warped=0, n_mixed=0, equalized_per_id=1.5)
+    n_real = len(datamodule.class_names) - len(datamodule.synthetic_classes)
+    assert sum("@eq" in n for n in datamodule.class_names) == int(1.5 * n_real + 0.5)
+    with pytest.raises(ValueError, match="not both"):
+        _datamodule(tiny_root, n_equalized=2, equalized_per_id=1.0)
+
+
 def test_equalized_classes_reach_the_batches_with_their_bump(tiny_root: Path) -> None:
     """An "eq" crop is its source's spectrum times its class's gains; other crops are untouched."""
     datamodule = _datamodule(tiny_root, augment=False, n_warped=0, n_mixed=0, n_equalized=3)

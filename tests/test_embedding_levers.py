@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ssad.models.classifier.torch_model import MachineIDNet
-from ssad.models.components import AdaCosHead
+from ssad.models.components import AdaCosHead, AdaProjHead
 from ssad.models.components.stats_branch import SpectralStatsBranch
 
 
@@ -48,6 +48,23 @@ def test_adacos_centres_are_fixed_unless_trainable() -> None:
         AdaCosHead(4, 2, n_subclusters=0)
 
 
+def test_adaproj_cosine_is_the_projection_onto_each_class_subspace() -> None:
+    """A vector inside a class's subspace has cosine 1 to it; a random one |P x| / |x|; the scale is AdaCos's."""
+    torch.manual_seed(0)
+    head = AdaProjHead(12, num_classes=4, subspace_dim=3).eval()
+    assert float(head.scale) == pytest.approx(math.sqrt(2) * math.log(4 - 1))
+    bases = head.weight.reshape(4, 3, 12)
+    torch.testing.assert_close(bases @ bases.transpose(1, 2), torch.eye(3).expand(4, 3, 3), atol=1e-5, rtol=0)
+    inside = 2.5 * (torch.tensor([0.3, -1.0, 0.4]) @ bases[2])
+    assert float(head.cosine(inside[None])[0, 2, 0]) == pytest.approx(1.0, abs=1e-5)
+    x = torch.randn(5, 12)
+    expected = torch.stack([(x @ bases[c].T).norm(dim=1) / x.norm(dim=1) for c in range(4)], dim=1)
+    torch.testing.assert_close(head.cosine(x)[..., 0], expected)
+    torch.testing.assert_close(head(x), head.scale * expected)
+    with pytest.raises(ValueError, match="subspace_dim"):
+        AdaProjHead(4, 2, subspace_dim=5)
+
+
 def test_stats_branch_sees_band_means_and_spreads() -> None:
     """Two windows with the same mean spectrum but different spread give different features."""
     torch.manual_seed(0)
@@ -61,12 +78,12 @@ def test_stats_branch_sees_band_means_and_spreads() -> None:
     assert not torch.allclose(out[0], out[1])
 
 
-@pytest.mark.parametrize("backbone", ["mobilenetv2", "none"])
-def test_net_with_stats_branch_and_adacos_trains(backbone: str, one_torch_thread: None) -> None:
+@pytest.mark.parametrize(("backbone", "head"), [("mobilenetv2", "adacos"), ("none", "adacos"), ("none", "adaproj")])
+def test_net_with_stats_branch_and_angular_head_trains(backbone: str, head: str, one_torch_thread: None) -> None:
     """The two-branch net (or the stats branch alone) learns to tell two classes apart."""
     torch.manual_seed(0)
-    net = MachineIDNet(2, backbone=backbone, head="adacos", n_subclusters=2, n_mels=32, embedding_dim=8,
-                       width_mult=0.25, last_channels=None, stats_branch=True)
+    net = MachineIDNet(2, backbone=backbone, head=head, n_subclusters=2, subspace_dim=2, n_mels=32,
+                       embedding_dim=8, width_mult=0.25, last_channels=None, stats_branch=True)
     x = torch.randn(16, 32, 24)
     x[8:, :8] += 2.0
     y = torch.tensor([0] * 8 + [1] * 8)
@@ -95,3 +112,17 @@ def test_mixup_classifier_fits_from_the_cli(tiny_root: Path, tmp_path: Path, one
     clip = next((tiny_root / "fan" / "test").glob("*.wav"))
     embedding = model.embed(clip)
     assert embedding.shape == (model.module.net.embedding_dim,) and torch.isfinite(torch.as_tensor(embedding)).all()
+
+
+def test_adaproj_head_exports_to_onnx_with_any_batch(tmp_path: Path) -> None:
+    """The head's reshape keeps the batch dynamic, as `ssad export` needs."""
+    import onnxruntime
+
+    head = AdaProjHead(16, num_classes=5, subspace_dim=4).eval()
+    path = tmp_path / "head.onnx"
+    torch.onnx.export(head, (torch.randn(2, 16),), path, dynamo=True, input_names=["embedding"],
+                      output_names=["logits"], dynamic_shapes={"embedding": {0: torch.export.Dim("batch")}})
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    embedding = torch.randn(7, 16)
+    (logits,) = session.run(None, {"embedding": embedding.numpy()})
+    torch.testing.assert_close(torch.from_numpy(logits), head(embedding), atol=1e-5, rtol=1e-5)

@@ -144,3 +144,15 @@ def test_equalized_classes_are_reproducible_and_bump_one_band() -> None:
     assert plan_equalized_classes(names, 0) == []
     with pytest.raises(ValueError, match="n_equalized"):
         plan_equalized_classes(names, -1)
+
+
+def test_equalized_count_is_absolute_or_per_real_id_rounded_half_up() -> None:
+    from ssad.synthesis.instances import equalized_count
+
+    assert equalized_count(7, 0.0, 16) == 7
+    assert [equalized_count(0, 2.5, n) for n in (16, 3, 2, 1)] == [40, 8, 5, 3]
+    assert equalized_count(0, 0.0, 5) == 0
+    with pytest.raises(ValueError, match="not both"):
+        equalized_count(4, 2.5, 3)
+    with pytest.raises(ValueError, match=">= 0"):
+        equalized_count(0, -1.0, 3)

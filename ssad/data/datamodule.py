@@ -22,6 +22,7 @@ from ssad.synthesis.instances import (
     TEMPORAL_KINDS,
     SyntheticClass,
     describe_synthetic_classes,
+    equalized_count,
     equalizer_gains,
     mix_waveforms,
     plan_equalized_classes,
@@ -165,6 +166,8 @@ class MachineIDDataModule(L.LightningDataModule):
             at a fixed rate of their own; see `plan_temporal_classes`), 0 = none.
         n_equalized: up to this many classes that boost or cut one band of a real ID by a fixed gain (see
             `plan_equalized_classes`), 0 = none.
+        equalized_per_id: instead of `n_equalized`, this many such classes per real ID (rounded half up:
+            2.5 gives 40 for 16 IDs and 5 for 2), so that they stay a fixed share of the classes; 0 = off.
         n_mixed: up to this many classes made by mixing a fixed pair of real IDs (0 = none); pairs
             cross machine types when a type has too few, and never exceed the pairs there are; logged.
         warp_range: range the warp factors are drawn from (log-uniform).
@@ -198,6 +201,7 @@ class MachineIDDataModule(L.LightningDataModule):
         n_mixed: int = 0,
         n_temporal: int = 0,
         n_equalized: int = 0,
+        equalized_per_id: float = 0.0,
         warp_range: tuple[float, float] = (0.8, 1.25),
         min_warp: float = 0.04,
         mix_ratio_range: tuple[float, float] = (0.3, 0.7),
@@ -225,6 +229,7 @@ class MachineIDDataModule(L.LightningDataModule):
         if crop_frames < 2:
             msg = f"crop_frames must be >= 2, got {crop_frames}"
             raise ValueError(msg)
+        equalized_count(n_equalized, equalized_per_id, 0)  # a bad combination fails here, not at setup
         self.save_hyperparameters()
         self.log_mel = LogMel(**(features or {}))
         self.class_names: list[str] = []
@@ -339,7 +344,8 @@ class MachineIDDataModule(L.LightningDataModule):
             real_names, hp.n_warped, hp.n_mixed, warp_range=tuple(hp.warp_range), min_warp=hp.min_warp,
             mix_within_type=hp.mix_within_type, seed=hp.seed,
         ) + plan_temporal_classes(real_names, hp.get("n_temporal", 0), seed=hp.seed) + plan_equalized_classes(
-            real_names, hp.get("n_equalized", 0), seed=hp.seed)
+            real_names, equalized_count(hp.get("n_equalized", 0), hp.get("equalized_per_id", 0.0), len(real_names)),
+            seed=hp.seed)
         self._eq_gains = None
         self.class_names = real_names + [s.name for s in self.synthetic_classes]
         log.info(describe_synthetic_classes(real_names, self.synthetic_classes, hp.n_warped, hp.n_mixed))

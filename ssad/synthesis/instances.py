@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["SyntheticClass", "describe_synthetic_classes", "plan_synthetic_classes", "plan_temporal_classes",
-           "plan_equalized_classes", "equalizer_gains", "retime_waveform", "warp_frequency", "mix_waveforms",
-           "TEMPORAL_KINDS"]
+           "plan_equalized_classes", "equalized_count", "equalizer_gains", "retime_waveform", "warp_frequency",
+           "mix_waveforms", "TEMPORAL_KINDS"]
 
 #: Temporal synthesized instances: the ID played backwards, or amplitude-modulated at a fixed rate.
 TEMPORAL_KINDS = ("reverse", "am")
@@ -108,6 +108,17 @@ def plan_temporal_classes(real_names: Sequence[str], n_temporal: int, *, seed: i
             taken.append(rate)
             classes.append(SyntheticClass(f"{real_names[source]}@am{rate:.2f}Hz", "am", (source,), modulation_hz=rate))
     return classes
+
+
+def equalized_count(n_equalized: int, per_id: float, n_real: int) -> int:
+    """How many "eq" classes to plan: `n_equalized`, or `per_id` per real ID rounded half up (one of them, not both)."""
+    if per_id < 0 or n_equalized < 0:
+        msg = f"n_equalized and equalized_per_id must be >= 0, got {n_equalized} and {per_id}"
+        raise ValueError(msg)
+    if per_id and n_equalized:
+        msg = f"give n_equalized ({n_equalized}) or equalized_per_id ({per_id}), not both"
+        raise ValueError(msg)
+    return int(math.floor(per_id * n_real + 0.5)) if per_id else n_equalized
 
 
 def plan_equalized_classes(real_names: Sequence[str], n_equalized: int, *, seed: int = 0) -> list[SyntheticClass]:

@@ -32,8 +32,10 @@ class MachineIDClassifier(SsadModule):
         freq_pool: how the backbone's feature map is pooled over frequency: "flatten" (keep the position),
             "max" or "mean".
         embedding_dim: size of the embedding the scorers use.
-        head: "softmax", "arcface" or "adacos" (adaptive-scale cosine logits, Zhang et al. 2019).
+        head: "softmax", "arcface", "adacos" (adaptive-scale cosine logits, Zhang et al. 2019) or "adaproj"
+            (AdaCos on projections onto class subspaces, Wilkinghoff 2024).
         n_subclusters: centres per class of the "adacos" head (> 1: sub-cluster AdaCos, Wilkinghoff 2021).
+        subspace_dim: vectors spanning each class's subspace in the "adaproj" head.
         stats_branch: a second branch on each window's per-band log-mel mean and std (see
             `ssad.models.components.stats_branch`).
         clip_loss: weight of a second task, telling which training recording a crop came from (an AdaCos
@@ -80,6 +82,7 @@ class MachineIDClassifier(SsadModule):
         arcface_scale: float = 30.0,
         arcface_margin: float = 0.5,
         n_subclusters: int = 1,
+        subspace_dim: int = 16,
         stats_branch: bool = False,
         mixup_alpha: float = 0.0,
         clip_loss: float = 0.0,
@@ -123,6 +126,7 @@ class MachineIDClassifier(SsadModule):
             freq_pool=hp.freq_pool,
             arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
             n_subclusters=hp.get("n_subclusters", 1), stats_branch=hp.get("stats_branch", False),
+            subspace_dim=hp.get("subspace_dim", 16),
         )
         momentum = hp.get("bn_momentum", 0.1)
         for module in self.net.modules():

@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssad.models.components.heads import ARCFACE_MARGIN, ARCFACE_SCALE, AdaCosHead, ArcFaceHead, SoftmaxHead
+from ssad.models.components.heads import (
+    ARCFACE_MARGIN,
+    ARCFACE_SCALE,
+    AdaCosHead,
+    AdaProjHead,
+    ArcFaceHead,
+    SoftmaxHead,
+)
 from ssad.models.components.mobilenet import MobileNetV2Backbone, make_divisible
 from ssad.models.components.resnet import RESNET_BLOCKS, RESNET_CHANNELS, ResNetBackbone
 from ssad.models.components.stats_branch import SpectralStatsBranch
@@ -17,7 +24,7 @@ __all__ = ["BACKBONES", "HEADS", "MachineIDNet"]
 
 #: Accepted values of `MachineIDNet(backbone=...)` and `MachineIDNet(head=...)`.
 BACKBONES = ("mobilenetv2", "resnet", "none")
-HEADS = ("softmax", "arcface", "adacos")
+HEADS = ("softmax", "arcface", "adacos", "adaproj")
 
 
 class MachineIDNet(nn.Module):
@@ -46,6 +53,7 @@ class MachineIDNet(nn.Module):
         arcface_margin: ArcFace m in radians.
         arcface_easy_margin: ArcFace margin only where cos(theta) > 0.
         n_subclusters: centres per class of the "adacos" head (1 = AdaCos, more = sub-cluster AdaCos).
+        subspace_dim: vectors spanning each class's subspace in the "adaproj" head.
         stats_branch: add a second branch on the window's per-band log-mel mean and standard deviation
             (its long-term spectrum, where stationary tones live), concatenated with the CNN's pooled output.
     """
@@ -70,6 +78,7 @@ class MachineIDNet(nn.Module):
         arcface_easy_margin: bool = False,
         n_subclusters: int = 1,
         stats_branch: bool = False,
+        subspace_dim: int = 16,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -125,7 +134,9 @@ class MachineIDNet(nn.Module):
             layers.append(nn.ReLU(inplace=True))
         self.embedding = nn.Sequential(*layers)
         self.head: SoftmaxHead | ArcFaceHead | AdaCosHead
-        if head == "softmax":
+        if head == "adaproj":
+            self.head = AdaProjHead(embedding_dim, num_classes, subspace_dim=subspace_dim)
+        elif head == "softmax":
             self.head = SoftmaxHead(embedding_dim, num_classes)
         elif head == "adacos":
             self.head = AdaCosHead(embedding_dim, num_classes, n_subclusters=n_subclusters)

@@ -1,6 +1,6 @@
 """Network building blocks shared by ssad models: log-mel backbones and classification heads."""
 
-from .heads import AdaCosHead, ArcFaceHead, SoftmaxHead
+from .heads import AdaCosHead, AdaProjHead, ArcFaceHead, SoftmaxHead
 from .mobilenet import (
     MOBILENETV2_SETTINGS,
     MOBILENETV2_SMALL_SETTINGS,
@@ -14,6 +14,7 @@ __all__ = [
     "MOBILENETV2_SETTINGS",
     "MOBILENETV2_SMALL_SETTINGS",
     "AdaCosHead",
+    "AdaProjHead",
     "ArcFaceHead",
     "BasicBlock",
     "InvertedResidual",

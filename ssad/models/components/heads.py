@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ARCFACE_SCALE", "ARCFACE_MARGIN", "SoftmaxHead", "ArcFaceHead", "AdaCosHead"]
+__all__ = ["ARCFACE_SCALE", "ARCFACE_MARGIN", "SoftmaxHead", "ArcFaceHead", "AdaCosHead", "AdaProjHead"]
 
 #: ArcFace defaults, Deng et al. 2019 (s = 64 there for faces; 30 is the common choice for few classes).
 ARCFACE_SCALE = 30.0
@@ -128,6 +128,8 @@ class AdaCosHead(nn.Module):
         trainable_centres: learn the centres instead of keeping them fixed.
     """
 
+    _own_term = 0.0  # what a sample's own centres add to B_avg
+
     def __init__(self, embedding_dim: int, num_classes: int, n_subclusters: int = 1,
                  trainable_centres: bool = False) -> None:
         super().__init__()
@@ -153,7 +155,7 @@ class AdaCosHead(nn.Module):
     @torch.no_grad()
     def _update_scale(self, cosine: Tensor, labels: Tensor) -> None:
         target = F.one_hot(labels.long(), self.num_classes).to(dtype=torch.bool, device=cosine.device)
-        others = torch.where(target.unsqueeze(-1), torch.zeros_like(cosine),
+        others = torch.where(target.unsqueeze(-1), torch.full_like(cosine, self._own_term),
                              torch.exp(self.scale * cosine)).flatten(1).sum(1)
         nearest_own = cosine[target].max(dim=-1).values.clamp(-1.0, 1.0)
         theta_med = torch.acos(nearest_own).median()
@@ -168,3 +170,43 @@ class AdaCosHead(nn.Module):
             if self.training:
                 self._update_scale(cosine, labels)
         return torch.logsumexp(self.scale * cosine, dim=-1)
+
+
+class AdaProjHead(AdaCosHead):
+    """AdaCos logits on the cosine between an embedding and its projection onto each class's own subspace.
+
+    AdaProj (Wilkinghoff, ICASSP 2024): a class is a fixed random subspace of `subspace_dim` dimensions, and
+    an embedding is close to the class when it lies near that subspace, so a class's normal sounds may
+    spread inside it instead of being drawn to one centre, and the embedding keeps more of what varies
+    inside a class. With an orthonormal basis per class, the cosine between a unit embedding x and its
+    projection P x is |P x|, the norm of its coordinates in the basis. The scale follows AdaCos, with a sample's own
+    class counted as exp(0) = 1 in B_avg, as in Wilkinghoff's code: with two classes B_avg would otherwise
+    hold a single exp(s cos), and the scale would fall to 0 and stay there.
+
+    Args:
+        embedding_dim: size of the input embedding.
+        num_classes: number of classes.
+        subspace_dim: dimension of each class's subspace (at most `embedding_dim`).
+    """
+
+    _own_term = 1.0
+
+    def __init__(self, embedding_dim: int, num_classes: int, subspace_dim: int = 16) -> None:
+        if not 1 <= subspace_dim <= embedding_dim:
+            msg = f"subspace_dim must be in [1, embedding_dim={embedding_dim}], got {subspace_dim}"
+            raise ValueError(msg)
+        super().__init__(embedding_dim, num_classes, n_subclusters=subspace_dim)
+        bases = torch.linalg.qr(torch.randn(num_classes, embedding_dim, subspace_dim)).Q  # orthonormal columns
+        self.weight.copy_(bases.transpose(1, 2).reshape(num_classes * subspace_dim, embedding_dim))
+        self.scale.fill_(math.sqrt(2.0) * math.log(max(2, num_classes - 1)))
+
+    @property
+    def subspace_dim(self) -> int:
+        """Dimension of each class's subspace (held where AdaCos keeps its centres per class)."""
+        return self.n_subclusters
+
+    def cosine(self, embedding: Tensor) -> Tensor:
+        """(B, embedding_dim) -> (B, num_classes, 1) cosine to the projection onto each class's subspace."""
+        coordinates = F.linear(F.normalize(embedding, dim=1), self.weight)
+        coordinates = coordinates.reshape(embedding.shape[0], self.num_classes, self.subspace_dim)
+        return coordinates.norm(dim=-1, keepdim=True).clamp(max=1.0)
