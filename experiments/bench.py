@@ -45,7 +45,7 @@ def _sizes(quick: bool) -> dict:
     if quick:
         return {"clips": 4, "repeats": 1, "feature_rounds": 1, "train_steps": {"demo": 1, "full": 1}, "references": (500, 1000, 2000),
                 "queries": 32, "share_seconds": 1.0, "share_batch": 4}
-    return {"clips": 64, "repeats": 3, "feature_rounds": 7, "train_steps": {"demo": 12, "full": 4}, "references": (1000, 10000, 100000),
+    return {"clips": 64, "repeats": 3, "feature_rounds": 10, "train_steps": {"demo": 12, "full": 4}, "references": (1000, 10000, 100000),
             "queries": 256, "share_seconds": 20.0, "share_batch": 16}
 
 
@@ -344,10 +344,12 @@ def part_sharing(device: str, sizes: dict, work: Path, quick: bool) -> dict:
 
 def run_part(name: str, args: argparse.Namespace) -> dict:
     """Run one part in this process (threads set by ssad's default policy) and add its peak memory."""
+    from ssad.allocator import tune_allocator
     from ssad.threads import configure_threads
 
     # the kNN and Gaussian query costs are per core: one thread keeps their growth free of scheduling noise
     configure_threads(1 if name == "knn" else None)
+    tune_allocator()  # as the `ssad` command does; the librosa recipe runs in the same process
     sizes = _sizes(args.quick)
     if name == "sharing-worker":
         return sharing_worker(sizes["share_seconds"], sizes["share_batch"], args.device)

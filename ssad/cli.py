@@ -191,9 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _configure_logging()
     try:
+        from ssad.allocator import tune_allocator
         from ssad.threads import configure_threads
 
         configure_threads()
+        tune_allocator()
         if argv and argv[0] in LIGHTNING_COMMANDS:
             _lightning_cli(argv)
             return 0

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ssad.errors import BadInputError
-from ssad.threads import torch_threads
+from ssad.threads import available_cores, torch_threads
 
 T = TypeVar("T")
 
@@ -184,7 +184,7 @@ class LogMel(nn.Module):
                                else torch.complex128)
         parts = torch.view_as_real(spectrum)
         power = flat.new_empty(n_frames, n_freq)
-        mel = flat.new_empty(clips, n_frames, self.n_mels)
+        mel = flat.new_empty(clips, self.n_mels, n_frames)
         for index, clip in enumerate(waves):
             padded[half : half + samples] = clip  # reflect padding, as `spectrogram`
             padded[:half] = clip[1 : half + 1].flip(-1)
@@ -194,10 +194,9 @@ class LogMel(nn.Module):
             torch.mul(parts[..., 0], parts[..., 0], out=power).addcmul_(parts[..., 1], parts[..., 1])
             if self.power != 2.0:
                 power.pow_(self.power / 2.0)
-            for band, (low, high, first, last) in enumerate(self._bands):
-                mel[index, :, first:last] = torch.matmul(power[:, low:high], getattr(self, f"mel_band_{band}"))
-        mel.add_(self.log_floor).log10_().mul_(20.0 / self.power)
-        return mel.transpose(-1, -2)
+            for band, (low, high, first, last) in enumerate(self._bands):  # (mels, frames) rows, in place
+                torch.matmul(getattr(self, f"mel_band_{band}").T, power[:, low:high].T, out=mel[index, first:last])
+        return mel.add_(self.log_floor).log10_().mul_(20.0 / self.power)
 
 
 def sliding_windows(log_mel: Tensor, window: int, hop: int) -> Tensor:
@@ -327,8 +326,11 @@ def _read_ahead(load: Callable[[int], T], count: int, threads: int, depth: int) 
 
     libsndfile, numpy and hashlib release the GIL, so decoding the next files overlaps the current STFT.
     The consumer computes a whole batch between pulls, so `depth` must cover a batch or the reader idles
-    (measured: 317 clips/s with 2 items ahead, 430 with two batches).
+    (measured: 317 clips/s with 2 items ahead, 430 with two batches). `threads=0` loads inline, in order.
     """
+    if threads == 0:
+        yield from (load(index) for index in range(count))
+        return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ssad-read") as pool:
         ahead: deque[Future[T]] = deque()
         submitted = 0
@@ -365,10 +367,11 @@ def compute_log_mels(
     keys: list[str | None] = [None] * len(paths)
     pending: dict[int, list[tuple[int, np.ndarray]]] = {}
     max_pending = 4 * batch_size
-    # One reader thread keeps ahead of the log-mel (a read costs half a clip's STFT); on a CPU one clip's
-    # STFT is too small for intra-op threads to pay (measured beside other work: 264 clips/s on one
-    # thread, 107 on two; and 378 with one reader, 268 with two).
-    readers = 1
+    # On a CPU one clip's STFT is too small for intra-op threads to pay (measured beside other work: 264
+    # clips/s on one thread, 107 on two). A reader thread keeps ahead of the log-mel when it runs on
+    # another device, or when the process has more than two cores: on two, the reader and the log-mel
+    # competed for them and reading inline measured faster (550 against 457 clips/s, bench.md).
+    readers = 1 if target.type != "cpu" or available_cores() > 2 else 0
     threads = torch_threads(1) if target.type == "cpu" else contextlib.nullcontext()
 
     with threads, tqdm(total=len(paths), desc="log-mel", unit="clip", disable=not progress) as bar:

@@ -228,6 +228,27 @@ def test_batch_sizes_agree_and_match_one_by_one(clips: list[Path], small_log_mel
         np.testing.assert_allclose(a, direct, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("cores", [2, 8])
+def test_inline_and_read_ahead_paths_give_the_same_features(
+    clips: list[Path], small_log_mel: LogMel, monkeypatch: pytest.MonkeyPatch, cores: int
+) -> None:
+    """Two cores read inline, more keep a reader thread ahead: the same arrays in the same order either way."""
+    threads_seen: list[int] = []
+    read_ahead = features._read_ahead
+
+    def spy(load, count, threads, depth):  # noqa: ANN001, ANN202
+        threads_seen.append(threads)
+        return read_ahead(load, count, threads, depth)
+
+    monkeypatch.setattr(features, "available_cores", lambda: cores)
+    monkeypatch.setattr(features, "_read_ahead", spy)
+    out = compute_log_mels(clips, small_log_mel, read=CountingReader(), batch_size=3, progress=False)
+    assert threads_seen == [0 if cores == 2 else 1]
+    for path, array in zip(clips, out, strict=True):
+        wave, _ = sf.read(str(path), dtype="float32")
+        np.testing.assert_allclose(array, small_log_mel(torch.from_numpy(wave)).numpy(), rtol=0, atol=1e-4)
+
+
 def test_many_distinct_lengths_stay_in_order(tmp_path: Path, small_log_mel: LogMel) -> None:
     paths = [_write_wav(tmp_path / f"{i}.wav", _noise(i, 0.1 + 0.01 * i)) for i in range(12)]
     out = compute_log_mels(paths, small_log_mel, read=CountingReader(), batch_size=2, progress=False)
