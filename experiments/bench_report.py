@@ -22,7 +22,8 @@ def markdown(r: dict) -> str:
         "",
         "Measured by `make bench` (`experiments/bench.py`); raw figures in `bench.json`. Every part runs in a",
         "process of its own, with ssad's default thread policy (threads = cores in the process's affinity mask,",
-        "or `SSAD_THREADS`; idle OpenMP threads sleep), and reports that process's peak resident memory.",
+        "or `SSAD_THREADS`; idle OpenMP threads sleep) and allocator policy (freed memory kept for reuse,",
+        "`ssad/allocator.py`), as the `ssad` command runs, and reports that process's peak resident memory.",
         "",
         f"- device: {r['device']}; threads: {r['threads']} of {r['cores_available']} cores available; "
         f"OMP_WAIT_POLICY={r['omp_wait_policy']}; machine: {r['machine']}",
@@ -39,7 +40,8 @@ def markdown(r: dict) -> str:
             "| --- | ---: | ---: |",
             f"| DCASE baseline recipe (librosa.load + melspectrogram + log10, 128 mels, n_fft 1024, hop 512) | "
             f"{f['librosa_clips_per_s']} | 1.0x |",
-            f"| ssad `compute_log_mels` as shipped (one thread reads ahead; log-mel clip by clip on one torch "
+            f"| ssad `compute_log_mels` as shipped (files read inline on two cores, a thread ahead on more; "
+            f"log-mel clip by clip on one torch "
             f"thread, in reused work buffers, with a banded mel product), "
             f"process at {f['threads']} torch threads | {f['ssad_clips_per_s']} | {f['ratio']}x |",
             f"| the same, process at 1 torch thread | {f['ssad_one_thread_clips_per_s']} | {f['ratio_one_thread']}x |",
