@@ -152,7 +152,7 @@ def _markdown(result: dict) -> str:
         "",
         f"- model: {result['model']}",
         f"- stream: {result['audio_s']:.0f} s of {result['machine']} normal test clips end to end, {result['data']}",
-        f"- machine: {result['cpu']}; the two cores were shared with other jobs while this ran",
+        f"- machine: {result['cpu']}; load average (1 min) before the run: {result.get('load_before', '?')}",
         "",
         "| source | window (s) | hop (s) | audio (s) | wall (s) | windows | ms / window | real-time factor |",
         "|---|---|---|---|---|---|---|---|",
@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--model-note", default="", help="what model the detector holds, for the report")
     parser.add_argument("--out", default=str(HERE / "results" / "monitor_rtf"))
     args = parser.parse_args()
+    load_before = round(os.getloadavg()[0], 2)  # how busy the machine was: these timings depend on it
 
     from ssad.detector import Detector
 
@@ -192,7 +193,8 @@ def main() -> None:
         print(runs[-1], flush=True)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     result = {"model": args.model_note or str(args.detector), "data": args.data, "machine": args.machine,
-              "audio_s": args.seconds, "cpu": f"{cpu}, {len(cores)} core(s)", "torch_threads": 1, "runs": runs}
+              "audio_s": args.seconds, "cpu": f"{cpu}, {len(cores)} core(s)", "load_before": load_before,
+              "torch_threads": 1, "runs": runs}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
