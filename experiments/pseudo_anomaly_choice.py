@@ -1,0 +1,98 @@
+"""Could ensemble members be chosen without labels? Score each member on synthesized pseudo-anomalies.
+
+    python experiments/pseudo_anomaly_choice.py RUN ROOT
+
+For every machine ID of ROOT, its normal training clips are split in three folds; each member (the
+classifier's mean embedding, and the floor's mean+std log-mel) fits a Ledoit-Wolf Gaussian on two folds and
+scores the third fold's clips and three altered copies of them, made on the log-mel: "eq" (one band +-3-6
+dB), "noise" (broadband noise at a tenth of the clip's mean power) and "tone" (one mel band +10 dB). Prints
+each member's mean pseudo-AUC per alteration. No test clip is used: a member choice by these figures would be
+label-free. A diagnostic for the ensemble, not a detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+
+import numpy as np
+import torch
+from sklearn.covariance import LedoitWolf
+from sklearn.metrics import roc_auc_score
+
+FOLDS = 3
+
+
+def _gaussian(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    fitted = LedoitWolf().fit(train)
+    diff = test - fitted.location_
+    return np.einsum("ij,jk,ik->i", diff, fitted.precision_, diff)
+
+
+def _altered(mel: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Pseudo-anomalous copies of one (n_mels, frames) log-mel in dB."""
+    n_mels = mel.shape[0]
+    position = np.arange(n_mels) / n_mels
+    centre, width, gain = rng.uniform(0.1, 0.9), rng.uniform(0.03, 0.12), rng.choice([-1, 1]) * rng.uniform(3, 6)
+    power = 10 ** (mel / 10)
+    tone = mel.copy()
+    tone[rng.integers(5, n_mels - 5)] += 10.0
+    return {
+        "eq": (mel + gain * np.exp(-0.5 * ((position - centre) / width) ** 2)[:, None]).astype(np.float32),
+        "noise": (10 * np.log10(power + 0.1 * power.mean())).astype(np.float32),
+        "tone": tone,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run")
+    parser.add_argument("root")
+    args = parser.parse_args(argv)
+
+    import ssad
+    from ssad.data.audio import read_clip
+    from ssad.data.layout import index_root, select
+    from ssad.engine import default_cache_dir
+    from ssad.features import FeatureCache, compute_log_mels, sliding_windows
+
+    model = ssad.load(args.run)
+    net = model.module.net.eval()
+    train = select(index_root(args.root), split="train", label="normal")
+    cache = FeatureCache(default_cache_dir(), model.log_mel.params, {"sample_rate": model.sample_rate})
+    mels = compute_log_mels([c.path for c in train], model.log_mel, cache=cache, progress=False,
+                            read=partial(read_clip, sample_rate=model.sample_rate))
+    rng = np.random.default_rng(0)
+
+    def members(mel: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            windows = sliding_windows(torch.from_numpy(mel), model.window_frames, model.window_hop)
+            embedding = net.embed(windows).mean(0).numpy()
+        return {"classifier": embedding, "floor": np.concatenate([mel.mean(1), mel.std(1)])}
+
+    plain = [members(mel) for mel in mels]
+    altered: dict[str, list[dict[str, np.ndarray]]] = {}
+    for mel in mels:
+        for kind, copy in _altered(mel, rng).items():
+            altered.setdefault(kind, []).append(members(copy))
+    ids = np.array([f"{c.machine_type}/{c.machine_id}" for c in train])
+    aucs: dict[tuple[str, str], list[float]] = {}
+    for machine in np.unique(ids):
+        index = np.where(ids == machine)[0]
+        folds = np.array_split(rng.permutation(index), FOLDS)
+        for member in plain[0]:
+            for kind, copies in altered.items():
+                normal, odd = [], []
+                for fold in folds:
+                    fitted = np.stack([plain[i][member] for i in np.setdiff1d(index, fold)])
+                    normal.append(_gaussian(fitted, np.stack([plain[i][member] for i in fold])))
+                    odd.append(_gaussian(fitted, np.stack([copies[i][member] for i in fold])))
+                scores = np.concatenate(normal + odd)
+                labels = np.r_[np.zeros(sum(map(len, normal))), np.ones(sum(map(len, odd)))]
+                aucs.setdefault((member, kind), []).append(roc_auc_score(labels, scores))
+    for (member, kind), values in sorted(aucs.items()):
+        print(f"{member:10s} {kind:6s} pseudo-AUC {np.mean(values):.3f}")
+
+
+if __name__ == "__main__":
+    main()
