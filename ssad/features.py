@@ -170,8 +170,11 @@ class LogMel(nn.Module):
 
         One clip's frames stay in cache where a batch's do not, and every intermediate array is written
         into buffers made once per call: fresh memory costs page faults that, on the VMs measured, took
-        about as long as the FFT itself (experiments/results/bench.md).
+        about as long as the FFT itself (see `ssad.allocator`).
         """
+        if not waves or any(wave.dim() != 1 or wave.shape[0] != waves[0].shape[0] for wave in waves):
+            msg = f"clip_by_clip needs 1-D waveforms of one length, got shapes {[tuple(w.shape) for w in waves][:4]}"
+            raise ValueError(msg)
         clips, samples, flat = len(waves), waves[0].shape[-1], waves[0]
         half, n_freq = self.n_fft // 2, self.n_fft // 2 + 1
         if samples <= half:
@@ -370,7 +373,7 @@ def compute_log_mels(
     # On a CPU one clip's STFT is too small for intra-op threads to pay (measured beside other work: 264
     # clips/s on one thread, 107 on two). A reader thread keeps ahead of the log-mel when it runs on
     # another device, or when the process has more than two cores: on two, the reader and the log-mel
-    # competed for them and reading inline measured faster (550 against 457 clips/s, bench.md).
+    # competed for them and reading inline measured faster (550 against 457 clips/s, issue 13).
     readers = 1 if target.type != "cpu" or available_cores() > 2 else 0
     threads = torch_threads(1) if target.type == "cpu" else contextlib.nullcontext()
 

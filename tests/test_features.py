@@ -294,3 +294,5 @@ def test_cpu_clip_by_clip_path_matches_the_batched_path_and_the_dense_filterbank
     torch.testing.assert_close(batched, dense.transpose(-1, -2) * (20.0 / log_mel.power), atol=1e-4, rtol=1e-5)
     one = log_mel(waves[1, 2])  # a single 1-D clip keeps its shape
     torch.testing.assert_close(one, batched[1, 2], atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="one length"):
+        log_mel.clip_by_clip([waves[0, 0], waves[0, 0, :-300]])
