@@ -51,13 +51,7 @@ def _sizes(quick: bool) -> dict:
 
 def _best_seconds(run: Callable[[], object], repeats: int) -> float:
     """Wall-clock seconds of the fastest of `repeats` runs, after one warm-up run."""
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return _best_interleaved([run], repeats)[0]
 
 
 def _best_interleaved(runs: list[Callable[[], object]], rounds: int) -> list[float]:
