@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 import torch
+from diagnostics import auc_by_type, cached_log_mels, gaussian_distances, machine_ids
 from sklearn.covariance import LedoitWolf
-from sklearn.metrics import roc_auc_score
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def _gauss(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    fitted = LedoitWolf().fit(train)
-    diff = test - fitted.location_
-    return np.einsum("ij,jk,ik->i", diff, fitted.precision_, diff)
 
 
 def _knn(train: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -37,20 +30,16 @@ def _knn(train: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 def main(run: str, root: str) -> None:
     import ssad
-    from ssad.data.audio import read_clip
     from ssad.data.layout import index_root, select
-    from ssad.engine import default_cache_dir
-    from ssad.features import FeatureCache, compute_log_mels, sliding_windows
+    from ssad.features import sliding_windows
 
     model = ssad.load(run)
     net = model.module.net
     clips = index_root(root)
     train, test = select(clips, split="train", label="normal"), select(clips, split="test")
-    cache = FeatureCache(default_cache_dir(), model.log_mel.params, {"sample_rate": model.sample_rate})
-    read = partial(read_clip, sample_rate=model.sample_rate)
 
     def windows(chosen: list) -> dict[str, list[np.ndarray]]:
-        mels = compute_log_mels([c.path for c in chosen], model.log_mel, read=read, cache=cache, progress=False)
+        mels = cached_log_mels(model, chosen)
         out: dict[str, list[np.ndarray]] = {"emb": [], "logp": [], "pooled": [], "stats": []}
         with torch.no_grad():
             for mel in mels:
@@ -67,18 +56,11 @@ def main(run: str, root: str) -> None:
         return out
 
     tr, te = windows(train), windows(test)
-    tr_ids = np.array([f"{c.machine_type}/{c.machine_id}" for c in train])
-    te_ids = np.array([f"{c.machine_type}/{c.machine_id}" for c in test])
+    tr_ids, te_ids = machine_ids(train), machine_ids(test)
     labels = np.array([c.label == "anomaly" for c in test], dtype=int)
 
     def report(name: str, score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
-        per_type: dict[str, list[tuple[float, float]]] = {}
-        for machine in np.unique(te_ids):
-            s = score(tr_ids == machine, te_ids == machine)
-            y = labels[te_ids == machine]
-            if len(set(y)) == 2:
-                per_type.setdefault(machine.split("/")[0], []).append(
-                    (roc_auc_score(y, s), roc_auc_score(y, s, max_fpr=0.1)))
+        per_type = auc_by_type(score, tr_ids, te_ids, labels)
         auc = np.mean([np.mean([a for a, _ in v]) for v in per_type.values()])
         pauc = np.mean([np.mean([p for _, p in v]) for v in per_type.values()])
         types = " ".join(f"{t}:{np.mean([a for a, _ in v]):.3f}" for t, v in per_type.items())
@@ -88,14 +70,14 @@ def main(run: str, root: str) -> None:
         return np.stack([how(x) for x in tr[key]]), np.stack([how(x) for x in te[key]])
 
     stats_tr, stats_te = np.stack(tr["stats"]), np.stack(te["stats"])
-    report("floor: mean+std log-mel", lambda a, b: _gauss(stats_tr[a], stats_te[b]))
+    report("floor: mean+std log-mel", lambda a, b: gaussian_distances(stats_tr[a], stats_te[b]))
     views = {
         "embedding mean": clip_view("emb", lambda x: x.mean(0)),
         "embedding l2 mean+std": clip_view("emb", lambda x: np.concatenate([_l2(x).mean(0), _l2(x).std(0)])),
         "pooled features mean": clip_view("pooled", lambda x: x.mean(0)),
     }
     for name, (x_tr, x_te) in views.items():
-        report(f"{name} gaussian", lambda a, b, x_tr=x_tr, x_te=x_te: _gauss(x_tr[a], x_te[b]))
+        report(f"{name} gaussian", lambda a, b, x_tr=x_tr, x_te=x_te: gaussian_distances(x_tr[a], x_te[b]))
         report(f"{name} knn", lambda a, b, x_tr=x_tr, x_te=x_te: _knn(x_tr[a], x_te[b]))
 
     def per_window(agg: Callable[[np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:

@@ -14,18 +14,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-from functools import partial
 
 import numpy as np
 import torch
-from sklearn.covariance import LedoitWolf
-from sklearn.metrics import roc_auc_score
-
-
-def _gaussian(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    fitted = LedoitWolf().fit(train)
-    diff = test - fitted.location_
-    return np.einsum("ij,jk,ik->i", diff, fitted.precision_, diff)
+from diagnostics import auc_by_type, cached_log_mels, gaussian_distances, machine_ids
 
 
 def _untrained(net: torch.nn.Module) -> torch.nn.Module:
@@ -46,10 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import ssad
-    from ssad.data.audio import read_clip
     from ssad.data.layout import index_root, select
-    from ssad.engine import default_cache_dir
-    from ssad.features import FeatureCache, compute_log_mels
 
     model = ssad.load(args.run)
     net = model.module.net.eval()
@@ -58,11 +47,9 @@ def main(argv: list[str] | None = None) -> None:
         net = _untrained(net)
     clips = index_root(args.root)
     train, test = select(clips, split="train", label="normal"), select(clips, split="test")
-    cache = FeatureCache(default_cache_dir(), model.log_mel.params, {"sample_rate": model.sample_rate})
-    read = partial(read_clip, sample_rate=model.sample_rate)
 
     def views(chosen: list) -> dict[str, np.ndarray]:
-        mels = compute_log_mels([c.path for c in chosen], model.log_mel, read=read, cache=cache, progress=False)
+        mels = cached_log_mels(model, chosen)
         out: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for mel in mels:
@@ -78,18 +65,13 @@ def main(argv: list[str] | None = None) -> None:
         return {name: np.stack(rows) for name, rows in out.items()}
 
     tr, te = views(train), views(test)
-    tr_ids = np.array([f"{c.machine_type}/{c.machine_id}" for c in train])
-    te_ids = np.array([f"{c.machine_type}/{c.machine_id}" for c in test])
+    tr_ids, te_ids = machine_ids(train), machine_ids(test)
     labels = np.array([c.label == "anomaly" for c in test], dtype=int)
     which = f"untrained (seed {args.seed})" if args.untrained else "trained"
     for name in tr:
-        per_type: dict[str, list[float]] = {}
-        for machine in np.unique(te_ids):
-            a, b = tr_ids == machine, te_ids == machine
-            if len(set(labels[b])) == 2:
-                per_type.setdefault(machine.split("/")[0], []).append(
-                    roc_auc_score(labels[b], _gaussian(tr[name][a], te[name][b])))
-        auc = np.mean([np.mean(v) for v in per_type.values()])
+        per_type = auc_by_type(lambda a, b, name=name: gaussian_distances(tr[name][a], te[name][b]),
+                               tr_ids, te_ids, labels)
+        auc = np.mean([np.mean([a for a, _ in v]) for v in per_type.values()])
         print(f"{which:20s} {name:34s} dim {tr[name].shape[1]:5d} auc {auc:.3f}", flush=True)
 
 

@@ -13,20 +13,13 @@ label-free. A diagnostic for the ensemble, not a detector.
 from __future__ import annotations
 
 import argparse
-from functools import partial
 
 import numpy as np
 import torch
-from sklearn.covariance import LedoitWolf
+from diagnostics import cached_log_mels, gaussian_distances, machine_ids
 from sklearn.metrics import roc_auc_score
 
 FOLDS = 3
-
-
-def _gaussian(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    fitted = LedoitWolf().fit(train)
-    diff = test - fitted.location_
-    return np.einsum("ij,jk,ik->i", diff, fitted.precision_, diff)
 
 
 def _altered(mel: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -51,17 +44,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import ssad
-    from ssad.data.audio import read_clip
     from ssad.data.layout import index_root, select
-    from ssad.engine import default_cache_dir
-    from ssad.features import FeatureCache, compute_log_mels, sliding_windows
+    from ssad.features import sliding_windows
 
     model = ssad.load(args.run)
     net = model.module.net.eval()
     train = select(index_root(args.root), split="train", label="normal")
-    cache = FeatureCache(default_cache_dir(), model.log_mel.params, {"sample_rate": model.sample_rate})
-    mels = compute_log_mels([c.path for c in train], model.log_mel, cache=cache, progress=False,
-                            read=partial(read_clip, sample_rate=model.sample_rate))
+    mels = cached_log_mels(model, train)
     rng = np.random.default_rng(0)
 
     def members(mel: np.ndarray) -> dict[str, np.ndarray]:
@@ -75,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     for mel in mels:
         for kind, copy in _altered(mel, rng).items():
             altered.setdefault(kind, []).append(members(copy))
-    ids = np.array([f"{c.machine_type}/{c.machine_id}" for c in train])
+    ids = machine_ids(train)
     aucs: dict[tuple[str, str], list[float]] = {}
     for machine in np.unique(ids):
         index = np.where(ids == machine)[0]
@@ -85,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
                 normal, odd = [], []
                 for fold in folds:
                     fitted = np.stack([plain[i][member] for i in np.setdiff1d(index, fold)])
-                    normal.append(_gaussian(fitted, np.stack([plain[i][member] for i in fold])))
-                    odd.append(_gaussian(fitted, np.stack([copies[i][member] for i in fold])))
+                    normal.append(gaussian_distances(fitted, np.stack([plain[i][member] for i in fold])))
+                    odd.append(gaussian_distances(fitted, np.stack([copies[i][member] for i in fold])))
                 scores = np.concatenate(normal + odd)
                 labels = np.r_[np.zeros(sum(map(len, normal))), np.ones(sum(map(len, odd)))]
                 aucs.setdefault((member, kind), []).append(roc_auc_score(labels, scores))

@@ -1,0 +1,50 @@
+"""Pieces the diagnostic experiments share (embedding_views, layer_views, pseudo_anomaly_choice).
+
+Cached log-mels of a loaded run's clips, a per-ID Ledoit-Wolf Mahalanobis distance, and mean AUC over
+machine types (IDs averaged within a type first, as `make quality` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+from sklearn.covariance import LedoitWolf
+from sklearn.metrics import roc_auc_score
+
+
+def cached_log_mels(model, clips: Sequence) -> list[np.ndarray]:  # noqa: ANN001 (an ssad.LoadedModel)
+    """The (n_mels, frames) log-mel of each clip with the run's own parameters, through the feature cache."""
+    from ssad.data.audio import read_clip
+    from ssad.engine import default_cache_dir
+    from ssad.features import FeatureCache, compute_log_mels
+
+    cache = FeatureCache(default_cache_dir(), model.log_mel.params, {"sample_rate": model.sample_rate})
+    return compute_log_mels([c.path for c in clips], model.log_mel, cache=cache, progress=False,
+                            read=partial(read_clip, sample_rate=model.sample_rate))
+
+
+def gaussian_distances(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distance of each test row to a Ledoit-Wolf Gaussian fitted on the train rows."""
+    fitted = LedoitWolf().fit(train)
+    diff = test - fitted.location_
+    return np.einsum("ij,jk,ik->i", diff, fitted.precision_, diff)
+
+
+def machine_ids(clips: Sequence) -> np.ndarray:
+    """`type/id` of each clip."""
+    return np.array([f"{c.machine_type}/{c.machine_id}" for c in clips])
+
+
+def auc_by_type(score: Callable[[np.ndarray, np.ndarray], np.ndarray], train_ids: np.ndarray,
+                test_ids: np.ndarray, labels: np.ndarray) -> dict[str, list[tuple[float, float]]]:
+    """(AUC, pAUC at FPR <= 0.1) of every ID with both labels, grouped by type; `score(train_mask, test_mask)`."""
+    per_type: dict[str, list[tuple[float, float]]] = {}
+    for machine in np.unique(test_ids):
+        a, b = train_ids == machine, test_ids == machine
+        if len(set(labels[b])) == 2:
+            s = score(a, b)
+            per_type.setdefault(machine.split("/")[0], []).append(
+                (roc_auc_score(labels[b], s), roc_auc_score(labels[b], s, max_fpr=0.1)))
+    return per_type
