@@ -125,7 +125,9 @@ def test_sigint_stops_cleanly_and_keeps_what_was_scored(field_detector: Path) ->
     # on a busy machine the other two windows may take a while; the stream stays open, so only SIGINT ends it
     seen = [first, process.stdout.readline(), process.stdout.readline()]
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    process.wait(timeout=60)  # stdin stays open until the monitor has stopped: closing it first races the signal
+    out, err = process.stdout.read(), process.stderr.read()
+    process.stdin.close()
     rows = _lines(b"".join(seen).decode() + out.decode())
     assert process.returncode == 130, err.decode()
     assert [r["start"] for r in rows] == [0.0, 1.0, 2.0]
