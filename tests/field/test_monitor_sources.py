@@ -117,7 +117,10 @@ def test_sigint_stops_cleanly_and_keeps_what_was_scored(field_detector: Path) ->
     command = [sys.executable, "-m", "ssad.cli", "monitor", "--detector", str(field_detector), "--machine",
                "fan/id_00", "--source", "-", "--window", "1", "--hop", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # a job started in the background by a script inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: start the monitor as a terminal's foreground job would, SIGINT at its default
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     process.stdin.write(tone(3.0).tobytes() + b"\x00")  # an odd byte: half a sample waits for its other half
     process.stdin.flush()
     first = process.stdout.readline()  # blocks until the monitor has scored its first window
