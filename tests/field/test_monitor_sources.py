@@ -113,7 +113,8 @@ def test_folder_waits_for_files_being_written_and_skips_bad_ones(
     assert "d-growing.wav: truncated" in caplog.text  # seen while stalled, reported, read again once complete
 
 
-def test_sigint_stops_cleanly_and_keeps_what_was_scored(field_detector: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "service-stop"])
+def test_ctrl_c_or_a_service_stop_ends_cleanly_and_keeps_what_was_scored(field_detector: Path, signum: int) -> None:
     command = [sys.executable, "-m", "ssad.cli", "monitor", "--detector", str(field_detector), "--machine",
                "fan/id_00", "--source", "-", "--window", "1", "--hop", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
@@ -127,7 +128,7 @@ def test_sigint_stops_cleanly_and_keeps_what_was_scored(field_detector: Path) ->
     assert json.loads(first)["machine"] == "fan/id_00"
     # on a busy machine the other two windows may take a while; the stream stays open, so only SIGINT ends it
     seen = [first, process.stdout.readline(), process.stdout.readline()]
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     process.wait(timeout=60)  # stdin stays open until the monitor has stopped: closing it first races the signal
     out, err = process.stdout.read(), process.stderr.read()
     process.stdin.close()
