@@ -1,7 +1,8 @@
-"""Pieces the diagnostic experiments share (embedding_views, layer_views, pseudo_anomaly_choice).
+"""Pieces the diagnostic experiments share (embedding_views, layer_views, pseudo_anomaly_choice, fault_directions).
 
-Cached log-mels of a loaded run's clips, a per-ID Ledoit-Wolf Mahalanobis distance, and mean AUC over
-machine types (IDs averaged within a type first, as `make quality` does).
+Cached log-mels of a loaded run's clips, the floor's features and the classifier's mean embedding of one clip,
+a per-ID Ledoit-Wolf Mahalanobis distance, and mean AUC over machine types (IDs averaged within a type first,
+as `make quality` does).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 import numpy as np
+import torch
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
@@ -23,6 +25,20 @@ def cached_log_mels(model, clips: Sequence) -> list[np.ndarray]:  # noqa: ANN001
     cache = FeatureCache(default_cache_dir(), model.log_mel.params, {"sample_rate": model.sample_rate})
     return compute_log_mels([c.path for c in clips], model.log_mel, cache=cache, progress=False,
                             read=partial(read_clip, sample_rate=model.sample_rate))
+
+
+def floor_features(mel: np.ndarray) -> np.ndarray:
+    """The spectral floor's view of one (n_mels, frames) log-mel: each band's mean, then each band's std."""
+    return np.concatenate([mel.mean(1), mel.std(1)])
+
+
+def mean_embedding(model, net: torch.nn.Module, mel: np.ndarray) -> np.ndarray:  # noqa: ANN001 (an ssad.LoadedModel)
+    """The classifier's embedding of one clip: the mean over its sliding windows, as its scorers see it."""
+    from ssad.features import sliding_windows
+
+    with torch.inference_mode():
+        windows = sliding_windows(torch.from_numpy(mel), model.window_frames, model.window_hop)
+        return net.embed(windows).mean(0).numpy()
 
 
 def gaussian_distances(train: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -48,3 +64,8 @@ def auc_by_type(score: Callable[[np.ndarray, np.ndarray], np.ndarray], train_ids
             per_type.setdefault(machine.split("/")[0], []).append(
                 (roc_auc_score(labels[b], s), roc_auc_score(labels[b], s, max_fpr=0.1)))
     return per_type
+
+
+def mean_auc(per_type: dict[str, list[tuple[float, float]]]) -> float:
+    """Mean over machine types of each type's mean AUC (an `auc_by_type` result)."""
+    return float(np.mean([np.mean([auc for auc, _ in v]) for v in per_type.values()]))

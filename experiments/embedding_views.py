@@ -16,7 +16,14 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from diagnostics import auc_by_type, cached_log_mels, gaussian_distances, machine_ids
+from diagnostics import (
+    auc_by_type,
+    cached_log_mels,
+    floor_features,
+    gaussian_distances,
+    machine_ids,
+    mean_auc,
+)
 from sklearn.covariance import LedoitWolf
 
 
@@ -52,7 +59,7 @@ def main(run: str, root: str) -> None:
                 out["emb"].append(embedding.numpy())
                 out["logp"].append(torch.log_softmax(logits, -1).numpy())
                 out["pooled"].append(torch.cat(parts, 1).numpy())
-                out["stats"].append(np.concatenate([mel.mean(1), mel.std(1)]))
+                out["stats"].append(floor_features(mel))
         return out
 
     tr, te = windows(train), windows(test)
@@ -61,7 +68,7 @@ def main(run: str, root: str) -> None:
 
     def report(name: str, score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
         per_type = auc_by_type(score, tr_ids, te_ids, labels)
-        auc = np.mean([np.mean([a for a, _ in v]) for v in per_type.values()])
+        auc = mean_auc(per_type)
         pauc = np.mean([np.mean([p for _, p in v]) for v in per_type.values()])
         types = " ".join(f"{t}:{np.mean([a for a, _ in v]):.3f}" for t, v in per_type.items())
         print(f"{name:28s} auc {auc:.3f} pauc {pauc:.3f}  {types}", flush=True)

@@ -22,17 +22,26 @@ import sys
 
 import numpy as np
 import soundfile as sf
-import torch
-from diagnostics import auc_by_type, cached_log_mels, gaussian_distances, machine_ids
+from diagnostics import (
+    auc_by_type,
+    cached_log_mels,
+    floor_features,
+    gaussian_distances,
+    machine_ids,
+    mean_auc,
+    mean_embedding,
+)
 from scipy.signal import welch
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
+WELCH_SEGMENTS = (1024, 4096)  # samples per Welch segment: 513 and 2049 frequency bins
 
-def _log_psd(path: str, nperseg: int) -> np.ndarray:
-    """Log power spectrum of the whole clip (first channel), averaged over Welch segments."""
+
+def _log_psds(path: str) -> list[np.ndarray]:
+    """Log power spectrum of the whole clip (first channel), averaged over Welch segments of each length."""
     x, rate = sf.read(path, dtype="float32", always_2d=True)
-    return np.log(welch(x[:, 0], rate, nperseg=nperseg)[1] + 1e-12)
+    return [np.log(welch(x[:, 0], rate, nperseg=n)[1] + 1e-12) for n in WELCH_SEGMENTS]
 
 
 def _loo_distances(x: np.ndarray, at_most: int = 40) -> np.ndarray:
@@ -43,7 +52,6 @@ def _loo_distances(x: np.ndarray, at_most: int = 40) -> np.ndarray:
 def main(run: str, root: str) -> None:
     import ssad
     from ssad.data.layout import index_root, select
-    from ssad.features import sliding_windows
 
     model = ssad.load(run)
     net = model.module.net.eval()
@@ -53,19 +61,14 @@ def main(run: str, root: str) -> None:
     labels = np.array([c.label == "anomaly" for c in test], dtype=int)
 
     def features(chosen: list) -> tuple[np.ndarray, np.ndarray]:
-        stats, embeddings = [], []
-        with torch.no_grad():
-            for mel in cached_log_mels(model, chosen):
-                stats.append(np.concatenate([mel.mean(1), mel.std(1)]))
-                windows = sliding_windows(torch.from_numpy(mel), model.window_frames, model.window_hop)
-                embeddings.append(net(windows)[1].numpy().mean(0))
-        return np.stack(stats), np.stack(embeddings)
+        mels = cached_log_mels(model, chosen)
+        return np.stack([floor_features(m) for m in mels]), np.stack([mean_embedding(model, net, m) for m in mels])
 
     (s_tr, e_tr), (s_te, e_te) = features(train), features(test)
 
     def report(name: str, x_tr: np.ndarray, x_te: np.ndarray) -> None:
         per_type = auc_by_type(lambda a, b: gaussian_distances(x_tr[a], x_te[b]), tr_ids, te_ids, labels)
-        auc = np.mean([np.mean([a for a, _ in v]) for v in per_type.values()])
+        auc = mean_auc(per_type)
         types = " ".join(f"{t}:{np.mean([a for a, _ in v]):.3f}" for t, v in per_type.items())
         print(f"{name:40s} auc {auc:.3f}  ({x_tr.shape[1]} dims)  {types}", flush=True)
 
@@ -80,10 +83,10 @@ def main(run: str, root: str) -> None:
         lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(s_tr, tr_ids)
         report(f"floor on its {len(set(tr_ids)) - 1} ID-discriminant directions", lda.transform(s_tr),
                lda.transform(s_te))
-    for nperseg in (1024, 4096):
+    psd_tr, psd_te = ([_log_psds(str(c.path)) for c in chosen] for chosen in (train, test))
+    for k, nperseg in enumerate(WELCH_SEGMENTS):
         report(f"whole-clip log spectrum, {nperseg // 2 + 1} bins",
-               np.stack([_log_psd(str(c.path), nperseg) for c in train]),
-               np.stack([_log_psd(str(c.path), nperseg) for c in test]))
+               np.stack([p[k] for p in psd_tr]), np.stack([p[k] for p in psd_te]))
     report("classifier: mean embedding", e_tr, e_te)
     for name, x_tr, x_te in (("classifier embedding", e_tr, e_te), ("floor", s_tr, s_te)):
         ratios = []

@@ -17,7 +17,14 @@ import copy
 
 import numpy as np
 import torch
-from diagnostics import auc_by_type, cached_log_mels, gaussian_distances, machine_ids
+from diagnostics import (
+    auc_by_type,
+    cached_log_mels,
+    floor_features,
+    gaussian_distances,
+    machine_ids,
+    mean_auc,
+)
 
 
 def _untrained(net: torch.nn.Module) -> torch.nn.Module:
@@ -61,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
                     out.setdefault(f"layer {index:2d}: channel mean+std", []).append(
                         torch.cat([mean.mean(-1), spread.mean(-1)]).numpy())
                 out.setdefault("embedding, whole clip", []).append(net.embed(torch.from_numpy(mel)[None])[0].numpy())
-                out.setdefault("floor: mean+std log-mel", []).append(np.concatenate([mel.mean(1), mel.std(1)]))
+                out.setdefault("floor: mean+std log-mel", []).append(floor_features(mel))
         return {name: np.stack(rows) for name, rows in out.items()}
 
     tr, te = views(train), views(test)
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in tr:
         per_type = auc_by_type(lambda a, b, name=name: gaussian_distances(tr[name][a], te[name][b]),
                                tr_ids, te_ids, labels)
-        auc = np.mean([np.mean([a for a, _ in v]) for v in per_type.values()])
+        auc = mean_auc(per_type)
         print(f"{which:20s} {name:34s} dim {tr[name].shape[1]:5d} auc {auc:.3f}", flush=True)
 
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
-from diagnostics import cached_log_mels, gaussian_distances, machine_ids
+from diagnostics import cached_log_mels, floor_features, gaussian_distances, machine_ids, mean_embedding
 from sklearn.metrics import roc_auc_score
 
 FOLDS = 3
@@ -45,7 +44,6 @@ def main(argv: list[str] | None = None) -> None:
 
     import ssad
     from ssad.data.layout import index_root, select
-    from ssad.features import sliding_windows
 
     model = ssad.load(args.run)
     net = model.module.net.eval()
@@ -54,10 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(0)
 
     def members(mel: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            windows = sliding_windows(torch.from_numpy(mel), model.window_frames, model.window_hop)
-            embedding = net.embed(windows).mean(0).numpy()
-        return {"classifier": embedding, "floor": np.concatenate([mel.mean(1), mel.std(1)])}
+        return {"classifier": mean_embedding(model, net, mel), "floor": floor_features(mel)}
 
     plain = [members(mel) for mel in mels]
     altered: dict[str, list[dict[str, np.ndarray]]] = {}
