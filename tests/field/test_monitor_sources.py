@@ -126,7 +126,7 @@ def test_ctrl_c_or_a_service_stop_ends_cleanly_and_keeps_what_was_scored(field_d
     process.stdin.flush()
     first = process.stdout.readline()  # blocks until the monitor has scored its first window
     assert json.loads(first)["machine"] == "fan/id_00"
-    # on a busy machine the other two windows may take a while; the stream stays open, so only SIGINT ends it
+    # on a busy machine the other two windows may take a while; the stream stays open, so only the signal ends it
     seen = [first, process.stdout.readline(), process.stdout.readline()]
     process.send_signal(signum)
     process.wait(timeout=60)  # stdin stays open until the monitor has stopped: closing it first races the signal
