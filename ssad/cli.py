@@ -58,7 +58,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate_run(
         args.run, args.data, args.out, scorers=args.scorers, percentile=args.percentile,
         plots=not args.no_plots, device=args.device, cache_dir=args.cache_dir, skip_bad=args.skip_bad,
-        progress=not args.quiet,
+        progress=not args.quiet, floor=not args.no_floor,
     )
 
 
@@ -145,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="fit scorers on training clips, score test clips, write results")
     _add_detector_arguments(evaluate, "corpus root", "folder for results, score files and plots")
     evaluate.add_argument("--no-plots", action="store_true")
+    evaluate.add_argument("--no-floor", action="store_true",
+                          help="leave out the spectral floor (per-ID Gaussian on each clip's log-mel mean and std)")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--cache-dir", default=None, help="log-mel cache folder")
     evaluate.add_argument("--skip-bad", action="store_true")

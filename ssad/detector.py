@@ -110,7 +110,7 @@ def clip_key(clip: Clip) -> str:
 
 def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: str | Path | None = None,
                  chunk: int = 256, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Clip-level model outputs for many files, plus each clip's mean log-mel (the raw-feature baseline).
+    """Clip-level model outputs for many files, plus each clip's per-band log-mel mean and std (the floor's features).
 
     Works through the files in chunks so that memory stays flat; log-mels go through the on-disk cache
     when `cache_dir` is given.
@@ -133,10 +133,10 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
             tensors = [torch.from_numpy(m) for m in log_mels]
             for name, value in model.outputs_from_log_mels(tensors).items():
                 parts.setdefault(name, []).append(value)
-            means += [m.mean(axis=1) for m in log_mels]
+            means += [np.concatenate([m.mean(axis=1), m.std(axis=1)]) for m in log_mels]
             bar.update(len(batch))
     outputs = {name: np.concatenate(chunks) for name, chunks in parts.items()}
-    return outputs, np.stack(means) if means else np.empty((0, model.log_mel.n_mels))
+    return outputs, np.stack(means) if means else np.empty((0, 2 * model.log_mel.n_mels))
 
 
 def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str],

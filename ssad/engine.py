@@ -18,10 +18,14 @@ from ssad.evaluation.plots import plot_tsne_pair, safe_name
 from ssad.evaluation.report import write_evaluation
 from ssad.evaluation.table import ScoreTable, ensemble_tables
 from ssad.inference import LoadedModel, load
-from ssad.scoring import select_input
+from ssad.scoring import GaussianScorer, select_input
 from ssad.wandb_setup import wandb_mode, wandb_project
 
-__all__ = ["evaluate_run", "evaluate_ensemble", "default_cache_dir"]
+__all__ = ["FLOOR", "evaluate_run", "evaluate_ensemble", "default_cache_dir"]
+
+#: The spectral floor, evaluated beside every run: a per-ID Gaussian (Ledoit-Wolf) on each clip's per-band
+#: log-mel mean and std. A learned detector that cannot beat it adds nothing.
+FLOOR = "floor"
 
 log = logging.getLogger("ssad")
 
@@ -91,8 +95,11 @@ def _log_to_wandb(out_dir: Path, rows: list[ResultRow], run: str | Path) -> None
 def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers: Sequence[str] | None = None,
                  percentile: float = 0.9, plots: bool = True, device: str = "auto",
                  cache_dir: str | Path | None = None, skip_bad: bool = False, progress: bool = True,
-                 machine_types: Sequence[str] | None = None) -> list[ResultRow]:
+                 machine_types: Sequence[str] | None = None, floor: bool = True) -> list[ResultRow]:
     """Fit the scorers on `data`'s normal training clips, score its test clips, write everything into `out`.
+
+    With `floor`, the spectral floor (`FLOOR`) is evaluated beside the run's scorers on the same clips, so the
+    tables show what the model adds; it is not part of the saved detector.
 
     `out` receives results.csv/.md, scores.csv, thresholds.json, the challenge's per-scorer files,
     plots/ (ROC, histograms, t-SNE) and detector/ (the fitted detector, for `ssad score`). Only the machine
@@ -107,13 +114,19 @@ def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers:
     if not train or not test:
         raise SsadError(f"{data}: needs normal training clips and test clips (found {len(train)} and {len(test)})")
     cache = cache_dir or default_cache_dir()
-    train_outputs, _ = clip_outputs(model, [c.path for c in train], cache_dir=cache, progress=progress)
-    test_outputs, test_raw = clip_outputs(model, [c.path for c in test], cache_dir=cache, progress=progress)
+    train_outputs, train_stats = clip_outputs(model, [c.path for c in train], cache_dir=cache, progress=progress)
+    test_outputs, test_stats = clip_outputs(model, [c.path for c in test], cache_dir=cache, progress=progress)
     train_ids = [clip_key(c) for c in train]
     detector = Detector.from_outputs(model, train_outputs, train_ids, scorers=scorers, percentile=percentile,
                                      clip_seconds=typical_seconds([c.path for c in train]))
     train_table = _train_table(detector, train)
     test_table = _test_table(detector, test, test_outputs)
+    if floor:
+        spectral = GaussianScorer().fit(train_stats, train_ids)
+        train_table = ScoreTable.concat([train_table, ScoreTable.from_clips(list(train), spectral.train_scores_, FLOOR)])
+        test_scores = spectral.score(test_stats, [clip_key(c) for c in test])
+        test_table = ScoreTable.concat([test_table, ScoreTable.from_clips(list(test), test_scores, FLOOR)])
+    test_raw = test_stats[:, : model.log_mel.n_mels]
     out.mkdir(parents=True, exist_ok=True)
     rows = write_evaluation(train_table, test_table, out, percentile=percentile, plots=plots,
                             thresholds=detector.thresholds,

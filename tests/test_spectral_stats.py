@@ -49,13 +49,16 @@ def test_clip_embedding_is_standardised_mean_and_std(stats_run: Path, tiny_root:
 
 def test_evaluate_and_join_an_ensemble(stats_run: Path, tiny_root: Path, tiny_run: Path, tmp_path: Path) -> None:
     """`ssad evaluate` gives the floor's Gaussian and kNN rows; it combines with the classifier's scores."""
-    from ssad.engine import evaluate_ensemble, evaluate_run
+    import ssad
+    from ssad.engine import FLOOR, evaluate_ensemble, evaluate_run
 
-    rows = evaluate_run(stats_run, tiny_root, tmp_path / "stats", plots=False, progress=False)
+    rows = evaluate_run(stats_run, tiny_root, tmp_path / "stats", plots=False, progress=False, floor=False)
     assert {r.scorer for r in rows} == {"gaussian", "knn"}
     assert all(0.0 <= r.auc <= 1.0 for r in rows)
     assert (tmp_path / "stats" / "detector").is_dir()
-    evaluate_run(tiny_run, tiny_root, tmp_path / "clf", plots=False, progress=False)
+    clf_rows = evaluate_run(tiny_run, tiny_root, tmp_path / "clf", plots=False, progress=False)
+    assert {"gaussian", "knn", "softmax", FLOOR} <= {r.scorer for r in clf_rows}  # the floor beside the run's own
+    assert FLOOR not in ssad.Detector.load(tmp_path / "clf" / "detector").scorers
     ensemble = evaluate_ensemble([f"{tmp_path / 'stats'}:gaussian", f"{tmp_path / 'clf'}:gaussian"],
                                  tmp_path / "ens", plots=False)
     with (tmp_path / "ens" / "results.csv").open() as f:

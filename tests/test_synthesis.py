@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from pathlib import Path
@@ -417,3 +418,70 @@ def test_generate_rejects_bad_arguments(tmp_path: Path) -> None:
 def test_synthesize_clip_rejects_bad_arguments(args: tuple, kwargs: dict, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         synthesize_clip(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# What each corpus says about itself: faults.csv, the domain-shift layout, the SNR presets
+
+
+def test_faults_csv_names_every_anomalous_clip_and_where_its_fault_lies(tiny_set: Path) -> None:
+    import csv
+
+    from ssad.synthesis.corpus import FAULT_COLUMNS
+
+    with (tiny_set / "faults.csv").open() as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames or ()) == FAULT_COLUMNS
+        rows = list(reader)
+    anomalous = sorted(str(p.relative_to(tiny_set)) for p in tiny_set.rglob("anomaly_*.wav"))
+    assert sorted(r["path"] for r in rows) == anomalous
+    duration = PRESETS["tiny"].duration_s
+    for r in rows:
+        assert r["family"] in ANOMALY_KINDS[r["machine_type"]]
+        assert r["machine_id"] == "id_" + NAME.fullmatch(Path(r["path"]).name)[2]
+        assert 0.0 < float(r["severity"]) <= 2.0
+        assert 0.0 <= float(r["start_s"]) < float(r["end_s"]) <= duration + 1e-6
+        assert 0.0 < float(r["low_hz"]) < float(r["high_hz"]) <= PRESETS["tiny"].sample_rate / 2
+    # every family of every type, and the graded severities, are represented
+    assert {(r["machine_type"], r["family"]) for r in rows} == {(t, k) for t in MACHINE_TYPES for k in ANOMALY_KINDS[t]}
+
+
+def test_the_shift_preset_writes_the_dcase2022_layout_that_the_data_layer_reads(tmp_path: Path) -> None:
+    from ssad.data.layout import index_root
+
+    config = dataclasses.replace(PRESETS["shift"], machine_types=("pump",), ids_per_type=3, duration_s=1.0,
+                                 train_per_id=2, test_normal_per_id=1, test_anomaly_per_id=1,
+                                 target_train_per_id=1, target_test_per_id=1)
+    summary = generate(tmp_path, seed=2, config=config, progress=False)
+    assert summary.counts[("pump", "section_01", "target_train", "normal")] == 1
+    clips = index_root(tmp_path)
+    assert len(clips) == config.total_clips == 3 * (2 + 1 + 1 + 1 + 2)
+    assert {c.machine_id for c in clips} == {"section_00", "section_01", "section_02"}
+    assert {(c.split, c.domain) for c in clips} == {("train", "source"), ("train", "target"),
+                                                     ("test", "source"), ("test", "target")}
+    attributes = {c.machine_id: dict(c.attributes) for c in clips if c.domain == "target"}
+    # each section's target changes one condition: speed, microphone, background
+    assert attributes["section_00"]["speed"] == "108" and attributes["section_01"]["mic"] == "B"
+    assert attributes["section_02"]["noise"] == "B"
+    assert sorted(p.name for p in (tmp_path / "pump").glob("attributes_*.csv")) == [
+        "attributes_00.csv", "attributes_01.csv", "attributes_02.csv"]
+
+
+def test_snr_sets_the_background_level_per_type_not_per_clip(tmp_path: Path) -> None:
+    """A lower SNR raises the background under the same machine; clip levels still differ (MIMII's mixing)."""
+    config = dataclasses.replace(SMALL, machine_types=("fan",), ids_per_type=1, train_per_id=4)
+    levels = {}
+    for snr in (-6.0, 6.0):
+        generate(tmp_path / str(snr), seed=4, config=dataclasses.replace(config, snr_db=snr), progress=False)
+        levels[snr] = [float(np.sqrt(np.mean(sf.read(p)[0] ** 2))) for p in sorted((tmp_path / str(snr)).rglob("*.wav"))]
+    assert all(lo > hi for lo, hi in zip(levels[-6.0], levels[6.0], strict=True))
+    assert np.ptp(20 * np.log10(levels[6.0])) > 0.1
+
+
+def test_synth_cli_takes_the_snr_presets(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = subprocess.run([sys.executable, "-m", "ssad.cli", "synth", "--out", str(tmp_path), "--snr-db", "3"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "--snr-db" in bad.stderr
