@@ -24,6 +24,7 @@ help:
 	@echo "make quality [DATA=ROOT]  every detector on the synthetic default (seeds 1-3) and \$$SSAD_REAL_DEV sets, or on ROOT"
 	@echo "make lint                 ruff over ssad, tests and experiments"
 	@echo "make clean                remove runs/ (every run, the demo's included) and unfinished result files"
+	@echo "make help                 this list"
 
 setup: $(STAMP) broker
 
