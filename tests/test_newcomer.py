@@ -84,6 +84,7 @@ def test_data_check_names_a_clip_shorter_than_one_fft_frame(tmp_path: Path) -> N
     assert skipped.returncode == 0 and "3 usable clips" in skipped.stdout and "rec999.wav" in skipped.stdout
 
 
+@pytest.mark.slow  # Lightning's CLI starts in about ten seconds per process
 def test_a_failed_fit_leaves_no_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "press"
     done = ssad("fit", "--config", REPO / "configs" / "tiny.yaml", "--data.root", tmp_path / "no-such-folder",
@@ -92,6 +93,7 @@ def test_a_failed_fit_leaves_no_run_folder(tmp_path: Path) -> None:
     assert not run.exists()
 
 
+@pytest.mark.slow  # Lightning's CLI starts in about ten seconds per process
 def test_fit_help_leads_to_the_model_and_data_options_by_short_class_name() -> None:
     done = ssad("fit", "--help")
     assert done.returncode == 0 and "--model.help MachineIDClassifier" in done.stdout
