@@ -12,14 +12,19 @@ SEED ?= 1
 .PHONY: setup broker demo test test-fast train finetune eval bench compare quality lint clean help
 
 help:
+	@echo "make setup                create .venv, install ssad and its tools (and the MQTT broker mosquitto when root)"
 	@echo "make demo                 generate the synthetic default set, train, evaluate, print the AUC/pAUC table"
 	@echo "make test                 run the test suite"
+	@echo "make test-fast            run the tests not marked slow (no training runs)"
 	@echo "make train MACHINE=fan    train configs/MACHINE.yaml on DATA (default: the synthetic set); ARGS='--trainer.max_epochs 5'"
 	@echo "make finetune MACHINE=fan start from runs/all and fine-tune on one machine type"
 	@echo "make eval MACHINE=fan     evaluate runs/MACHINE on DATA into runs/MACHINE/eval"
 	@echo "make compare [DATA=ROOT]  train and evaluate every detector, write experiments/results/compare.csv"
 	@echo "make bench                speed and memory, beside the DCASE baseline's librosa recipe (experiments/results/bench.md)"
 	@echo "make quality [DATA=ROOT]  every detector on the synthetic default (seeds 1-3) and \$$SSAD_REAL_DEV sets, or on ROOT"
+	@echo "make lint                 ruff over ssad, tests and experiments"
+	@echo "make clean                remove runs/ (every run, the demo's included) and unfinished result files"
+	@echo "make help                 this list"
 
 setup: $(STAMP) broker
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +16,19 @@ from ssad.field.cli import add_monitor_command
 __all__ = ["main"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+#: Python parameters that library messages name -> the flags that set them, in ssad's own commands and in
+#: Lightning's (`ssad fit`), so that a message tells the user what to type.
+_FLAGS = {"skip_bad=True": "--skip-bad", "skip_bad": "--skip-bad", "machine_ids": "--machine"}
+_LIGHTNING_FLAGS = {"skip_bad=True": "--data.skip_bad true", "skip_bad": "--data.skip_bad",
+                    "n_warped": "--data.n_warped", "n_mixed": "--data.n_mixed"}
+
+
+def in_cli_words(message: str, lightning: bool = False) -> str:
+    """A library message with each Python parameter it names replaced by its command-line flag."""
+    for name, flag in (_LIGHTNING_FLAGS if lightning else _FLAGS).items():
+        message = re.sub(rf"(?<![\w./-]){re.escape(name)}(?![\w/=-])", flag, message)
+    return message
 
 
 def _lightning_cli(argv: Sequence[str]) -> None:
@@ -76,7 +90,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
     from ssad.detector import Detector
 
     detector = Detector.load(args.detector, device=args.device, backend=args.backend)
-    result = detector.score(args.files, machine_ids=args.machine, scorer=args.scorer)
+    result = detector.score(args.files, machine_ids=args.machine, scorer=args.scorer, skip_bad=args.skip_bad)
     rows = result.as_records()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -168,7 +182,11 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--scorer", default=None, help="default: the detector's own choice")
     score.add_argument("--json", action="store_true")
     score.add_argument("--device", default="cpu")
-    score.add_argument("--machine", default=None, help="the machine all files are from (default: from DCASE file names)")
+    score.add_argument("--machine", default=None, help="the machine all files are from: type/id, or a type of one "
+                       "machine (e.g. the folder it was fitted on); default: from DCASE file names, or the "
+                       "detector's only machine")
+    score.add_argument("--skip-bad", action="store_true", help="score the good files, list the bad ones instead of "
+                       "failing")
     score.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="onnx: the `ssad export` graphs")
     score.set_defaults(handler=_cmd_score)
     add_field_commands(commands)
@@ -222,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad input and bad arguments get one readable message; -v shows where it came from.
         if logging.getLogger("ssad").isEnabledFor(logging.DEBUG):
             raise
-        print(f"ssad: error: {error}", file=sys.stderr)
+        print(f"ssad: error: {in_cli_words(str(error), lightning=bool(argv) and argv[0] in LIGHTNING_COMMANDS)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ssad: interrupted (a training run resumes with --ckpt_path last)", file=sys.stderr)

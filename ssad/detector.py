@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ssad.data.clips import Clip
-from ssad.errors import SsadError
+from ssad.errors import BadInputError, SsadError
 from ssad.evaluation.report import load_thresholds, save_thresholds
 from ssad.evaluation.thresholds import GammaThreshold
 from ssad.inference import ClipInput, LoadedModel, load, load_model_files, save_model_files
@@ -103,6 +103,11 @@ class References:
         return cls(outputs, ids)
 
 
+def _label(item: ClipInput, index: int) -> str:
+    """How results and messages name an input: its path, or `waveform[i]`."""
+    return str(item) if isinstance(item, (str, Path)) else f"waveform[{index}]"
+
+
 def clip_key(clip: Clip) -> str:
     """The id string scorers group by: `<machine_type>/<machine_id>`."""
     return f"{clip.machine_type}/{clip.machine_id}"
@@ -113,14 +118,16 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
     """Clip-level model outputs for many files, plus each clip's per-band log-mel mean and std (the floor's features).
 
     Works through the files in chunks so that memory stays flat; log-mels go through the on-disk cache
-    when `cache_dir` is given.
+    when `cache_dir` is given. Logs which files are resampled or averaged to mono on the way.
     """
     from functools import partial
 
     from tqdm import tqdm
 
-    from ssad.data.audio import read_clip
+    from ssad.data.audio import audio_info, log_conversions, read_clip
     from ssad.features import FeatureCache, compute_log_mels
+
+    log_conversions([audio_info(p) for p in paths], model.sample_rate)
 
     read = partial(read_clip, sample_rate=model.sample_rate)
     cache = FeatureCache(cache_dir, model.log_mel.params, {"sample_rate": model.sample_rate}) if cache_dir else None
@@ -208,7 +215,7 @@ class Detector:
         thresholds = {}
         for name, scorer in fitted.items():
             # train_scores_ are leave-one-out where it matters (kNN): re-scoring the training clips would not be
-            thresholds[name] = GammaThreshold(percentile).fit(scorer.train_scores_, list(ids))
+            thresholds[name] = GammaThreshold(percentile, name).fit(scorer.train_scores_, list(ids))
         references = References({k: np.asarray(v) for k, v in outputs.items()}, np.asarray(ids, dtype=str))
         return cls(model, fitted, thresholds, references=references, clip_seconds=clip_seconds)
 
@@ -228,50 +235,132 @@ class Detector:
         return cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers, percentile=percentile,
                                 clip_seconds=typical_seconds([c.path for c in clips]))
 
-    def _machine_ids(self, inputs: list[ClipInput], machine_ids: str | Sequence[str] | None) -> list[str]:
-        from ssad.data.layout import parse_clip_name
+    def resolve_machine(self, name: str) -> str:
+        """The machine `name` means: itself when known, else the only machine of that type (`press` for `press/id_00`)."""
+        known = self.machine_ids
+        if name in known:
+            return name
+        of_type = [m for m in known if m.split("/")[0] == name]
+        if len(of_type) == 1:
+            return of_type[0]
+        if of_type:
+            raise SsadError(f"machine {name!r} is {len(of_type)} machines of this detector ({', '.join(of_type)}); "
+                            "name one")
+        raise SsadError(f"machine {name!r} is unknown to this detector; it knows {', '.join(known)}")
 
+    def _machine_of(self, item: ClipInput) -> str:
+        """The machine of one input, from its file name and folders where they say, else the detector's only one.
+
+        Raises SsadError saying why when neither tells.
+        """
+        from ssad.data.layout import machine_from_name
+
+        known = self.machine_ids
+        named = machine_from_name(item) if isinstance(item, (str, Path)) else None
+        if named is None:
+            if len(known) == 1:
+                return known[0]
+            raise SsadError(f"cannot tell which machine it is from its name; pass machine_ids (one of "
+                            f"{', '.join(known)})")
+        machine_type, machine_id = named
+        if machine_type is not None:
+            return f"{machine_type}/{machine_id}"
+        with_id = [m for m in known if m.rpartition("/")[2] == machine_id]
+        if len(with_id) == 1:
+            return with_id[0]
+        which = f"{len(with_id)} machines have it ({', '.join(with_id)})" if with_id else "no machine has it"
+        raise SsadError(f"its name says {machine_id} but its folders not the machine type, and {which}; pass "
+                        f"machine_ids (one of {', '.join(known)})")
+
+    def _machine_ids(self, inputs: list[ClipInput], machine_ids: str | Sequence[str] | None) -> list[str]:
+        """Each input's machine: the names given (resolved), else what file names say; every unknown one named."""
         if isinstance(machine_ids, str):
-            return [machine_ids] * len(inputs)
+            return [self.resolve_machine(machine_ids)] * len(inputs)
         if machine_ids is not None:
             if len(machine_ids) != len(inputs):
                 raise SsadError(f"{len(machine_ids)} machine ids for {len(inputs)} inputs")
-            return list(machine_ids)
-        known = self.machine_ids
-        result = []
-        for item in inputs:
-            clip = parse_clip_name(Path(item)) if isinstance(item, (str, Path)) else None
-            if clip is not None:
-                result.append(clip_key(clip))
-            elif len(known) == 1:
-                result.append(known[0])
-            else:
-                where = str(item) if isinstance(item, (str, Path)) else "a waveform"
-                raise SsadError(f"{where}: cannot tell which machine it is from its name; "
-                                f"pass machine_ids (one of {known})")
+            return [self.resolve_machine(m) for m in machine_ids]
+        result, problems = [], []
+        for k, item in enumerate(inputs):
+            try:
+                result.append(self._machine_of(item))
+            except SsadError as error:
+                problems.append((_label(item, k), str(error)))
+        if problems:
+            raise BadInputError(problems, header="cannot tell which machine these recordings are from")
+        unknown = sorted(set(result) - set(self.machine_ids))
+        if unknown:
+            raise SsadError(f"machine(s) {unknown} unknown to this detector (from the file names); it knows "
+                            f"{self.machine_ids}; pass machine_ids to name the machine")
         return result
 
+    def _read(self, items: list[ClipInput], sample_rate: int | None,
+              skip_bad: bool) -> tuple[list[torch.Tensor], list[int]]:
+        """Every input as a waveform at the model's rate, and the index of each kept; every bad input named.
+
+        A file that cannot be read or is shorter than one FFT frame is a problem: all are raised together in one
+        BadInputError, or, with `skip_bad`, left out and logged.
+        """
+        from ssad.data.audio import load_clip, log_conversions
+        from ssad.data.validate import clip_problem
+
+        rate, n_fft = self.model.sample_rate, self.model.log_mel.n_fft
+        waves, kept, infos, problems = [], [], [], []
+        for k, item in enumerate(items):
+            if isinstance(item, (str, Path)):
+                try:
+                    wave, info = load_clip(item, sample_rate=rate)
+                except BadInputError as error:
+                    problems += error.problems
+                    continue
+                why = clip_problem(info, sample_rate=rate, min_samples=n_fft)
+                infos.append(info)
+                wave = torch.from_numpy(wave)
+            else:
+                wave = self.model.waveform(item, sample_rate)
+                why = None if len(wave) >= n_fft else (f"too short: {len(wave)} samples, less than one FFT frame "
+                                                       f"({n_fft} samples at {rate} Hz)")
+            if why:
+                problems.append((_label(item, k), why))
+                continue
+            waves.append(wave)
+            kept.append(k)
+        log_conversions(infos, rate)
+        if problems and not skip_bad:
+            raise BadInputError(problems, header=f"cannot score {len(problems)} of {len(items)} input(s) (pass "
+                                                 "skip_bad=True to score the others)")
+        if problems:
+            log.warning("skipped %d input(s) that cannot be scored:\n%s", len(problems),
+                        "\n".join(f"  {p}: {why}" for p, why in problems))
+        if not waves:
+            raise SsadError("nothing to score: every input was skipped")
+        return waves, kept
+
     def score(self, inputs: ClipInput | Sequence[ClipInput], machine_ids: str | Sequence[str] | None = None, *,
-              scorer: str | None = None, sample_rate: int | None = None) -> DetectionResult:
-        """Score recordings (paths or waveforms); machines come from file names unless `machine_ids` is given."""
+              scorer: str | None = None, sample_rate: int | None = None, skip_bad: bool = False) -> DetectionResult:
+        """Score recordings (paths or waveforms); machines come from file names unless `machine_ids` is given.
+
+        A file's name may be in any folder: only its machine is read from it (`new/anomaly_id_00_*.wav` is
+        ID id_00 of whichever machine has it), and a type alone names its only machine (`press`). Every
+        unreadable or too short input is named at once; `skip_bad` scores the others and leaves those out.
+        """
         name = scorer or self.default_scorer
         if name not in self.scorers:
             raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(self.scorers)}")
         single = isinstance(inputs, (str, Path)) or getattr(inputs, "ndim", None) == 1
         items = [inputs] if single else list(inputs)
         ids = self._machine_ids(items, machine_ids)
-        unknown = sorted(set(ids) - set(self.machine_ids))
-        if unknown:
-            raise SsadError(f"machine(s) {unknown} unknown to this detector; it knows {self.machine_ids}")
         chosen = self.scorers[name]
         missing = sorted(set(ids) - set(chosen.ids_))
         if missing:
             raise SsadError(f"scorer {name!r} cannot score machine(s) {missing} (enrolled after training, not "
                             f"classes of the model); use {self.default_scorer!r} or another scorer that has them")
-        outputs = self.model.outputs(items, sample_rate=sample_rate)
+        waves, kept = self._read(items, sample_rate, skip_bad)
+        ids = [ids[k] for k in kept]
+        outputs = self.model.outputs(waves)
         scores = chosen.score(select_input(chosen, outputs), ids)
         decisions = self.thresholds[name].decide(scores, ids)
-        labels = [str(i) if isinstance(i, (str, Path)) else f"waveform[{k}]" for k, i in enumerate(items)]
+        labels = [_label(items[k], k) for k in kept]
         return DetectionResult(labels, ids, np.asarray(scores, dtype=np.float64), np.asarray(decisions), name)
 
     def save(self, directory: str | Path) -> Path:

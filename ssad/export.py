@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ssad.atomic import give_umask_mode
 from ssad.errors import SsadError
 from ssad.inference import LoadedModel, load_model_files
 
@@ -71,6 +72,7 @@ def _export(module: nn.Module, example: Tensor, path: Path, input_name: str, out
                                         output_names=output_names, dynamic_shapes=({**dynamic},),
                                         external_data=False, verbose=False)
             program.save(tmp)
+        give_umask_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

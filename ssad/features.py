@@ -19,6 +19,8 @@ import torchaudio
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from ssad.atomic import give_umask_mode
+from ssad.data.audio import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE
 from ssad.errors import BadInputError
 from ssad.threads import available_cores, torch_threads
 
@@ -26,9 +28,8 @@ T = TypeVar("T")
 
 __all__ = ["LogMel", "sliding_windows", "FeatureCache", "compute_log_mels"]
 
-# The field's common setting (DCASE 2020 baseline, STgram-MFN): 128 mels, n_fft 1024, hop 512.
-DEFAULT_SAMPLE_RATE = 16000
-DEFAULT_N_FFT = 1024
+# The field's common setting (DCASE 2020 baseline, STgram-MFN): 128 mels, n_fft 1024 (with the rate, in
+# ssad.data.audio, which checks clips against it before torch is loaded), hop 512.
 DEFAULT_HOP_LENGTH = 512
 DEFAULT_N_MELS = 128
 #: groups of adjacent mel filters whose products with the spectrum run separately, each over its own bins
@@ -309,6 +310,7 @@ class FeatureCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.save(f, data, allow_pickle=False)
+            give_umask_mode(tmp)
             os.replace(tmp, entry)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ssad.atomic import give_umask_mode
 from ssad.errors import SsadError
 from ssad.features import LogMel, sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
@@ -136,20 +137,20 @@ class LoadedModel:
 
         single = _is_single(inputs)
         items = [inputs] if single else list(inputs)
-        waves = []
-        for item in items:
-            if isinstance(item, (str, Path)):
-                wave = torch.from_numpy(read_clip(item, sample_rate=self.sample_rate))
-            else:
-                wave = torch.as_tensor(item, dtype=torch.float32)
-                if wave.ndim != 1:
-                    raise SsadError(f"a waveform must be 1-D (samples), got shape {tuple(wave.shape)}")
-                if sample_rate is not None and sample_rate != self.sample_rate:
-                    import torchaudio
-
-                    wave = torchaudio.functional.resample(wave, sample_rate, self.sample_rate)
-            waves.append(wave)
+        waves = [torch.from_numpy(read_clip(item, sample_rate=self.sample_rate)) if isinstance(item, (str, Path))
+                 else self.waveform(item, sample_rate) for item in items]
         return waves, single
+
+    def waveform(self, wave: np.ndarray | Tensor, sample_rate: int | None = None) -> Tensor:
+        """A 1-D waveform as float32 at the model's rate (resampled from `sample_rate` when that differs)."""
+        wave = torch.as_tensor(wave, dtype=torch.float32)
+        if wave.ndim != 1:
+            raise SsadError(f"a waveform must be 1-D (samples), got shape {tuple(wave.shape)}")
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            import torchaudio
+
+            wave = torchaudio.functional.resample(wave, sample_rate, self.sample_rate)
+        return wave
 
     @torch.no_grad()
     def log_mels(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None = None) -> list[Tensor]:
@@ -239,6 +240,7 @@ def save_model_files(model: LoadedModel, directory: str | Path) -> None:
     module = model.module
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     save_file(state, directory / MODEL_WEIGHTS)
+    give_umask_mode(directory / MODEL_WEIGHTS)  # safetensors creates it private (0o600)
     description = {"metadata": _jsonable(model.metadata), "hyper_parameters": _jsonable(dict(module.hparams))}
     (directory / MODEL_DESCRIPTION).write_text(json.dumps(description, indent=2))
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from ssad.atomic import give_umask_mode
 from ssad.errors import SsadError
 
 __all__ = ["POINTER_FILE", "VERSIONS_DIR", "VERSION_FILE", "commit", "current_version", "reset_versions", "state_dir",
@@ -86,6 +87,7 @@ def commit(directory: str | Path, write: Callable[[Path], None], record: dict[st
     number = max([int(p.name) for p in versions.iterdir() if p.name.isdigit()] + [0]) + 1
     incoming = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=versions))
     try:
+        give_umask_mode(incoming)
         write(incoming)
         full = {**record, "version": number, "parent": parent, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (incoming / VERSION_FILE).write_text(json.dumps(full, indent=2) + "\n")
@@ -131,6 +133,7 @@ def _point(directory: Path, version: int) -> None:
             json.dump({"version": version}, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        give_umask_mode(tmp)
         os.replace(tmp, directory / POINTER_FILE)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib
 import os
+import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from ssad.wandb_setup import wandb_mode, wandb_project
@@ -42,12 +47,38 @@ class LoggedSaveConfigCallback(SaveConfigCallback):
 
 
 class SsadCLI(LightningCLI):
-    """LightningCLI whose default logger, checkpointing and precision follow ssad's conventions."""
+    """LightningCLI whose default logger, checkpointing and precision follow ssad's conventions.
+
+    A run folder it creates is removed again when the command fails before a checkpoint was written (a missing
+    or bad data root, say), so no empty run with an offline wandb log is left behind.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._created_root: Path | None = None
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._remove_created_root()
+            raise
+
+    def _remove_created_root(self) -> None:
+        """Remove the run folder this command created, unless training got as far as a checkpoint."""
+        root = self._created_root
+        if root is None or not root.is_dir() or any(root.rglob("*.ckpt")):
+            return
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            with contextlib.suppress(Exception):  # a private setting: its footer would tell how to sync a gone run
+                wandb.run._settings.silent = True
+            wandb.finish(exit_code=1)  # its writer would otherwise go on writing into the folder
+        shutil.rmtree(root, ignore_errors=True)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
         root = trainer.default_root_dir or os.getcwd()
+        if not Path(root).exists():
+            self._created_root = Path(root)
         Path(root).mkdir(parents=True, exist_ok=True)
         if trainer.logger in (None, True):
             trainer.logger = default_logger_config(str(root), Path(root).name)
@@ -78,10 +109,40 @@ def _import(dotted: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+#: Where `--help` sends a user for the model's and the data's options, which it cannot list before a class is chosen.
+_OPTIONS_HELP = """\
+model and data options (set in --config, or on the command line, e.g. --model.embedding_dim 128):
+  ssad fit --model.help MachineIDClassifier     the classifier's options (configs/demo.yaml, tiny.yaml, fan.yaml, ...)
+  ssad fit --model.help GroupMADEModule         also BaselineAutoencoderModule, SpectralStatsModule
+  ssad fit --data.help MachineIDDataModule      the classifier's data options (root, n_warped, skip_bad, ...)
+  ssad fit --data.help LogMelWindowDataModule   the data options of the other models
+  ssad fit --config configs/demo.yaml --print_config   every option of a config with its value
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the epilog's lines kept as written."""
+
+
+def _import_ssad_classes() -> None:
+    """Import every ssad model and data module, so the CLI knows them by short name (`--model.help MachineIDClassifier`)."""
+    import ssad.data
+    import ssad.models
+
+    for package in (ssad.models, ssad.data):
+        for name in package.__all__:
+            getattr(package, name)
+
+
 def run_lightning_cli(args: list[str], **cli_kwargs: Any) -> SsadCLI:
     """Run `ssad fit|validate|test|predict ...` with ssad's defaults; `cli_kwargs` go to `LightningCLI`."""
     # The console script hands over sys.argv as `args`, which LightningCLI would warn about.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    _import_ssad_classes()
+    # a subcommand's parser takes the main parser's formatter
+    parser_kwargs = {"formatter_class": _HelpFormatter}
+    parser_kwargs |= {name: {"epilog": _OPTIONS_HELP} for name in ("fit", "validate", "test", "predict")}
+    cli_kwargs.setdefault("parser_kwargs", parser_kwargs)
     return SsadCLI(
         L.LightningModule,
         L.LightningDataModule,

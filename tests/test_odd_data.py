@@ -190,5 +190,11 @@ def test_a_folder_of_recordings_is_one_machine_and_dcase_names_are_not(tmp_path:
     with pytest.raises(BadInputError, match="no machine type 'fan'"):
         index_root(folder, machine_types=["fan"])
     sf.write(folder / "anomaly_id_00_00000000.wav", np.zeros(RATE, np.float32), RATE)
-    with pytest.raises(BadInputError, match="cannot tell train from test"):
+    with pytest.raises(BadInputError, match="anomaly_id_00_00000000.wav: read as a DCASE-named clip, but press/ is "
+                                            "read as the recordings of one machine"):
+        index_root(folder)
+    for name in ("a.wav", "b.WAV", "anomaly_id_00_00000000.wav"):
+        (folder / name).unlink()
+    sf.write(folder / "normal_id_00_00000000.wav", np.zeros(RATE, np.float32), RATE)
+    with pytest.raises(BadInputError, match="cannot tell train from test"):  # DCASE names only: not one machine
         index_root(folder)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +17,14 @@ from tqdm import tqdm
 from ssad.errors import BadInputError
 
 __all__ = [
+    "DEFAULT_N_FFT",
+    "DEFAULT_SAMPLE_RATE",
     "LENGTH_POLICIES",
     "AudioInfo",
     "ClipBatch",
     "audio_info",
+    "load_clip",
+    "log_conversions",
     "pcm16_to_float",
     "read_native",
     "read_clip",
@@ -27,6 +33,13 @@ __all__ = [
 
 #: What `read_clip` does with a clip shorter than `num_samples`.
 LENGTH_POLICIES = ("repeat", "zero", "error")
+
+log = logging.getLogger("ssad")
+
+#: The rate clips are read at unless a model says otherwise, and the log-mel's default FFT size: the shortest clip
+#: features can be computed from (the field's common setting, as in the DCASE 2020 baseline).
+DEFAULT_SAMPLE_RATE = 16000
+DEFAULT_N_FFT = 1024
 
 _UNKNOWN_SIZE = 0xFFFFFFFF
 _PCM_16_SCALE = 1.0 / 32768.0  # libsndfile's normalisation of 16-bit samples to [-1, 1)
@@ -178,20 +191,10 @@ def _resampler(orig: int, new: int) -> Any:
     return torchaudio.transforms.Resample(orig, new)
 
 
-def read_clip(
-    path: str | Path,
-    *,
-    sample_rate: int = 16000,
-    num_samples: int | None = None,
-    length_policy: str = "repeat",
-) -> np.ndarray:
-    """One clip as a mono float32 waveform at `sample_rate`, optionally fixed to `num_samples` (crop or `length_policy`)."""
-    if length_policy not in LENGTH_POLICIES:
-        raise ValueError(f"length_policy={length_policy!r} is not one of {', '.join(LENGTH_POLICIES)}")
+def load_clip(path: str | Path, *, sample_rate: int = DEFAULT_SAMPLE_RATE) -> tuple[np.ndarray, AudioInfo]:
+    """One clip as a mono float32 waveform at `sample_rate` (channels averaged, resampled), with its header facts."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate={sample_rate!r} must be a positive number of Hz")
-    if num_samples is not None and num_samples <= 0:
-        raise ValueError(f"num_samples={num_samples!r} must be positive or None")
     data, info = read_native(path)
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if info.sample_rate != sample_rate:
@@ -201,6 +204,22 @@ def read_clip(
             wave = _resampler(info.sample_rate, sample_rate)(
                 torch.from_numpy(np.ascontiguousarray(wave))
             ).numpy()
+    return np.ascontiguousarray(wave, dtype=np.float32), info
+
+
+def read_clip(
+    path: str | Path,
+    *,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    num_samples: int | None = None,
+    length_policy: str = "repeat",
+) -> np.ndarray:
+    """One clip as a mono float32 waveform at `sample_rate`, optionally fixed to `num_samples` (crop or `length_policy`)."""
+    if length_policy not in LENGTH_POLICIES:
+        raise ValueError(f"length_policy={length_policy!r} is not one of {', '.join(LENGTH_POLICIES)}")
+    if num_samples is not None and num_samples <= 0:
+        raise ValueError(f"num_samples={num_samples!r} must be positive or None")
+    wave, _ = load_clip(path, sample_rate=sample_rate)
     if num_samples is not None:
         if len(wave) > num_samples:
             wave = wave[:num_samples]
@@ -214,6 +233,24 @@ def read_clip(
             else:
                 wave = np.tile(wave, -(-num_samples // len(wave)))[:num_samples]
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def _some_names(infos: Sequence[AudioInfo], most: int = 3) -> str:
+    names = [i.path.name for i in infos[:most]]
+    return ", ".join(names) + (f" and {len(infos) - most} more" if len(infos) > most else "")
+
+
+def log_conversions(infos: Sequence[AudioInfo], sample_rate: int) -> None:
+    """Log which clips are resampled to `sample_rate` and which are averaged to mono, when any are."""
+    resampled = [i for i in infos if i.sample_rate != sample_rate]
+    if resampled:
+        rates = ", ".join(f"{r} Hz" for r in sorted(Counter(i.sample_rate for i in resampled)))
+        log.info("%d clip(s) at %s resampled to %d Hz (%s)", len(resampled), rates, sample_rate,
+                 _some_names(resampled))
+    several = [i for i in infos if i.channels != 1]
+    if several:
+        channels = ", ".join(str(c) for c in sorted(Counter(i.channels for i in several)))
+        log.info("%d clip(s) with %s channels averaged to mono (%s)", len(several), channels, _some_names(several))
 
 
 def read_clips(

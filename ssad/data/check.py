@@ -11,9 +11,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ssad.data.audio import AudioInfo, read_native
+from ssad.data.audio import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE, AudioInfo, read_native
 from ssad.data.clips import LABELS, Clip
 from ssad.data.layout import scan_root
+from ssad.data.validate import clip_problem, type_name_problems
 from ssad.errors import BadInputError
 
 __all__ = ["CheckReport", "check_root"]
@@ -125,10 +126,16 @@ class CheckReport:
         ]
 
 
-def check_root(root: str | Path, *, skip_bad: bool = False, progress: bool = True) -> CheckReport:
-    """Index root and read every clip, collecting every problem; raise BadInputError listing all unless `skip_bad`."""
+def check_root(root: str | Path, *, skip_bad: bool = False, progress: bool = True,
+               sample_rate: int = DEFAULT_SAMPLE_RATE, min_samples: int = DEFAULT_N_FFT) -> CheckReport:
+    """Index root and read every clip, collecting every problem; raise BadInputError listing all unless `skip_bad`.
+
+    A file passes when `ssad fit` would take it: fully readable and at least one FFT frame (`min_samples`,
+    default the log-mel's n_fft, at `sample_rate`) long, in an allowed machine type.
+    """
     clips, problems = scan_root(root)
     root = Path(os.path.abspath(Path(root).expanduser()))
+    problems += type_name_problems(clips)
     good: list[Clip] = []
     infos: list[AudioInfo] = []
     for clip in tqdm(clips, desc="checking clips", unit="clip", disable=not progress):
@@ -137,9 +144,13 @@ def check_root(root: str | Path, *, skip_bad: bool = False, progress: bool = Tru
         except BadInputError as err:
             problems += err.problems
             continue
+        why = clip_problem(info, sample_rate=sample_rate, min_samples=min_samples)
+        if why:
+            problems.append((str(clip.path), why))
+            continue
         good.append(clip)
         infos.append(info)
     problems.sort()
     if problems and not skip_bad:
-        raise BadInputError(problems, header=f"{root} has bad files (pass skip_bad to leave them out)")
+        raise BadInputError(problems, header=f"{root} has bad files (pass skip_bad=True to leave them out)")
     return CheckReport(root=root, clips=good, infos=infos, bad=problems)

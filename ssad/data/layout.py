@@ -14,7 +14,7 @@ from pathlib import Path
 from ssad.data.clips import LABELS, SPLITS, Clip
 from ssad.errors import BadInputError
 
-__all__ = ["DOMAINS", "parse_clip_name", "parse_attributes", "scan_root", "index_root", "select", "summarize"]
+__all__ = ["DOMAINS", "ONE_MACHINE_ID", "machine_from_name", "parse_clip_name", "parse_attributes", "scan_root", "index_root", "select", "summarize"]
 
 logger = logging.getLogger("ssad")
 
@@ -83,7 +83,8 @@ def _parse(path: Path) -> Clip | str | None:
         return f"name says {name_domain} domain but the file is in the {folder!r} folder"
     split = name_split or folder_split
     if split is None:
-        return f"cannot tell train from test: the name does not say and folder {folder!r} is not one of {sorted(_SPLIT_FOLDERS)}"
+        return (f"cannot tell train from test: the name does not say and folder {folder!r} is not one of "
+                f"{sorted(_SPLIT_FOLDERS)} (move it into <type>/train/ or <type>/test/)")
     if split == "train" and name_label == "anomaly":
         return "anomalous clip in the training data (training data must be normal only)"
     # Training data of these challenges is normal by definition, even when the name omits the label.
@@ -109,6 +110,23 @@ def parse_clip_name(path: str | Path) -> Clip | None:
     if isinstance(result, str):
         raise BadInputError([(path, result)])
     return result
+
+
+def machine_from_name(path: str | Path) -> tuple[str | None, str] | None:
+    """What a file's name and folders say of its machine, for scoring (which never needs train or test).
+
+    Returns (machine type, ID): the type is the folder above a split folder (``fan/test/x.wav``), or None where
+    the folders do not say (``new/anomaly_id_00_00000000.wav``). None when the name fits no DCASE layout.
+    """
+    path = Path(path)
+    if match := _NAME_2020.fullmatch(path.stem):
+        machine_id = f"id_{match['id']}"
+    elif match := _NAME_2021.fullmatch(path.stem):
+        machine_id = f"section_{match['id']}"
+    else:
+        return None
+    in_split_folder = path.parent.name in _SPLIT_FOLDERS and bool(path.parent.parent.name)
+    return (path.parent.parent.name if in_split_folder else None), machine_id
 
 
 def _find_wavs(root: Path) -> list[Path]:
@@ -182,17 +200,66 @@ def _absolute(root: str | Path) -> Path:
     return Path(os.path.abspath(Path(root).expanduser()))
 
 
-def _one_machine_folder(root: Path, wavs: list[Path]) -> list[Clip] | None:
-    """A folder of recordings of one machine, or None: every .wav directly in it, no name in a DCASE layout.
+#: The ID of the one machine a folder of plain-named recordings holds.
+ONE_MACHINE_ID = "id_00"
+#: The subfolder of such a folder that holds its labelled test recordings.
+ONE_MACHINE_TEST = "test"
+_TEST_LABEL = re.compile(r"(?P<label>normal|anomaly)_.*")
 
-    Such a folder is one machine named after the folder, ID ``id_00``, every clip a normal training clip.
+
+def _is_dcase_name(stem: str) -> bool:
+    return bool(_NAME_2020.fullmatch(stem) or _NAME_2021.fullmatch(stem))
+
+
+def _one_machine_test_clip(path: Path, machine_type: str) -> Clip | str:
+    """A one-machine folder's ``test/normal_*`` or ``test/anomaly_*`` recording, or why this file is not one."""
+    match = _TEST_LABEL.fullmatch(path.stem)
+    if not match:
+        return (f"read as a test recording of the one machine {machine_type!r} (it is in {ONE_MACHINE_TEST}/), but "
+                "its name says neither normal nor anomaly: name it normal_*.wav or anomaly_*.wav")
+    dcase = _NAME_2020.fullmatch(path.stem)
+    if dcase and f"id_{dcase['id']}" != ONE_MACHINE_ID:
+        return (f"read as a test recording of the one machine {machine_type!r}, but its name says id_{dcase['id']}: "
+                f"a folder of one machine's recordings holds {ONE_MACHINE_ID} only; rename it "
+                f"{match['label']}_{ONE_MACHINE_ID}_*.wav, or lay several machines out as <type>/train/ and "
+                "<type>/test/ folders")
+    return Clip(path=path, machine_type=machine_type, machine_id=ONE_MACHINE_ID, split="test", label=match["label"])
+
+
+def _one_machine_folder(root: Path, wavs: list[Path]) -> tuple[list[Clip], list[tuple[str, str]]] | None:
+    """A folder of one machine's recordings with its clips and problems, or None when no plain-named .wav is in it.
+
+    Plain-named recordings directly in the folder (no name of a DCASE layout) are one machine's normal training
+    clips: type = the folder's name, ID ``id_00``. ``test/normal_*.wav`` and ``test/anomaly_*.wav`` are its
+    labelled test clips. Any other .wav makes the layout ambiguous; it is reported with what it was read as and
+    how to fix it.
     """
-    if any(p.parent != root for p in wavs):
+    plain = sorted(p for p in wavs if p.parent == root and not _is_dcase_name(p.stem))
+    if not plain:
         return None
-    if any(_NAME_2020.fullmatch(p.stem) or _NAME_2021.fullmatch(p.stem) for p in wavs):
-        return None
-    return [Clip(path=p, machine_type=root.name, machine_id="id_00", split="train", label="normal")
-            for p in sorted(wavs)]
+    machine_type = root.name
+    because = (f"{root.name}/ is read as the recordings of one machine because plain-named recordings such as "
+               f"{plain[0].name} lie directly in it")
+    clips = [Clip(path=p, machine_type=machine_type, machine_id=ONE_MACHINE_ID, split="train", label="normal")
+             for p in plain]
+    problems: list[tuple[str, str]] = []
+    for path in sorted(set(wavs) - set(plain)):
+        if path.parent == root:
+            why = (f"read as a DCASE-named clip, but {because}: give it a plain name if it is a normal training "
+                   f"recording, or move it into {ONE_MACHINE_TEST}/ if it is a test recording")
+        elif path.parent == root / ONE_MACHINE_TEST:
+            result = _one_machine_test_clip(path, machine_type)
+            if isinstance(result, Clip):
+                clips.append(result)
+                continue
+            why = result
+        else:
+            why = (f"read as part of the folder {root.name}/, but {because}, and such a folder takes test "
+                   f"recordings from {ONE_MACHINE_TEST}/ only: move this file into {ONE_MACHINE_TEST}/ (named "
+                   "normal_*.wav or anomaly_*.wav), or, for a DCASE layout, move the plain-named recordings into "
+                   "<type>/train/ named normal_id_00_*.wav")
+        problems.append((str(path), why))
+    return clips, problems
 
 
 def scan_root(
@@ -213,8 +280,8 @@ def scan_root(
     if not wavs:
         raise BadInputError([(root, "no .wav files found in this folder or below it")], header=header)
 
-    flat = _one_machine_folder(root, wavs)
-    found_types = [root.name] if flat is not None else sorted({p.parent.parent.name for p in wavs})
+    one_machine = _one_machine_folder(root, wavs)
+    found_types = [root.name] if one_machine is not None else sorted({p.parent.parent.name for p in wavs})
     if machine_types is not None:
         wanted = [machine_types] if isinstance(machine_types, str) else list(machine_types)
         missing = [t for t in wanted if t not in found_types]
@@ -224,8 +291,8 @@ def scan_root(
                 header=header,
             )
         wavs = [p for p in wavs if p.parent.parent.name in wanted]
-    if flat is not None:
-        return flat, []
+    if one_machine is not None:
+        return one_machine
 
     clips: list[Clip] = []
     problems: list[tuple[str, str]] = []
@@ -250,14 +317,14 @@ def index_root(
 
     The root may hold ``<type>/{train,test}/`` folders, hold such roots (``dev_data/``, ``eval_data/``),
     or be a single ``<type>`` folder. Attribute tables (``<type>/attributes_*.csv``) are merged in. A folder
-    of recordings named in no DCASE layout, all directly in it, is one machine's normal training clips
-    (type = the folder's name, ID ``id_00``).
+    of recordings named in no DCASE layout, directly in it, is one machine's normal training clips (type = the
+    folder's name, ID ``id_00``), with its labelled test clips in ``test/normal_*.wav`` and ``test/anomaly_*.wav``.
     """
     clips, problems = scan_root(root, machine_types=machine_types)
     root = _absolute(root)
     header = f"cannot index {root}"
     if problems and not skip_bad:
-        raise BadInputError(problems, header=header)
+        raise BadInputError(problems, header=f"{header} (skip_bad=True leaves these files out)")
     if problems:
         logger.warning(
             "skipped %d unusable file(s) under %s:\n%s",

@@ -7,12 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ssad.data.audio import AudioInfo, audio_info
+from ssad.data.audio import AudioInfo, audio_info, log_conversions
 from ssad.data.clips import THIN_CLIPS, Clip
 from ssad.data.layout import select
 from ssad.errors import BadInputError
 
-__all__ = ["TrainingClips", "check_class_names", "check_training_clips"]
+__all__ = ["TrainingClips", "check_class_names", "check_training_clips", "clip_problem", "type_name_problems"]
 
 log = logging.getLogger("ssad")
 
@@ -32,6 +32,25 @@ def _name(clip: Clip) -> str:
     return f"{clip.machine_type}/{clip.machine_id}"
 
 
+def clip_problem(info: AudioInfo, *, sample_rate: int, min_samples: int) -> str | None:
+    """Why a readable clip cannot give features (fewer than `min_samples`, one FFT frame, at `sample_rate`), or None."""
+    if int(info.frames * sample_rate / info.sample_rate) >= min_samples:
+        return None
+    return (f"too short: {info.duration:.3f} s, less than one FFT frame ({min_samples} samples at "
+            f"{sample_rate} Hz)")
+
+
+def type_name_problems(clips: Sequence[Clip]) -> list[tuple[str, str]]:
+    """(folder, why) for each machine type whose name holds a character reserved for synthesized classes."""
+    problems = []
+    for machine_type in sorted({c.machine_type for c in clips}):
+        if any(ch in machine_type for ch in _RESERVED):
+            where = next(c.path.parent.parent for c in clips if c.machine_type == machine_type)
+            problems.append((str(where), f"machine type {machine_type!r} holds one of {list(_RESERVED)}, "
+                                         "which mark synthesized classes; rename the folder"))
+    return problems
+
+
 def check_training_clips(clips: Sequence[Clip], *, sample_rate: int, min_samples: int,
                          skip_bad: bool = False) -> TrainingClips:
     """Check a root's clips for training and evaluation; raise one BadInputError naming every bad file or ID.
@@ -42,12 +61,7 @@ def check_training_clips(clips: Sequence[Clip], *, sample_rate: int, min_samples
     not score them). With `skip_bad`, bad files are left out and listed instead. Warns about thin IDs and
     says what is done with clips of other rates and channel counts.
     """
-    problems: list[tuple[str, str]] = []
-    for machine_type in sorted({c.machine_type for c in clips}):
-        if any(ch in machine_type for ch in _RESERVED):
-            where = next(c.path.parent.parent for c in clips if c.machine_type == machine_type)
-            problems.append((str(where), f"machine type {machine_type!r} holds one of {list(_RESERVED)}, "
-                                         "which mark synthesized classes; rename the folder"))
+    problems = type_name_problems(clips)
     train = select(list(clips), split="train", label="normal")
     good: list[Clip] = []
     infos: list[AudioInfo] = []
@@ -58,10 +72,9 @@ def check_training_clips(clips: Sequence[Clip], *, sample_rate: int, min_samples
         except BadInputError as error:
             bad_files += error.problems
             continue
-        samples = int(info.frames * sample_rate / info.sample_rate)
-        if samples < min_samples:
-            bad_files.append((str(clip.path), f"too short: {info.duration:.3f} s, less than one FFT frame "
-                                              f"({min_samples} samples at {sample_rate} Hz)"))
+        why = clip_problem(info, sample_rate=sample_rate, min_samples=min_samples)
+        if why:
+            bad_files.append((str(clip.path), why))
             continue
         good.append(clip)
         infos.append(info)
@@ -77,9 +90,10 @@ def check_training_clips(clips: Sequence[Clip], *, sample_rate: int, min_samples
     if not good and not problems:
         problems.append(("(root)", "no normal training clips (expected <type>/train/normal_id_XX_*.wav)"))
     if problems:
-        raise BadInputError(problems, header="the root cannot be trained on")
+        hint = " (skip_bad=True leaves the bad files out)" if bad_files and not skip_bad else ""
+        raise BadInputError(problems, header=f"the root cannot be trained on{hint}")
     _warn_thin_ids(good)
-    _describe_formats(infos, sample_rate)
+    log_conversions(infos, sample_rate)
     return TrainingClips(good, infos)
 
 
@@ -92,22 +106,12 @@ def _warn_thin_ids(clips: Sequence[Clip]) -> None:
                         "scorers and threshold fall back to pooled statistics (said again at evaluation)", name, n)
 
 
-def _describe_formats(infos: Sequence[AudioInfo], sample_rate: int) -> None:
-    """Log how clips of other rates and channel counts are used, when there are any."""
-    rates = Counter(i.sample_rate for i in infos)
-    channels = Counter(i.channels for i in infos)
-    if set(rates) != {sample_rate}:
-        log.info("sample rates %s: every clip is resampled to %d Hz", dict(sorted(rates.items())), sample_rate)
-    if set(channels) != {1}:
-        log.info("channel counts %s: channels are averaged to mono", dict(sorted(channels.items())))
-
-
 def check_class_names(names: Sequence[str]) -> None:
     """Raise BadInputError if class names repeat (the classifier's softmax and the scorers need them unique)."""
     repeated = sorted(name for name, n in Counter(names).items() if n > 1)
     if repeated:
         raise BadInputError([(name, "class name repeats") for name in repeated], header="class names are not unique")
     if len(names) < 2:
-        msg = (f"only one class ({', '.join(names)}): nothing to tell apart; set data.n_warped > 0 "
+        msg = (f"only one class ({', '.join(names)}): nothing to tell apart; set n_warped > 0 "
                "or train on more IDs")
         raise BadInputError([(names[0] if names else "(root)", msg)], header="too few classes")

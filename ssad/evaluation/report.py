@@ -39,7 +39,10 @@ def load_thresholds(path: str | Path) -> dict[str, GammaThreshold]:
         raise SsadError(f"{path}: cannot read thresholds: {err}") from None
     if not isinstance(doc, dict):
         raise SsadError(f"{path}: expected a JSON object scorer -> thresholds")
-    return {str(scorer): GammaThreshold.from_dict(d) for scorer, d in doc.items()}
+    thresholds = {str(scorer): GammaThreshold.from_dict(d) for scorer, d in doc.items()}
+    for scorer, threshold in thresholds.items():
+        threshold.scorer = threshold.scorer or scorer  # files written before thresholds knew their scorer
+    return thresholds
 
 
 def write_evaluation(
@@ -80,7 +83,7 @@ def write_evaluation(
                 raise ValueError(
                     f"no training scores for scorer {scorer!r}; the train table has {train.scorers}"
                 )
-            fitted[scorer] = GammaThreshold(percentile).fit(tr.score, tr.ids)
+            fitted[scorer] = GammaThreshold(percentile, scorer).fit(tr.score, tr.ids)
         sel = test.scorer == scorer
         part = test.take(sel)
         decisions[sel] = fitted[scorer].decide(part.score, part.ids)

@@ -92,8 +92,13 @@ class GammaThreshold(BaseEstimator):
     where the empirical quantile or the median was used), `fallbacks_` (thin id -> what it got).
     """
 
-    def __init__(self, percentile: float = 0.9) -> None:
+    def __init__(self, percentile: float = 0.9, scorer: str = "") -> None:
         self.percentile = percentile
+        self.scorer = scorer
+
+    def _of(self, name: str) -> str:
+        """How warnings name one ID's threshold: with the scorer it belongs to, when known."""
+        return f"{self.scorer} threshold of {name}" if self.scorer else f"threshold of {name}"
 
     def fit(self, train_scores: Any, ids: Sequence[str]) -> GammaThreshold:
         """Fit one gamma per ID to the normal training scores and keep its `percentile` point as the threshold."""
@@ -121,8 +126,8 @@ class GammaThreshold(BaseEstimator):
             if params is None:
                 t = float(np.quantile(s, self.percentile))
                 logger.warning(
-                    "gamma fit failed for %s (%d training scores); using the empirical %.3g quantile %.6g",
-                    name,
+                    "%s: gamma fit failed (%d training scores); using the empirical %.3g quantile %.6g",
+                    self._of(name),
                     s.size,
                     self.percentile,
                     t,
@@ -138,7 +143,7 @@ class GammaThreshold(BaseEstimator):
                 self.gamma_params_[name] = None
                 self.fallbacks_[name] = (f"{len(groups[name])} training score(s): the median threshold of the "
                                          f"other IDs, {pooled:.6g}")
-                logger.warning("threshold of %s: %s", name, self.fallbacks_[name])
+                logger.warning("%s: %s", self._of(name), self.fallbacks_[name])
         self.fallbacks_ = dict(sorted(self.fallbacks_.items()))
         return self
 
@@ -148,8 +153,8 @@ class GammaThreshold(BaseEstimator):
         A refit ID with fewer than `THIN_CLIPS` scores gets the median threshold of the others, as in `fit`.
         """
         check_is_fitted(self, "threshold_")
-        fresh = GammaThreshold(self.percentile).fit(train_scores, ids)
-        merged = GammaThreshold(self.percentile)
+        fresh = GammaThreshold(self.percentile, self.scorer).fit(train_scores, ids)
+        merged = GammaThreshold(self.percentile, self.scorer)
         others = [k for k in self.threshold_ if k not in fresh.threshold_]
         merged.threshold_ = {k: self.threshold_[k] for k in others} | fresh.threshold_
         merged.gamma_params_ = {k: self.gamma_params_.get(k) for k in others} | fresh.gamma_params_
@@ -162,7 +167,7 @@ class GammaThreshold(BaseEstimator):
                 merged.threshold_[name], merged.gamma_params_[name] = pooled, None
                 merged.fallbacks_[name] = (f"{counts[name]} training score(s): the median threshold of the "
                                            f"other IDs, {pooled:.6g}")
-                logger.warning("threshold of %s: %s", name, merged.fallbacks_[name])
+                logger.warning("%s: %s", self._of(name), merged.fallbacks_[name])
         merged.threshold_ = dict(sorted(merged.threshold_.items()))
         merged.fallbacks_ = dict(sorted(merged.fallbacks_.items()))
         return merged
@@ -191,6 +196,7 @@ class GammaThreshold(BaseEstimator):
         return {
             "class": type(self).__name__,
             "percentile": float(self.percentile),
+            "scorer": self.scorer,
             "thresholds": dict(self.threshold_),
             "gamma_params": dict(self.gamma_params_),
             "fallbacks": dict(getattr(self, "fallbacks_", {})),
@@ -202,7 +208,7 @@ class GammaThreshold(BaseEstimator):
         if not isinstance(data, Mapping) or data.get("class") != cls.__name__:
             raise SsadError(f"not a saved {cls.__name__}: expected a JSON object with class={cls.__name__!r}")
         try:
-            out = cls(float(data["percentile"]))
+            out = cls(float(data["percentile"]), str(data.get("scorer") or ""))
             out.threshold_ = {str(k): float(v) for k, v in data["thresholds"].items()}
             params = data.get("gamma_params") or {}
             out.gamma_params_ = {

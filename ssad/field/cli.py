@@ -25,7 +25,10 @@ def add_monitor_command(commands: Any) -> None:
     parser = commands.add_parser(
         "monitor", help="score live audio (WAV file, folder, raw PCM on stdin, MQTT) window by window",
         description="Scores sliding windows of live audio with a saved detector; one JSON line per window on "
-        "stdout (time, machine, score, threshold, alert, smoothed, drift, ...), alerts and drift on stderr.")
+        "stdout (time, machine, score, threshold, alert, smoothed, drift, ...), alerts and drift on stderr.",
+        epilog="Drift says nothing until --drift-windows windows that do not overlap have been scored: about "
+        "drift-windows x window seconds of audio per machine (30 x 10 s = 300 s with the defaults and 10-s "
+        "windows).")
     parser.add_argument("--detector", required=True, help="saved detector folder (from ssad evaluate/detector)")
     parser.add_argument("--source", required=True,
                         help="a WAV file (played as a stream), a folder (watched for new files), '-' (raw 16-bit "
@@ -40,32 +43,35 @@ def add_monitor_command(commands: Any) -> None:
                         help="window length in seconds (default: the detector's clip length)")
     parser.add_argument("--hop", type=float, default=None, help="seconds between windows (default: half a window)")
     parser.add_argument("--smoothing", choices=["ema", "mean"], default="ema",
-                        help="smoothed score: exponential or plain moving average")
-    parser.add_argument("--smooth-windows", type=int, default=4, help="span of the smoothing, in windows")
+                        help="smoothed score: exponential or plain moving average (default: %(default)s)")
+    parser.add_argument("--smooth-windows", type=int, default=4, help="span of the smoothing, in windows (default: %(default)s)")
     parser.add_argument("--alert-after", type=int, default=3,
-                        help="alert when the smoothed score stays above the threshold this many windows")
+                        help="alert when the smoothed score stays above the threshold this many windows (default: %(default)s)")
     parser.add_argument("--alerts", default=None, metavar="mqtt://HOST:PORT/TOPIC", help="also publish alerts here")
     parser.add_argument("--drift-windows", type=int, default=30,
-                        help="recent non-overlapping windows tested against the training score distribution")
-    parser.add_argument("--drift-alpha", type=float, default=1e-3, help="drift when the test's p-value is below")
+                        help="recent non-overlapping windows tested against the training score distribution; no drift verdict "
+                        "before that many windows' audio (default: %(default)s)")
+    parser.add_argument("--drift-alpha", type=float, default=1e-3, help="drift when the test's p-value is below (default: %(default)s)")
     parser.add_argument("--max-windows", type=int, default=None, help="stop after this many windows")
     parser.add_argument("--scorer", default=None, help="default: the detector's own choice")
-    parser.add_argument("--batch", type=int, default=16, help="most windows scored in one pass")
+    parser.add_argument("--batch", type=int, default=16, help="most windows scored in one pass (default: %(default)s)")
     parser.add_argument("--realtime", action="store_true", help="play a WAV file at 1x instead of at full speed")
-    parser.add_argument("--poll", type=float, default=0.5, help="folder: seconds between looks")
+    parser.add_argument("--poll", type=float, default=0.5, help="folder: seconds between looks (default: %(default)s)")
     parser.add_argument("--settle", type=float, default=1.0,
-                        help="folder: a file is read once unchanged for this many seconds")
-    parser.add_argument("--device", default="cpu")
+                        help="folder: a file is read once unchanged for this many seconds (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
     parser.set_defaults(handler=run_monitor)
 
 
-def _machine(args: argparse.Namespace, known: list[str]) -> str | None:
-    """The machine named on the command line (checked), the detector's only one, or None for topic machines."""
+def _machine(args: argparse.Namespace, detector: Any, known: list[str]) -> str | None:
+    """The machine named on the command line (checked; a type names its only machine), the detector's only one,
+    or None for topic machines."""
     if args.machine is not None:
-        if args.machine not in known:
-            raise SsadError(f"machine {args.machine!r} is unknown to the detector {args.detector}; it knows "
-                            f"{', '.join(known)}")
-        return args.machine
+        machine = detector.resolve_machine(args.machine)
+        if machine not in known:
+            raise SsadError(f"machine {machine!r} has no {args.scorer or detector.default_scorer} scorer in the "
+                            f"detector {args.detector}; it has {', '.join(known)}")
+        return machine
     if args.machine_from_topic is not None:
         return None
     if len(known) == 1:
@@ -125,7 +131,7 @@ def run_monitor(args: argparse.Namespace) -> None:
         scorer = args.scorer or detector.default_scorer
         if scorer not in detector.thresholds:
             raise SsadError(f"no scorer {scorer!r} in {args.detector}; it has {sorted(detector.thresholds)}")
-        machine = _machine(args, sorted(detector.thresholds[scorer].threshold_))
+        machine = _machine(args, detector, sorted(detector.thresholds[scorer].threshold_))
         window = _window_seconds(args, detector)
         settings = MonitorSettings(window=window, hop=args.hop or window / 2, smoothing=args.smoothing,
                                    smooth_windows=args.smooth_windows, alert_after=args.alert_after,
@@ -134,8 +140,8 @@ def run_monitor(args: argparse.Namespace) -> None:
         publisher = MqttPublisher(args.alerts) if args.alerts else None
         monitor = Monitor(detector, settings, scorer=scorer, publish=publisher.publish if publisher else None)
         source = _source(args, machine, monitor.sample_rate)
-        log.info("monitoring %s: windows of %g s every %g s, %s scorer", args.source, settings.window, settings.hop,
-                 scorer)
+        log.info("monitoring %s: windows of %g s every %g s, %s scorer; drift from about %g s of audio on",
+                 args.source, settings.window, settings.hop, scorer, settings.drift_seconds)
         monitor.run(source, max_windows=args.max_windows)
     except KeyboardInterrupt:
         done = f"{monitor.windows_scored} window(s) scored and written, {monitor.alerts_raised} alert(s)" \

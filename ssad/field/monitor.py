@@ -43,6 +43,17 @@ class MonitorSettings:
     drift_alpha: float = 1e-3
     batch_size: int = 16
 
+    @property
+    def drift_every(self) -> int:
+        """Every how many windows one enters the drift test: windows that do not overlap, so scores are close to
+        independent."""
+        return max(1, math.ceil(self.window / self.hop))
+
+    @property
+    def drift_seconds(self) -> float:
+        """Seconds of a machine's audio before its first drift verdict (the window that completes the test)."""
+        return (self.drift_windows - 1) * self.drift_every * self.hop + self.window
+
     def __post_init__(self) -> None:
         if not (self.window > 0 and self.hop > 0):
             msg = f"window={self.window} s and hop={self.hop} s must be positive"
@@ -69,10 +80,8 @@ class _MachineState:
         self.thresholds = thresholds
         self.smoother = Smoother(settings.smoothing, settings.smooth_windows)
         self.rule = AlertRule(settings.alert_after)
-        # windows that do not overlap enter the drift test, so that its scores are close to independent
-        every = max(1, math.ceil(settings.window / settings.hop))
         self.drift = DriftTest(thresholds, machine, windows=settings.drift_windows, alpha=settings.drift_alpha,
-                               every=every)
+                               every=settings.drift_every)
 
     @property
     def threshold(self) -> float:

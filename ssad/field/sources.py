@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ssad.data.audio import pcm16_to_float, read_clip
+from ssad.data.audio import load_clip, log_conversions, pcm16_to_float
 from ssad.errors import BadInputError, SsadError
 from ssad.field import mqtt as mqtt_io
 
@@ -59,11 +59,12 @@ def _file_chunks(path: Path, machine: str, sample_rate: int, block: int, realtim
                  note: str = "") -> Iterator[Chunk]:
     """One audio file as a stream of chunks of `block` samples; a bad file is reported (with `note`) and gives nothing."""
     try:
-        wave = read_clip(path, sample_rate=sample_rate)
+        wave, info = load_clip(path, sample_rate=sample_rate)
     except BadInputError as error:
         for where, why in error.problems:
             log.warning("skipped %s: %s%s", where, why, note)
         return
+    log_conversions([info], sample_rate)
     started = time.monotonic()
     for begin in range(0, len(wave), block):
         if realtime:
