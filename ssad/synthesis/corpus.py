@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ssad.atomic import write_text_atomic
+from ssad.atomic import give_umask_mode, write_text_atomic
 from ssad.synthesis.background import ambience_pool
 from ssad.synthesis.clips import render_clip
 from ssad.synthesis.config import (
@@ -168,7 +168,7 @@ def _write_clip(root: str, config: SynthConfig, seed: int, job: _Job) -> list[st
     try:
         with os.fdopen(fd, "wb") as handle:
             sf.write(handle, pcm, config.sample_rate, subtype="PCM_16", format="WAV")
-        os.chmod(tmp, 0o644 & ~_UMASK)
+        give_umask_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -184,15 +184,6 @@ def _write_clip(root: str, config: SynthConfig, seed: int, job: _Job) -> list[st
 def _write_chunk(args: tuple[str, SynthConfig, int, list[_Job]]) -> list[list[str] | None]:
     root, config, seed, jobs = args
     return [_write_clip(root, config, seed, job) for job in jobs]
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
 
 
 def _write_tables(root: Path, config: SynthConfig, jobs: list[_Job], faults: list[list[str]]) -> None:
