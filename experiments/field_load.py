@@ -121,13 +121,17 @@ def publisher(port: int, audio: bytes, commands: mp.Queue, records: mp.Queue) ->
     from paho.mqtt.properties import Properties
 
     sent: dict[int, tuple[str, float, str]] = {}
-    lock = threading.Lock()
+    early: dict[int, bool] = {}  # acknowledged before `publish` returned its mid
+    lock = threading.Lock()  # never held while calling paho: paho calls on_publish holding its own lock
 
     def on_publish(client: object, userdata: object, mid: int, reason: object, properties: object) -> None:
+        routed = getattr(reason, "value", 0) != NO_MATCHING_SUBSCRIBERS
         with lock:
             record = sent.pop(mid, None)
+            if record is None:
+                early[mid] = routed
         if record is not None:
-            records.put((*record, getattr(reason, "value", 0) != NO_MATCHING_SUBSCRIBERS))
+            records.put((*record, routed))
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="field-load-plant", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
@@ -142,9 +146,13 @@ def publisher(port: int, audio: bytes, commands: mp.Queue, records: mp.Queue) ->
         props = Properties(PacketTypes.PUBLISH)
         stamp = time.time()
         props.UserProperty = ("ts", repr(stamp))
+        info = client.publish(topic, payload, qos=1, properties=props)
         with lock:
-            info = client.publish(topic, payload, qos=1, properties=props)
-            sent[info.mid] = (machine, stamp, kind)
+            routed = early.pop(info.mid, None)
+            if routed is None:
+                sent[info.mid] = (machine, stamp, kind)
+        if routed is not None:
+            records.put((machine, stamp, kind, routed))
 
     machines, garbage, due, count = 0, False, [], 0
     while True:
@@ -466,8 +474,62 @@ def faults(plant: Plant, machines: int, settle_s: float, down_s: float, restart_
                          "kill_a": kill_a, "back_a": back_a, "end": end}}
 
 
+def profile_monitor(detector_dir: Path, port: int, audio: bytes, windows: int) -> dict:
+    """Where one monitor's time goes (in this process, one torch thread): the network, log-mels, and the rest
+    (MQTT, decoding, windows, JSON lines, acknowledgements), scoring `windows` messages flooded onto the broker."""
+    import cProfile
+    import io
+    import logging
+    import pstats
+
+    import paho.mqtt.client as mqtt
+    import torch
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from ssad.detector import Detector
+    from ssad.field.monitor import Monitor, MonitorSettings
+    from ssad.field.sources import MqttSource
+
+    torch.set_num_threads(1)
+    logging.getLogger("ssad").setLevel(logging.ERROR)  # the cloned machines alert on this audio
+    detector = Detector.load(detector_dir)
+    source = MqttSource(f"mqtt://127.0.0.1:{port}/profile/+", topic_pattern="profile/+", share="profile")
+    source.subscribed.wait(30)
+    monitor = Monitor(detector, MonitorSettings(window=WINDOW_S, hop=WINDOW_S), out=io.StringIO())
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for i in range(windows):
+        client.publish(f"profile/m{i % 40:03d}", audio, qos=1)
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    monitor.run(source, max_windows=windows)
+    profiler.disable()
+    wall = time.perf_counter() - start
+    source.close()
+    client.disconnect()
+    client.loop_stop()
+    spent = {}
+    for (path, _, name), (_, _, _, cumulative, _) in pstats.Stats(profiler).stats.items():
+        for key, (tail, function) in {"scoring": ("ssad/detector.py", "score"),
+                                      "log_mels": ("ssad/inference.py", "log_mels"),
+                                      "network": ("ssad/inference.py", "window_outputs")}.items():
+            if path.endswith(tail) and name == function:
+                spent[key] = cumulative
+    rest = wall - spent.get("scoring", 0.0)
+    return {"windows": windows, "ms_per_window": round(1000 * wall / windows, 1),
+            "network_share": round(spent.get("network", 0.0) / wall, 3),
+            "log_mel_share": round(spent.get("log_mels", 0.0) / wall, 3),
+            "scorer_and_batching_share": round((spent.get("scoring", 0.0) - spent.get("network", 0.0)
+                                                - spent.get("log_mels", 0.0)) / wall, 3),
+            "mqtt_decoding_python_share": round(rest / wall, 3), "load_average": _load()}
+
+
 def _markdown(result: dict) -> str:
     r, k, s, bad = result["broker_restart"], result["monitor_kill"], result["persistent_session"], result["malformed"]
+    pr = result["profile"]
     lines = [
         "# `ssad monitor` under a plant's load and faults",
         "",
@@ -483,6 +545,11 @@ def _markdown(result: dict) -> str:
         f"({result['machines_per_core']:g} per core); latency p50 {result['latency_p50_s']} s, p99 "
         f"{result['latency_p99_s']} s; windows {result['windows_scored']} scored of {result['windows_expected']}",
         f"- what limited the load: {result['limit']}",
+        f"- where one monitor's time goes ({pr['windows']} windows flooded through the broker, one torch thread, under cProfile, "
+        f"load average {pr['load_average']}): {pr['ms_per_window']} ms per 10-s window; the network "
+        f"{100 * pr['network_share']:.0f} %, log-mels {100 * pr['log_mel_share']:.0f} %, scorer and batching "
+        f"{100 * pr['scorer_and_batching_share']:.0f} %, MQTT, decoding, windows, JSON lines and acknowledgements "
+        f"{100 * pr['mqtt_decoding_python_share']:.0f} %",
         "",
         "| machines | windows expected | scored | lost | scored twice | latency p50 (s) | p99 (s) | max (s) "
         "| monitors' CPU (cores) | broker's CPU (cores) | monitor peak MB | load average | held |",
@@ -505,9 +572,9 @@ def _markdown(result: dict) -> str:
         f"{LEAD_S:g} s before the stop to the next fault: {r['windows_scored']} scored of {r['windows_expected']} "
         f"the broker routed, **{r['lost']} lost**, {r['scored_twice']} scored twice, latency max "
         f"{r['latency_max_s']} s; {r['dropped_by_broker_no_subscriber']} more were acknowledged by the broker with "
-        "\"no matching subscribers\" and dropped: the publishers re-sent what they held during the outage before "
-        "the monitors had subscribed again (mosquitto 2.0.11 does not restore shared subscriptions from its "
-        "database; plain ones it does).",
+        "\"no matching subscribers\" and dropped (when publishers re-send what they held during the outage before "
+        "the monitors have subscribed again: mosquitto 2.0.11 does not restore shared subscriptions from its "
+        "database, plain ones it does).",
         f"- **SIGKILL of monitor {k['monitor']}**, restarted after {k['back_after_s']} s (as a service manager "
         f"would; most of it is loading torch and the detector): the other monitor went on with its own share at "
         f"once (its longest silence {k['other_longest_silence_s']} s), while mosquitto kept the killed monitor's "
@@ -550,7 +617,7 @@ def _plot(plant: Plant, timeline: dict, path: Path) -> None:
         ax.text(timeline[key] - t0, ax.get_ylim()[1], label, rotation=90, va="top", ha="right", fontsize=7)
     ax.set_xlabel("window published at (s into the fault run)")
     ax.set_ylabel("latency to its score line (s)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -566,7 +633,7 @@ def main() -> None:
     args = parser.parse_args()
     steps = [int(n) for n in args.steps.split(",")] if args.steps else \
         ([20, 40] if args.quick else [50, 100, 150, 200, 250, 300, 400])
-    step_s = args.step_seconds or (20.0 if args.quick else 60.0)
+    step_s = args.step_seconds or (15.0 if args.quick else 60.0)
     fault_machines = args.fault_machines or (20 if args.quick else 100)
     load_before = _load()
     detector, note = prepare_detector(max(steps + [fault_machines]))
@@ -574,8 +641,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="field-load-") as tmp:
         plant = Plant(detector, data_root, Path(tmp))
         try:
+            profile = profile_monitor(detector, plant.broker.port, _window_audio(data_root), 100 if args.quick else 400)
+            print(json.dumps(profile), flush=True)
             rows = load_steps(plant, steps, step_s, drain_s=10.0)
-            fault = faults(plant, fault_machines, settle_s=6.0 if args.quick else 15.0, down_s=3.0,
+            fault = faults(plant, fault_machines, settle_s=5.0 if args.quick else 15.0, down_s=3.0,
                            restart_after_s=2.0)
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -603,7 +672,7 @@ def main() -> None:
         "windows_expected": sum(r["windows_expected"] for r in rows),
         "windows_scored": sum(r["windows_scored"] for r in rows),
         "monitor_cpu_cores_at_max": best["monitor_cpu_cores"], "monitor_peak_mb": peak, "limit": limit,
-        "steps": rows, "fault_machines": fault_machines,
+        "steps": rows, "profile": profile, "fault_machines": fault_machines,
         "broker_restart": fault["broker_restart"], "monitor_kill": fault["monitor_kill"],
         "persistent_session": fault["persistent_session"], "malformed": fault["malformed"],
         "malformed_counted": fault["malformed"]["counted"],

@@ -102,7 +102,7 @@ class Monitor:
         detector: a loaded `Detector`; its machines are the ones that can be monitored.
         settings: windows, smoothing, alert and drift settings.
         scorer: the detector's scorer to use (default: its own default).
-        out: where JSON lines go (one per scored window, flushed at once).
+        out: where JSON lines go (one per scored window, flushed after each batch).
         publish: called with a JSON text for each alert raised or cleared (e.g. an MQTT publisher).
         health: counts scored windows, their lag and bad input, and emits heartbeats (default: counts only).
     """

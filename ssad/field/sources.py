@@ -8,6 +8,7 @@ input is reported on stderr and skipped; it never stops a source.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import select
 import threading
@@ -264,7 +265,8 @@ class MqttSource:
                 try:
                     sent = float(value)
                 except ValueError:
-                    pass
+                    continue
+                sent = sent if math.isfinite(sent) else None
         self._messages.put((message.topic, message.payload, message.mid, message.qos, sent, time.time()))
 
     def _on_connect(self, client: mqtt_io.mqtt.Client, userdata: object, flags: object, reason_code: object,
