@@ -401,6 +401,17 @@ def _silence(times: list[float], start: float, end: float) -> float:
     return round(max(b - a for a, b in zip(marks, marks[1:], strict=False)), 2)
 
 
+def _crash_and_restart(monitor: MonitorProcess, after_s: float) -> tuple[float, float]:
+    """SIGKILL a monitor, start it again `after_s` later as a service manager would; (killed, subscribed again)."""
+    killed = time.time()
+    monitor.stop(signal.SIGKILL)
+    time.sleep(after_s)
+    monitor.start()
+    back = monitor.wait_subscribed()
+    print(f"monitor {monitor.name} killed and back after {back - killed:.1f} s", flush=True)
+    return killed, back
+
+
 def faults(plant: Plant, machines: int, settle_s: float, down_s: float, restart_after_s: float) -> dict:
     """At `machines` with 10 % garbage: restart the broker, SIGKILL monitor B (session) and A (none), each restarted."""
     a, b = plant.monitors
@@ -413,19 +424,9 @@ def faults(plant: Plant, machines: int, settle_s: float, down_s: float, restart_
     up_at = plant.broker.start()
     print(f"broker restarted: down {up_at - down_at:.1f} s", flush=True)
     time.sleep(settle_s)
-    kill_b = time.time()
-    b.stop(signal.SIGKILL)
-    time.sleep(restart_after_s)
-    b.start()
-    back_b = b.wait_subscribed()
-    print(f"monitor b killed and back after {back_b - kill_b:.1f} s", flush=True)
+    kill_b, back_b = _crash_and_restart(b, restart_after_s)
     time.sleep(settle_s)
-    kill_a = time.time()
-    a.stop(signal.SIGKILL)
-    time.sleep(restart_after_s)
-    a.start()
-    back_a = a.wait_subscribed()
-    print(f"monitor a killed and back after {back_a - kill_a:.1f} s", flush=True)
+    kill_a, back_a = _crash_and_restart(a, restart_after_s)
     time.sleep(settle_s)
     plant.machines(0)
     end = time.time()

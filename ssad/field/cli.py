@@ -152,6 +152,8 @@ def run_monitor(args: argparse.Namespace) -> None:
         raise SsadError("--session-expiry and --heartbeat must be >= 0")
     if args.session_expiry and not args.client_id:
         raise SsadError("--session-expiry needs --client-id: the stable id a restarted monitor resumes its session by")
+    if args.health_topic is not None and (not args.health_topic or any(c in args.health_topic for c in "+#")):
+        raise SsadError(f"--health-topic {args.health_topic!r}: give one plain topic (no + or #), e.g. plant/health")
     name = args.client_id or f"ssad-monitor-{uuid.uuid4().hex[:8]}"
     events = _Events(args.health_topic or f"ssad/monitor/{name}/health")
     health = Health(events, interval=args.heartbeat, name=name)
