@@ -361,6 +361,7 @@ def load_steps(plant: Plant, steps: list[int], step_s: float, drain_s: float) ->
     for n in steps:
         before = [m.usage() for m in plant.monitors]
         broker_before = _usage(plant.broker.process.pid)
+        publisher_before = _usage(plant.publisher.pid)
         start = time.time()
         plant.machines(n)
         time.sleep(step_s)
@@ -372,6 +373,7 @@ def load_steps(plant: Plant, steps: list[int], step_s: float, drain_s: float) ->
         row = {"machines": n, "seconds": round(end - start, 1), **plant.figures(start, end),
                "monitor_cpu_cores": round(sum(a["cpu_s"] - b["cpu_s"] for a, b in zip(after, before, strict=True)) / wall, 2),
                "broker_cpu_cores": round((_usage(plant.broker.process.pid)["cpu_s"] - broker_before["cpu_s"]) / wall, 2),
+               "publisher_cpu_cores": round((_usage(plant.publisher.pid)["cpu_s"] - publisher_before["cpu_s"]) / wall, 2),
                "monitor_peak_mb": max(a["peak_mb"] for a in after), "load_average": _load()}
         row["held"] = row["lost"] == 0 and row["latency_p99_s"] is not None and row["latency_p99_s"] < P99_TARGET_S
         rows.append(row)
@@ -543,7 +545,9 @@ def _markdown(result: dict) -> str:
         f"- machine: {result['cpu']}; load average (1, 5, 15 min) before: {result['load_before']}, after: "
         f"{result['load_after']} (the machine was shared: figures under load are low)",
         f"- **most machines held in real time: {result['max_machines_realtime']}** "
-        f"({result['machines_per_core']:g} per core); latency p50 {result['latency_p50_s']} s, p99 "
+        f"({result['machines_per_core']:g} per core of the machine; {result['machines_per_monitor_core']} per core "
+        f"the monitors used then, {result['monitor_cpu_cores_at_max']} cores, peak memory "
+        f"{result['monitor_peak_mb']:.0f} MB per monitor); latency p50 {result['latency_p50_s']} s, p99 "
         f"{result['latency_p99_s']} s; windows {result['windows_scored']} scored of {result['windows_expected']}",
         f"- what limited the load: {result['limit']}",
         f"- where one monitor's time goes ({pr['windows']} windows flooded through the broker, one torch thread, under cProfile, "
@@ -553,13 +557,14 @@ def _markdown(result: dict) -> str:
         f"{100 * pr['mqtt_decoding_python_share']:.0f} %",
         "",
         "| machines | windows expected | scored | lost | scored twice | latency p50 (s) | p99 (s) | max (s) "
-        "| monitors' CPU (cores) | broker's CPU (cores) | monitor peak MB | load average | held |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| monitors' CPU (cores) | broker's | publisher's | monitor peak MB | load average | held |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["steps"]:
         lines.append(f"| {row['machines']} | {row['windows_expected']} | {row['windows_scored']} | {row['lost']} "
                      f"| {row['scored_twice']} | {row['latency_p50_s']} | {row['latency_p99_s']} | {row['latency_max_s']} "
-                     f"| {row['monitor_cpu_cores']} | {row['broker_cpu_cores']} | {row['monitor_peak_mb']} "
+                     f"| {row['monitor_cpu_cores']} | {row['broker_cpu_cores']} | {row.get('publisher_cpu_cores', '?')} "
+                     f"| {row['monitor_peak_mb']} "
                      f"| {row['load_average']} | {'yes' if row['held'] else '**no**'} |")
     lines += [
         "",
@@ -633,7 +638,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "field_load"))
     args = parser.parse_args()
     steps = [int(n) for n in args.steps.split(",")] if args.steps else \
-        ([20, 40] if args.quick else [50, 100, 150, 200, 250, 300, 400])
+        ([20, 40] if args.quick else [50, 100, 200, 300, 400, 600, 800, 1000])
     step_s = args.step_seconds or (15.0 if args.quick else 60.0)
     fault_machines = args.fault_machines or (20 if args.quick else 100)
     load_before = _load()
@@ -662,8 +667,9 @@ def main() -> None:
         limit = f"not reached: every step held (up to {rows[-1]['machines']} machines); try more with --steps"
     else:
         limit = (f"at {failed['machines']} machines {failed['lost']} windows were not scored in time and p99 was "
-                 f"{failed['latency_p99_s']} s with the monitors using {failed['monitor_cpu_cores']} cores of "
-                 f"{cores} (load average {failed['load_average']}): scoring CPU")
+                 f"{failed['latency_p99_s']} s; CPU then: monitors {failed['monitor_cpu_cores']}, broker "
+                 f"{failed['broker_cpu_cores']}, publisher {failed.get('publisher_cpu_cores', '?')} cores of {cores}, "
+                 f"with a load average of {failed['load_average']} (other users' work included)")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     result = {
         "command": "make field-load" + (" ARGS=--quick" if args.quick else ""), "quick": args.quick, "model": note,
@@ -673,7 +679,9 @@ def main() -> None:
         "latency_p50_s": best["latency_p50_s"], "latency_p99_s": best["latency_p99_s"],
         "windows_expected": sum(r["windows_expected"] for r in rows),
         "windows_scored": sum(r["windows_scored"] for r in rows),
-        "monitor_cpu_cores_at_max": best["monitor_cpu_cores"], "monitor_peak_mb": peak, "limit": limit,
+        "monitor_cpu_cores_at_max": best["monitor_cpu_cores"],
+        "machines_per_monitor_core": round(best["machines"] / best["monitor_cpu_cores"]) if held and
+        best["monitor_cpu_cores"] else None, "monitor_peak_mb": peak, "limit": limit,
         "steps": rows, "profile": profile, "fault_machines": fault_machines,
         "broker_restart": fault["broker_restart"], "monitor_kill": fault["monitor_kill"],
         "persistent_session": fault["persistent_session"], "malformed": fault["malformed"],
