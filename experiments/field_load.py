@@ -9,7 +9,7 @@ subscription (`$share/load/plant/+`), monitor B with a persistent session (stabl
 monitor A without. Steps: N is raised until the monitors fall behind (a window lost, or p99 latency >= 2 s);
 latency = a window's publish to its score line. Then, at the fault load, with 10 % garbage messages (empty,
 shorter than a window, unknown machine): the broker is restarted, B is killed (SIGKILL) and restarted, A is
-killed and restarted (no session). Writes experiments/results/field_load.{json,md}.
+killed and restarted (no session). Writes experiments/results/field_load.{json,md,png} (field_load_report.py).
 
 The detector: the configs/demo.yaml network (scoring cost depends on the architecture, not on the weights),
 from runs/demo/train when `make demo` made it, else trained 1 epoch of 3 batches on `ssad synth --preset tiny`
@@ -32,6 +32,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import field_load_report  # next to this script
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -41,10 +42,10 @@ WINDOW_S = 10.0
 HEARTBEAT_S = 2.0
 P99_TARGET_S = 2.0
 SESSION_EXPIRY_S = 300
-GARBAGE = ("empty", "short", "unknown")
+GARBAGE = ("empty", "short", "unknown")  # every 9th message is followed by one of these: 10 % of all
 #: each fault's figures count the windows published from this long before it to this long before the next
 LEAD_S = 3.0
-NO_MATCHING_SUBSCRIBERS = 16  # an MQTT 5 PUBACK reason code  # every 9th message is followed by one of these: 10 % of all
+NO_MATCHING_SUBSCRIBERS = 16  # an MQTT 5 PUBACK reason code
 
 
 def _run(command: list[str], log: Path) -> None:
@@ -370,7 +371,7 @@ def load_steps(plant: Plant, steps: list[int], step_s: float, drain_s: float) ->
         plant.drain(start, end, drain_s)
         wall = time.time() - start
         after = [m.usage() for m in plant.monitors]
-        row = {"machines": n, "seconds": round(end - start, 1), **plant.figures(start, end),
+        row = {"machines": n, "seconds": round(end - start, 1), "span": [start, end], **plant.figures(start, end),
                "monitor_cpu_cores": round(sum(a["cpu_s"] - b["cpu_s"] for a, b in zip(after, before, strict=True)) / wall, 2),
                "broker_cpu_cores": round((_usage(plant.broker.process.pid)["cpu_s"] - broker_before["cpu_s"]) / wall, 2),
                "publisher_cpu_cores": round((_usage(plant.publisher.pid)["cpu_s"] - publisher_before["cpu_s"]) / wall, 2),
@@ -530,105 +531,6 @@ def profile_monitor(detector_dir: Path, port: int, audio: bytes, windows: int) -
             "mqtt_decoding_python_share": round(rest / wall, 3), "load_average": _load()}
 
 
-def _markdown(result: dict) -> str:
-    r, k, s, bad = result["broker_restart"], result["monitor_kill"], result["persistent_session"], result["malformed"]
-    pr = result["profile"]
-    lines = [
-        "# `ssad monitor` under a plant's load and faults",
-        "",
-        f"Made by `{result['command']}` (`experiments/field_load.py`, see its docstring). A real mosquitto on "
-        "127.0.0.1, simulated machines each publishing one 10-s window of PCM every 10 s (QoS 1, send time in "
-        "the MQTT 5 user property `ts`), two `ssad monitor` processes sharing `$share/load/plant/+` (one torch "
-        "thread each). Latency: a window's publish to its score line.",
-        "",
-        f"- detector: {result['model']}",
-        f"- machine: {result['cpu']}; load average (1, 5, 15 min) before: {result['load_before']}, after: "
-        f"{result['load_after']} (the machine was shared: figures under load are low)",
-        f"- **most machines held in real time: {result['max_machines_realtime']}** "
-        f"({result['machines_per_core']:g} per core of the machine; {result['machines_per_monitor_core']} per core "
-        f"the monitors used then, {result['monitor_cpu_cores_at_max']} cores, peak memory "
-        f"{result['monitor_peak_mb']:.0f} MB per monitor); latency p50 {result['latency_p50_s']} s, p99 "
-        f"{result['latency_p99_s']} s; windows {result['windows_scored']} scored of {result['windows_expected']}",
-        f"- what limited the load: {result['limit']}",
-        f"- where one monitor's time goes ({pr['windows']} windows flooded through the broker, one torch thread, under cProfile, "
-        f"load average {pr['load_average']}): {pr['ms_per_window']} ms per 10-s window; the network "
-        f"{100 * pr['network_share']:.0f} %, log-mels {100 * pr['log_mel_share']:.0f} %, scorer and batching "
-        f"{100 * pr['scorer_and_batching_share']:.0f} %, MQTT, decoding, windows, JSON lines and acknowledgements "
-        f"{100 * pr['mqtt_decoding_python_share']:.0f} %",
-        "",
-        "| machines | windows expected | scored | lost | scored twice | latency p50 (s) | p99 (s) | max (s) "
-        "| monitors' CPU (cores) | broker's | publisher's | monitor peak MB | load average | held |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in result["steps"]:
-        lines.append(f"| {row['machines']} | {row['windows_expected']} | {row['windows_scored']} | {row['lost']} "
-                     f"| {row['scored_twice']} | {row['latency_p50_s']} | {row['latency_p99_s']} | {row['latency_max_s']} "
-                     f"| {row['monitor_cpu_cores']} | {row['broker_cpu_cores']} | {row.get('publisher_cpu_cores', '?')} "
-                     f"| {row['monitor_peak_mb']} "
-                     f"| {row['load_average']} | {'yes' if row['held'] else '**no**'} |")
-    lines += [
-        "",
-        f"## Faults, at {result['fault_machines']} machines with 10 % garbage messages",
-        "",
-        "![latency of each window over the fault run](field_load.png)",
-        "",
-        f"- **Broker restart** (down {r['down_s']} s, broker persistence on): both monitors reported it on stderr "
-        f"and as a JSON `broker_down` event: {r['reported']} ({r['report_delay_s']} s after the stop); they "
-        f"reconnected {r['reconnect_s']} s after the broker was back (`broker_up` event). Windows published from "
-        f"{LEAD_S:g} s before the stop to the next fault: {r['windows_scored']} scored of {r['windows_expected']} "
-        f"the broker routed, **{r['lost']} lost**, {r['scored_twice']} scored twice, latency max "
-        f"{r['latency_max_s']} s; {r['dropped_by_broker_no_subscriber']} more were acknowledged by the broker with "
-        "\"no matching subscribers\" and dropped (when publishers re-send what they held during the outage before "
-        "the monitors have subscribed again: mosquitto 2.0.11 does not restore shared subscriptions from its "
-        "database, plain ones it does).",
-        f"- **SIGKILL of monitor {k['monitor']}**, restarted after {k['back_after_s']} s (as a service manager "
-        f"would; most of it is loading torch and the detector): the other monitor went on with its own share at "
-        f"once (its longest silence {k['other_longest_silence_s']} s), while mosquitto kept the killed monitor's "
-        f"share in its session for its return. Windows published from {LEAD_S:g} s before the kill to the next "
-        f"fault: {k['windows_scored']} scored of {k['windows_expected']}, **{k['lost']} lost**, "
-        f"{k['scored_twice']} scored twice (a message is acknowledged once its window is written, so a kill "
-        f"between the two scores it again), the longest wait {k['latency_max_s']} s.",
-        f"- **Monitor restart, persistent session vs none**: with a session (client id kept, session expiry "
-        f"{SESSION_EXPIRY_S} s) {s['with']['delivered_on_return']} windows published while it was down were "
-        f"delivered on its return ({s['with']['lost']} lost); without one {s['without']['delivered_on_return']} "
-        f"were (the other monitor took the whole stream at once; {s['without']['lost']} lost: what the killed one "
-        "held unacknowledged is gone with its session).",
-        f"- **Garbage**: {bad['sent']} bad messages ({', '.join(f'{n} {kind}' for kind, n in bad['kinds'].items())})"
-        f" among the windows; the monitors counted {bad['counted']} in their heartbeats (a monitor killed loses "
-        f"the counts since its last heartbeat) and wrote {bad['summary_lines']} summary lines on stderr over "
-        f"{bad['heartbeats']} heartbeats (once per interval, not per message); the good windows alongside: "
-        f"{bad['scored_alongside']['windows_scored']} scored of {bad['scored_alongside']['windows_expected']}.",
-        "",
-        f"Rerun on a quiet machine: `{result['command']}`.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _plot(plant: Plant, timeline: dict, path: Path) -> None:
-    """Latency of every window of the fault run against its publish time, per monitor, with the faults marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t0 = timeline["start"]
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    for monitor in plant.monitors:
-        rows = [r for r in monitor.lines() if r.get("sent") and t0 <= r["sent"] <= timeline["end"]]
-        ax.scatter([r["sent"] - t0 for r in rows], [_stamp(r["time"]) - r["sent"] for r in rows], s=6,
-                   label=f"monitor {monitor.name}" + (" (session)" if monitor.session else ""))
-    for key, label in (("down_at", "broker stopped"), ("up_at", "broker back"), ("kill_b", "b killed"),
-                       ("back_b", "b back"), ("kill_a", "a killed"), ("back_a", "a back")):
-        ax.axvline(timeline[key] - t0, color="grey", lw=0.8, ls="--")
-        ax.text(timeline[key] - t0, ax.get_ylim()[1], label, rotation=90, va="top", ha="right", fontsize=7)
-    ax.set_xlabel("window published at (s into the fault run)")
-    ax.set_ylabel("latency to its score line (s)")
-    ax.legend(loc="center right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about 2 minutes: 20 and 40 machines, short faults")
@@ -651,11 +553,14 @@ def main() -> None:
             print(json.dumps(profile), flush=True)
             rows = load_steps(plant, steps, step_s, drain_s=10.0)
             plant.drain(0.0, time.time(), 180.0)  # a step the monitors fell behind in leaves a backlog
+            for row in rows:  # "lost" above: not scored by the end of the step's drain; some were only late
+                row["never_scored"] = plant.figures(*row["span"])["lost"]
             fault = faults(plant, fault_machines, settle_s=5.0 if args.quick else 15.0, down_s=3.0,
                            restart_after_s=2.0)
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
-            _plot(plant, fault["timeline"], out.with_suffix(".png"))
+            field_load_report.plot([(f"monitor {m.name}" + (" (session)" if m.session else ""), m.lines())
+                                    for m in plant.monitors], fault["timeline"], out.with_suffix(".png"))
             peak = max(run.get("peak_mb", 0.0) for m in plant.monitors for run in m.runs + [m.usage()])
         finally:
             plant.close()
@@ -682,17 +587,14 @@ def main() -> None:
         "monitor_cpu_cores_at_max": best["monitor_cpu_cores"],
         "machines_per_monitor_core": round(best["machines"] / best["monitor_cpu_cores"]) if held and
         best["monitor_cpu_cores"] else None, "monitor_peak_mb": peak, "limit": limit,
-        "steps": rows, "profile": profile, "fault_machines": fault_machines,
+        "steps": rows, "profile": profile, "fault_machines": fault_machines, "lead_s": LEAD_S,
+        "session_expiry_s": SESSION_EXPIRY_S,
         "broker_restart": fault["broker_restart"], "monitor_kill": fault["monitor_kill"],
         "persistent_session": fault["persistent_session"], "malformed": fault["malformed"],
         "malformed_counted": fault["malformed"]["counted"],
         "fault_marks_s": fault["marks_s"], "fault_lost_published_at_s": fault["lost_published_at_s"],
     }
-    from ssad.atomic import write_text_atomic
-
-    write_text_atomic(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
-    write_text_atomic(out.with_suffix(".md"), _markdown(result))
-    print(_markdown(result))
+    field_load_report.write(result, out)
 
 
 if __name__ == "__main__":
