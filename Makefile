@@ -9,7 +9,7 @@ RUN ?= runs/$(MACHINE)
 ARGS ?=
 SEED ?= 1
 
-.PHONY: setup broker demo test test-fast train finetune eval bench compare quality lint clean help
+.PHONY: setup broker demo test test-fast train finetune eval bench compare quality field-load lint clean help
 
 help:
 	@echo "make setup                create .venv, install ssad and its tools (and the MQTT broker mosquitto when root)"
@@ -21,6 +21,7 @@ help:
 	@echo "make eval MACHINE=fan     evaluate runs/MACHINE on DATA into runs/MACHINE/eval"
 	@echo "make compare [DATA=ROOT]  train and evaluate every detector, write experiments/results/compare.csv"
 	@echo "make bench                speed and memory, beside the DCASE baseline's librosa recipe (experiments/results/bench.md)"
+	@echo "make field-load           machines ssad monitor holds in real time over MQTT, and broker/monitor faults (ARGS=--quick: ~2 min)"
 	@echo "make quality [DATA=ROOT]  every detector on the synthetic default (seeds 1-3) and \$$SSAD_REAL_DEV sets, or on ROOT"
 	@echo "make lint                 ruff over ssad, tests and experiments"
 	@echo "make clean                remove runs/ (every run, the demo's included) and unfinished result files"
@@ -86,6 +87,9 @@ bench: setup $(VENV)/.bench-installed
 
 quality: setup
 	$(BIN)/python experiments/quality.py $(if $(filter-out runs/synth-default,$(DATA)),--data $(DATA)) $(ARGS)
+
+field-load: setup
+	$(BIN)/python experiments/field_load.py $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check ssad tests experiments

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,16 @@ def add_monitor_command(commands: Any) -> None:
                         help="MQTT: machine = the topic's parts at PATTERN's wildcards, e.g. plant/+/+")
     parser.add_argument("--share", default=None, metavar="GROUP",
                         help="MQTT: split messages with other monitors of GROUP (MQTT 5 shared subscription)")
+    parser.add_argument("--client-id", default=None, metavar="ID",
+                        help="MQTT: a stable client id (default: a fresh one each start); with --session-expiry "
+                        "a restarted monitor resumes its session")
+    parser.add_argument("--session-expiry", type=int, default=0, metavar="SECONDS",
+                        help="MQTT: the broker keeps this monitor's session (subscription, unacknowledged and "
+                        "newly published messages) this long after it disconnects or dies; needs --client-id")
+    parser.add_argument("--heartbeat", type=float, default=10.0, metavar="SECONDS",
+                        help="a health event (JSON on stderr; on MQTT also published) every this many seconds; 0 = none")
+    parser.add_argument("--health-topic", default=None, metavar="TOPIC",
+                        help="MQTT: where health events are published (default: ssad/monitor/CLIENT_ID/health)")
     parser.add_argument("--window", type=float, default=None,
                         help="window length in seconds (default: the detector's clip length)")
     parser.add_argument("--hop", type=float, default=None, help="seconds between windows (default: half a window)")
@@ -79,15 +91,34 @@ def _machine(args: argparse.Namespace, detector: Any, known: list[str]) -> str |
     raise SsadError(f"give --machine (the detector knows {', '.join(known)})")
 
 
-def _source(args: argparse.Namespace, machine: str | None, sample_rate: int) -> Any:
+class _Events:
+    """Where health events go: one JSON line each on stderr, and the MQTT health topic once there is a client."""
+
+    def __init__(self, topic: str | None) -> None:
+        self.topic = topic
+        self.client: Any = None
+
+    def __call__(self, event: dict) -> None:
+        text = json.dumps(event)
+        print(text, file=sys.stderr, flush=True)
+        if self.client is not None:
+            self.client.publish(self.topic, text.encode(), qos=0)
+
+
+def _source(args: argparse.Namespace, machine: str | None, sample_rate: int, health: Any, events: _Events) -> Any:
     """The source `--source` names."""
     from ssad.field import sources
 
     spec = args.source
     if spec.startswith("mqtt://"):
-        return sources.MqttSource(spec, machine=machine, topic_pattern=args.machine_from_topic, share=args.share)
-    if args.machine_from_topic or args.share:
-        raise SsadError("--machine-from-topic and --share apply to an mqtt:// source only")
+        source = sources.MqttSource(spec, machine=machine, topic_pattern=args.machine_from_topic, share=args.share,
+                                    client_id=health.name, session_expiry=args.session_expiry, health=health,
+                                    will=(events.topic, json.dumps({"event": "offline", "monitor": health.name})))
+        events.client = source.client
+        return source
+    if args.machine_from_topic or args.share or args.client_id or args.session_expiry or args.health_topic:
+        raise SsadError("--machine-from-topic, --share, --client-id, --session-expiry and --health-topic apply to "
+                        "an mqtt:// source only")
     if machine is None:
         raise SsadError("give --machine for a file, folder or stdin source")
     if spec == "-":
@@ -117,11 +148,21 @@ def _interrupt(signum: int, frame: object) -> None:
 def run_monitor(args: argparse.Namespace) -> None:
     """The `ssad monitor` handler: build detector, source and monitor, run until the source ends or Ctrl-C."""
     from ssad.detector import Detector
+    from ssad.field.health import Health
     from ssad.field.monitor import Monitor, MonitorSettings
     from ssad.field.mqtt import MqttPublisher
 
     if args.max_windows is not None and args.max_windows < 1:
         raise SsadError(f"--max-windows {args.max_windows} must be >= 1")
+    if args.session_expiry < 0 or args.heartbeat < 0:
+        raise SsadError("--session-expiry and --heartbeat must be >= 0")
+    if args.session_expiry and not args.client_id:
+        raise SsadError("--session-expiry needs --client-id: the stable id a restarted monitor resumes its session by")
+    if args.health_topic is not None and (not args.health_topic or any(c in args.health_topic for c in "+#")):
+        raise SsadError(f"--health-topic {args.health_topic!r}: give one plain topic (no + or #), e.g. plant/health")
+    name = args.client_id or f"ssad-monitor-{uuid.uuid4().hex[:8]}"
+    events = _Events(args.health_topic or f"ssad/monitor/{name}/health")
+    health = Health(events, interval=args.heartbeat, name=name)
     monitor = source = publisher = None
     main_thread = threading.current_thread() is threading.main_thread()
     # a service manager's stop (SIGTERM) takes the same clean way out as Ctrl-C
@@ -138,8 +179,9 @@ def run_monitor(args: argparse.Namespace) -> None:
                                    drift_windows=args.drift_windows, drift_alpha=args.drift_alpha,
                                    batch_size=args.batch)
         publisher = MqttPublisher(args.alerts) if args.alerts else None
-        monitor = Monitor(detector, settings, scorer=scorer, publish=publisher.publish if publisher else None)
-        source = _source(args, machine, monitor.sample_rate)
+        monitor = Monitor(detector, settings, scorer=scorer, publish=publisher.publish if publisher else None,
+                          health=health)
+        source = _source(args, machine, monitor.sample_rate, health, events)
         log.info("monitoring %s: windows of %g s every %g s, %s scorer; drift from about %g s of audio on",
                  args.source, settings.window, settings.hop, scorer, settings.drift_seconds)
         monitor.run(source, max_windows=args.max_windows)

@@ -11,6 +11,8 @@ import json
 import logging
 import math
 import sys
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +24,7 @@ import torch
 from ssad.detector import Detector
 from ssad.field.alerts import AlertRule, Smoother
 from ssad.field.drift import DriftTest
+from ssad.field.health import Health
 from ssad.field.sources import Chunk
 from ssad.field.windows import WindowCutter
 
@@ -69,6 +72,8 @@ class _Window:
     machine: str
     start: int
     samples: np.ndarray
+    sent: float | None
+    received: float
 
 
 class _MachineState:
@@ -89,6 +94,12 @@ class _MachineState:
         return float(self.thresholds.threshold_[self.machine])
 
 
+def _some(names: set[str], most: int = 6) -> str:
+    """Up to `most` of the names, sorted, and how many more."""
+    shown = sorted(names)[:most]
+    return ", ".join(shown) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -100,12 +111,14 @@ class Monitor:
         detector: a loaded `Detector`; its machines are the ones that can be monitored.
         settings: windows, smoothing, alert and drift settings.
         scorer: the detector's scorer to use (default: its own default).
-        out: where JSON lines go (one per scored window, flushed at once).
+        out: where JSON lines go (one per scored window, flushed after each batch).
         publish: called with a JSON text for each alert raised or cleared (e.g. an MQTT publisher).
+        health: counts scored windows, their lag and bad input, and emits heartbeats (default: counts only).
     """
 
     def __init__(self, detector: Detector, settings: MonitorSettings, *, scorer: str | None = None,
-                 out: TextIO | None = None, publish: Callable[[str], None] | None = None) -> None:
+                 out: TextIO | None = None, publish: Callable[[str], None] | None = None,
+                 health: Health | None = None) -> None:
         self.detector = detector
         self.settings = settings
         self.scorer = scorer or detector.default_scorer
@@ -117,32 +130,43 @@ class Monitor:
         self.hop_samples = max(1, round(settings.hop * self.sample_rate))
         self.out = out if out is not None else sys.stdout
         self.publish = publish
+        self.health = health if health is not None else Health(interval=0)
         self.known = set(detector.thresholds[self.scorer].threshold_)
         self.machines: dict[str, _MachineState] = {}
         self.windows_scored = 0
         self.alerts_raised = 0
         self._cutters: dict[str, WindowCutter] = {}
         self._pending: list[_Window] = []
-        self._unknown: set[str] = set()
+        self._cut = 0  # windows cut so far (scored in the same order)
+        self._acks: deque[tuple[int, Callable[[], None]]] = deque()  # (windows to score first, acknowledgement)
 
     def add(self, chunk: Chunk) -> None:
         """Cut a chunk into the windows it completes; they wait in the batch until `score_pending`."""
         if chunk.machine not in self.known:
-            if chunk.machine not in self._unknown:
-                self._unknown.add(chunk.machine)
-                log.warning("machine %r is unknown to the detector (it knows %s): its audio is skipped",
-                            chunk.machine, ", ".join(sorted(self.known)))
+            self.health.count_bad("unknown_machine", f"machine {chunk.machine!r} is unknown to the detector (it "
+                                  f"knows {_some(self.known)}): its audio is skipped")
+            if chunk.ack is not None:
+                chunk.ack()
             return
         cutter = self._cutters.get(chunk.stream)
         if cutter is None:
             cutter = self._cutters[chunk.stream] = WindowCutter(self.window_samples, self.hop_samples)
         for start, samples in cutter.push(chunk.samples):
-            self._pending.append(_Window(chunk.stream, chunk.machine, start, samples))
+            self._pending.append(_Window(chunk.stream, chunk.machine, start, samples, chunk.sent, chunk.received))
+            self._cut += 1
+        if chunk.ack is not None:
+            self._acks.append((self._cut, chunk.ack))
         if chunk.final:
             del self._cutters[chunk.stream]
             if cutter.position < self.window_samples:
-                log.warning("%s: %.2f s of audio, shorter than one window (%.2f s): not scored", chunk.stream,
-                            cutter.position / self.sample_rate, self.settings.window)
+                self.health.count_bad("short", f"{chunk.stream}: {cutter.position / self.sample_rate:.2f} s of "
+                                      f"audio, shorter than one window ({self.settings.window:g} s): not scored")
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        """Acknowledge the chunks whose windows are all written (a monitor killed before that gets them again)."""
+        while self._acks and self._acks[0][0] <= self.windows_scored:
+            self._acks.popleft()[1]()
 
     def score_pending(self, limit: int | None = None) -> int:
         """Score the waiting windows (at most `limit`) in one batch and write their lines; return how many."""
@@ -154,7 +178,11 @@ class Monitor:
         self._pending = self._pending[len(batch):]  # only now: an interrupted batch is scored again
         for window, score in zip(batch, result.scores, strict=True):
             self._emit(window, float(score))
+        self.out.flush()
         self.windows_scored += len(batch)
+        now = time.time()
+        self.health.count_scored([now - (w.sent if w.sent is not None else w.received) for w in batch])
+        self._acknowledge()
         return len(batch)
 
     def _emit(self, window: _Window, score: float) -> None:
@@ -174,8 +202,9 @@ class Monitor:
             "drift_p": drift.p_value if drift else None,
             "stream": window.stream, "start": round(window.start / self.sample_rate, 3),
         }
+        if window.sent is not None:
+            line["sent"] = window.sent
         self.out.write(json.dumps(line) + "\n")
-        self.out.flush()
         if alert_changed:
             self._alert(line)
         if drift_changed and drift is not None:
@@ -213,6 +242,7 @@ class Monitor:
                     self.add(event)
                 if event is None or len(self._pending) >= self.settings.batch_size:
                     self.score_pending(room())
+                self.health.tick(getattr(events, "queued", 0))
                 if max_windows is not None and self.windows_scored >= max_windows:
                     return self.windows_scored
             self.score_pending(room())

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ssad.errors import SsadError
 
@@ -18,6 +21,8 @@ log = logging.getLogger("ssad")
 
 DEFAULT_PORT = 1883
 CONNECT_TIMEOUT_S = 10.0
+#: reconnection backoff after the broker went away: first wait, doubling up to the last (seconds)
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.25, 2.0
 
 
 @dataclass(frozen=True)
@@ -61,13 +66,23 @@ def machine_from_topic(pattern: str, topic: str) -> str | None:
     return "/".join(parts) if parts else topic
 
 
-def connect(address: MqttAddress, *, name: str = "ssad-monitor") -> mqtt.Client:
+def connect(address: MqttAddress, *, name: str = "ssad-monitor", client_id: str | None = None,
+            session_expiry: int = 0, manual_ack: bool = False, will: tuple[str, str] | None = None,
+            on_message: Callable[..., None] | None = None) -> mqtt.Client:
     """A connected MQTT v5 client with its network loop running in a background thread.
 
+    It reconnects by itself when the broker goes away (backoff RECONNECT_MIN_S doubling to RECONNECT_MAX_S).
+    With a `client_id` and `session_expiry` > 0 s the broker keeps the session (subscriptions, QoS 1 messages
+    not yet acknowledged or not yet sent) that long after a disconnection, and a client of the same id resumes it.
+    `will` = (topic, text) the broker publishes if the connection dies without a clean disconnect.
+    `on_message` is in place before the connection: a resumed session's messages come right after it.
     Raises SsadError naming the broker when it cannot be reached or refuses the connection.
     """
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"{name}-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+    if will is not None:
+        client.will_set(will[0], will[1].encode(), qos=1)
     connected = threading.Event()
     outcome: dict[str, object] = {}
 
@@ -76,9 +91,14 @@ def connect(address: MqttAddress, *, name: str = "ssad-monitor") -> mqtt.Client:
         connected.set()
 
     client.on_connect = on_connect
+    client.on_message = on_message
     where = f"mqtt://{address.host}:{address.port}"
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = session_expiry
     try:
-        client.connect(address.host, address.port, clean_start=True)
+        # a stable id resumes its session; a fresh one starts clean
+        client.connect(address.host, address.port, clean_start=not (client_id and session_expiry),
+                       properties=properties)
     except OSError as error:
         raise SsadError(f"{where}: cannot reach the MQTT broker ({error.strerror or error}); "
                         "is mosquitto running there?") from None

@@ -8,12 +8,13 @@ input is reported on stderr and skipped; it never stops a source.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import select
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +23,7 @@ import numpy as np
 from ssad.data.audio import load_clip, log_conversions, pcm16_to_float
 from ssad.errors import BadInputError, SsadError
 from ssad.field import mqtt as mqtt_io
+from ssad.field.health import Health
 
 __all__ = ["AUDIO_SUFFIXES", "Chunk", "FileSource", "FolderSource", "MqttSource", "StdinSource", "pcm_bytes_to_float"]
 
@@ -42,12 +44,18 @@ class Chunk:
         machine: the machine (`type/id`) the audio is from.
         samples: mono float32 waveform at the detector's sample rate.
         final: the stream ends with this chunk.
+        sent: when its sender says it was sent (Unix seconds; MQTT user property `ts`), if it says.
+        received: when it arrived here (Unix seconds).
+        ack: to call once the windows it completes are written (an MQTT QoS 1 acknowledgement), if any.
     """
 
     stream: str
     machine: str
     samples: np.ndarray
     final: bool = False
+    sent: float | None = None
+    received: float = field(default_factory=time.time)
+    ack: Callable[[], None] | None = None
 
 
 def pcm_bytes_to_float(data: bytes) -> np.ndarray:
@@ -201,6 +209,10 @@ class StdinSource:
 class MqttSource:
     """Messages of an MQTT topic (filter), each payload a chunk of raw 16-bit little-endian mono PCM.
 
+    Messages are taken at QoS 1 and acknowledged only once the monitor has written the windows they complete,
+    so a message a monitor dies holding is delivered again (to its resumed session). A message may carry the
+    time it was sent as MQTT 5 user property `ts` (Unix seconds): lines and heartbeats then give the lag.
+
     Args:
         url: `mqtt://HOST:PORT/TOPIC`; TOPIC may have wildcards, and may be left out when `topic_pattern` is given.
         machine: the machine of every message, unless `topic_pattern` says.
@@ -208,10 +220,15 @@ class MqttSource:
         share: MQTT 5 shared-subscription group: monitors of one group each get a share of the messages. Each
             message is then its own stream (the next chunk of a topic may go to another monitor), so a
             message must hold at least one window.
+        client_id, session_expiry: a stable client id and a session the broker keeps this many seconds after a
+            disconnection (0 = none): messages published meanwhile wait for the monitor's return.
+        health: where connection changes and bad messages are counted and reported.
+        will: (topic, text) the broker publishes if this monitor's connection dies uncleanly.
     """
 
     def __init__(self, url: str, *, machine: str | None = None, topic_pattern: str | None = None,
-                 share: str | None = None) -> None:
+                 share: str | None = None, client_id: str | None = None, session_expiry: int = 0,
+                 health: Health | None = None, will: tuple[str, str] | None = None) -> None:
         self.address = mqtt_io.parse_mqtt_url(url)
         topic = self.address.topic or topic_pattern
         if not topic:
@@ -221,64 +238,99 @@ class MqttSource:
         self.machine = machine
         self.topic_pattern = topic_pattern
         self.share = share
+        self.health = health if health is not None else Health(interval=0)
         self.subscription = f"$share/{share}/{topic}" if share else topic
+        self.where = f"mqtt://{self.address.host}:{self.address.port}"
         self._messages: queue.Queue = queue.Queue()
-        self._warned: set[str] = set()
         self._count = 0
         self._closed = threading.Event()
         #: set once the broker has acknowledged the subscription
         self.subscribed = threading.Event()
-        self.client = mqtt_io.connect(self.address)
-        self.client.on_message = lambda client, userdata, message: self._messages.put((message.topic, message.payload))
+        self.client = mqtt_io.connect(self.address, client_id=client_id, session_expiry=session_expiry,
+                                      manual_ack=True, will=will, on_message=self._on_message)
+        self.health.connection(True, self.where)
         self.client.on_subscribe = self._on_subscribe
-        self.client.on_connect = lambda client, *args: client.subscribe(self.subscription, qos=1)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.subscribe(self.subscription, qos=1)
+
+    @property
+    def queued(self) -> int:
+        """Messages received and not yet taken by the monitor."""
+        return self._messages.qsize()
+
+    def _on_message(self, client: object, userdata: object, message: mqtt_io.mqtt.MQTTMessage) -> None:
+        sent = None
+        for key, value in getattr(message.properties, "UserProperty", None) or ():
+            if key == "ts":
+                try:
+                    sent = float(value)
+                except ValueError:
+                    continue
+                sent = sent if math.isfinite(sent) else None
+        self._messages.put((message.topic, message.payload, message.mid, message.qos, sent, time.time()))
+
+    def _on_connect(self, client: mqtt_io.mqtt.Client, userdata: object, flags: object, reason_code: object,
+                    properties: object) -> None:
+        if not getattr(reason_code, "is_failure", False):
+            client.subscribe(self.subscription, qos=1)  # back once the broker acknowledges it (_on_subscribe)
+
+    def _on_disconnect(self, client: object, userdata: object, flags: object, reason_code: object,
+                       properties: object) -> None:
+        if not self._closed.is_set():
+            self.health.connection(False, self.where, str(reason_code))
 
     def _on_subscribe(self, client: object, userdata: object, mid: int, reason_codes: list, properties: object) -> None:
         failed = [code for code in reason_codes if getattr(code, "is_failure", False)]
-        where = f"mqtt://{self.address.host}:{self.address.port}"
         if failed:
-            log.error("%s: the broker refused the subscription to %s (%s)", where, self.subscription, failed[0])
-        else:
-            log.info("subscribed to %s on %s", self.subscription, where)
+            log.error("%s: the broker refused the subscription to %s (%s)", self.where, self.subscription, failed[0])
+        elif not self.subscribed.is_set():
+            log.info("subscribed to %s on %s", self.subscription, self.where)
             self.subscribed.set()
+        else:  # subscribed again after a reconnection: messages flow again
+            self.health.connection(True, self.where)
 
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message, *args)
+    def _acker(self, mid: int, qos: int) -> Callable[[], None]:
+        return lambda: self.client.ack(mid, qos) if qos else None
 
-    def _chunk(self, topic: str, payload: bytes) -> Chunk | None:
-        """The chunk a message carries, or None (reported) when it carries nothing usable."""
+    def _chunk(self, topic: str, payload: bytes, ack: Callable[[], None], sent: float | None,
+               received: float) -> Chunk | None:
+        """The chunk a message carries, or None (counted, and acknowledged) when it carries nothing usable."""
         machine = self.machine
+        self.health.count_message()
         if self.topic_pattern is not None:
             machine = mqtt_io.machine_from_topic(self.topic_pattern, topic)
             if machine is None:
-                self._warn_once(f"topic:{topic}", "%s: topic does not match --machine-from-topic %s; its messages "
-                                "are skipped", topic, self.topic_pattern)
+                self.health.count_bad("unknown_topic", f"{topic}: topic does not match --machine-from-topic "
+                                      f"{self.topic_pattern}; its messages are skipped")
+                ack()
                 return None
         if not payload:
-            log.warning("%s: empty message skipped", topic)
+            self.health.count_bad("empty", f"{topic}: empty message skipped")
+            ack()
             return None
         if len(payload) % SAMPLE_BYTES:
-            log.warning("%s: message of %d bytes is not whole 16-bit samples; its last byte was dropped",
-                        topic, len(payload))
+            self.health.count_bad("odd_bytes", f"{topic}: message of {len(payload)} bytes is not whole 16-bit "
+                                  "samples; its last byte was dropped")
             payload = payload[: len(payload) - 1]
             if not payload:
+                ack()
                 return None
         self._count += 1
+        samples = pcm_bytes_to_float(payload)
         if self.share:
-            return Chunk(f"{topic}#{self._count}", machine, pcm_bytes_to_float(payload), final=True)
-        return Chunk(topic, machine, pcm_bytes_to_float(payload))
+            return Chunk(f"{topic}#{self._count}", machine, samples, final=True, sent=sent, received=received,
+                         ack=ack)
+        return Chunk(topic, machine, samples, sent=sent, received=received, ack=ack)
 
     def __iter__(self) -> Iterator[Chunk | None]:
         while not self._closed.is_set():
             try:
-                topic, payload = self._messages.get(timeout=0.2)
+                topic, payload, mid, qos, sent, received = self._messages.get(timeout=0.2)
             except queue.Empty:
                 yield None
                 continue
-            chunk = self._chunk(topic, payload)
+            chunk = self._chunk(topic, payload, self._acker(mid, qos), sent, received)
             if chunk is not None:
                 yield chunk
             if self._messages.empty():

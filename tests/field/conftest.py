@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import struct
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-#: how the tests find the broker when /usr/sbin is not on PATH (Debian installs it there)
-BROKER_PLACES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+from ssad.field.broker import LocalBroker
 
 
 @pytest.fixture(scope="session")
@@ -48,42 +42,26 @@ def tone(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
 
 def mosquitto_path() -> str:
     """The broker executable; a test needing it FAILS when it is missing: `make setup` installs it."""
-    found = shutil.which("mosquitto") or next((p for p in BROKER_PLACES if os.access(p, os.X_OK)), None)
-    if found is None:
-        pytest.fail("mosquitto is not installed: `make setup` installs it as root with apt "
-                    "(else: apt-get install mosquitto / brew install mosquitto)")
-    return found
+    from ssad.errors import SsadError
+    from ssad.field.broker import mosquitto_path as find
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    try:
+        return find()
+    except SsadError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[int]:
-    """A mosquitto broker on 127.0.0.1 on a free port, stopped after the test; yields the port."""
-    exe = mosquitto_path()
-    port = _free_port()
-    config = tmp_path / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    log = (tmp_path / "broker.log").open("w")
-    process = subprocess.Popen([exe, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"mosquitto did not start: {(tmp_path / 'broker.log').read_text()}")
-            time.sleep(0.1)
-    yield port
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+def local_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A mosquitto on 127.0.0.1 on a free port that a test may stop and start again; stopped after the test."""
+    mosquitto_path()
+    broker = LocalBroker(tmp_path / "broker", persistence=True)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def broker(local_broker: LocalBroker) -> int:
+    """A mosquitto broker on 127.0.0.1 on a free port, stopped after the test; its port."""
+    return local_broker.port

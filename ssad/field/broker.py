@@ -1,0 +1,95 @@
+"""A local mosquitto on 127.0.0.1 for tests and benchmarks: start, stop (as a restart would) and start again."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from ssad.errors import SsadError
+
+__all__ = ["LocalBroker", "free_port", "mosquitto_path"]
+
+#: where Debian and source installs put the broker when /usr/sbin is not on PATH
+BROKER_PLACES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+def mosquitto_path() -> str:
+    """The mosquitto executable; SsadError saying how to install it when it is missing."""
+    found = shutil.which("mosquitto") or next((p for p in BROKER_PLACES if os.access(p, os.X_OK)), None)
+    if found is None:
+        raise SsadError("mosquitto is not installed: `make setup` installs it as root with apt "
+                        "(else: apt-get install mosquitto / brew install mosquitto)")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalBroker:
+    """mosquitto listening on 127.0.0.1 only, its config, log and (optional) database in `folder`.
+
+    Args:
+        persistence: keep sessions and queued messages across a restart (written on a clean stop).
+        extra: more mosquitto.conf lines.
+    """
+
+    def __init__(self, folder: str | Path, *, port: int | None = None, persistence: bool = False,
+                 extra: str = "") -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.config = self.folder / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        if persistence:
+            # started as root, mosquitto would switch to the user "mosquitto", who cannot write our folder
+            lines += ["persistence true", f"persistence_location {self.folder}/", f"user {getpass.getuser()}"]
+        self.config.write_text("\n".join(lines) + "\n" + extra)
+        self.log = self.folder / "broker.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 15.0) -> float:
+        """Start and wait until it accepts connections; return that moment (time.time())."""
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen([mosquitto_path(), "-c", str(self.config)], stdout=log,
+                                            stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return time.time()
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise SsadError(f"mosquitto did not start on port {self.port}: {self.log.read_text()[-500:]}") \
+                        from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop it as a service manager would (SIGTERM: it saves its database), killing it if it hangs."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> LocalBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
