@@ -1,0 +1,234 @@
+"""Why a clip scored as it did: its score against the machine's normal clips, when, in which frequencies, what kind.
+
+`explain_clip` reuses the detector's own path: one log-mel, the network's per-window outputs pooled into the
+clip's score exactly as `Detector.score` does, and each window scored alone by the same scorer for "when".
+"Where" compares the clip's band levels and variabilities with the machine's normal band statistics
+(`ssad.explain.bands`); "kind" is a plain-word rule on those numbers (`ssad.explain.rules`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ssad.explain.bands import band_statistics
+from ssad.explain.rules import UNSPECIFIED, kind_of_change
+from ssad.scoring import select_input
+
+if TYPE_CHECKING:
+    from ssad.detector import Detector
+    from ssad.inference import ClipInput
+
+__all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "explain_clip", "format_hz"]
+
+#: a band departs from normal when its level or variability is this many normal spreads away
+WHERE_Z = 3.0
+#: bands below WHERE_Z still join a range next to one above it down to this z
+WHERE_EDGE_Z = 2.0
+#: ranges and spans reported, strongest first
+MAX_RANGES = 3
+MAX_SPANS = 3
+#: a window stands out when its score rose by this share of the way from the clip's median to its peak
+SPAN_SHARE = 0.5
+#: ...and only when that peak sits this many robust standard deviations above the median; else "throughout"
+PEAK_SPREADS = 4.0
+NO_BANDS_NOTE = ("this detector was saved without normal band statistics, so frequency ranges cannot be "
+                 "compared with normal; save it again with `ssad detector` (or `ssad evaluate`) to get them")
+
+
+@dataclass
+class TimeSpan:
+    """Seconds into the clip (or stream) where the window scores rose most; `peak_score` is the highest window's."""
+
+    start_s: float
+    end_s: float
+    peak_score: float
+    whole_clip: bool = False
+
+
+@dataclass
+class FrequencyRange:
+    """Frequencies whose level or variability departs from the machine's normal clips.
+
+    `change_db` is the clip's change from the normal mean in dB and `z` the change in normal spreads, both at
+    the range's most departing band, for `measure` ("level" or "variability").
+    """
+
+    low_hz: float
+    high_hz: float
+    change_db: float
+    z: float
+    measure: str
+
+
+@dataclass
+class Evidence:
+    """The numbers behind an explanation, for the picture: not part of the JSON."""
+
+    log_mel: np.ndarray
+    band_edges_hz: np.ndarray
+    frame_seconds: float
+    window_centres_s: np.ndarray
+    window_scores: np.ndarray
+    normal_scores: np.ndarray
+    level_z: np.ndarray | None = None
+    variability_z: np.ndarray | None = None
+
+
+@dataclass
+class Explanation:
+    """A clip's score, threshold, decision and percentile among the machine's normal clips, and why."""
+
+    path: str
+    machine: str
+    scorer: str
+    score: float
+    threshold: float
+    decision: int
+    percentile: float
+    when: list[TimeSpan]
+    where: list[FrequencyRange]
+    kind: str
+    note: str | None = None
+    evidence: Evidence | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form (without the evidence arrays), plus a one-line summary."""
+        data = {k: v for k, v in asdict(self).items() if k != "evidence"}
+        data["summary"] = self.summary()
+        return data
+
+    def alert_fields(self, offset_s: float = 0.0) -> dict[str, Any]:
+        """`when` (shifted by `offset_s`, e.g. the window's start in a stream), `where` and `kind` for an alert."""
+        when = [{**asdict(span), "start_s": round(span.start_s + offset_s, 3), "end_s": round(span.end_s + offset_s, 3)}
+                for span in self.when]
+        return {"when": when, "where": [asdict(r) for r in self.where], "kind": self.kind}
+
+    def summary(self, offset_s: float = 0.0) -> str:
+        """One line an operator reads: '2.1-2.6 kHz +9 dB, 12.4-13.0 s, new narrowband line'."""
+        parts = [f"{format_hz(r.low_hz, r.high_hz)} {r.change_db:+.0f} dB{' spread' if r.measure != 'level' else ''}"
+                 for r in self.where[:1]]
+        parts += ["throughout" if s.whole_clip else f"{s.start_s + offset_s:.1f}-{s.end_s + offset_s:.1f} s"
+                  for s in self.when[:1]]
+        return ", ".join([*parts, self.kind])
+
+    def verdict(self) -> str:
+        """'ANOMALY' or 'normal', with score, threshold and percentile, for the command line."""
+        word, sign = ("ANOMALY", ">") if self.decision else ("normal", "<=")
+        return (f"{self.machine}: score {self.score:.4g} {sign} {self.threshold:.4g}, {word} (more unusual than "
+                f"{self.percentile:.1f} % of its normal clips)")
+
+
+def format_hz(low: float, high: float) -> str:
+    """'2.1-2.6 kHz' or '120-480 Hz'."""
+    if high >= 1000:
+        return f"{low / 1000:.1f}-{high / 1000:.1f} kHz"
+    return f"{low:.0f}-{high:.0f} Hz"
+
+
+def _per_window_rows(detector: Detector, per_window: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Each window's outputs pooled alone, so a window has the shape of a clip's outputs and scores like one."""
+    module = detector.model.module
+    return {name: torch.stack([module.pool_windows(name, values[i : i + 1]) for i in range(len(values))]).cpu().numpy()
+            for name, values in per_window.items()}
+
+
+def _percentile(score: float, normal: np.ndarray) -> float:
+    """Share (%) of the normal scores below `score`, ties counted half."""
+    if normal.size == 0:
+        return float("nan")
+    return float(100.0 * (np.sum(normal < score) + 0.5 * np.sum(normal == score)) / normal.size)
+
+
+def time_spans(window_scores: np.ndarray, centres_s: np.ndarray, hop_s: float, duration_s: float) -> list[TimeSpan]:
+    """Runs of windows whose scores rose most above the clip's median, strongest first; the whole clip if none stands out."""
+    scores = np.asarray(window_scores, dtype=np.float64)
+    median, peak = float(np.median(scores)), float(scores.max())
+    robust_sd = 1.4826 * float(np.median(np.abs(scores - median)))
+    if len(scores) < 3 or peak - median <= PEAK_SPREADS * max(robust_sd, 1e-9 * max(1.0, abs(median))):
+        return [TimeSpan(0.0, round(duration_s, 3), peak, whole_clip=True)]
+    raised = scores >= median + SPAN_SHARE * (peak - median)
+    spans = []
+    for run in _runs(raised):
+        start = max(0.0, centres_s[run[0]] - hop_s / 2)
+        end = min(duration_s, centres_s[run[-1]] + hop_s / 2)
+        spans.append(TimeSpan(round(start, 3), round(end, 3), float(scores[run].max())))
+    return sorted(spans, key=lambda s: -s.peak_score)[:MAX_SPANS]
+
+
+def _runs(mask: np.ndarray, gap: int = 0) -> list[np.ndarray]:
+    """Index runs where `mask` holds, runs at most `gap` apart joined."""
+    index = np.flatnonzero(mask)
+    if index.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(index) > gap + 1) + 1
+    return [np.arange(part[0], part[-1] + 1) for part in np.split(index, breaks)]
+
+
+def frequency_ranges(level_change: np.ndarray, level_z: np.ndarray, variability_change: np.ndarray,
+                     variability_z: np.ndarray, edges_hz: np.ndarray) -> list[FrequencyRange]:
+    """Runs of adjacent mel bands departing from normal (some band beyond `WHERE_Z`), strongest first, in Hz."""
+    departure = np.maximum(np.abs(level_z), np.abs(variability_z))
+    ranges = []
+    for run in _runs(departure >= WHERE_EDGE_Z, gap=1):
+        if departure[run].max() < WHERE_Z:
+            continue
+        run = run[departure[run] >= WHERE_EDGE_Z]
+        run = np.arange(run[0], run[-1] + 1)
+        level_peak = run[np.argmax(np.abs(level_z[run]))]
+        variability_peak = run[np.argmax(np.abs(variability_z[run]))]
+        if abs(level_z[level_peak]) >= abs(variability_z[variability_peak]):
+            peak, change, z, measure = level_peak, level_change, level_z, "level"
+        else:
+            peak, change, z, measure = variability_peak, variability_change, variability_z, "variability"
+        ranges.append(FrequencyRange(round(float(edges_hz[run[0]]), 1), round(float(edges_hz[run[-1] + 1]), 1),
+                                     round(float(change[peak]), 2), round(float(z[peak]), 2), measure))
+    return sorted(ranges, key=lambda r: -abs(r.z))[:MAX_RANGES]
+
+
+@torch.inference_mode()
+def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name: str, *,
+                 sample_rate: int | None = None) -> Explanation:
+    """Score one clip of a known machine with the named scorer and explain the score (see the module's docstring)."""
+    model = detector.model
+    log_mel = model.log_mels([clip], sample_rate)[0]
+    per_window, counts = model.per_window_outputs([log_mel])
+    clip_outputs = {name: model.module.pool_windows(name, values).unsqueeze(0).cpu().numpy()
+                    for name, values in per_window.items()}
+    scorer = detector.scorers[scorer_name]
+    score = float(scorer.score(select_input(scorer, clip_outputs), [machine])[0])
+    window_scores = np.asarray(scorer.score(select_input(scorer, _per_window_rows(detector, per_window)),
+                                            [machine] * counts[0]), dtype=np.float64)
+    threshold = float(detector.thresholds[scorer_name].threshold_[machine])
+    normal_scores = np.asarray(scorer.train_scores_)[np.asarray(scorer.train_ids_) == machine]
+
+    features = model.log_mel
+    log_mel = log_mel.cpu().numpy().astype(np.float64)
+    frame_s = features.frame_seconds()
+    duration = log_mel.shape[1] * frame_s
+    centres = (np.arange(counts[0]) * model.window_hop + model.window_frames / 2) * frame_s
+    when = time_spans(window_scores, np.minimum(centres, duration), model.window_hop * frame_s, duration)
+    edges = features.band_edges_hz()
+    evidence = Evidence(log_mel, edges, frame_s, centres, window_scores, normal_scores)
+
+    normal = detector.normal_bands.of(machine) if detector.normal_bands is not None else None
+    where: list[FrequencyRange] = []
+    kind, note = UNSPECIFIED, None
+    if normal is None:
+        note = NO_BANDS_NOTE if detector.normal_bands is None else (
+            f"no normal band statistics for {machine} (its clips were added before ssad kept them), so no "
+            f"frequency ranges; save the detector again with `ssad detector` to get them")
+    else:
+        level, variability = band_statistics(log_mel)
+        level_z, variability_z = normal.z_scores(level, variability)
+        where = frequency_ranges(level - normal.level_mean, level_z, variability - normal.variability_mean,
+                                 variability_z, edges)
+        evidence.level_z, evidence.variability_z = level_z, variability_z
+        kind = kind_of_change(level_z, variability_z, where, when, log_mel, edges)
+    label = str(clip) if isinstance(clip, (str, Path)) else "waveform"
+    return Explanation(label, machine, scorer_name, score, threshold, int(score > threshold),
+                       _percentile(score, normal_scores), when, where, kind, note, evidence)

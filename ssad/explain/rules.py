@@ -1,0 +1,82 @@
+"""What kind of change a clip shows, in plain words, from simple rules on its band z-scores and time profile.
+
+The rules, in order (the first that holds wins):
+1. most bands' levels rose (or dropped) together: a broadband level rise (drop);
+2. the strongest range is a narrow level rise: a new narrowband line, or a moved one when a narrow level drop
+   sits elsewhere (the line left its old place);
+3. the strongest range is a rise in variability whose frames hold short loud peaks: impulsive bursts;
+4. the strongest range's variability changed otherwise, or the window scores rose in some spans only, with no
+   band beyond the normal spread: a changed rhythm or timing;
+5. otherwise "unspecified".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ssad.explain.explanation import FrequencyRange, TimeSpan
+
+__all__ = ["KINDS", "UNSPECIFIED", "kind_of_change"]
+
+BROADBAND_RISE = "broadband level rise"
+BROADBAND_DROP = "broadband level drop"
+NEW_LINE = "new narrowband line"
+MOVED_LINE = "moved narrowband line"
+IMPULSIVE = "impulsive bursts"
+RHYTHM = "changed rhythm or timing"
+UNSPECIFIED = "unspecified"
+KINDS = (BROADBAND_RISE, BROADBAND_DROP, NEW_LINE, MOVED_LINE, IMPULSIVE, RHYTHM, UNSPECIFIED)
+
+#: a band counts as risen (dropped) beyond this z-score
+BAND_Z = 2.0
+#: share of all bands that must rise (drop) together for "broadband"
+BROADBAND_SHARE = 0.4
+#: a range is narrow when it is at most this share of an octave wide (a third of an octave)
+NARROW_OCTAVES = 1.0 / 3.0
+#: frames count as a burst when this many dB above the range's median frame level
+BURST_DB = 6.0
+#: ...and impulsive when such frames are at most this share of the clip (short peaks, not a steady change)
+BURST_SHARE = 0.2
+
+
+def _octaves(low_hz: float, high_hz: float) -> float:
+    return float(np.log2(max(high_hz, 1.0) / max(low_hz, 1.0)))
+
+
+def _bands_of(r: FrequencyRange, edges_hz: np.ndarray) -> slice:
+    """The mel bands a range covers."""
+    first = int(np.searchsorted(edges_hz, r.low_hz, side="right")) - 1
+    last = int(np.searchsorted(edges_hz, r.high_hz, side="left"))
+    return slice(max(first, 0), max(last, first + 1))
+
+
+def _impulsive(log_mel: np.ndarray, bands: slice) -> bool:
+    """Whether the range's frame levels hold short peaks well above their median: bursts, not a steady change."""
+    frames = log_mel[bands].mean(axis=0)
+    loud = frames > np.median(frames) + BURST_DB
+    return bool(loud.any() and loud.mean() <= BURST_SHARE)
+
+
+def kind_of_change(level_z: np.ndarray, variability_z: np.ndarray, where: Sequence[FrequencyRange],
+                   when: Sequence[TimeSpan], log_mel: np.ndarray, edges_hz: np.ndarray) -> str:
+    """The kind of change (one of `KINDS`) by the module's rules."""
+    rose, dropped = float(np.mean(level_z >= BAND_Z)), float(np.mean(level_z <= -BAND_Z))
+    if max(rose, dropped) >= BROADBAND_SHARE:
+        return BROADBAND_RISE if rose >= dropped else BROADBAND_DROP
+    if not where:
+        return RHYTHM if when and not when[0].whole_clip else UNSPECIFIED
+    top = where[0]
+    narrow = _octaves(top.low_hz, top.high_hz) <= NARROW_OCTAVES
+    if top.measure == "level" and top.z > 0 and narrow:
+        moved = any(r.measure == "level" and r.z < 0 and _octaves(r.low_hz, r.high_hz) <= NARROW_OCTAVES
+                    for r in where[1:])
+        return MOVED_LINE if moved else NEW_LINE
+    if top.measure == "variability":
+        if top.z > 0 and _impulsive(log_mel, _bands_of(top, edges_hz)):
+            return IMPULSIVE
+        return RHYTHM
+    return UNSPECIFIED
