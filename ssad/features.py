@@ -110,19 +110,13 @@ class LogMel(nn.Module):
         }
 
     def band_edges_hz(self) -> np.ndarray:
-        """(n_mels + 1,) frequencies in Hz bounding each mel band: the mel-scale midpoints between filter centres.
-
-        torchaudio's `melscale_fbanks` spaces its filters evenly on the HTK mel scale between f_min and f_max.
-        """
-        def to_mel(hz: np.ndarray | float) -> np.ndarray:
-            return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
-
+        """(n_mels + 1,) band edges in Hz: f_min, the mel-scale midpoints between filter centres, f_max."""
+        # torchaudio's melscale_fbanks (as __init__ calls it) spaces its filters evenly on the HTK mel scale
         top = self.sample_rate / 2 if self.f_max is None else self.f_max
-        centres = np.linspace(to_mel(self.f_min), to_mel(top), self.n_mels + 2)[1:-1]
-        step = centres[1] - centres[0] if self.n_mels > 1 else to_mel(top) - to_mel(self.f_min)
-        edges = np.concatenate([[centres[0] - step / 2], centres + step / 2])
-        hz = 700.0 * (10.0 ** (edges / 2595.0) - 1.0)
-        return np.clip(hz, self.f_min, top)
+        low_mel, top_mel = (2595.0 * np.log10(1.0 + f / 700.0) for f in (self.f_min, top))
+        centres = np.linspace(low_mel, top_mel, self.n_mels + 2)[1:-1]
+        middles = 700.0 * (10.0 ** ((centres[:-1] + centres[1:]) / 2 / 2595.0) - 1.0)
+        return np.concatenate([[self.f_min], middles, [top]]).astype(np.float64)
 
     def frame_seconds(self) -> float:
         """Seconds between the starts of consecutive frames."""

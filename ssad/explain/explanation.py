@@ -209,7 +209,7 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
     features = model.log_mel
     log_mel = log_mel.cpu().numpy().astype(np.float64)
     frame_s = features.frame_seconds()
-    duration = log_mel.shape[1] * frame_s
+    duration = features.num_samples(log_mel.shape[1]) / features.sample_rate  # within a frame of the clip's end
     centres = (np.arange(counts[0]) * model.window_hop + model.window_frames / 2) * frame_s
     when = time_spans(window_scores, np.minimum(centres, duration), model.window_hop * frame_s, duration)
     edges = features.band_edges_hz()
