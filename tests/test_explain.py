@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssad.explain.bands import BandProfile
+from ssad.explain.bands import BandProfile, band_groups, band_statistics
 from ssad.explain.explanation import FrequencyRange, TimeSpan, frequency_ranges, time_spans
 from ssad.explain.rules import (
     BROADBAND_DROP,
@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 SSAD = [sys.executable, "-m", "ssad.cli"]
 N_MELS = 64
 EDGES = LogMel(n_mels=N_MELS).band_edges_hz()
+GROUPS = band_groups(N_MELS)
 WHOLE = [TimeSpan(0.0, 10.0, 1.0, whole_clip=True)]
 
 
@@ -62,15 +63,27 @@ def test_band_profile_fits_refits_and_round_trips(tmp_path: Path) -> None:
     assert BandProfile.load(tmp_path / "missing.npz") is None
 
 
-def test_a_narrow_rise_is_one_range_in_hz_with_its_change() -> None:
-    level_z, change = np.zeros(N_MELS), np.zeros(N_MELS)
-    level_z[30:32], change[30:32] = 8.0, 9.0
-    ranges = frequency_ranges(change, level_z, np.zeros(N_MELS), np.zeros(N_MELS), EDGES)
-    assert len(ranges) == 1
-    (r,) = ranges
-    assert (r.low_hz, r.high_hz) == (round(EDGES[30], 1), round(EDGES[32], 1))
-    assert (r.change_db, r.z, r.measure) == (9.0, 8.0, "level")
-    assert frequency_ranges(change, np.full(N_MELS, 1.0), np.zeros(N_MELS), np.zeros(N_MELS), EDGES) == []
+def test_band_groups_average_their_bands() -> None:
+    assert GROUPS.shape == (64 + 16 + 4, 2) and tuple(GROUPS[64]) == (0, 4) and tuple(GROUPS[-1]) == (48, 64)
+    log_mel = np.zeros((N_MELS, 10))
+    log_mel[8:12, ::2] = 4.0
+    level, variability = band_statistics(log_mel)
+    assert level[8] == 2.0 and variability[8] == 2.0 and level[64 + 2] == 2.0  # the group of bands 8-11
+    assert level[64 + 16] == 0.5 and variability[64 + 16] == 0.5  # bands 0-15: a quarter of them
+
+
+def test_the_strongest_group_wins_and_hides_the_groups_it_overlaps() -> None:
+    level_z, change = np.zeros(len(GROUPS)), np.zeros(len(GROUPS))
+    level_z[30], change[30] = 8.0, 9.0  # band 30 alone
+    level_z[64 + 7], change[64 + 7] = 4.0, 2.0  # bands 28-31, overlapping it
+    level_z[64 + 16 + 3], change[64 + 16 + 3] = -3.5, -1.0  # bands 48-63
+    zeros = np.zeros(len(GROUPS))
+    ranges = frequency_ranges(change, level_z, zeros, zeros, GROUPS, EDGES)
+    assert [(r.low_hz, r.high_hz, r.change_db, r.z, r.measure) for r in ranges] == [
+        (round(EDGES[30], 1), round(EDGES[31], 1), 9.0, 8.0, "level"),
+        (round(EDGES[48], 1), 8000.0, -1.0, -3.5, "level"),
+    ]
+    assert frequency_ranges(change, np.full(len(GROUPS), 1.0), zeros, zeros, GROUPS, EDGES) == []
 
 
 def test_time_spans_find_a_burst_and_say_throughout_for_a_flat_curve() -> None:
@@ -88,21 +101,23 @@ def _level_range(low: int, high: int, z: float) -> FrequencyRange:
 
 
 def test_rules_name_each_kind() -> None:
-    quiet, flat_mel = np.zeros(N_MELS), np.zeros((N_MELS, 100))
-    assert kind_of_change(np.full(N_MELS, 4.0), quiet, [], WHOLE, flat_mel, EDGES) == BROADBAND_RISE
-    assert kind_of_change(np.full(N_MELS, -4.0), quiet, [], WHOLE, flat_mel, EDGES) == BROADBAND_DROP
+    quiet, flat_mel = np.zeros(len(GROUPS)), np.zeros((N_MELS, 100))
+    assert kind_of_change(np.full(len(GROUPS), 4.0), GROUPS, [], WHOLE, flat_mel, EDGES) == BROADBAND_RISE
+    assert kind_of_change(np.full(len(GROUPS), -4.0), GROUPS, [], WHOLE, flat_mel, EDGES) == BROADBAND_DROP
     line = [_level_range(40, 41, 6.0)]
-    assert kind_of_change(quiet, quiet, line, WHOLE, flat_mel, EDGES) == NEW_LINE
+    assert kind_of_change(quiet, GROUPS, line, WHOLE, flat_mel, EDGES) == NEW_LINE
     moved = [*line, _level_range(36, 37, -4.0)]
-    assert kind_of_change(quiet, quiet, moved, WHOLE, flat_mel, EDGES) == MOVED_LINE
+    assert kind_of_change(quiet, GROUPS, moved, WHOLE, flat_mel, EDGES) == MOVED_LINE
     bursty = flat_mel.copy()
     bursty[20:30, 50:53] = 20.0
     spread = [FrequencyRange(float(EDGES[20]), float(EDGES[30]), 3.0, 5.0, "variability")]
-    assert kind_of_change(quiet, quiet, spread, WHOLE, bursty, EDGES) == IMPULSIVE
+    assert kind_of_change(quiet, GROUPS, spread, WHOLE, bursty, EDGES) == IMPULSIVE
     rhythm = flat_mel.copy()
     rhythm[20:30, ::2] = 3.0
-    assert kind_of_change(quiet, quiet, spread, WHOLE, rhythm, EDGES) == RHYTHM
-    assert kind_of_change(quiet, quiet, [], WHOLE, flat_mel, EDGES) == UNSPECIFIED
+    assert kind_of_change(quiet, GROUPS, spread, WHOLE, rhythm, EDGES) == RHYTHM
+    peaky_time = [TimeSpan(2.0, 3.0, 5.0)]
+    assert kind_of_change(quiet, GROUPS, [], peaky_time, flat_mel, EDGES) == RHYTHM
+    assert kind_of_change(quiet, GROUPS, [], WHOLE, flat_mel, EDGES) == UNSPECIFIED
 
 
 @pytest.fixture(scope="module")

@@ -1,39 +1,63 @@
-"""What each machine's normal clips look like band by band: mean and spread of each mel band's level and variability.
+"""What each machine's normal clips look like band by band: mean and spread of each band group's level and variability.
 
-A clip's band level is its log-mel averaged over frames, its band variability the standard deviation over
-frames (both in dB). A detector keeps, per machine, the mean and spread of both over its normal clips, so an
-explanation can say which frequencies of a clip depart from that machine's normal sound and by how much.
+A band group is a run of adjacent mel bands, at several widths (`GROUP_SIZES`: single bands for a line, wider
+groups for a change spread over many bands, whose evidence no single band holds). A clip's group level is
+its log-mel averaged over the group's bands and over frames, its group variability the standard deviation
+over frames of the group's mean (both in dB). A detector keeps, per machine, the mean and spread of both over
+its normal clips, so an explanation can say which frequencies of a clip depart from that machine's normal
+sound and by how much.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ssad.errors import SsadError
 
-__all__ = ["BAND_LEVEL", "BAND_VARIABILITY", "BandProfile", "MachineBands", "NORMAL_BANDS_FILE", "band_statistics"]
+__all__ = ["BAND_LEVEL", "BAND_VARIABILITY", "GROUP_SIZES", "BandProfile", "MachineBands", "NORMAL_BANDS_FILE",
+           "band_groups", "band_statistics"]
 
 #: per-clip outputs `clip_outputs` adds beside the network's, so references keep them for refits
 BAND_LEVEL = "band_level"
 BAND_VARIABILITY = "band_variability"
 NORMAL_BANDS_FILE = "normal_bands.npz"
+#: widths of the band groups, in mel bands
+GROUP_SIZES = (1, 4, 16)
 #: smallest spread (dB) a z-score divides by: a few near-identical clips would otherwise make any change huge
 SPREAD_FLOOR_DB = 0.5
 
 
+@lru_cache(maxsize=8)
+def band_groups(n_mels: int) -> np.ndarray:
+    """(groups, 2) first and end (exclusive) mel band of every group, each width of `GROUP_SIZES` in turn."""
+    return np.array([(start, min(start + size, n_mels)) for size in GROUP_SIZES if size <= n_mels
+                     for start in range(0, n_mels, size)])
+
+
+@lru_cache(maxsize=8)
+def _group_means(n_mels: int) -> np.ndarray:
+    """(groups, n_mels) matrix that averages a log-mel's bands into its groups."""
+    groups = band_groups(n_mels)
+    matrix = np.zeros((len(groups), n_mels))
+    for row, (first, end) in enumerate(groups):
+        matrix[row, first:end] = 1.0 / (end - first)
+    return matrix
+
+
 def band_statistics(log_mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n_mels, frames) log-mel in dB -> each band's level (mean over frames) and variability (std over frames)."""
-    log_mel = np.asarray(log_mel, dtype=np.float64)
-    return log_mel.mean(axis=-1), log_mel.std(axis=-1)
+    """(n_mels, frames) log-mel in dB -> each band group's level (mean) and variability (std over frames)."""
+    series = _group_means(log_mel.shape[0]) @ np.asarray(log_mel, dtype=np.float64)
+    return series.mean(axis=-1), series.std(axis=-1)
 
 
 @dataclass(frozen=True)
 class MachineBands:
-    """One machine's normal band statistics, (n_mels,) each, in dB; `clips` is how many clips they come from."""
+    """One machine's normal band group statistics, (groups,) each, in dB; `clips` is how many clips they come from."""
 
     level_mean: np.ndarray
     level_spread: np.ndarray
@@ -61,7 +85,7 @@ class BandProfile:
 
     @classmethod
     def fit(cls, level: np.ndarray, variability: np.ndarray, ids: Sequence[str]) -> BandProfile:
-        """Mean and spread (std over clips) per machine of the clips' band levels and variabilities, (n, n_mels)."""
+        """Mean and spread (std over clips) per machine of the clips' group levels and variabilities, (n, groups)."""
         level, variability = np.asarray(level, dtype=np.float64), np.asarray(variability, dtype=np.float64)
         ids = np.asarray(ids, dtype=str)
         if level.shape != variability.shape or level.ndim != 2 or len(ids) != len(level):

@@ -2,7 +2,7 @@
 
 `explain_clip` reuses the detector's own path: one log-mel, the network's per-window outputs pooled into the
 clip's score exactly as `Detector.score` does, and each window scored alone by the same scorer for "when".
-"Where" compares the clip's band levels and variabilities with the machine's normal band statistics
+"Where" compares the clip's band group levels and variabilities with the machine's normal statistics
 (`ssad.explain.bands`); "kind" is a plain-word rule on those numbers (`ssad.explain.rules`).
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ssad.explain.bands import band_statistics
+from ssad.explain.bands import band_groups, band_statistics
 from ssad.explain.rules import UNSPECIFIED, kind_of_change
 from ssad.scoring import select_input
 
@@ -25,10 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "explain_clip", "format_hz"]
 
-#: a band departs from normal when its level or variability is this many normal spreads away
+#: a band group departs from normal when its level or variability is this many normal spreads away
 WHERE_Z = 3.0
-#: bands below WHERE_Z still join a range next to one above it down to this z
-WHERE_EDGE_Z = 2.0
 #: ranges and spans reported, strongest first
 MAX_RANGES = 3
 MAX_SPANS = 3
@@ -170,24 +168,24 @@ def _runs(mask: np.ndarray, gap: int = 0) -> list[np.ndarray]:
 
 
 def frequency_ranges(level_change: np.ndarray, level_z: np.ndarray, variability_change: np.ndarray,
-                     variability_z: np.ndarray, edges_hz: np.ndarray) -> list[FrequencyRange]:
-    """Runs of adjacent mel bands departing from normal (some band beyond `WHERE_Z`), strongest first, in Hz."""
-    departure = np.maximum(np.abs(level_z), np.abs(variability_z))
-    ranges = []
-    for run in _runs(departure >= WHERE_EDGE_Z, gap=1):
-        if departure[run].max() < WHERE_Z:
+                     variability_z: np.ndarray, groups: np.ndarray, edges_hz: np.ndarray) -> list[FrequencyRange]:
+    """Band groups departing from normal beyond `WHERE_Z`, strongest first, none overlapping a stronger one, in Hz."""
+    ranges: list[FrequencyRange] = []
+    taken = np.zeros(len(edges_hz) - 1, dtype=bool)
+    use_level = np.abs(level_z) >= np.abs(variability_z)
+    z = np.where(use_level, level_z, variability_z)
+    change = np.where(use_level, level_change, variability_change)
+    for index in np.argsort(-np.abs(z), kind="stable"):
+        if abs(z[index]) < WHERE_Z or len(ranges) == MAX_RANGES:
+            break
+        first, end = groups[index]
+        if taken[first:end].any():
             continue
-        run = run[departure[run] >= WHERE_EDGE_Z]
-        run = np.arange(run[0], run[-1] + 1)
-        level_peak = run[np.argmax(np.abs(level_z[run]))]
-        variability_peak = run[np.argmax(np.abs(variability_z[run]))]
-        if abs(level_z[level_peak]) >= abs(variability_z[variability_peak]):
-            peak, change, z, measure = level_peak, level_change, level_z, "level"
-        else:
-            peak, change, z, measure = variability_peak, variability_change, variability_z, "variability"
-        ranges.append(FrequencyRange(round(float(edges_hz[run[0]]), 1), round(float(edges_hz[run[-1] + 1]), 1),
-                                     round(float(change[peak]), 2), round(float(z[peak]), 2), measure))
-    return sorted(ranges, key=lambda r: -abs(r.z))[:MAX_RANGES]
+        taken[first:end] = True
+        ranges.append(FrequencyRange(round(float(edges_hz[first]), 1), round(float(edges_hz[end]), 1),
+                                     round(float(change[index]), 2), round(float(z[index]), 2),
+                                     "level" if use_level[index] else "variability"))
+    return ranges
 
 
 @torch.inference_mode()
@@ -216,19 +214,23 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
     evidence = Evidence(log_mel, edges, frame_s, centres, window_scores, normal_scores)
 
     normal = detector.normal_bands.of(machine) if detector.normal_bands is not None else None
+    groups = band_groups(log_mel.shape[0])
     where: list[FrequencyRange] = []
     kind, note = UNSPECIFIED, None
-    if normal is None:
-        note = NO_BANDS_NOTE if detector.normal_bands is None else (
-            f"no normal band statistics for {machine} (its clips were added before ssad kept them), so no "
-            f"frequency ranges; save the detector again with `ssad detector` to get them")
+    if detector.normal_bands is None:
+        note = NO_BANDS_NOTE
+    elif normal is None:
+        note = (f"no normal band statistics for {machine} (its clips were added before ssad kept them), so no "
+                f"frequency ranges; save the detector again with `ssad detector` to get them")
+    elif normal.level_mean.shape != (len(groups),):
+        note = f"the detector's normal band statistics do not fit this model's {log_mel.shape[0]} mel bands"
     else:
         level, variability = band_statistics(log_mel)
         level_z, variability_z = normal.z_scores(level, variability)
         where = frequency_ranges(level - normal.level_mean, level_z, variability - normal.variability_mean,
-                                 variability_z, edges)
+                                 variability_z, groups, edges)
         evidence.level_z, evidence.variability_z = level_z, variability_z
-        kind = kind_of_change(level_z, variability_z, where, when, log_mel, edges)
+        kind = kind_of_change(level_z, groups, where, when, log_mel, edges)
     label = str(clip) if isinstance(clip, (str, Path)) else "waveform"
     return Explanation(label, machine, scorer_name, score, threshold, int(score > threshold),
                        _percentile(score, normal_scores), when, where, kind, note, evidence)

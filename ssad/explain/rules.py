@@ -1,7 +1,7 @@
 """What kind of change a clip shows, in plain words, from simple rules on its band z-scores and time profile.
 
 The rules, in order (the first that holds wins):
-1. most bands' levels rose (or dropped) together: a broadband level rise (drop);
+1. most of the widest band groups' levels rose (or dropped) together: a broadband level rise (drop);
 2. the strongest range is a narrow level rise: a new narrowband line, or a moved one when a narrow level drop
    sits elsewhere (the line left its old place);
 3. the strongest range is a rise in variability whose frames hold short loud peaks: impulsive bursts;
@@ -31,9 +31,9 @@ RHYTHM = "changed rhythm or timing"
 UNSPECIFIED = "unspecified"
 KINDS = (BROADBAND_RISE, BROADBAND_DROP, NEW_LINE, MOVED_LINE, IMPULSIVE, RHYTHM, UNSPECIFIED)
 
-#: a band counts as risen (dropped) beyond this z-score
+#: a band group counts as risen (dropped) beyond this z-score
 BAND_Z = 2.0
-#: share of all bands that must rise (drop) together for "broadband"
+#: share of the widest band groups that must rise (drop) together for "broadband"
 BROADBAND_SHARE = 0.4
 #: a range is narrow when it is at most this share of an octave wide (a third of an octave)
 NARROW_OCTAVES = 1.0 / 3.0
@@ -61,10 +61,12 @@ def _impulsive(log_mel: np.ndarray, bands: slice) -> bool:
     return bool(loud.any() and loud.mean() <= BURST_SHARE)
 
 
-def kind_of_change(level_z: np.ndarray, variability_z: np.ndarray, where: Sequence[FrequencyRange],
+def kind_of_change(level_z: np.ndarray, groups: np.ndarray, where: Sequence[FrequencyRange],
                    when: Sequence[TimeSpan], log_mel: np.ndarray, edges_hz: np.ndarray) -> str:
-    """The kind of change (one of `KINDS`) by the module's rules."""
-    rose, dropped = float(np.mean(level_z >= BAND_Z)), float(np.mean(level_z <= -BAND_Z))
+    """The kind of change (one of `KINDS`) by the module's rules; `level_z` per band group of `groups`."""
+    widths = groups[:, 1] - groups[:, 0]
+    widest = level_z[widths == widths.max()]
+    rose, dropped = float(np.mean(widest >= BAND_Z)), float(np.mean(widest <= -BAND_Z))
     if max(rose, dropped) >= BROADBAND_SHARE:
         return BROADBAND_RISE if rose >= dropped else BROADBAND_DROP
     if not where:
