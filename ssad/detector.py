@@ -16,7 +16,7 @@ from ssad.data.clips import Clip
 from ssad.errors import SsadError
 from ssad.evaluation.report import load_thresholds, save_thresholds
 from ssad.evaluation.thresholds import GammaThreshold
-from ssad.explain.bands import BAND_LEVEL, BAND_VARIABILITY, NORMAL_BANDS_FILE, BandProfile, band_statistics
+from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.inference import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.scoring import Scorer, make_scorer, select_input
 from ssad.store import current_version, reset_versions, state_dir
@@ -116,7 +116,7 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
                  chunk: int = 256, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Clip-level model outputs for many files, plus each clip's mean log-mel (the raw-feature baseline).
 
-    The outputs also hold each clip's band level and variability (`ssad.explain.bands`), which a detector
+    The outputs also hold each clip's band group statistics (`ssad.explain.bands`), which a detector
     keeps per machine so that explanations can compare a clip's spectrum with the machine's normal clips.
     Works through the files in chunks so that memory stays flat; log-mels go through the on-disk cache
     when `cache_dir` is given.
@@ -139,8 +139,10 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
             tensors = [torch.from_numpy(m) for m in log_mels]
             for name, value in model.outputs_from_log_mels(tensors).items():
                 parts.setdefault(name, []).append(value)
-            for name, values in zip((BAND_LEVEL, BAND_VARIABILITY), zip(*map(band_statistics, log_mels)), strict=True):
-                parts.setdefault(name, []).append(np.stack(values).astype(np.float32))
+            statistics = [band_statistics(m) for m in log_mels]
+            for measure in statistics[0] if statistics else ():
+                parts.setdefault(output_name(measure), []).append(
+                    np.stack([s[measure] for s in statistics]).astype(np.float32))
             means += [m.mean(axis=1) for m in log_mels]
             bar.update(len(batch))
     outputs = {name: np.concatenate(chunks) for name, chunks in parts.items()}
@@ -221,9 +223,8 @@ class Detector:
             # train_scores_ are leave-one-out where it matters (kNN): re-scoring the training clips would not be
             thresholds[name] = GammaThreshold(percentile).fit(scorer.train_scores_, list(ids))
         references = References({k: np.asarray(v) for k, v in outputs.items()}, np.asarray(ids, dtype=str))
-        bands = BandProfile.fit(outputs[BAND_LEVEL], outputs[BAND_VARIABILITY], ids) \
-            if BAND_LEVEL in outputs and BAND_VARIABILITY in outputs else None
-        return cls(model, fitted, thresholds, references=references, clip_seconds=clip_seconds, normal_bands=bands)
+        return cls(model, fitted, thresholds, references=references, clip_seconds=clip_seconds,
+                   normal_bands=BandProfile.from_outputs(dict(outputs), ids))
 
     @classmethod
     def fit(cls, run: str | Path, train_root: str | Path, *, scorers: Sequence[str] | None = None,

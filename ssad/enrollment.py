@@ -16,7 +16,7 @@ import numpy as np
 import ssad.store as store
 from ssad.detector import Detector
 from ssad.errors import SsadError
-from ssad.explain.bands import BAND_LEVEL, BAND_VARIABILITY, BandProfile
+from ssad.explain.bands import MEASURES, BandProfile, output_name
 from ssad.scoring import select_input
 
 __all__ = ["Update", "enroll", "feedback", "refit_machine", "undo"]
@@ -64,9 +64,8 @@ def refit_machine(detector: Detector, machine: str, outputs: Mapping[str, np.nda
         log.info("scorer %s skipped for %s: it scores only the machines the model was trained on", name, machine)
     references = detector.references.replaced(machine, outputs) if detector.references is not None else None
     bands = detector.normal_bands
-    if BAND_LEVEL in outputs and BAND_VARIABILITY in outputs:
-        bands = BandProfile.fit(outputs[BAND_LEVEL], outputs[BAND_VARIABILITY], ids) if bands is None \
-            else bands.refit(machine, outputs[BAND_LEVEL], outputs[BAND_VARIABILITY])
+    if all(output_name(m) in outputs for m in MEASURES):
+        bands = BandProfile.from_outputs(dict(outputs), ids) if bands is None else bands.refit(machine, dict(outputs))
     updated = Detector(detector.model, scorers, thresholds, detector.default_scorer, references,
                        clip_seconds=detector.clip_seconds, normal_bands=bands)
     return updated, skipped
@@ -144,6 +143,6 @@ def _outputs(detector: Detector, files: Sequence[str], progress: bool) -> dict[s
 
     outputs, _ = clip_outputs(detector.model, files, progress=progress)
     if detector.references is not None:
-        keep = {*detector.references.outputs, BAND_LEVEL, BAND_VARIABILITY}
+        keep = {*detector.references.outputs, *map(output_name, MEASURES)}
         outputs = {name: value for name, value in outputs.items() if name in keep}
     return outputs

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssad.explain.bands import BandProfile, band_groups, band_statistics
+from ssad.explain.bands import MEASURES, BandProfile, MachineBands, band_groups, band_statistics, output_name
 from ssad.explain.explanation import FrequencyRange, TimeSpan, frequency_ranges, time_spans
 from ssad.explain.rules import (
     BROADBAND_DROP,
@@ -49,41 +49,52 @@ def test_band_edges_are_the_mel_filters_in_hz() -> None:
 
 def test_band_profile_fits_refits_and_round_trips(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    level, variability = rng.normal(size=(20, 8)), rng.normal(1.0, 0.1, size=(20, 8))
+    outputs = {output_name(m): rng.normal(size=(20, 8)) for m in MEASURES}
     ids = ["a"] * 10 + ["b"] * 10
-    profile = BandProfile.fit(level, variability, ids)
-    np.testing.assert_allclose(profile.of("b").level_mean, level[10:].mean(axis=0))
-    refit = profile.refit("c", level[:5] + 3, variability[:5])
+    profile = BandProfile.from_outputs(outputs, ids)
+    np.testing.assert_allclose(profile.of("b").means["peaks"], outputs["band_peaks"][10:].mean(axis=0))
+    refit = profile.refit("c", {name: value[:5] + 3 for name, value in outputs.items()})
     assert refit.machines == ["a", "b", "c"] and refit.of("c").clips == 5
-    np.testing.assert_allclose(refit.of("a").level_spread, profile.of("a").level_spread)
+    np.testing.assert_allclose(refit.of("a").spreads["level"], profile.of("a").spreads["level"])
     refit.save(tmp_path / "bands.npz")
     again = BandProfile.load(tmp_path / "bands.npz")
     assert again.machines == refit.machines
-    np.testing.assert_allclose(again.of("c").level_mean, refit.of("c").level_mean)
+    np.testing.assert_allclose(again.of("c").means["variability"], refit.of("c").means["variability"])
     assert BandProfile.load(tmp_path / "missing.npz") is None
+    assert BandProfile.from_outputs({"embedding": np.zeros((20, 4))}, ids) is None
 
 
 def test_band_groups_average_their_bands() -> None:
     assert GROUPS.shape == (64 + 16 + 4, 2) and tuple(GROUPS[64]) == (0, 4) and tuple(GROUPS[-1]) == (48, 64)
-    log_mel = np.zeros((N_MELS, 10))
+    log_mel = np.zeros((N_MELS, 100))
     log_mel[8:12, ::2] = 4.0
-    level, variability = band_statistics(log_mel)
-    assert level[8] == 2.0 and variability[8] == 2.0 and level[64 + 2] == 2.0  # the group of bands 8-11
-    assert level[64 + 16] == 0.5 and variability[64 + 16] == 0.5  # bands 0-15: a quarter of them
+    log_mel[40, :5] = 10.0  # a few loud frames
+    statistics = band_statistics(log_mel)
+    assert statistics["level"][8] == 2.0 and statistics["variability"][8] == 2.0 and statistics["level"][64 + 2] == 2.0
+    assert statistics["level"][64 + 16] == 0.5 and statistics["variability"][64 + 16] == 0.5  # a quarter of 0-15
+    assert statistics["peaks"][40] == 10.0 and statistics["peaks"][30] == 0.0  # loudest frames above the median
+    assert statistics["peaks"][8] == 2.0  # half the frames loud: the median rose with them
+
+
+def _normal(**changes: tuple[int, float]) -> tuple[MachineBands, dict[str, np.ndarray]]:
+    """A machine whose every statistic is 0 +- 1 dB, and a clip with `measure=(group, change)` changes."""
+    zeros = {m: np.zeros(len(GROUPS)) for m in MEASURES}
+    clip = {m: np.zeros(len(GROUPS)) for m in MEASURES}
+    for key, (group, change) in changes.items():
+        clip[key.rstrip("_0123456789")][group] = change
+    return MachineBands(zeros, {m: np.ones(len(GROUPS)) for m in MEASURES}, 30), clip
 
 
 def test_the_strongest_group_wins_and_hides_the_groups_it_overlaps() -> None:
-    level_z, change = np.zeros(len(GROUPS)), np.zeros(len(GROUPS))
-    level_z[30], change[30] = 8.0, 9.0  # band 30 alone
-    level_z[64 + 7], change[64 + 7] = 4.0, 2.0  # bands 28-31, overlapping it
-    level_z[64 + 16 + 3], change[64 + 16 + 3] = -3.5, -1.0  # bands 48-63
-    zeros = np.zeros(len(GROUPS))
-    ranges = frequency_ranges(change, level_z, zeros, zeros, GROUPS, EDGES)
+    # band 30 alone, the group of bands 28-31 overlapping it, the group of bands 48-63
+    normal, clip = _normal(level=(30, 8.0), level_2=(64 + 7, 4.0), peaks=(64 + 16 + 3, 5.0))
+    ranges = frequency_ranges(clip, normal, GROUPS, EDGES)
     assert [(r.low_hz, r.high_hz, r.change_db, r.z, r.measure) for r in ranges] == [
-        (round(EDGES[30], 1), round(EDGES[31], 1), 9.0, 8.0, "level"),
-        (round(EDGES[48], 1), 8000.0, -1.0, -3.5, "level"),
+        (round(EDGES[30], 1), round(EDGES[31], 1), 8.0, 8.0, "level"),
+        (round(EDGES[48], 1), 8000.0, 5.0, 5.0, "peaks"),
     ]
-    assert frequency_ranges(change, np.full(len(GROUPS), 1.0), zeros, zeros, GROUPS, EDGES) == []
+    normal, clip = _normal(level=(30, 2.5), peaks=(3, 3.5))  # each below its measure's threshold
+    assert frequency_ranges(clip, normal, GROUPS, EDGES) == []
 
 
 def test_time_spans_find_a_burst_and_say_throughout_for_a_flat_curve() -> None:
@@ -96,27 +107,30 @@ def test_time_spans_find_a_burst_and_say_throughout_for_a_flat_curve() -> None:
     assert len(flat) == 1 and flat[0].whole_clip and flat[0].end_s == 10.0
 
 
-def _level_range(low: int, high: int, z: float) -> FrequencyRange:
-    return FrequencyRange(float(EDGES[low]), float(EDGES[high]), z, z, "level")
+def _range(low: int, high: int, z: float, measure: str = "level", normal_db: float = 0.0) -> FrequencyRange:
+    return FrequencyRange(float(EDGES[low]), float(EDGES[high]), z, z, measure, normal_db)
 
 
 def test_rules_name_each_kind() -> None:
     quiet, flat_mel = np.zeros(len(GROUPS)), np.zeros((N_MELS, 100))
     assert kind_of_change(np.full(len(GROUPS), 4.0), GROUPS, [], WHOLE, flat_mel, EDGES) == BROADBAND_RISE
     assert kind_of_change(np.full(len(GROUPS), -4.0), GROUPS, [], WHOLE, flat_mel, EDGES) == BROADBAND_DROP
-    line = [_level_range(40, 41, 6.0)]
+    assert kind_of_change(quiet, GROUPS, [_range(16, 64, 4.0)], WHOLE, flat_mel, EDGES) == BROADBAND_RISE
+    line = [_range(40, 41, 6.0)]
     assert kind_of_change(quiet, GROUPS, line, WHOLE, flat_mel, EDGES) == NEW_LINE
-    moved = [*line, _level_range(36, 37, -4.0)]
+    moved = [*line, _range(36, 37, -4.0)]
     assert kind_of_change(quiet, GROUPS, moved, WHOLE, flat_mel, EDGES) == MOVED_LINE
+    assert kind_of_change(quiet, GROUPS, [_range(20, 24, 6.0, "peaks", 4.0)], WHOLE, flat_mel, EDGES) == IMPULSIVE
+    # the same rise where the machine's normal clips have loud events of their own: their timing changed
+    assert kind_of_change(quiet, GROUPS, [_range(20, 24, 6.0, "peaks", 12.0)], WHOLE, flat_mel, EDGES) == RHYTHM
     bursty = flat_mel.copy()
     bursty[20:30, 50:53] = 20.0
-    spread = [FrequencyRange(float(EDGES[20]), float(EDGES[30]), 3.0, 5.0, "variability")]
+    spread = [_range(20, 30, 5.0, "variability")]
     assert kind_of_change(quiet, GROUPS, spread, WHOLE, bursty, EDGES) == IMPULSIVE
     rhythm = flat_mel.copy()
     rhythm[20:30, ::2] = 3.0
     assert kind_of_change(quiet, GROUPS, spread, WHOLE, rhythm, EDGES) == RHYTHM
-    peaky_time = [TimeSpan(2.0, 3.0, 5.0)]
-    assert kind_of_change(quiet, GROUPS, [], peaky_time, flat_mel, EDGES) == RHYTHM
+    assert kind_of_change(quiet, GROUPS, [], [TimeSpan(2.0, 3.0, 5.0)], flat_mel, EDGES) == RHYTHM
     assert kind_of_change(quiet, GROUPS, [], WHOLE, flat_mel, EDGES) == UNSPECIFIED
 
 

@@ -2,10 +2,11 @@
 
 A band group is a run of adjacent mel bands, at several widths (`GROUP_SIZES`: single bands for a line, wider
 groups for a change spread over many bands, whose evidence no single band holds). A clip's group level is
-its log-mel averaged over the group's bands and over frames, its group variability the standard deviation
-over frames of the group's mean (both in dB). A detector keeps, per machine, the mean and spread of both over
-its normal clips, so an explanation can say which frequencies of a clip depart from that machine's normal
-sound and by how much.
+its log-mel averaged over the group's bands and over frames; its variability, how that mean moves over
+frames, twice: the standard deviation ("variability") and how far its loudest frames rise above the median
+("peaks": 99th percentile minus median, which short bursts raise and a steady change does not). All in dB.
+A detector keeps, per machine, the mean and spread of each over its normal clips, so an explanation can say
+which frequencies of a clip depart from that machine's normal sound and by how much.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import numpy as np
 
 from ssad.errors import SsadError
 
-__all__ = ["BAND_LEVEL", "BAND_VARIABILITY", "GROUP_SIZES", "BandProfile", "MachineBands", "NORMAL_BANDS_FILE",
-           "band_groups", "band_statistics"]
+__all__ = ["GROUP_SIZES", "MEASURES", "BandProfile", "MachineBands", "NORMAL_BANDS_FILE", "band_groups",
+           "band_statistics", "output_name"]
 
-#: per-clip outputs `clip_outputs` adds beside the network's, so references keep them for refits
-BAND_LEVEL = "band_level"
-BAND_VARIABILITY = "band_variability"
+#: what is measured per band group, in dB
+MEASURES = ("level", "variability", "peaks")
+#: the loudest frames of "peaks": this percentile of the group's frame levels
+PEAK_PERCENTILE = 99.0
 NORMAL_BANDS_FILE = "normal_bands.npz"
 #: widths of the band groups, in mel bands
 GROUP_SIZES = (1, 4, 16)
@@ -49,82 +51,89 @@ def _group_means(n_mels: int) -> np.ndarray:
     return matrix
 
 
-def band_statistics(log_mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n_mels, frames) log-mel in dB -> each band group's level (mean) and variability (std over frames)."""
+def output_name(measure: str) -> str:
+    """The per-clip output `clip_outputs` stores a measure under (beside the network's), so references keep it."""
+    return f"band_{measure}"
+
+
+def band_statistics(log_mel: np.ndarray) -> dict[str, np.ndarray]:
+    """(n_mels, frames) log-mel in dB -> each band group's level, variability and peaks (see the module's docstring)."""
     series = _group_means(log_mel.shape[0]) @ np.asarray(log_mel, dtype=np.float64)
-    return series.mean(axis=-1), series.std(axis=-1)
+    median = np.median(series, axis=-1)
+    return {"level": series.mean(axis=-1), "variability": series.std(axis=-1),
+            "peaks": np.percentile(series, PEAK_PERCENTILE, axis=-1) - median}
 
 
 @dataclass(frozen=True)
 class MachineBands:
-    """One machine's normal band group statistics, (groups,) each, in dB; `clips` is how many clips they come from."""
+    """One machine's normal statistics per measure, (groups,) each, in dB; `clips` is how many clips they come from."""
 
-    level_mean: np.ndarray
-    level_spread: np.ndarray
-    variability_mean: np.ndarray
-    variability_spread: np.ndarray
+    means: dict[str, np.ndarray]
+    spreads: dict[str, np.ndarray]
     clips: int
 
-    def z_scores(self, level: np.ndarray, variability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A clip's level and variability per band as z-scores against this machine's normal spread."""
-        level_z = (level - self.level_mean) / np.maximum(self.level_spread, SPREAD_FLOOR_DB)
-        variability_z = (variability - self.variability_mean) / np.maximum(self.variability_spread, SPREAD_FLOOR_DB)
-        return level_z, variability_z
+    def z_scores(self, statistics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A clip's `band_statistics` as z-scores against this machine's normal spread, per measure."""
+        return {m: (statistics[m] - self.means[m]) / np.maximum(self.spreads[m], SPREAD_FLOOR_DB) for m in MEASURES}
 
 
 @dataclass
 class BandProfile:
-    """Per machine (rows in `machines` order), the normal band statistics `MachineBands` holds."""
+    """Per machine (rows in `machines` order), the normal statistics `MachineBands` holds: (machines, groups) arrays."""
 
     machines: list[str]
-    level_mean: np.ndarray
-    level_spread: np.ndarray
-    variability_mean: np.ndarray
-    variability_spread: np.ndarray
+    means: dict[str, np.ndarray]
+    spreads: dict[str, np.ndarray]
     clips: np.ndarray
 
     @classmethod
-    def fit(cls, level: np.ndarray, variability: np.ndarray, ids: Sequence[str]) -> BandProfile:
-        """Mean and spread (std over clips) per machine of the clips' group levels and variabilities, (n, groups)."""
-        level, variability = np.asarray(level, dtype=np.float64), np.asarray(variability, dtype=np.float64)
+    def fit(cls, statistics: dict[str, np.ndarray], ids: Sequence[str]) -> BandProfile:
+        """Mean and spread (std over clips) per machine of every measure's (clips, groups) array."""
         ids = np.asarray(ids, dtype=str)
-        if level.shape != variability.shape or level.ndim != 2 or len(ids) != len(level):
-            msg = f"band levels {level.shape}, variabilities {variability.shape} and {len(ids)} ids do not match"
+        values = {m: np.asarray(statistics[m], dtype=np.float64) for m in MEASURES}
+        shapes = {v.shape for v in values.values()}
+        if len(shapes) != 1 or values["level"].ndim != 2 or len(ids) != len(values["level"]):
+            msg = f"band statistics of shapes {sorted(shapes)} and {len(ids)} ids do not match"
             raise ValueError(msg)
         machines = sorted(set(ids.tolist()))
         rows = [ids == m for m in machines]
-        return cls(
-            machines,
-            np.stack([level[r].mean(axis=0) for r in rows]),
-            np.stack([level[r].std(axis=0) for r in rows]),
-            np.stack([variability[r].mean(axis=0) for r in rows]),
-            np.stack([variability[r].std(axis=0) for r in rows]),
-            np.array([int(r.sum()) for r in rows]),
-        )
+        return cls(machines, {m: np.stack([v[r].mean(axis=0) for r in rows]) for m, v in values.items()},
+                   {m: np.stack([v[r].std(axis=0) for r in rows]) for m, v in values.items()},
+                   np.array([int(r.sum()) for r in rows]))
 
-    def refit(self, machine: str, level: np.ndarray, variability: np.ndarray) -> BandProfile:
-        """A copy with `machine`'s statistics fitted anew on these clips alone; other machines unchanged."""
-        fresh = BandProfile.fit(level, variability, [machine] * len(level))
+    @classmethod
+    def from_outputs(cls, outputs: dict[str, np.ndarray], ids: Sequence[str]) -> BandProfile | None:
+        """`fit` on per-clip outputs that hold every measure (see `output_name`); None when they do not."""
+        if not all(output_name(m) in outputs for m in MEASURES):
+            return None
+        return cls.fit({m: outputs[output_name(m)] for m in MEASURES}, ids)
+
+    def refit(self, machine: str, outputs: dict[str, np.ndarray]) -> BandProfile:
+        """A copy with `machine`'s statistics fitted anew on these clips' outputs alone; other machines unchanged."""
+        fresh = BandProfile.from_outputs(outputs, [machine] * len(outputs[output_name("level")]))
         keep = [i for i, m in enumerate(self.machines) if m != machine]
-        merged = {name: np.concatenate([getattr(self, name)[keep], getattr(fresh, name)])
-                  for name in ("level_mean", "level_spread", "variability_mean", "variability_spread", "clips")}
         names = [self.machines[i] for i in keep] + [machine]
         order = np.argsort(names, kind="stable")
-        return BandProfile([names[i] for i in order], **{k: v[order] for k, v in merged.items()})
+
+        def merged(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+            return np.concatenate([old[keep], new])[order]
+
+        return BandProfile([names[i] for i in order], {m: merged(self.means[m], fresh.means[m]) for m in MEASURES},
+                           {m: merged(self.spreads[m], fresh.spreads[m]) for m in MEASURES},
+                           merged(self.clips, fresh.clips))
 
     def of(self, machine: str) -> MachineBands | None:
         """One machine's statistics, or None when the profile has none for it."""
         if machine not in self.machines:
             return None
         i = self.machines.index(machine)
-        return MachineBands(self.level_mean[i], self.level_spread[i], self.variability_mean[i],
-                            self.variability_spread[i], int(self.clips[i]))
+        return MachineBands({m: v[i] for m, v in self.means.items()}, {m: v[i] for m, v in self.spreads.items()},
+                            int(self.clips[i]))
 
     def save(self, path: str | Path) -> None:
         """Plain npz (no pickle): the arrays plus the machine names."""
-        np.savez(path, machines=np.asarray(self.machines, dtype=str), level_mean=self.level_mean,
-                 level_spread=self.level_spread, variability_mean=self.variability_mean,
-                 variability_spread=self.variability_spread, clips=self.clips)
+        np.savez(path, machines=np.asarray(self.machines, dtype=str), clips=self.clips,
+                 **{f"mean.{m}": v for m, v in self.means.items()}, **{f"spread.{m}": v for m, v in self.spreads.items()})
 
     @classmethod
     def load(cls, path: str | Path) -> BandProfile | None:
@@ -134,12 +143,11 @@ class BandProfile:
             return None
         try:
             with np.load(path, allow_pickle=False) as npz:
-                profile = cls([str(m) for m in npz["machines"]], *(npz[k] for k in (
-                    "level_mean", "level_spread", "variability_mean", "variability_spread", "clips")))
+                profile = cls([str(m) for m in npz["machines"]], {m: npz[f"mean.{m}"] for m in MEASURES},
+                              {m: npz[f"spread.{m}"] for m in MEASURES}, npz["clips"])
         except (OSError, ValueError, KeyError) as error:
             raise SsadError(f"{path}: unreadable normal band statistics ({error})") from None
-        shapes = {a.shape for a in (profile.level_mean, profile.level_spread, profile.variability_mean,
-                                    profile.variability_spread)}
+        shapes = {a.shape for a in (*profile.means.values(), *profile.spreads.values())}
         if len(shapes) != 1 or next(iter(shapes))[0] != len(profile.machines):
             raise SsadError(f"{path}: normal band statistics do not match their {len(profile.machines)} machines")
         return profile

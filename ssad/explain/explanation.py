@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ssad.explain.bands import band_groups, band_statistics
+from ssad.explain.bands import MEASURES, MachineBands, band_groups, band_statistics
 from ssad.explain.rules import UNSPECIFIED, kind_of_change
 from ssad.scoring import select_input
 
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "explain_clip", "format_hz"]
 
-#: a band group departs from normal when its level or variability is this many normal spreads away
-WHERE_Z = 3.0
+#: a band group departs from normal when a measure is this many normal spreads away; "peaks" vary more from
+#: clip to clip than a normal spread says (a normal clip's loudest 1 % of frames is itself a rare event)
+WHERE_Z = {"level": 3.0, "variability": 3.0, "peaks": 4.0}
 #: ranges and spans reported, strongest first
 MAX_RANGES = 3
 MAX_SPANS = 3
@@ -50,10 +51,10 @@ class TimeSpan:
 
 @dataclass
 class FrequencyRange:
-    """Frequencies whose level or variability departs from the machine's normal clips.
+    """Frequencies whose level, variability or peaks depart from the machine's normal clips.
 
-    `change_db` is the clip's change from the normal mean in dB and `z` the change in normal spreads, both at
-    the range's most departing band, for `measure` ("level" or "variability").
+    `measure` says which (`ssad.explain.bands.MEASURES`); `change_db` is the clip's change from the machine's
+    normal mean of it (`normal_db`) in dB, and `z` the change in normal spreads.
     """
 
     low_hz: float
@@ -61,6 +62,7 @@ class FrequencyRange:
     change_db: float
     z: float
     measure: str
+    normal_db: float
 
 
 @dataclass
@@ -73,8 +75,7 @@ class Evidence:
     window_centres_s: np.ndarray
     window_scores: np.ndarray
     normal_scores: np.ndarray
-    level_z: np.ndarray | None = None
-    variability_z: np.ndarray | None = None
+    z_scores: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -108,8 +109,8 @@ class Explanation:
 
     def summary(self, offset_s: float = 0.0) -> str:
         """One line an operator reads: '2.1-2.6 kHz +9 dB, 12.4-13.0 s, new narrowband line'."""
-        parts = [f"{format_hz(r.low_hz, r.high_hz)} {r.change_db:+.0f} dB{' spread' if r.measure != 'level' else ''}"
-                 for r in self.where[:1]]
+        parts = [f"{format_hz(r.low_hz, r.high_hz)} {r.measure if r.measure != 'level' else ''} {r.change_db:+.0f} dB"
+                 .replace("  ", " ") for r in self.where[:1]]
         parts += ["throughout" if s.whole_clip else f"{s.start_s + offset_s:.1f}-{s.end_s + offset_s:.1f} s"
                   for s in self.when[:1]]
         return ", ".join([*parts, self.kind])
@@ -122,8 +123,8 @@ class Explanation:
 
 
 def format_hz(low: float, high: float) -> str:
-    """'2.1-2.6 kHz' or '120-480 Hz'."""
-    if high >= 1000:
+    """'2.1-2.6 kHz', or '120-480 Hz' and '1968-2021 Hz' where tenths of a kHz would hide the range."""
+    if high >= 1000 and high - low >= 200:
         return f"{low / 1000:.1f}-{high / 1000:.1f} kHz"
     return f"{low:.0f}-{high:.0f} Hz"
 
@@ -167,25 +168,36 @@ def _runs(mask: np.ndarray, gap: int = 0) -> list[np.ndarray]:
     return [np.arange(part[0], part[-1] + 1) for part in np.split(index, breaks)]
 
 
-def frequency_ranges(level_change: np.ndarray, level_z: np.ndarray, variability_change: np.ndarray,
-                     variability_z: np.ndarray, groups: np.ndarray, edges_hz: np.ndarray) -> list[FrequencyRange]:
-    """Band groups departing from normal beyond `WHERE_Z`, strongest first, none overlapping a stronger one, in Hz."""
-    ranges: list[FrequencyRange] = []
+def frequency_ranges(statistics: dict[str, np.ndarray], normal: MachineBands, groups: np.ndarray,
+                     edges_hz: np.ndarray) -> list[FrequencyRange]:
+    """Band groups with a measure beyond its `WHERE_Z`, strongest (relative to it) first, in Hz.
+
+    A group overlapping a stronger one is left out; one touching a stronger range of the same measure and sign
+    widens it (the change, z and normal level stay the stronger group's).
+    """
+    z = normal.z_scores(statistics)
+    candidates = sorted(((abs(z[m][g]) / WHERE_Z[m], m, g) for m in MEASURES for g in range(len(groups))
+                         if abs(z[m][g]) >= WHERE_Z[m]), key=lambda c: -c[0])
+    kept: list[tuple[str, list[int], int]] = []  # measure, [first band, end band], strongest group
     taken = np.zeros(len(edges_hz) - 1, dtype=bool)
-    use_level = np.abs(level_z) >= np.abs(variability_z)
-    z = np.where(use_level, level_z, variability_z)
-    change = np.where(use_level, level_change, variability_change)
-    for index in np.argsort(-np.abs(z), kind="stable"):
-        if abs(z[index]) < WHERE_Z or len(ranges) == MAX_RANGES:
-            break
-        first, end = groups[index]
+    for _, measure, g in candidates:
+        first, end = (int(b) for b in groups[g])
         if taken[first:end].any():
             continue
+        touching = [k for k in kept if k[0] == measure and np.sign(z[measure][k[2]]) == np.sign(z[measure][g])
+                    and (k[1][1] == first or k[1][0] == end)]
+        if touching:
+            span = touching[0][1]
+            span[0], span[1] = min(span[0], first), max(span[1], end)
+        elif len(kept) < MAX_RANGES:
+            kept.append((measure, [first, end], g))
+        else:
+            continue
         taken[first:end] = True
-        ranges.append(FrequencyRange(round(float(edges_hz[first]), 1), round(float(edges_hz[end]), 1),
-                                     round(float(change[index]), 2), round(float(z[index]), 2),
-                                     "level" if use_level[index] else "variability"))
-    return ranges
+    return [FrequencyRange(round(float(edges_hz[first]), 1), round(float(edges_hz[end]), 1),
+                           round(float(statistics[measure][g] - normal.means[measure][g]), 2),
+                           round(float(z[measure][g]), 2), measure, round(float(normal.means[measure][g]), 2))
+            for measure, (first, end), g in kept]
 
 
 @torch.inference_mode()
@@ -222,15 +234,13 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
     elif normal is None:
         note = (f"no normal band statistics for {machine} (its clips were added before ssad kept them), so no "
                 f"frequency ranges; save the detector again with `ssad detector` to get them")
-    elif normal.level_mean.shape != (len(groups),):
+    elif normal.means["level"].shape != (len(groups),):
         note = f"the detector's normal band statistics do not fit this model's {log_mel.shape[0]} mel bands"
     else:
-        level, variability = band_statistics(log_mel)
-        level_z, variability_z = normal.z_scores(level, variability)
-        where = frequency_ranges(level - normal.level_mean, level_z, variability - normal.variability_mean,
-                                 variability_z, groups, edges)
-        evidence.level_z, evidence.variability_z = level_z, variability_z
-        kind = kind_of_change(level_z, groups, where, when, log_mel, edges)
+        statistics = band_statistics(log_mel)
+        where = frequency_ranges(statistics, normal, groups, edges)
+        evidence.z_scores = normal.z_scores(statistics)
+        kind = kind_of_change(evidence.z_scores["level"], groups, where, when, log_mel, edges)
     label = str(clip) if isinstance(clip, (str, Path)) else "waveform"
     return Explanation(label, machine, scorer_name, score, threshold, int(score > threshold),
                        _percentile(score, normal_scores), when, where, kind, note, evidence)

@@ -49,11 +49,14 @@ def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
     ticks = np.linspace(0, n_mels, 7)
     spec_ax.set_yticks(ticks, [_hz_label(np.interp(t, np.arange(n_mels + 1), evidence.band_edges_hz)) for t in ticks])
     spec_ax.set_ylabel("frequency (Hz, mel scale)")
-    for r in explanation.where:
+    for number, r in enumerate(explanation.where, start=1):
         low, high = _band_position(evidence.band_edges_hz, r.low_hz), _band_position(evidence.band_edges_hz, r.high_hz)
-        spec_ax.axhspan(low, high, facecolor="none", edgecolor="cyan", linewidth=1.5)
-        spec_ax.text(duration, high, f" {format_hz(r.low_hz, r.high_hz)} {r.change_db:+.1f} dB {r.measure} "
-                     f"(z {r.z:+.1f})", color="cyan", fontsize=8, ha="right", va="bottom")
+        spec_ax.axhspan(low, high, facecolor="none", edgecolor="cyan", linewidth=1.5,
+                        label=f"{number}: {format_hz(r.low_hz, r.high_hz)} {r.measure} {r.change_db:+.1f} dB (z {r.z:+.1f})")
+        spec_ax.annotate(str(number), (1.0, (low + high) / 2 / n_mels), xycoords="axes fraction", xytext=(3, 0),
+                         textcoords="offset points", va="center", fontsize=8, color="black")
+    if explanation.where:
+        spec_ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
     for span in explanation.when:
         if not span.whole_clip:
             spec_ax.axvspan(span.start_s, span.end_s, facecolor="none", edgecolor=_FLAG, linewidth=1.5)

@@ -1,12 +1,15 @@
-"""What kind of change a clip shows, in plain words, from simple rules on its band z-scores and time profile.
+"""What kind of change a clip shows, in plain words, from simple rules on its band group z-scores and time profile.
 
 The rules, in order (the first that holds wins):
-1. most of the widest band groups' levels rose (or dropped) together: a broadband level rise (drop);
-2. the strongest range is a narrow level rise: a new narrowband line, or a moved one when a narrow level drop
-   sits elsewhere (the line left its old place);
-3. the strongest range is a rise in variability whose frames hold short loud peaks: impulsive bursts;
-4. the strongest range's variability changed otherwise, or the window scores rose in some spans only, with no
-   band beyond the normal spread: a changed rhythm or timing;
+1. the strongest range (`where[0]`) is a level change, or there is none: a broadband level rise (drop) when
+   most of the widest band groups' levels rose (dropped) together or the range spans an octave or more; a new
+   narrowband line for a narrow rise, a moved one when a narrow level drop sits elsewhere (the line left its
+   old place);
+2. the strongest range is a rise of peaks (loud frames above the median) where the machine's normal clips have
+   no loud events: impulsive bursts; where they have them, or peaks fell: a changed rhythm or timing;
+3. the strongest range is a variability change: impulsive bursts when its loud frames are few and short, else a
+   changed rhythm or timing;
+4. no range, but the window scores rose in some spans only: a changed rhythm or timing;
 5. otherwise "unspecified".
 """
 
@@ -37,6 +40,11 @@ BAND_Z = 2.0
 BROADBAND_SHARE = 0.4
 #: a range is narrow when it is at most this share of an octave wide (a third of an octave)
 NARROW_OCTAVES = 1.0 / 3.0
+#: a level change over at least this many octaves is broadband
+BROADBAND_OCTAVES = 1.0
+#: a machine's normal clips have loud events in a band when their peaks there reach this (dB above the median):
+#: steady machines measured 5-6 dB (at most 10), cycling ones (slide rail, valve) 9-14 on the synthetic set
+EVENTS_DB = 8.0
 #: frames count as a burst when this many dB above the range's median frame level
 BURST_DB = 6.0
 #: ...and impulsive when such frames are at most this share of the clip (short peaks, not a steady change)
@@ -67,18 +75,22 @@ def kind_of_change(level_z: np.ndarray, groups: np.ndarray, where: Sequence[Freq
     widths = groups[:, 1] - groups[:, 0]
     widest = level_z[widths == widths.max()]
     rose, dropped = float(np.mean(widest >= BAND_Z)), float(np.mean(widest <= -BAND_Z))
-    if max(rose, dropped) >= BROADBAND_SHARE:
-        return BROADBAND_RISE if rose >= dropped else BROADBAND_DROP
-    if not where:
-        return RHYTHM if when and not when[0].whole_clip else UNSPECIFIED
-    top = where[0]
-    narrow = _octaves(top.low_hz, top.high_hz) <= NARROW_OCTAVES
-    if top.measure == "level" and top.z > 0 and narrow:
-        moved = any(r.measure == "level" and r.z < 0 and _octaves(r.low_hz, r.high_hz) <= NARROW_OCTAVES
-                    for r in where[1:])
-        return MOVED_LINE if moved else NEW_LINE
-    if top.measure == "variability":
-        if top.z > 0 and _impulsive(log_mel, _bands_of(top, edges_hz)):
-            return IMPULSIVE
-        return RHYTHM
-    return UNSPECIFIED
+    top = where[0] if where else None
+    if top is None or top.measure == "level":
+        if max(rose, dropped) >= BROADBAND_SHARE:
+            return BROADBAND_RISE if rose >= dropped else BROADBAND_DROP
+        if top is None:
+            return RHYTHM if when and not when[0].whole_clip else UNSPECIFIED
+        octaves = _octaves(top.low_hz, top.high_hz)
+        if octaves >= BROADBAND_OCTAVES:
+            return BROADBAND_RISE if top.z > 0 else BROADBAND_DROP
+        if top.z > 0 and octaves <= NARROW_OCTAVES:
+            moved = any(r.measure == "level" and r.z < 0 and _octaves(r.low_hz, r.high_hz) <= NARROW_OCTAVES
+                        for r in where[1:])
+            return MOVED_LINE if moved else NEW_LINE
+        return UNSPECIFIED
+    if top.measure == "peaks":
+        return IMPULSIVE if top.z > 0 and top.normal_db < EVENTS_DB else RHYTHM
+    if top.z > 0 and _impulsive(log_mel, _bands_of(top, edges_hz)):
+        return IMPULSIVE
+    return RHYTHM
