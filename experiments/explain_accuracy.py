@@ -85,7 +85,7 @@ def overlaps(low: float, high: float, other_low: float, other_high: float) -> bo
     return min(high, other_high) > max(low, other_low)
 
 
-def judge(fault: Fault, explanation, duration_s: float) -> dict:
+def judge(fault: Fault, explanation, duration_s: float, nyquist: float) -> dict:
     """One clip's row: the decision, and whether where, when and kind point at the fault."""
     top_where = explanation.where[0] if explanation.where else None
     top_when = explanation.when[0] if explanation.when else None
@@ -100,6 +100,7 @@ def judge(fault: Fault, explanation, duration_s: float) -> dict:
         "where_hit": int(top_where is not None and overlaps(top_where.low_hz, top_where.high_hz, fault.low_hz,
                                                            fault.high_hz)),
         "transient": int(transient),
+        "whole_band": int(fault.low_hz <= 0 and fault.high_hz >= nyquist),
         "when": f"{top_when.start_s:.2f}-{top_when.end_s:.2f}" if top_when else "",
         "fault_s": f"{fault.start_s:.2f}-{fault.end_s:.2f}",
         "when_hit": int(top_when is not None and overlaps(top_when.start_s, top_when.end_s, fault.start_s,
@@ -113,7 +114,7 @@ def _share(hits: list) -> str:
     return f"{100 * sum(values) / len(values):.0f} % ({sum(values)}/{len(values)})" if values else "-"
 
 
-def markdown(rows: list[dict], detector: str, data: str, examples: list[tuple[str, str]]) -> str:
+def markdown(rows: list[dict], detector: str, data: str, examples: list[tuple[str, str]], note: str = "") -> str:
     """The per-family table and notes."""
     by_family: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -128,6 +129,7 @@ def markdown(rows: list[dict], detector: str, data: str, examples: list[tuple[st
         "one of the kinds the family should show (`FAMILY_KINDS` in the script). Targets: where and when >= 70 %, "
         "kind >= 60 %.",
         "",
+        *([note, ""] if note else []),
         "| family | anomalous clips | flagged | where | when (transient) | kind | kinds reported |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -147,8 +149,12 @@ def markdown(rows: list[dict], detector: str, data: str, examples: list[tuple[st
     if unknown:
         lines += ["", f"Families without an expected kind in `FAMILY_KINDS` (not counted in *kind*): "
                   f"{', '.join(unknown)}."]
-    whole = sum(1 for r in rows if r["flagged"] and not r["where"])
-    lines += ["", f"Flagged clips with no frequency range beyond the normal spread (a miss for *where*): {whole}."]
+    flagged = [r for r in rows if r["flagged"]]
+    empty = sum(1 for r in flagged if not r["where"])
+    whole_band = sum(1 for r in flagged if r["whole_band"])
+    lines += ["", f"Flagged clips with no frequency range beyond the normal spread (a miss for *where*): {empty} of "
+              f"{len(flagged)}. Flagged clips whose fault faults.csv gives over the whole band (any range is a hit): "
+              f"{whole_band}."]
     if examples:
         lines += ["", "## Examples", ""] + [f"- {family}: `{name}`" for family, name in examples]
     return "\n".join(lines) + "\n"
@@ -161,6 +167,7 @@ def main() -> None:
     parser.add_argument("--faults", default=None, help="default: DATA/faults.csv")
     parser.add_argument("--out", default=str(RESULTS), help="folder for explain.md, explain.csv and pictures")
     parser.add_argument("--examples", type=int, default=0, help="draw this many flagged clips of different families")
+    parser.add_argument("--note", default="", help="a paragraph for the report: what data and detector these are")
     args = parser.parse_args()
 
     from ssad.data.audio import audio_info
@@ -173,7 +180,7 @@ def main() -> None:
     rows, explained = [], []
     for fault in tqdm(faults, desc="explaining", unit="clip"):
         explanation = detector.explain(fault.path, fault.machine)
-        rows.append(judge(fault, explanation, audio_info(fault.path).duration))
+        rows.append(judge(fault, explanation, audio_info(fault.path).duration, detector.model.sample_rate / 2))
         explained.append(explanation)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "explain.csv", "w", newline="") as handle:
@@ -191,7 +198,7 @@ def main() -> None:
         name = f"explain_{rows[i]['family']}.png"
         plot_explanation(explained[i], out / name)
         examples.append((rows[i]["family"], name))
-    (out / "explain.md").write_text(markdown(rows, Path(args.detector).name, Path(args.data).name, examples))
+    (out / "explain.md").write_text(markdown(rows, Path(args.detector).name, Path(args.data).name, examples, args.note))
     print((out / "explain.md").read_text())
 
 
