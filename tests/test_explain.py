@@ -93,6 +93,11 @@ def test_the_strongest_group_wins_and_hides_the_groups_it_overlaps() -> None:
         (round(EDGES[30], 1), round(EDGES[31], 1), 8.0, 8.0, "level"),
         (round(EDGES[48], 1), 8000.0, 5.0, 5.0, "peaks"),
     ]
+    normal, clip = _normal(peaks=(20, 9.0), peaks_2=(21, 5.0), level=(22, 4.0))
+    (merged, level) = frequency_ranges(clip, normal, GROUPS, EDGES)  # bands 20 and 21 touch: one range
+    assert (merged.low_hz, merged.high_hz, merged.z, merged.measure) == (round(EDGES[20], 1), round(EDGES[22], 1),
+                                                                         9.0, "peaks")
+    assert (level.low_hz, level.measure) == (round(EDGES[22], 1), "level")  # touching, but another measure
     normal, clip = _normal(level=(30, 2.5), peaks=(3, 3.5))  # each below its measure's threshold
     assert frequency_ranges(clip, normal, GROUPS, EDGES) == []
 
