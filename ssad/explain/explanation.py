@@ -109,8 +109,8 @@ class Explanation:
 
     def summary(self, offset_s: float = 0.0) -> str:
         """One line an operator reads: '2.1-2.6 kHz +9 dB, 12.4-13.0 s, new narrowband line'."""
-        parts = [f"{format_hz(r.low_hz, r.high_hz)} {r.measure if r.measure != 'level' else ''} {r.change_db:+.0f} dB"
-                 .replace("  ", " ") for r in self.where[:1]]
+        parts = [" ".join([format_hz(r.low_hz, r.high_hz), *([r.measure] if r.measure != "level" else []),
+                           f"{r.change_db:+.0f} dB"]) for r in self.where[:1]]
         parts += ["throughout" if s.whole_clip else f"{s.start_s + offset_s:.1f}-{s.end_s + offset_s:.1f} s"
                   for s in self.when[:1]]
         return ", ".join([*parts, self.kind])
@@ -159,13 +159,10 @@ def time_spans(window_scores: np.ndarray, centres_s: np.ndarray, hop_s: float, d
     return sorted(spans, key=lambda s: -s.peak_score)[:MAX_SPANS]
 
 
-def _runs(mask: np.ndarray, gap: int = 0) -> list[np.ndarray]:
-    """Index runs where `mask` holds, runs at most `gap` apart joined."""
+def _runs(mask: np.ndarray) -> list[np.ndarray]:
+    """The runs of consecutive indices where `mask` holds."""
     index = np.flatnonzero(mask)
-    if index.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(index) > gap + 1) + 1
-    return [np.arange(part[0], part[-1] + 1) for part in np.split(index, breaks)]
+    return np.split(index, np.flatnonzero(np.diff(index) > 1) + 1) if index.size else []
 
 
 def frequency_ranges(statistics: dict[str, np.ndarray], normal: MachineBands, groups: np.ndarray,
