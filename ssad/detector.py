@@ -262,7 +262,7 @@ class Detector:
             else:
                 where = str(item) if isinstance(item, (str, Path)) else "a waveform"
                 raise SsadError(f"{where}: cannot tell which machine it is from its name; "
-                                f"pass machine_ids (one of {known})")
+                                f"give its machine (--machine; machine_ids in Python), one of {known}")
         return result
 
     def score(self, inputs: ClipInput | Sequence[ClipInput], machine_ids: str | Sequence[str] | None = None, *,
