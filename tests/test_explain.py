@@ -103,12 +103,16 @@ def test_the_strongest_group_wins_and_hides_the_groups_it_overlaps() -> None:
 
 
 def test_time_spans_find_a_burst_and_say_throughout_for_a_flat_curve() -> None:
-    centres = np.arange(1.0, 10.0)
+    starts = np.arange(9.0)  # windows of 2 s every 1 s
+    ends = starts + 2.0
     burst = np.ones(9)
-    burst[5] = 10.0
-    (span,) = time_spans(burst, centres, 1.0, 10.0)
-    assert (span.start_s, span.end_s, span.whole_clip) == (5.5, 6.5, False)
-    flat = time_spans(np.full(9, 3.0) + 0.01 * np.arange(9), centres, 1.0, 10.0)
+    burst[[4, 5]] = 10.0  # both windows that hold 5-6 s
+    (span,) = time_spans(burst, starts, ends, 10.0)
+    assert (span.start_s, span.end_s, span.whole_clip) == (5.0, 6.0, False)
+    long = np.ones(9)
+    long[1:5] = 10.0  # windows 1-4 share nothing: from the middle of the first to the middle of the last
+    assert [(s.start_s, s.end_s) for s in time_spans(long, starts, ends, 10.0)] == [(2.0, 5.0)]
+    flat = time_spans(np.full(9, 3.0) + 0.01 * np.arange(9), starts, ends, 10.0)
     assert len(flat) == 1 and flat[0].whole_clip and flat[0].end_s == 10.0
 
 

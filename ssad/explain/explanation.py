@@ -143,8 +143,12 @@ def _percentile(score: float, normal: np.ndarray) -> float:
     return float(100.0 * (np.sum(normal < score) + 0.5 * np.sum(normal == score)) / normal.size)
 
 
-def time_spans(window_scores: np.ndarray, centres_s: np.ndarray, hop_s: float, duration_s: float) -> list[TimeSpan]:
-    """Runs of windows whose scores rose most above the clip's median, strongest first; the whole clip if none stands out."""
+def time_spans(window_scores: np.ndarray, starts_s: np.ndarray, ends_s: np.ndarray, duration_s: float) -> list[TimeSpan]:
+    """Runs of windows whose scores rose most above the clip's median, strongest first; the whole clip if none stands out.
+
+    A run's span is what all its windows share (a short event raises every window that holds it), or from the
+    middle of its first window to the middle of its last when they share nothing.
+    """
     scores = np.asarray(window_scores, dtype=np.float64)
     median, peak = float(np.median(scores)), float(scores.max())
     robust_sd = 1.4826 * float(np.median(np.abs(scores - median)))
@@ -153,9 +157,10 @@ def time_spans(window_scores: np.ndarray, centres_s: np.ndarray, hop_s: float, d
     raised = scores >= median + SPAN_SHARE * (peak - median)
     spans = []
     for run in _runs(raised):
-        start = max(0.0, centres_s[run[0]] - hop_s / 2)
-        end = min(duration_s, centres_s[run[-1]] + hop_s / 2)
-        spans.append(TimeSpan(round(start, 3), round(end, 3), float(scores[run].max())))
+        start, end = starts_s[run[-1]], ends_s[run[0]]
+        if start >= end:
+            start, end = (starts_s[run[0]] + ends_s[run[0]]) / 2, (starts_s[run[-1]] + ends_s[run[-1]]) / 2
+        spans.append(TimeSpan(round(float(start), 3), round(float(min(end, duration_s)), 3), float(scores[run].max())))
     return sorted(spans, key=lambda s: -s.peak_score)[:MAX_SPANS]
 
 
@@ -173,28 +178,30 @@ def frequency_ranges(statistics: dict[str, np.ndarray], normal: MachineBands, gr
     widens it (the change, z and normal level stay the stronger group's).
     """
     z = normal.z_scores(statistics)
-    candidates = sorted(((abs(z[m][g]) / WHERE_Z[m], m, g) for m in MEASURES for g in range(len(groups))
-                         if abs(z[m][g]) >= WHERE_Z[m]), key=lambda c: -c[0])
-    kept: list[tuple[str, list[int], int]] = []  # measure, [first band, end band], strongest group
+    strength = {(m, g): abs(z[m][g]) / WHERE_Z[m] for m in MEASURES for g in range(len(groups))}
+    kept: list[list] = []  # [measure, first band, end band, strongest group]
     taken = np.zeros(len(edges_hz) - 1, dtype=bool)
-    for _, measure, g in candidates:
+    for (measure, g), ratio in sorted(strength.items(), key=lambda item: -item[1]):
         first, end = (int(b) for b in groups[g])
-        if taken[first:end].any():
-            continue
-        touching = [k for k in kept if k[0] == measure and np.sign(z[measure][k[2]]) == np.sign(z[measure][g])
-                    and (k[1][1] == first or k[1][0] == end)]
-        if touching:
-            span = touching[0][1]
-            span[0], span[1] = min(span[0], first), max(span[1], end)
-        elif len(kept) < MAX_RANGES:
-            kept.append((measure, [first, end], g))
+        if ratio < 1.0:
+            break
+        if not taken[first:end].any():
+            taken[first:end] = True
+            kept.append([measure, first, end, g])
+    merged: list[list] = []
+    for item in sorted(kept, key=lambda k: k[1]):
+        last = merged[-1] if merged else None
+        if last is not None and last[2] == item[1] and last[0] == item[0] and \
+                np.sign(z[item[0]][item[3]]) == np.sign(z[last[0]][last[3]]):
+            last[2] = item[2]
+            last[3] = max(last[3], item[3], key=lambda g: strength[(last[0], g)])
         else:
-            continue
-        taken[first:end] = True
+            merged.append(item)
+    merged.sort(key=lambda k: -strength[(k[0], k[3])])
     return [FrequencyRange(round(float(edges_hz[first]), 1), round(float(edges_hz[end]), 1),
                            round(float(statistics[measure][g] - normal.means[measure][g]), 2),
                            round(float(z[measure][g]), 2), measure, round(float(normal.means[measure][g]), 2))
-            for measure, (first, end), g in kept]
+            for measure, first, end, g in merged[:MAX_RANGES]]
 
 
 @torch.inference_mode()
@@ -217,10 +224,11 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
     log_mel = log_mel.cpu().numpy().astype(np.float64)
     frame_s = features.frame_seconds()
     duration = features.num_samples(log_mel.shape[1]) / features.sample_rate  # within a frame of the clip's end
-    centres = (np.arange(counts[0]) * model.window_hop + model.window_frames / 2) * frame_s
-    when = time_spans(window_scores, np.minimum(centres, duration), model.window_hop * frame_s, duration)
+    starts = np.arange(counts[0]) * model.window_hop * frame_s
+    ends = np.minimum(starts + model.window_frames * frame_s, duration)
+    when = time_spans(window_scores, starts, ends, duration)
     edges = features.band_edges_hz()
-    evidence = Evidence(log_mel, edges, frame_s, centres, window_scores, normal_scores)
+    evidence = Evidence(log_mel, edges, frame_s, (starts + ends) / 2, window_scores, normal_scores)
 
     normal = detector.normal_bands.of(machine) if detector.normal_bands is not None else None
     groups = band_groups(log_mel.shape[0])
