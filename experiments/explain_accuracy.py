@@ -96,6 +96,8 @@ def judge(fault: Fault, explanation, duration_s: float, nyquist: float) -> dict:
         "score": round(explanation.score, 4), "threshold": round(explanation.threshold, 4),
         "flagged": explanation.decision, "kind": explanation.kind,
         "where": f"{top_where.low_hz:.0f}-{top_where.high_hz:.0f}" if top_where else "",
+        "where_measure": top_where.measure if top_where else "",
+        "where_z": top_where.z if top_where else "",
         "fault_hz": f"{fault.low_hz:.0f}-{fault.high_hz:.0f}",
         "where_hit": int(top_where is not None and overlaps(top_where.low_hz, top_where.high_hz, fault.low_hz,
                                                            fault.high_hz)),
@@ -149,12 +151,15 @@ def markdown(rows: list[dict], detector: str, data: str, examples: list[tuple[st
     if unknown:
         lines += ["", f"Families without an expected kind in `FAMILY_KINDS` (not counted in *kind*): "
                   f"{', '.join(unknown)}."]
+    from ssad.explain.explanation import WHERE_Z
+
     flagged = [r for r in rows if r["flagged"]]
     empty = sum(1 for r in flagged if not r["where"])
+    weak = sum(1 for r in flagged if r["where"] and abs(r["where_z"]) < WHERE_Z[r["where_measure"]])
     whole_band = sum(1 for r in flagged if r["whole_band"])
-    lines += ["", f"Flagged clips with no frequency range beyond the normal spread (a miss for *where*): {empty} of "
-              f"{len(flagged)}. Flagged clips whose fault faults.csv gives over the whole band (any range is a hit): "
-              f"{whole_band}."]
+    lines += ["", f"Of the {len(flagged)} flagged clips, {weak} report as their top range only their strongest "
+              f"departure, below the z-score an unflagged clip needs ({empty} report no range: a miss for *where*). "
+              f"For {whole_band} faults.csv gives the whole band (any range is a hit)."]
     if examples:
         lines += ["", "## Examples", ""] + [f"- {family}: `{name}`" for family, name in examples]
     return "\n".join(lines) + "\n"

@@ -28,6 +28,8 @@ __all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "explain_cli
 #: a band group departs from normal when a measure is this many normal spreads away; "peaks" vary more from
 #: clip to clip than a normal spread says (a normal clip's loudest 1 % of frames is itself a rare event)
 WHERE_Z = {"level": 3.0, "variability": 3.0, "peaks": 4.0}
+#: a flagged clip with no group beyond WHERE_Z reports its strongest group if it reaches this share of it
+FLAGGED_SHARE = 0.6
 #: ranges and spans reported, strongest first
 MAX_RANGES = 3
 MAX_SPANS = 3
@@ -171,8 +173,8 @@ def _runs(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def frequency_ranges(statistics: dict[str, np.ndarray], normal: MachineBands, groups: np.ndarray,
-                     edges_hz: np.ndarray) -> list[FrequencyRange]:
-    """Band groups with a measure beyond its `WHERE_Z`, strongest (relative to it) first, in Hz.
+                     edges_hz: np.ndarray, share: float = 1.0) -> list[FrequencyRange]:
+    """Band groups with a measure beyond `share` of its `WHERE_Z`, strongest (relative to it) first, in Hz.
 
     A group overlapping a stronger one is left out; one touching a stronger range of the same measure and sign
     widens it (the change, z and normal level stay the stronger group's).
@@ -183,7 +185,7 @@ def frequency_ranges(statistics: dict[str, np.ndarray], normal: MachineBands, gr
     taken = np.zeros(len(edges_hz) - 1, dtype=bool)
     for (measure, g), ratio in sorted(strength.items(), key=lambda item: -item[1]):
         first, end = (int(b) for b in groups[g])
-        if ratio < 1.0:
+        if ratio < share:
             break
         if not taken[first:end].any():
             taken[first:end] = True
@@ -244,6 +246,8 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
     else:
         statistics = band_statistics(log_mel)
         where = frequency_ranges(statistics, normal, groups, edges)
+        if not where and score > threshold:  # flagged: say where it departs most, if anywhere near
+            where = frequency_ranges(statistics, normal, groups, edges, share=FLAGGED_SHARE)[:1]
         evidence.z_scores = normal.z_scores(statistics)
         kind = kind_of_change(evidence.z_scores["level"], groups, where, when, log_mel, edges)
     label = str(clip) if isinstance(clip, (str, Path)) else "waveform"

@@ -3,7 +3,7 @@
 The rules, in order (the first that holds wins):
 1. the strongest range (`where[0]`) is a level change, or there is none: a broadband level rise (drop) when
    most of the widest band groups' levels rose (dropped) together or the range spans an octave or more; a new
-   narrowband line for a narrow rise, a moved one when a narrow level drop sits elsewhere (the line left its
+   narrowband line for a narrow rise of `LINE_Z` or more, a moved one when a narrow level drop sits elsewhere (the line left its
    old place);
 2. the strongest range is a rise of peaks (loud frames above the median) where the machine's normal clips have
    no loud events: impulsive bursts; where they have them, or peaks fell: a changed rhythm or timing;
@@ -40,6 +40,8 @@ BAND_Z = 2.0
 BROADBAND_SHARE = 0.4
 #: a range is narrow when it is at most this share of an octave wide (a third of an octave)
 NARROW_OCTAVES = 1.0 / 3.0
+#: a narrow level rise is a line only this many normal spreads up (a weaker one is as likely chance)
+LINE_Z = 3.0
 #: a level change over at least this many octaves is broadband
 BROADBAND_OCTAVES = 1.0
 #: a machine's normal clips have loud events in a band when their peaks there reach this (dB above the median):
@@ -84,7 +86,7 @@ def kind_of_change(level_z: np.ndarray, groups: np.ndarray, where: Sequence[Freq
         octaves = _octaves(top.low_hz, top.high_hz)
         if octaves >= BROADBAND_OCTAVES:
             return BROADBAND_RISE if top.z > 0 else BROADBAND_DROP
-        if top.z > 0 and octaves <= NARROW_OCTAVES:
+        if top.z >= LINE_Z and octaves <= NARROW_OCTAVES:
             moved = any(r.measure == "level" and r.z < 0 and _octaves(r.low_hz, r.high_hz) <= NARROW_OCTAVES
                         for r in where[1:])
             return MOVED_LINE if moved else NEW_LINE
