@@ -101,7 +101,7 @@ def test_the_strongest_group_wins_and_hides_the_groups_it_overlaps() -> None:
     normal, clip = _normal(level=(30, 2.5), peaks=(3, 3.5))  # each below its measure's threshold
     assert frequency_ranges(clip, normal, GROUPS, EDGES) == []
     weak = frequency_ranges(clip, normal, GROUPS, EDGES, share=0.6)  # what a flagged clip falls back on
-    assert [(r.measure, r.z) for r in weak] == [("level", 2.5), ("peaks", 3.5)]
+    assert [(r.measure, r.z) for r in weak] == [("peaks", 3.5), ("level", 2.5)]  # 3.5 / 4 before 2.5 / 3
 
 
 def test_time_spans_find_a_burst_and_say_throughout_for_a_flat_curve() -> None:
