@@ -12,7 +12,7 @@ detector flags (score above threshold), per family:
 - kind: the kind is one the family is expected to show (`FAMILY_KINDS`); families missing from the table are
   reported as unknown and left out of the kind figure.
 Writes explain.md and explain.csv into experiments/results/ (or --out), and with --examples N the pictures
-of N flagged clips of different families (right kind first) as explain_<family>.png.
+of N flagged clips of different families and kinds (right kind first) as explain_<family>.png.
 """
 
 from __future__ import annotations
@@ -193,13 +193,15 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     examples: list[tuple[str, str]] = []
+    shown_kinds: set[str] = set()
     ranked = sorted(range(len(rows)), key=lambda i: (-int(rows[i]["kind_hit"] == 1), -int(rows[i]["where_hit"]),
                                                      -rows[i]["score"] / max(rows[i]["threshold"], 1e-9)))
     for i in ranked:
         if len(examples) >= args.examples or not rows[i]["flagged"]:
             continue
-        if rows[i]["family"] in {family for family, _ in examples}:
+        if rows[i]["family"] in {family for family, _ in examples} or rows[i]["kind"] in shown_kinds:
             continue
+        shown_kinds.add(rows[i]["kind"])
         name = f"explain_{rows[i]['family']}.png"
         plot_explanation(explained[i], out / name)
         examples.append((rows[i]["family"], name))

@@ -34,7 +34,7 @@ def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
     if evidence is None:
         raise SsadError("this explanation holds no evidence to draw (it was not made by explain_clip)")
     path = Path(path)
-    fig = Figure(figsize=(9.0, 7.5), layout="constrained")
+    fig = Figure(figsize=(8.0, 6.6), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(3, 1, height_ratios=[3.0, 1.4, 1.6])
     spec_ax = fig.add_subplot(grid[0])
@@ -60,7 +60,7 @@ def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
     for span in explanation.when:
         if not span.whole_clip:
             spec_ax.axvspan(span.start_s, span.end_s, facecolor="none", edgecolor=_FLAG, linewidth=1.5)
-    spec_ax.set_title(f"{Path(explanation.path).name}: {explanation.verdict()}\n{explanation.summary()}", fontsize=9)
+    spec_ax.set_title(f"{Path(explanation.path).name}\n{explanation.verdict()}\n{explanation.summary()}", fontsize=8)
 
     curve_ax.plot(evidence.window_centres_s, evidence.window_scores, marker="o", markersize=3, color="black")
     for span in explanation.when:
@@ -82,6 +82,15 @@ def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
     hist_ax.legend(fontsize=8, loc="upper right")
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    write_bytes_atomic(path, buffer.getvalue())
+    fig.savefig(buffer, format="png", dpi=75)
+    write_bytes_atomic(path, _palette_png(buffer.getvalue()))
     return path
+
+
+def _palette_png(png: bytes) -> bytes:
+    """The PNG with at most 256 colours: a third of the bytes, the same picture to the eye."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").quantize(256).save(out, format="PNG", optimize=True)
+    return out.getvalue()
