@@ -77,7 +77,6 @@ class Evidence:
     window_centres_s: np.ndarray
     window_scores: np.ndarray
     normal_scores: np.ndarray
-    z_scores: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -181,7 +180,7 @@ def frequency_ranges(statistics: dict[str, np.ndarray], normal: MachineBands, gr
     """
     z = normal.z_scores(statistics)
     strength = {(m, g): abs(z[m][g]) / WHERE_Z[m] for m in MEASURES for g in range(len(groups))}
-    kept: list[list] = []  # [measure, first band, end band, strongest group]
+    kept: list[_Bands] = []
     taken = np.zeros(len(edges_hz) - 1, dtype=bool)
     for (measure, g), ratio in sorted(strength.items(), key=lambda item: -item[1]):
         first, end = (int(b) for b in groups[g])
@@ -189,21 +188,31 @@ def frequency_ranges(statistics: dict[str, np.ndarray], normal: MachineBands, gr
             break
         if not taken[first:end].any():
             taken[first:end] = True
-            kept.append([measure, first, end, g])
-    merged: list[list] = []
-    for item in sorted(kept, key=lambda k: k[1]):
+            kept.append(_Bands(measure, first, end, g))
+    merged: list[_Bands] = []
+    for bands in sorted(kept, key=lambda b: b.first):
         last = merged[-1] if merged else None
-        if last is not None and last[2] == item[1] and last[0] == item[0] and \
-                np.sign(z[item[0]][item[3]]) == np.sign(z[last[0]][last[3]]):
-            last[2] = item[2]
-            last[3] = max(last[3], item[3], key=lambda g: strength[(last[0], g)])
+        if last and last.end == bands.first and last.measure == bands.measure and \
+                np.sign(z[last.measure][last.group]) == np.sign(z[bands.measure][bands.group]):
+            last.end = bands.end
+            last.group = max(last.group, bands.group, key=lambda g: strength[(last.measure, g)])
         else:
-            merged.append(item)
-    merged.sort(key=lambda k: -strength[(k[0], k[3])])
-    return [FrequencyRange(round(float(edges_hz[first]), 1), round(float(edges_hz[end]), 1),
-                           round(float(statistics[measure][g] - normal.means[measure][g]), 2),
-                           round(float(z[measure][g]), 2), measure, round(float(normal.means[measure][g]), 2))
-            for measure, first, end, g in merged[:MAX_RANGES]]
+            merged.append(bands)
+    merged.sort(key=lambda b: -strength[(b.measure, b.group)])
+    return [FrequencyRange(round(float(edges_hz[b.first]), 1), round(float(edges_hz[b.end]), 1),
+                           round(float(statistics[b.measure][b.group] - normal.means[b.measure][b.group]), 2),
+                           round(float(z[b.measure][b.group]), 2), b.measure,
+                           round(float(normal.means[b.measure][b.group]), 2)) for b in merged[:MAX_RANGES]]
+
+
+@dataclass
+class _Bands:
+    """A range being built: mel bands first..end (exclusive), and the group whose departure it reports."""
+
+    measure: str
+    first: int
+    end: int
+    group: int
 
 
 @torch.inference_mode()
@@ -248,8 +257,7 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
         where = frequency_ranges(statistics, normal, groups, edges)
         if not where and score > threshold:  # flagged: say where it departs most, if anywhere near
             where = frequency_ranges(statistics, normal, groups, edges, share=FLAGGED_SHARE)[:1]
-        evidence.z_scores = normal.z_scores(statistics)
-        kind = kind_of_change(evidence.z_scores["level"], groups, where, when, log_mel, edges)
+        kind = kind_of_change(normal.z_scores(statistics)["level"], groups, where, when, log_mel, edges)
     label = str(clip) if isinstance(clip, (str, Path)) else "waveform"
     return Explanation(label, machine, scorer_name, score, threshold, int(score > threshold),
                        _percentile(score, normal_scores), when, where, kind, note, evidence)
