@@ -26,9 +26,14 @@ def _lightning_cli(argv: Sequence[str]) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from ssad.synthesis import generate
+    import dataclasses
 
-    summary = generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers, progress=not args.quiet)
+    from ssad.synthesis import PRESETS, generate
+
+    config = PRESETS[args.preset]
+    if args.snr_db is not None:
+        config = dataclasses.replace(config, snr_db=args.snr_db)
+    summary = generate(args.out, seed=args.seed, config=config, workers=args.workers, progress=not args.quiet)
     print(summary.format())
 
 
@@ -111,7 +116,11 @@ def _parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth", help="generate synthetic machine sounds in the DCASE 2020 layout")
     synth.add_argument("--out", required=True, help="folder to write")
-    synth.add_argument("--preset", default="default", choices=["tiny", "default"])
+    synth.add_argument("--preset", default="default", choices=["tiny", "default", "shift"],
+                       help="tiny: for tests; default: the embedded benchmark (DCASE 2020 layout); shift: domain "
+                       "shift in the DCASE 2022-2024 layout (sections, source/target, attribute tables)")
+    synth.add_argument("--snr-db", type=float, default=None, choices=[-6.0, 0.0, 6.0],
+                       help="machine-to-background ratio per type, as MIMII's three versions (default: the preset's, 0)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")

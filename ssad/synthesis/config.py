@@ -10,12 +10,16 @@ import numpy as np
 from ssad.synthesis.machines import ANOMALY_KINDS, MACHINE_TYPES
 
 __all__ = [
+    "DOMAINS",
     "ID_STEP",
     "LABELS",
+    "LAYOUTS",
+    "SEVERITY_LEVELS",
     "PRESETS",
     "SPLITS",
     "SynthConfig",
     "clip_filename",
+    "section_filename",
     "is_int",
     "is_real",
     "machine_ids",
@@ -23,6 +27,10 @@ __all__ = [
 
 SPLITS: tuple[str, ...] = ("train", "test")
 LABELS: tuple[str, ...] = ("normal", "anomaly")
+DOMAINS: tuple[str, ...] = ("source", "target")
+LAYOUTS: tuple[str, ...] = ("dcase2020", "dcase2022")
+# Anomalous clips cycle through these fractions of the configured severity: subtle, moderate, strong faults.
+SEVERITY_LEVELS: tuple[float, ...] = (0.4, 0.7, 1.0)
 
 # DCASE 2020 numbers the IDs of a type 00, 02, 04, 06 (odd ones were held out for evaluation).
 ID_STEP = 2
@@ -61,11 +69,16 @@ class SynthConfig:
         test_anomaly_per_id: anomalous test clips per ID.
         duration_s: clip length in seconds.
         sample_rate: Hz.
-        snr_db: machine-to-background power ratio (each clip jitters around it).
-        severity: anomaly strength: 0 = no fault, 1 = strong, 2 at most; the default 0.5 makes a
-            moderate benchmark (a plain mean-log-mel Gaussian finds about three anomalies in four).
-        anomaly_kinds: restrict anomalies to these kinds (None: all kinds of each type, see
-            `ANOMALY_KINDS`); every selected type must keep at least one kind.
+        snr_db: machine-to-background power ratio, fixed per type against the mean power of its clips,
+            as MIMII mixed it (-6, 0 or +6 dB there); each clip's own SNR varies with its background segment.
+        severity: anomaly strength: 0 = no fault, 1 = the default, 2 at most; anomalous clips cycle
+            through `SEVERITY_LEVELS` of it.
+        anomaly_kinds: restrict anomalies to these fault families (None: all of each type, see
+            `ANOMALY_KINDS`); every selected type must keep at least one.
+        layout: ``dcase2020`` (``normal_id_00_...``) or ``dcase2022`` (sections, source and target
+            domains, attribute tables).
+        target_train_per_id: normal training clips per section in the target domain (dcase2022 only).
+        target_test_per_id: normal and anomalous test clips, each, per section in the target domain.
     """
 
     machine_types: tuple[str, ...] = MACHINE_TYPES
@@ -75,9 +88,12 @@ class SynthConfig:
     test_anomaly_per_id: int = 15
     duration_s: float = 10.0
     sample_rate: int = 16000
-    snr_db: float = 6.0
-    severity: float = 0.5
+    snr_db: float = 0.0
+    severity: float = 1.0
     anomaly_kinds: tuple[str, ...] | None = None
+    layout: str = "dcase2020"
+    target_train_per_id: int = 0
+    target_test_per_id: int = 0
 
     def __post_init__(self) -> None:
         types = tuple(self.machine_types)
@@ -89,7 +105,13 @@ class SynthConfig:
         if not is_int(self.ids_per_type) or not 1 <= self.ids_per_type <= MAX_IDS_PER_TYPE:
             msg = f"ids_per_type must be an integer in 1..{MAX_IDS_PER_TYPE}, got {self.ids_per_type!r}"
             raise ValueError(msg)
-        for name in ("train_per_id", "test_normal_per_id", "test_anomaly_per_id"):
+        if self.layout not in LAYOUTS:
+            msg = f"layout must be one of {LAYOUTS}, got {self.layout!r}"
+            raise ValueError(msg)
+        if self.layout == "dcase2020" and (self.target_train_per_id or self.target_test_per_id):
+            msg = "target-domain clips need layout='dcase2022'"
+            raise ValueError(msg)
+        for name in ("train_per_id", "test_normal_per_id", "test_anomaly_per_id", "target_train_per_id", "target_test_per_id"):
             value = getattr(self, name)
             if not is_int(value) or value < 0:
                 msg = f"{name} must be a non-negative integer, got {value!r}"
@@ -140,6 +162,7 @@ class SynthConfig:
     def total_clips(self) -> int:
         """Clips that `generate` writes for this configuration."""
         per_id = self.train_per_id + self.test_normal_per_id + self.test_anomaly_per_id
+        per_id += self.target_train_per_id + 2 * self.target_test_per_id
         return len(self.machine_types) * self.ids_per_type * per_id
 
 
@@ -148,6 +171,10 @@ PRESETS: dict[str, SynthConfig] = {
     "tiny": SynthConfig(duration_s=2.0, train_per_id=6, test_normal_per_id=3, test_anomaly_per_id=3),
     # The embedded default set: 4 types x 4 IDs x (30 train + 15 + 15 test) = 960 clips of 10 s.
     "default": SynthConfig(),
+    # Domain shift as in DCASE 2022-2024: 4 sections per type, each with a target domain (another speed,
+    # microphone position or background) that has 3 training clips; 10 + 10 test clips per domain.
+    "shift": SynthConfig(layout="dcase2022", test_normal_per_id=10, test_anomaly_per_id=10,
+                         target_train_per_id=3, target_test_per_id=10),
 }
 
 
@@ -159,3 +186,8 @@ def machine_ids(config: SynthConfig) -> tuple[int, ...]:
 def clip_filename(label: str, machine_id: int, index: int) -> str:
     """DCASE 2020 file name, e.g. ``anomaly_id_02_00000007.wav``."""
     return f"{label}_id_{machine_id:02d}_{index:08d}.wav"
+
+
+def section_filename(section: int, domain: str, split: str, label: str, index: int, attributes: str) -> str:
+    """DCASE 2022-2024 file name, e.g. ``section_01_target_test_anomaly_0003_speed_108_mic_A_noise_A.wav``."""
+    return f"section_{section:02d}_{domain}_{split}_{label}_{index:04d}_{attributes}.wav"

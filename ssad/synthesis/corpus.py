@@ -16,10 +16,25 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from ssad.atomic import write_text_atomic
+from ssad.synthesis.background import ambience_pool
 from ssad.synthesis.clips import render_clip
-from ssad.synthesis.config import PRESETS, SPLITS, SynthConfig, clip_filename, is_int, machine_ids
+from ssad.synthesis.config import (
+    ID_STEP,
+    PRESETS,
+    SPLITS,
+    SynthConfig,
+    clip_filename,
+    is_int,
+    machine_ids,
+    section_filename,
+)
+from ssad.synthesis.domains import condition
 
-__all__ = ["SynthSummary", "generate"]
+__all__ = ["FAULT_COLUMNS", "SynthSummary", "generate"]
+
+#: faults.csv, one row per anomalous clip: what fault it holds and where its evidence lies (path from the root).
+FAULT_COLUMNS = ("path", "machine_type", "machine_id", "family", "severity", "start_s", "end_s", "low_hz", "high_hz")
 
 PCM_SCALE = 32767.0
 AUTO_WORKERS_MIN_AUDIO_S = 600.0  # below this much audio a process pool costs more than it saves
@@ -58,6 +73,8 @@ class SynthSummary:
     def format(self) -> str:
         """A readable table: one row per (type, id) with counts per split and label, then totals and speed."""
         columns = [("train", "normal"), ("test", "normal"), ("test", "anomaly")]
+        if any(k[2].startswith("target_") for k in self.counts):
+            columns += [("target_train", "normal"), ("target_test", "normal"), ("target_test", "anomaly")]
         header = ["type", "id", *(f"{s}/{lab}" for s, lab in columns)]
         rows = []
         for machine_type, machine_id in sorted({(k[0], k[1]) for k in self.counts}):
@@ -99,44 +116,99 @@ class _Job:
     split: str
     label: str
     index: int
+    domain: str = "source"
+
+    def relative_path(self, config: SynthConfig) -> str:
+        """Where the clip goes under the root, in the configuration's layout."""
+        if config.layout == "dcase2022":
+            section = self.machine_id // ID_STEP
+            attributes = condition(section, self.domain).attributes
+            name = section_filename(section, self.domain, self.split, self.label, self.index, attributes)
+        else:
+            name = clip_filename(self.label, self.machine_id, self.index)
+        return f"{self.machine_type}/{self.split}/{name}"
+
+    def machine(self, config: SynthConfig) -> str:
+        """The machine's name as the data layer reads it: ``id_02`` or ``section_01``."""
+        if config.layout == "dcase2022":
+            return f"section_{self.machine_id // ID_STEP:02d}"
+        return f"id_{self.machine_id:02d}"
 
 
 def _jobs(config: SynthConfig) -> list[_Job]:
-    per_split = (
-        ("train", "normal", config.train_per_id),
-        ("test", "normal", config.test_normal_per_id),
-        ("test", "anomaly", config.test_anomaly_per_id),
-    )
+    per_split = [
+        ("train", "normal", config.train_per_id, "source"),
+        ("test", "normal", config.test_normal_per_id, "source"),
+        ("test", "anomaly", config.test_anomaly_per_id, "source"),
+    ]
+    if config.layout == "dcase2022":
+        per_split += [
+            ("train", "normal", config.target_train_per_id, "target"),
+            ("test", "normal", config.target_test_per_id, "target"),
+            ("test", "anomaly", config.target_test_per_id, "target"),
+        ]
     return [
-        _Job(t, i, split, label, k)
+        _Job(t, i, split, label, k, domain)
         for t in config.machine_types
         for i in machine_ids(config)
-        for split, label, count in per_split
+        for split, label, count, domain in per_split
         for k in range(count)
     ]
 
 
-def _write_clip(root: str, config: SynthConfig, seed: int, job: _Job) -> None:
-    """Synthesize one clip and write it as 16-bit PCM WAV atomically (temporary file, then rename)."""
-    audio = render_clip(job.machine_type, job.machine_id, job.label, seed, job.split, job.index, config, None)
-    pcm = np.round(np.clip(audio, -1.0, 1.0) * PCM_SCALE).astype(np.int16)
-    folder = Path(root) / job.machine_type / job.split
-    name = clip_filename(job.label, job.machine_id, job.index)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+def _write_clip(root: str, config: SynthConfig, seed: int, job: _Job) -> list[str] | None:
+    """Synthesize one clip and write it as 16-bit PCM WAV atomically; its faults.csv row if it is anomalous."""
+    rendered = render_clip(
+        job.machine_type, job.machine_id, job.label, seed, job.split, job.index, config, None, job.domain
+    )
+    pcm = np.round(np.clip(rendered.audio, -1.0, 1.0) * PCM_SCALE).astype(np.int16)
+    relative = job.relative_path(config)
+    target = Path(root) / relative
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             sf.write(handle, pcm, config.sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, folder / name)
+        os.chmod(tmp, 0o644 & ~_UMASK)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if rendered.family is None:
+        return None
+    e = rendered.evidence
+    assert e is not None, f"{job.machine_type} fault {rendered.family} says nothing of where it lies"
+    return [relative, job.machine_type, job.machine(config), rendered.family, f"{rendered.severity:.3f}",
+            f"{e.start_s:.3f}", f"{e.end_s:.3f}", f"{e.low_hz:.1f}", f"{e.high_hz:.1f}"]
 
 
-def _write_chunk(args: tuple[str, SynthConfig, int, list[_Job]]) -> int:
+def _write_chunk(args: tuple[str, SynthConfig, int, list[_Job]]) -> list[list[str] | None]:
     root, config, seed, jobs = args
+    return [_write_clip(root, config, seed, job) for job in jobs]
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _write_tables(root: Path, config: SynthConfig, jobs: list[_Job], faults: list[list[str]]) -> None:
+    """faults.csv at the root and, for the dcase2022 layout, each section's attribute table."""
+    lines = [",".join(FAULT_COLUMNS), *(",".join(row) for row in sorted(faults))]
+    write_text_atomic(root / "faults.csv", "\n".join(lines) + "\n")
+    if config.layout != "dcase2022":
+        return
+    tables: dict[tuple[str, str], list[str]] = {}
     for job in jobs:
-        _write_clip(root, config, seed, job)
-    return len(jobs)
+        key = (job.machine_type, job.machine(config))
+        values = condition(job.machine_id // ID_STEP, job.domain)
+        row = f"{job.relative_path(config)},speed,{round(values.speed * 100)},mic,{values.mic},noise,{values.noise}"
+        tables.setdefault(key, ["file_name,d1p,d1v,d2p,d2v,d3p,d3v"]).append(row)
+    for (machine_type, machine), rows in tables.items():
+        write_text_atomic(root / machine_type / f"attributes_{machine.split('_')[1]}.csv", "\n".join(rows) + "\n")
 
 
 # glibc mallopt parameters: freed arrays stay in the heap instead of going back to the OS after every clip
@@ -210,13 +282,16 @@ def generate(
             (root / machine_type / split).mkdir(parents=True, exist_ok=True)
 
     jobs = _jobs(config)
+    ambience_pool(int(seed), config.sample_rate)  # made once here, before workers fork, instead of once in each
     workers = _auto_workers(config) if workers is None else int(workers)
     workers = min(workers, max(1, len(jobs)))
     start = time.perf_counter()
+    faults: list[list[str]] = []
     with tqdm(total=len(jobs), disable=not progress, unit="clip", desc="synth") as bar:
         if workers == 1:
             for job in jobs:
-                _write_clip(str(root), config, int(seed), job)
+                row = _write_clip(str(root), config, int(seed), job)
+                faults += [row] if row else []
                 bar.update(1)
         else:
             chunk = max(1, min(8, len(jobs) // (workers * 8)))
@@ -227,13 +302,16 @@ def generate(
             with ProcessPoolExecutor(
                 max_workers=workers, mp_context=context, initializer=_init_worker
             ) as pool:
-                for done in pool.map(_write_chunk, tasks):
-                    bar.update(done)
+                for rows in pool.map(_write_chunk, tasks):
+                    faults += [row for row in rows if row]
+                    bar.update(len(rows))
+    _write_tables(root, config, jobs, faults)
     seconds = time.perf_counter() - start
 
     counts: dict[tuple[str, str, str, str], int] = {}
     for job in jobs:
-        key = (job.machine_type, f"id_{job.machine_id:02d}", job.split, job.label)
+        split = job.split if job.domain == "source" else f"{job.domain}_{job.split}"
+        key = (job.machine_type, job.machine(config), split, job.label)
         counts[key] = counts.get(key, 0) + 1
     return SynthSummary(
         root=root,

@@ -34,6 +34,7 @@ __all__ = [
     "response_db",
     "ring",
     "smooth",
+    "spell",
     "unit_rms",
 ]
 
@@ -230,6 +231,15 @@ def episodes(c: Clip, mean_on_s: float, mean_off_s: float, ramp_s: float = 0.02)
         t += spell
         on = not on
     return smooth(gate, int(ramp_s * c.sr))
+
+
+def spell(c: Clip, min_s: float, max_s: float, ramp_s: float = 0.05) -> tuple[float, float, np.ndarray]:
+    """One span of `min_s`..`max_s` s at a random place in the clip, and its soft 0..1 gate: a fault that comes and goes."""
+    length = min(c.duration, c.rng.uniform(min_s, max_s))
+    start = c.rng.uniform(0.0, c.duration - length)
+    gate = np.zeros(c.n)
+    gate[int(start * c.sr) : int((start + length) * c.sr)] = 1.0
+    return start, start + length, smooth(gate, max(1, int(ramp_s * c.sr)))
 
 
 def periodic_times(c: Clip, rate_hz: float, jitter: float) -> np.ndarray:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import importlib
 
-from ssad.synthesis.machines.model import MachineModel, Unit
+from ssad.synthesis.machines.model import Evidence, MachineModel, Unit, retune
 
-__all__ = ["ANOMALY_KINDS", "MACHINE_TYPES", "MODELS", "MachineModel", "Unit"]
+__all__ = ["ANOMALY_KINDS", "MACHINE_TYPES", "MODELS", "Evidence", "MachineModel", "Unit", "retune"]
 
 MACHINE_TYPES: tuple[str, ...] = ("fan", "pump", "slider", "valve")
 MODELS: dict[str, MachineModel] = {

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssad.synthesis.machines.model import MachineModel, Unit
+from ssad.synthesis.machines.model import Evidence, MachineModel, Unit
 from ssad.synthesis.machines.rotating import (
     CLIP_LOAD_STD_DB,
     CLIP_PEAK_SHIFT_STD,
     CLIP_TILT_STD,
     SPEED_HEADROOM,
-    bearing_defect,
     blade_series,
+    motor_hum,
     rotor,
 )
 from ssad.synthesis.signals import (
@@ -19,13 +19,13 @@ from ssad.synthesis.signals import (
     bursts,
     episodes,
     from_db,
-    impulses,
     log_uniform,
     modes_near,
     near,
     peaks_near,
     resonate,
     response_db,
+    spell,
     unit_rms,
 )
 
@@ -35,7 +35,6 @@ PUMP_SHAFT_HZ = 24.5  # ~1470 rpm, a 4-pole motor
 PUMP_VANES = 6
 PUMP_ROTOR_SLOTS = 28
 PUMP_VANE_HARMONICS = 12
-PUMP_HUM_HZ = 100.0  # magnetostriction hum at twice a 50 Hz line frequency
 PUMP_VANE_PROFILE_DB = -5.0 * np.log2(np.arange(1, PUMP_VANE_HARMONICS + 1)) + 2.0 * np.sin(
     2.3 * np.arange(1, PUMP_VANE_HARMONICS + 1)
 )
@@ -46,10 +45,10 @@ def draw_unit(rng: np.random.Generator) -> Unit:
     """One pump of the model: speed, impeller harmonics, flow and resonances a little from nominal."""
     return {
         "shaft_hz": near(rng, PUMP_SHAFT_HZ, 0.008),
-        "vane_db": PUMP_VANE_PROFILE_DB + rng.normal(0.0, 0.8, PUMP_VANE_HARMONICS),
+        "vane_db": PUMP_VANE_PROFILE_DB + rng.normal(0.0, 1.5, PUMP_VANE_HARMONICS),
         "shaft_db": -14.0 + rng.normal(0.0, 2.0, 5),
         "slot_db": -17.0 + rng.uniform(-1.5, 1.5),
-        "hum_db": -19.0 + rng.uniform(-1.5, 1.5),
+        "hum_db": -22.0 + rng.uniform(-1.5, 1.5),
         "tonal_db": -3.0 + rng.uniform(-1.0, 1.0),
         "fluid_tilt": -3.0 + rng.uniform(-0.3, 0.3),
         "fluid_peak": (near(rng, 350.0, 0.06), 6.5 + rng.uniform(-1.0, 1.0), 0.75),
@@ -62,26 +61,25 @@ def draw_unit(rng: np.random.Generator) -> Unit:
         "splash_modes": modes_near(rng, [(2800.0, 0.0005, 1.0), (5200.0, 0.0003, 0.7)], 0.1),
         "body": peaks_near(rng, PUMP_BODY, 0.04, 0.7),
         "gain_db": rng.uniform(-1.0, 1.0),
-        "ball_pass_order": near(rng, 3.3, 0.05),
-        "bearing_modes": modes_near(rng, [(3800.0, 0.0012, 1.0), (1800.0, 0.002, 0.5)], 0.1),
+        "debris_modes": modes_near(rng, [(1900.0, 0.0008, 1.0), (3600.0, 0.0005, 0.8)], 0.1),
         "leak_hz": near(rng, 4000.0, 0.15),
     }
 
 
-ANOMALY_KINDS = ("cavitation", "leak", "clogging", "bearing")
+ANOMALY_KINDS = ("leakage", "contamination", "clogging")  # MIMII's pump faults
 PUMP_SEVERITY = {
-    "cavitation_db": -14.0,
-    "leak_db": -22.0,
-    "bearing_db": -16.0,
-    "clog_tone_db": 5.0,
-    "clog_tilt": -1.0,
+    "leak_db": -14.0,  # seal hiss re the pump
+    "contamination_db": -6.0,  # particles striking the impeller and casing
+    "clog_tone_db": 4.0,
     "clog_surge": 0.6,
-    "clog_speed": -0.02,
+    "clog_speed": -0.015,
+    "clog_peak_shift": 0.2,
 }
+CONTAMINATION_SPELL_S = (2.0, 6.0)  # a slug of debris passes through
 
 
-def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
-    """A pump clip (normal part at unit RMS), with fault `kind` of strength `s` if given."""
+def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> tuple[np.ndarray, Evidence | None]:
+    """A pump clip (normal part at unit RMS), with fault `kind` of strength `s` if given, and where it shows."""
     rng = c.rng
     clog = s if kind == "clogging" else 0.0
     speed, speed_curve, cycles, body = rotor(c, unit, PUMP_SEVERITY["clog_speed"] * clog)
@@ -95,16 +93,12 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     tone_db = np.concatenate([unit["shaft_db"], vane_db, unit["slot_db"] - 6.0 * np.arange(len(slot_orders))])
     tone_db = tone_db + response_db(np.array(orders) * speed, peaks=body)
     tones = unit_rms(c.tones(cycles, orders, from_db(tone_db)))
-    hum_orders = [k for k in (1, 2, 3) if k * PUMP_HUM_HZ < c.f_max]
-    tones += from_db(unit["hum_db"]) * c.tones(
-        c.cycles(PUMP_HUM_HZ), hum_orders, [1.0, 0.5, 0.25][: len(hum_orders)]
-    )
+    tones += motor_hum(c, unit["hum_db"])
 
     centre, gain, width = unit["fluid_peak"]
+    centre *= 1.0 - PUMP_SEVERITY["clog_peak_shift"] * clog
     fluid_env = c.envelope(
-        tilt_db_per_oct=unit["fluid_tilt"]
-        + CLIP_TILT_STD * rng.standard_normal()
-        + PUMP_SEVERITY["clog_tilt"] * clog,
+        tilt_db_per_oct=unit["fluid_tilt"] + CLIP_TILT_STD * rng.standard_normal(),
         ref_hz=500.0,
         peaks=[(centre * (1.0 + CLIP_PEAK_SHIFT_STD * rng.standard_normal()), gain, width), *body],
         low_hz=30.0,
@@ -126,23 +120,26 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     load_db = CLIP_LOAD_STD_DB * rng.standard_normal()
     x = unit_rms(fluid + from_db(unit["tonal_db"] + load_db) * tones + from_db(unit["splash_db"]) * splash)
 
-    mean_speed = float(np.mean(speed_curve))
-    if kind == "bearing":
-        x += from_db(PUMP_SEVERITY["bearing_db"]) * s * bearing_defect(c, unit, mean_speed)
-    elif kind == "cavitation":
-        # vapour bubbles collapse in crackling bursts: dense sharp clicks while the inlet pressure is low
-        gate = episodes(c, mean_on_s=0.5, mean_off_s=0.8, ramp_s=0.05)
-        times = rng.uniform(0.0, c.duration, rng.poisson(rng.uniform(200.0, 600.0) * c.duration))
-        exc = impulses(c.n, times * c.sr, log_uniform(rng, 0.1, 1.0, len(times))) * gate
-        crackle = unit_rms(c.shape(exc, c.envelope(tilt_db_per_oct=1.0, low_hz=1500.0, high_hz=7500.0)))
-        x += from_db(PUMP_SEVERITY["cavitation_db"]) * s * crackle
-    elif kind == "leak":
+    evidence = None
+    if kind == "clogging":
+        evidence = Evidence(0.0, c.duration, 0.4 * centre, PUMP_VANES * 4 * float(np.mean(speed_curve)))
+    elif kind == "contamination":
+        # debris in the fluid: a crackle of small hard hits on the impeller and casing while it passes
+        start, end, gate = spell(c, *CONTAMINATION_SPELL_S, ramp_s=0.1)
+        times = rng.uniform(0.0, c.duration, rng.poisson(rng.uniform(5.0, 20.0) * c.duration))
+        exc = bursts(c, times * c.sr, log_uniform(rng, 0.1, 1.0, len(times)), decay_s=0.0004)
+        hits = unit_rms(resonate(c, exc, unit["debris_modes"])) * gate
+        x += from_db(PUMP_SEVERITY["contamination_db"]) * s * hits * np.sqrt(c.duration / max(end - start, 1e-3))
+        evidence = Evidence(start, end, 0.7 * min(f for f, _, _ in unit["debris_modes"]),
+                            min(c.f_max, 1.4 * max(f for f, _, _ in unit["debris_modes"])))
+    elif kind == "leakage":
         # a leaking seal hisses in a narrow band; the flow through it follows the pressure pulsation
-        band = c.envelope(
-            peaks=[(min(unit["leak_hz"] * (1.0 + 0.02 * rng.standard_normal()), c.f_max), 30.0, 0.06)]
-        )
-        x += from_db(PUMP_SEVERITY["leak_db"]) * s * unit_rms(c.noise(band) * pulsation)
-    return x
+        leak_hz = min(unit["leak_hz"] * (1.0 + 0.02 * rng.standard_normal()), c.f_max)
+        band = c.envelope(peaks=[(leak_hz, 30.0, 0.06)])
+        spurts = episodes(c, mean_on_s=0.1, mean_off_s=0.5, ramp_s=0.01)  # the seal lets go in spurts
+        x += from_db(PUMP_SEVERITY["leak_db"]) * s * unit_rms(c.noise(band) * pulsation * (0.1 + spurts))
+        evidence = Evidence(0.0, c.duration, leak_hz * 0.85, min(c.f_max, leak_hz * 1.18))
+    return x, evidence
 
 
-MODEL = MachineModel("pump", ANOMALY_KINDS, draw_unit, sound)
+MODEL = MachineModel("pump", ANOMALY_KINDS, draw_unit, sound, rates=("shaft_hz",))

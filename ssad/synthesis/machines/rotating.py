@@ -11,6 +11,7 @@ from ssad.synthesis.signals import (
     Clip,
     bursts,
     episodes,
+    from_db,
     impulses,
     jitter_peaks,
     periodic_times,
@@ -26,19 +27,30 @@ __all__ = [
     "CLIP_TILT_STD",
     "SPEED_DRIFT_STD",
     "SPEED_HEADROOM",
+    "MAINS_HZ",
     "bearing_defect",
     "blade_series",
+    "motor_hum",
     "rotor",
     "rotor_rub",
 ]
 
-CLIP_SPEED_STD = 0.01  # relative: line voltage and load move a motor's speed from clip to clip
-SPEED_DRIFT_STD = 0.003  # relative: and within a clip, slowly
+CLIP_SPEED_STD = 0.003  # relative: line voltage and load move an induction motor's slip from clip to clip
+SPEED_DRIFT_STD = 0.0005  # relative: and within a clip, slowly; real lines stay a couple of Hz wide
 SPEED_HEADROOM = 1.03  # partials are kept only if they stay below the limit at this much above nominal speed
 CLIP_HARMONIC_STD_DB = 0.7  # each harmonic's level wanders a little with load
-CLIP_LOAD_STD_DB = 0.8  # tonal-to-noise balance from clip to clip
-CLIP_TILT_STD = 0.15  # dB/octave: the operating point tilts a rotating machine's noise from clip to clip
+CLIP_LOAD_STD_DB = 1.5  # tonal-to-noise balance from clip to clip
+CLIP_TILT_STD = 0.3  # dB/octave: the operating point tilts a rotating machine's noise from clip to clip
 CLIP_PEAK_SHIFT_STD = 0.05  # relative: and moves its flow-noise hump
+
+
+MAINS_HZ = 50.0
+
+
+def motor_hum(c: Clip, level_db: float) -> np.ndarray:
+    """An induction motor's magnetostriction hum: exact lines at twice the mains frequency and its harmonics."""
+    orders = [k for k in (1, 2, 3, 4) if 2 * k * MAINS_HZ < c.f_max]
+    return from_db(level_db) * c.tones(c.cycles(2 * MAINS_HZ), orders, [1.0, 0.5, 0.3, 0.2][: len(orders)])
 
 
 def bearing_defect(c: Clip, unit: Unit, shaft_hz: float) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssad.synthesis.machines.model import MachineModel, Unit
+from ssad.synthesis.machines.model import Evidence, MachineModel, Unit
 from ssad.synthesis.signals import (
     Clip,
     bursts,
@@ -14,6 +14,7 @@ from ssad.synthesis.signals import (
     modes_near,
     near,
     peaks_near,
+    periodic_times,
     resonate,
     smooth,
     unit_rms,
@@ -49,32 +50,33 @@ def draw_unit(rng: np.random.Generator) -> Unit:
         "dent_pos": rng.uniform(0.25, 0.75),
         "dent_modes": modes_near(rng, [(3900.0, 0.003, 1.0), (1350.0, 0.005, 0.6)], 0.1),
         "squeal_hz": near(rng, 2500.0, 0.15),
+        "belt_hz": near(rng, 7.0, 0.1),
+        "belt_modes": modes_near(rng, [(180.0, 0.01, 1.0), (650.0, 0.005, 0.6)], 0.1),
     }
 
 
-ANOMALY_KINDS = ("stroke_timing", "rail_damage", "dry_friction", "end_stop")
+ANOMALY_KINDS = ("rail_damage", "loose_belt", "no_grease")  # MIMII's slide-rail faults
 SLIDER_SEVERITY = {
-    "timing_dwell": 0.3,  # relative dwell jitter
-    "timing_move": 0.1,  # relative stroke-time jitter
-    "hesitation_prob": 0.35,
-    "dent_db": 0.0,
-    "dry_friction_db": 2.0,
-    "squeal_db": -11.0,
-    "end_stop_db": 1.0,
-    "end_stop_ring": 0.8,  # relative lengthening of the knock decay
-    "rebound": 0.4,
+    "dent_db": 4.0,
+    "belt_timing": 0.12,  # relative stroke-time jitter of a slipping belt
+    "belt_wobble": 0.03,  # relative drive-speed flutter
+    "belt_slap_db": -3.0,  # the slack belt slapping its guard
+    "dry_friction_db": 0.0,
+    "squeal_db": -10.0,
+    "judder_db": -9.0,
 }
+SLIDER_JUDDER_S = 0.12  # how long before each stop a dry carriage judders
 SLIDER_KNOCK_DB = -18.0  # energy of one knock re the drive and friction components
 SLIDER_PERIOD_STD = 0.015  # relative, from clip to clip
 SLIDER_STROKE_STD = 0.01  # relative, from stroke to stroke
 SLIDER_DWELL_STD = 0.03
 
 
-def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
+def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> tuple[np.ndarray, Evidence | None]:
     """A slide-rail clip: strokes with drive whine, friction and stop knocks; fault `kind` of strength `s`."""
     rng = c.rng
     sr = c.sr
-    timing = s if kind == "stroke_timing" else 0.0
+    timing = s if kind == "loose_belt" else 0.0
     period = unit["period_s"] * (1.0 + SLIDER_PERIOD_STD * rng.standard_normal())
     velocity = np.zeros(c.n)
     ends: list[tuple[float, int]] = []  # (time the carriage reaches the stop, direction)
@@ -83,16 +85,12 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     while t < c.duration:
         half = period / 2
         move_jitter = SLIDER_STROKE_STD * rng.standard_normal() + SLIDER_SEVERITY[
-            "timing_move"
+            "belt_timing"
         ] * timing * rng.uniform(-1, 1)
-        dwell_jitter = SLIDER_DWELL_STD * rng.standard_normal() + SLIDER_SEVERITY[
-            "timing_dwell"
-        ] * timing * rng.uniform(-1, 1)
+        dwell_jitter = SLIDER_DWELL_STD * rng.standard_normal()
         move = unit["move_frac"] * half * (1.0 + move_jitter)
         dwell = (1.0 - unit["move_frac"]) * half * (1.0 + dwell_jitter)
         pause = 0.0
-        if kind == "stroke_timing" and rng.random() < SLIDER_SEVERITY["hesitation_prob"] * timing:
-            pause = rng.uniform(0.05, 0.25)
         _stroke_velocity(velocity, sr, t, move, direction, pause)
         ends.append((t + move + pause, direction))
         t += move + pause + max(dwell, 0.02)
@@ -100,7 +98,8 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     speed = np.abs(velocity)
     moving = smooth((speed > 0.02).astype(float), int(0.01 * sr))
 
-    drive_hz = np.maximum(unit["drive_hz"] * speed, 1.0)
+    flutter = 1.0 + SLIDER_SEVERITY["belt_wobble"] * timing * c.wander(1.0, 8.0)
+    drive_hz = np.maximum(unit["drive_hz"] * speed * flutter, 1.0)
     harmonics = [k for k in range(1, SLIDER_DRIVE_HARMONICS + 1) if k * unit["drive_hz"] < c.f_max]
     drive = c.tones(c.cycles(drive_hz), harmonics, from_db(unit["drive_db"][: len(harmonics)]))
     drive = unit_rms(drive * (0.3 + speed) * moving)
@@ -112,22 +111,13 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     )
     roughness = np.clip(1.0 + c.wander(0.25, 25.0), 0.2, None)  # rail and ball-track texture
     friction = unit_rms(c.noise(friction_env) * speed**0.8 * roughness)
-    if kind == "dry_friction":
+    if kind == "no_grease":
         friction *= from_db(SLIDER_SEVERITY["dry_friction_db"] * s)
 
     knock_times = np.array([e for e, _ in ends])
     knock_amps = np.array([1.0 if d > 0 else from_db(unit["return_knock_db"]) for _, d in ends])
     knock_amps *= np.exp(0.15 * rng.standard_normal(len(ends)))
     modes = unit["knock_modes"]
-    if kind == "end_stop":
-        # a worn, loose stopper: harder hits that ring longer and bounce back
-        knock_amps *= from_db(SLIDER_SEVERITY["end_stop_db"] * s)
-        modes = [(f, d * (1.0 + SLIDER_SEVERITY["end_stop_ring"] * s), w) for f, d, w in modes]
-        bounce = rng.uniform(0.03, 0.08, len(ends))
-        knock_times = np.concatenate([knock_times, knock_times + bounce])
-        knock_amps = np.concatenate(
-            [knock_amps, knock_amps * SLIDER_SEVERITY["rebound"] * s * rng.uniform(0.4, 0.8, len(ends))]
-        )
     knocks = resonate(c, bursts(c, knock_times * sr, knock_amps, decay_s=0.0005), modes)
 
     hold = c.tones(c.cycles(unit["hold_hz"]), [1], [1.0])  # servo holding-current hum
@@ -138,6 +128,7 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     )
     x += from_db(unit["hold_db"]) * hold
 
+    evidence = None
     if kind == "rail_damage":
         # a dent in the rail: a click each time the carriage rolls over it, harder at speed
         position = np.cumsum(velocity)
@@ -146,14 +137,34 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
         amps = speed[crossings] * np.exp(0.3 * rng.standard_normal(len(crossings)))
         clicks = resonate(c, bursts(c, crossings.astype(float), amps, decay_s=0.001), unit["dent_modes"])
         x += from_db(unit["knock_db"] + SLIDER_KNOCK_DB + SLIDER_SEVERITY["dent_db"]) * s * clicks * c.per_second
-    elif kind == "dry_friction":
+        freqs = [f for f, _, _ in unit["dent_modes"]]
+        evidence = Evidence(0.0, c.duration, 0.7 * min(freqs), min(c.f_max, 1.4 * max(freqs)))
+    elif kind == "loose_belt":
+        # the slack belt slaps its guard at the belt-pass rate while the carriage moves
+        times = periodic_times(c, unit["belt_hz"], jitter=0.2)
+        exc = bursts(c, times * sr, np.exp(0.4 * rng.standard_normal(len(times))), decay_s=0.006)
+        slap = unit_rms(resonate(c, exc, unit["belt_modes"])) * moving
+        x += from_db(SLIDER_SEVERITY["belt_slap_db"]) * s * slap
+        freqs = [f for f, _, _ in unit["belt_modes"]]
+        evidence = Evidence(0.0, c.duration, 0.7 * min(freqs), min(c.f_max, 1.4 * max(freqs)))
+    elif kind == "no_grease":
         # stick-slip squeal on a dry rail, in some strokes
         gate = episodes(c, mean_on_s=period * 0.6, mean_off_s=period * 0.6, ramp_s=0.03) * moving
         squeal_hz = np.minimum(
             unit["squeal_hz"] * (1.0 + c.wander(0.015, 6.0)) * (1.0 + 0.02 * speed), c.f_max
         )
-        x += from_db(SLIDER_SEVERITY["squeal_db"]) * s * c.tones(c.cycles(squeal_hz), [1], [1.0]) * gate * speed
-    return x
+        orders = [k for k in range(1, 6) if k * unit["squeal_hz"] * 1.1 < c.f_max]
+        squeal = c.tones(c.cycles(squeal_hz), orders, 0.6 ** np.arange(len(orders)))  # stick-slip is rich in harmonics
+        x += from_db(SLIDER_SEVERITY["squeal_db"]) * s * squeal * gate * speed
+        # and the dry carriage judders as it brakes into each stop: a rattle of stick-slip releases
+        rate = rng.uniform(40.0, 70.0)
+        starts = knock_times - SLIDER_JUDDER_S
+        times = (starts[:, None] + np.arange(0.0, SLIDER_JUDDER_S, 1.0 / rate)[None, :]).ravel()
+        judder = resonate(c, bursts(c, times * sr, np.exp(0.3 * rng.standard_normal(len(times))), decay_s=0.002),
+                          [(centre, 0.004, 1.0), (0.5 * centre, 0.006, 0.7)])
+        x += from_db(SLIDER_SEVERITY["judder_db"]) * s * unit_rms(judder)
+        evidence = Evidence(0.0, c.duration, 0.85 * unit["squeal_hz"], min(c.f_max, 1.2 * orders[-1] * unit["squeal_hz"]))
+    return x, evidence
 
 
 def _stroke_velocity(
@@ -174,4 +185,4 @@ def _stroke_velocity(
 
 
 # the model's normal RMS: event energies stay absolute, so that missing or extra strokes change the level
-MODEL = MachineModel("slider", ANOMALY_KINDS, draw_unit, sound, rms=from_db(1.1))
+MODEL = MachineModel("slider", ANOMALY_KINDS, draw_unit, sound, rms=from_db(1.25), rates=("drive_hz",), periods=("period_s",))

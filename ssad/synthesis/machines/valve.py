@@ -7,10 +7,11 @@ import math
 import numpy as np
 from scipy import signal
 
-from ssad.synthesis.machines.model import MachineModel, Unit
+from ssad.synthesis.machines.model import Evidence, MachineModel, Unit
 from ssad.synthesis.signals import (
     Clip,
     bursts,
+    episodes,
     from_db,
     jitter_peaks,
     modes_near,
@@ -18,20 +19,25 @@ from ssad.synthesis.signals import (
     peaks_near,
     ring,
     smooth,
+    spell,
 )
 
 __all__ = ["ANOMALY_KINDS", "MODEL", "draw_unit", "sound"]
 
-ANOMALY_KINDS = ("irregular", "seat_leak", "chatter", "sticking")
+# MIMII's valve fault is contamination, of several kinds: debris that makes the plunger stick and
+# open late, that makes it bounce (chatter), or that holds the seat open a crack (leak).
+ANOMALY_KINDS = ("contamination_sticking", "contamination_chatter", "contamination_leak")
+CHATTER_SPELL_S = (1.0, 2.5)
 VALVE_SEVERITY = {
-    "skip_prob": 0.4,
-    "timing_jitter": 0.1,  # of the period
-    "leak_db": -23.0,  # re the open-flow level
-    "bounce": 1.5,
-    "stick_delay_s": 0.04,
+    "skip_prob": 0.0,
+    "timing_jitter": 0.06,  # of the period
+    "leak_db": -8.0,  # re the open-flow level
+    "bounce": 2.0,
+    "stick_delay_s": 0.06,
     "stick_attack": 3.0,
-    "stick_click": 0.15,  # relative loss of the opening click
-    "stick_flow": 0.1,  # relative loss of flow (partial opening)
+    "stick_click": 0.3,  # relative loss of the opening click
+    "stick_flow": 0.0,  # relative loss of flow (partial opening)
+    "stick_tick": 0.5,  # the first, weak tick of a two-step opening, re the full click
 }
 VALVE_BOUNCE_RATIOS = (0.7, 0.5, 0.35, 0.25)  # successive plunger bounces, re the main click
 VALVE_EVENT_JITTER_S = 0.004
@@ -39,7 +45,7 @@ VALVE_PULSES = 2  # the model's duty cycle: two openings per cycle, then a rest
 VALVE_CLOSE_WEIGHTS = np.array([0.7, 1.1, 0.6])  # the closing hit excites the modes differently
 VALVE_BODY = ((1500.0, 4.0, 0.3), (4200.0, 4.0, 0.3))
 VALVE_BUZZ_HZ = 100.0  # an AC solenoid hums at twice the line frequency while energized
-VALVE_CLICK_DB = -30.0  # one click re the flow noise
+VALVE_CLICK_DB = -20.0  # one click re the flow noise
 VALVE_PERIOD_STD = 0.01  # relative, from clip to clip
 VALVE_OPEN_STD = 0.02  # relative, from opening to opening
 
@@ -57,7 +63,7 @@ def draw_unit(rng: np.random.Generator) -> Unit:
         "close_weights": VALVE_CLOSE_WEIGHTS * np.exp(rng.uniform(-0.2, 0.2, 3)),
         "close_db": -3.0 + rng.uniform(-1.5, 1.5),
         "flow_peak": (near(rng, 2000.0, 0.12), 9.0 + rng.uniform(-1.5, 1.5), 0.85),
-        "flow_db": -3.0 + rng.uniform(-1.5, 1.5),
+        "flow_db": -10.0 + rng.uniform(-1.5, 1.5),
         "attack_s": near(rng, 0.018, 0.25),
         "release_s": near(rng, 0.01, 0.25),
         "buzz_db": -25.0 + rng.uniform(-3.0, 3.0),
@@ -67,13 +73,13 @@ def draw_unit(rng: np.random.Generator) -> Unit:
     }
 
 
-def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
+def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> tuple[np.ndarray, Evidence | None]:
     """A solenoid-valve clip: clicks and flow in the unit's duty cycle; fault `kind` of strength `s`."""
     rng = c.rng
     sr = c.sr
     period = unit["period_s"] * (1.0 + VALVE_PERIOD_STD * rng.standard_normal())
-    irregular = s if kind == "irregular" else 0.0
-    sticking = s if kind == "sticking" else 0.0
+    irregular = s if kind == "contamination_sticking" else 0.0
+    sticking = s if kind == "contamination_sticking" else 0.0
     opens: list[float] = []
     closes: list[float] = []
     coil = np.zeros(c.n)
@@ -84,7 +90,7 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
             shift = VALVE_SEVERITY["timing_jitter"] * irregular * period * rng.uniform(-0.5, 0.5)
             open_t = start + shift + VALVE_EVENT_JITTER_S * rng.standard_normal()
             close_t = open_t + unit["open_frac"] * period * (1.0 + VALVE_OPEN_STD * rng.standard_normal())
-            if not (kind == "irregular" and rng.random() < VALVE_SEVERITY["skip_prob"] * irregular):
+            if not (irregular and rng.random() < VALVE_SEVERITY["skip_prob"] * irregular):
                 coil[max(0, int(open_t * sr)) : max(0, int(close_t * sr))] = 1.0
                 # a sticking plunger moves late after the coil is energized
                 opens.append(open_t + VALVE_SEVERITY["stick_delay_s"] * sticking * rng.uniform(0.3, 1.0))
@@ -98,20 +104,33 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
     )
     close_amp = from_db(unit["close_db"]) * np.exp(0.1 * rng.standard_normal(len(closes_a)))
     open_t_all, open_a_all, close_t_all, close_a_all = opens_a, open_amp, closes_a, close_amp
-    if kind == "chatter":
-        # the plunger bounces off its seat and stop: quick repeated clicks after each transition
-        bounces = []
+    if sticking:
+        # the plunger breaks free in two steps: a weak first tick when the coil pulls, the full hit later
+        tick_t = opens_a - rng.uniform(0.02, 0.06, len(opens_a)) * sticking
+        tick_a = open_amp * VALVE_SEVERITY["stick_tick"] * rng.uniform(0.6, 1.0, len(opens_a))
+        open_t_all, open_a_all = np.concatenate([opens_a, tick_t]), np.concatenate([open_amp, tick_a])
+    evidence = None
+    if kind == "contamination_sticking":
+        evidence = Evidence(0.0, c.duration, 300.0, min(c.f_max, 7500.0))
+    if kind == "contamination_chatter":
+        # the plunger bounces off its seat and stop: quick repeated clicks after each transition, while
+        # a grain of debris is caught
+        chatter_start, chatter_end, _ = spell(c, *CHATTER_SPELL_S)
+        extra = []
         for times, amps in ((opens_a, open_amp), (closes_a, close_amp)):
+            during = (times >= chatter_start) & (times < chatter_end)
+            times, amps = times[during], amps[during]
             delay = np.zeros(len(times))
-            extra_t, extra_a = [times], [amps]
+            bounce_t, bounce_a = [], []
             for ratio in VALVE_BOUNCE_RATIOS:
                 delay = delay + rng.uniform(0.012, 0.04, len(times))
-                extra_t.append(times + delay)
-                extra_a.append(
-                    amps * ratio * VALVE_SEVERITY["bounce"] * s * rng.uniform(0.5, 1.0, len(times))
-                )
-            bounces.append((np.concatenate(extra_t), np.concatenate(extra_a)))
-        (open_t_all, open_a_all), (close_t_all, close_a_all) = bounces
+                bounce_t.append(times + delay)
+                bounce_a.append(amps * ratio * VALVE_SEVERITY["bounce"] * s * rng.uniform(0.5, 1.0, len(times)))
+            extra.append((np.concatenate(bounce_t), np.concatenate(bounce_a)))
+        open_t_all, open_a_all = np.concatenate([opens_a, extra[0][0]]), np.concatenate([open_amp, extra[0][1]])
+        close_t_all, close_a_all = np.concatenate([closes_a, extra[1][0]]), np.concatenate([close_amp, extra[1][1]])
+        freqs = [f for f, _, _ in unit["click_modes"]]
+        evidence = Evidence(chatter_start, chatter_end, 0.7 * min(freqs), min(c.f_max, 1.4 * max(freqs)))
     open_exc = bursts(c, open_t_all * sr, open_a_all, decay_s=0.0003)
     close_exc = bursts(c, close_t_all * sr, close_a_all, decay_s=0.0003)
     clicks = np.zeros(c.n)
@@ -140,16 +159,19 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> np.ndarray:
         + from_db(unit["flow_db"] + 0.5 * rng.standard_normal()) * flow_noise * flow_gate
     )
     x += from_db(unit["buzz_db"]) * buzz
-    if kind == "seat_leak":
-        # a worn seat lets fluid through while closed: hiss, and a whistle at the leak path
+    if kind == "contamination_leak":
+        # debris holds the seat open a crack: while closed, the leak path whistles in spurts
         whistle = c.noise(c.envelope(peaks=[(min(unit["leak_hz"], c.f_max), 25.0, 0.05)]))
         x += (
             from_db(unit["flow_db"] + VALVE_SEVERITY["leak_db"])
             * s
-            * (flow_noise + 0.5 * whistle)
+            * whistle
             * (1.0 - flow_gate)
+            * episodes(c, mean_on_s=0.05, mean_off_s=0.4, ramp_s=0.005)  # debris makes the seat sputter
         )
-    return x
+        leak_hz = min(unit["leak_hz"], c.f_max)
+        evidence = Evidence(0.0, c.duration, 0.85 * leak_hz, min(c.f_max, 1.2 * leak_hz))
+    return x, evidence
 
 
 def _attack_release(gate: np.ndarray, sr: int, attack_s: float, release_s: float) -> np.ndarray:
@@ -162,4 +184,4 @@ def _attack_release(gate: np.ndarray, sr: int, attack_s: float, release_s: float
 
 
 # the model's normal RMS: event energies stay absolute, so that missing or extra clicks change the level
-MODEL = MachineModel("valve", ANOMALY_KINDS, draw_unit, sound, rms=from_db(-7.3))
+MODEL = MachineModel("valve", ANOMALY_KINDS, draw_unit, sound, rms=from_db(-9.9), periods=("period_s",))
