@@ -28,26 +28,33 @@ from tqdm import tqdm
 RESULTS = Path(__file__).resolve().parent / "results"
 #: a fault whose span is shorter than this share of its clip is transient (the "when" figure counts it)
 TRANSIENT_SHARE = 0.8
-#: the kinds of change each fault family should show (ssad.explain.rules' words); several where the physics
-#: allows more than one reading. Families of the synthetic generator; others are reported as unknown.
+#: the kinds of change each fault family should show (ssad.explain.rules' words), written from how the synthetic
+#: generator makes each fault (ssad/synthesis/machines/), before measuring; several where the physics allows more
+#: than one reading. Families missing here are reported as unknown.
 FAMILY_KINDS: dict[str, tuple[str, ...]] = {
-    # rotating machines (fan, pump)
-    "bearing": ("impulsive bursts",),
-    "imbalance": ("new narrowband line", "changed rhythm or timing"),
-    "rubbing": ("impulsive bursts", "new narrowband line"),
-    "clogging": ("moved narrowband line", "broadband level drop", "broadband level rise"),
-    "cavitation": ("impulsive bursts", "broadband level rise"),
-    "leak": ("broadband level rise",),
-    # slide rail
-    "stroke_timing": ("changed rhythm or timing",),
+    # fan: 1x/2x shaft lines up 8 dB with sidebands, and a guard rattling once per turn
+    "unbalance": ("new narrowband line", "impulsive bursts"),
+    # fan: the speed moves 3.5 %, every rotation line with it
+    "voltage_change": ("moved narrowband line", "new narrowband line"),
+    # fan and pump: the flow hump sinks, blade or vane lines rise and move, the flow surges
+    "clogging": ("moved narrowband line", "new narrowband line", "broadband level drop", "broadband level rise",
+                 "changed rhythm or timing"),
+    # pump: a seal hissing in a narrow band, in spurts
+    "leakage": ("new narrowband line", "impulsive bursts"),
+    # pump: a crackle of hard hits while debris passes
+    "contamination": ("impulsive bursts",),
+    # slide rail: a click each time the carriage rolls over a dent
     "rail_damage": ("impulsive bursts",),
-    "dry_friction": ("new narrowband line", "broadband level rise"),
-    "end_stop": ("impulsive bursts",),
-    # valve
-    "irregular": ("changed rhythm or timing",),
-    "seat_leak": ("broadband level rise",),
-    "chatter": ("impulsive bursts", "changed rhythm or timing"),
-    "sticking": ("changed rhythm or timing",),
+    # slide rail: stroke timing jitters, the slack belt slaps its guard
+    "loose_belt": ("changed rhythm or timing", "impulsive bursts"),
+    # slide rail: stick-slip squeal (a harmonic series) in some strokes, judder before each stop
+    "no_grease": ("new narrowband line", "impulsive bursts"),
+    # valve: the plunger opens late with a weaker click
+    "contamination_sticking": ("changed rhythm or timing",),
+    # valve: the plunger bounces, extra clicks for a second or two
+    "contamination_chatter": ("impulsive bursts", "changed rhythm or timing"),
+    # valve: the seat whistles in a narrow band, in spurts, while closed
+    "contamination_leak": ("new narrowband line", "impulsive bursts"),
 }
 FIELDS = ("path", "machine_type", "machine_id", "family", "severity", "start_s", "end_s", "low_hz", "high_hz")
 

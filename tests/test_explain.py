@@ -248,7 +248,7 @@ def test_explain_accuracy_reports_each_family_and_unknown_ones(explain_detector:
         writer = csv.writer(handle)
         writer.writerow(["path", "machine_type", "machine_id", "family", "severity", "start_s", "end_s", "low_hz",
                          "high_hz"])
-        for path, family, span, band in zip(anomalies, ["leak", "bearing", "made_up_family"],
+        for path, family, span, band in zip(anomalies, ["leakage", "contamination", "made_up_family"],
                                             [(0, 2), (0.5, 0.8), (0, 2)], [(0, 8000), (2000, 4000), (0, 8000)],
                                             strict=True):
             writer.writerow([path.relative_to(tiny_root), "fan", "id_00", family, 0.5, *span, *band])
@@ -257,7 +257,7 @@ def test_explain_accuracy_reports_each_family_and_unknown_ones(explain_detector:
                     str(explain_detector), "--data", str(tiny_root), "--faults", str(faults), "--out", str(out),
                     "--examples", "1"], check=True, capture_output=True, text=True)
     report = (out / "explain.md").read_text()
-    for family in ("leak", "bearing", "made_up_family", "**all**"):
+    for family in ("leakage", "contamination", "made_up_family", "**all**"):
         assert f"| {family} | 1 |" in report or f"| {family} | 3 |" in report
     assert "Families without an expected kind in `FAMILY_KINDS` (not counted in *kind*): made_up_family" in report
     rows = list(csv.DictReader(open(out / "explain.csv")))
