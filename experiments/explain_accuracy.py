@@ -124,7 +124,7 @@ def _share(hits: list) -> str:
     return f"{100 * sum(values) / len(values):.0f} % ({sum(values)}/{len(values)})" if values else "-"
 
 
-def markdown(rows: list[dict], detector: str, data: str, examples: list[tuple[str, str]], note: str = "") -> str:
+def markdown(rows: list[dict], examples: list[tuple[str, str]], note: str = "") -> str:
     """The per-family table and notes."""
     by_family: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -132,7 +132,7 @@ def markdown(rows: list[dict], detector: str, data: str, examples: list[tuple[st
     lines = [
         "# Does the explanation point at the fault?",
         "",
-        f"`python experiments/explain_accuracy.py --detector {detector} --data {data}`: every anomalous clip of the "
+        "`python experiments/explain_accuracy.py --detector DET --data ROOT`: every anomalous clip of the "
         "root's faults.csv explained with the detector's default scorer; the figures are over the clips the "
         "detector flags. *where*: the top frequency range overlaps the injected band; *when*: the top time span is "
         f"shorter than the clip and overlaps the injected span, transient faults only (span < {TRANSIENT_SHARE:.0%} "
@@ -227,7 +227,7 @@ def main() -> None:
         name = f"explain_{rows[i]['family']}.png"
         plot_explanation(explained[i], out / name)
         examples.append((rows[i]["family"], name))
-    (out / "explain.md").write_text(markdown(rows, Path(args.detector).name, Path(args.data).name, examples, args.note))
+    (out / "explain.md").write_text(markdown(rows, examples, args.note))
     print((out / "explain.md").read_text())
 
 
