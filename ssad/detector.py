@@ -80,11 +80,11 @@ class References:
         return {name: value[rows] for name, value in self.outputs.items()}
 
     def replaced(self, machine: str, outputs: Mapping[str, np.ndarray]) -> References:
-        """A copy in which `machine`'s references are `outputs`."""
+        """A copy in which `machine`'s references are `outputs`; outputs that `outputs` lacks are dropped for all."""
         keep = self.ids != machine
         n = len(next(iter(outputs.values())))
         merged = {name: np.concatenate([value[keep], np.asarray(outputs[name], dtype=value.dtype)])
-                  for name, value in self.outputs.items()}
+                  for name, value in self.outputs.items() if name in outputs}
         return References(merged, np.concatenate([self.ids[keep], np.full(n, machine)]))
 
     def save(self, path: Path) -> None:

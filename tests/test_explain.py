@@ -215,6 +215,20 @@ def test_enrolling_a_machine_keeps_its_band_statistics(explain_detector: Path, t
 
 
 @pytest.mark.slow
+def test_refitting_a_machine_from_network_outputs_alone_keeps_the_detector_usable(explain_detector: Path,
+                                                                                  tiny_root: Path) -> None:
+    import ssad
+    from ssad.enrollment import refit_machine
+
+    detector = ssad.Detector.load(explain_detector)
+    clips = [str(p) for p in sorted(tiny_root.glob("fan/train/normal_id_06_*.wav"))[:5]]
+    refit, _ = refit_machine(detector, "site-a/fan-7", detector.model.outputs(clips))  # no band statistics
+    assert "band_level" not in refit.references.outputs and refit.normal_bands.of("site-a/fan-7") is None
+    explanation = refit.explain(clips[0], "site-a/fan-7")
+    assert explanation.where == [] and "no normal band statistics for site-a/fan-7" in explanation.note
+
+
+@pytest.mark.slow
 def test_monitor_explains_only_alerting_windows(explain_detector: Path, tiny_root: Path) -> None:
     import soundfile as sf
 
