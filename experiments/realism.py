@@ -10,7 +10,12 @@ normal clip this measures:
   50-ms frame levels), dB: how much the ambience underneath the machine moves within a clip;
 - impulsiveness: the 99th minus the 50th percentile of 20-ms frame levels (dB): clicks and knocks.
 
+The fixed reference detectors' figures (the DCASE 2020 baseline AE, `../shared/acceptance/reference_ae.py`, and
+the floor, `sanity_synth.py`) are read from their own output, `--reference "AE, seed 3=ae.log"`, and tabled
+beside the published DCASE 2020 development figures.
+
 Usage: python experiments/realism.py --synth new=ROOT [--synth old=ROOT2] [--real-samples DIR] [--real-dev DIR]
+       [--reference LABEL=LOG ...]
 Writes experiments/results/realism.{md,csv}. Real audio: ../shared/real-samples/dcase2020 (genuine DCASE 2020
 test clips, normals only here) and, if built, the real development sets (../shared/real-dev/build.py).
 """
@@ -154,6 +159,38 @@ def fmt(v: float, key: str) -> str:
     return f"{v:.0f}" if key == "lines_10db" else f"{v:.2f}" if key == "between_within" else f"{v:.1f}"
 
 
+# DCASE 2020 development set, the baseline AE's AUC per type (its README; design.md section 6)
+PUBLISHED_AE = {"fan": 0.652, "pump": 0.726, "slider": 0.850, "valve": 0.665}
+
+
+def reference_table(specs: list[str]) -> list[str]:
+    """Markdown: each reference run's AUC / pAUC per type, under the published AE figures."""
+    if not specs:
+        return []
+    runs = []
+    for spec in specs:
+        label, _, path = spec.partition("=")
+        per_type = {}
+        for line in Path(path).read_text().splitlines():
+            p = line.split()
+            if len(p) >= 5 and p[1] == "auc" and p[3] == "pauc":
+                per_type[p[0]] = (float(p[2]), float(p[4]))
+        runs.append((label, per_type))
+    types = sorted({t for _, per in runs for t in per})
+    md = ["## The fixed reference detectors on the synthetic corpus", "",
+          "AUC / pAUC (FPR <= 0.1). The published row is the DCASE 2020 baseline AE on the real development set. "
+          "Realism asks: AE within 0.10 of it per type; floor <= 0.65 on valve, <= 0.88 on every type, "
+          "mean over types in [0.58, 0.80].", "",
+          "| reference | " + " | ".join(types) + " | mean AUC |", "|---|" + "---|" * (len(types) + 1),
+          "| baseline AE on real DCASE 2020 dev (published) | "
+          + " | ".join(f"{PUBLISHED_AE[t]:.3f}" if t in PUBLISHED_AE else "" for t in types) + " | |"]
+    for label, per in runs:
+        cells = [f"{per[t][0]:.3f} / {per[t][1]:.3f}" if t in per else "" for t in types]
+        mean = np.mean([v[0] for v in per.values()]) if per else float("nan")
+        md.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.3f} |")
+    return [*md, ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -163,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-dev", type=Path, default=Path(os.environ["SSAD_REAL_DEV"]) if os.environ.get("SSAD_REAL_DEV") else None)
     ap.add_argument("--real", action="append", default=[], metavar="LABEL=ROOT",
                     help="another root of real recordings in the DCASE 2020 layout (repeatable)")
+    ap.add_argument("--reference", action="append", default=[], metavar="LABEL=LOG",
+                    help="a reference detector's output (lines 'TYPE auc A pauc P'), e.g. 'AE, seed 3=ae.log'")
     ap.add_argument("--per-id", type=int, default=30, help="normal clips per ID to measure")
     ap.add_argument("--out", type=Path, default=here / "results")
     args = ap.parse_args(argv)
@@ -211,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in sorted({r[1] for r in rows}, key=lambda n: (n not in synth_types, n.lower())):
             md.append(f"| {t} | " + " | ".join(fmt(table[(s, t)][key], key) if (s, t) in table else "" for s in sources) + " |")
         md.append("")
+    md += reference_table(args.reference)
     write_text_atomic(args.out / "realism.md", "\n".join(md))
     print("\n".join(md))
     return 0

@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["give_umask_mode", "umask", "write_text_atomic"]
+__all__ = ["give_umask_mode", "umask", "write_bytes_atomic", "write_text_atomic"]
 
 
 def umask() -> int:
@@ -34,12 +34,17 @@ def give_umask_mode(path: str | Path) -> None:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write `text` to `path` via a temporary file in the same folder and `os.replace`."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and `os.replace`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         give_umask_mode(tmp)
         os.replace(tmp, path)
     except BaseException:

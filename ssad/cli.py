@@ -1,4 +1,4 @@
-"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, ensemble; monitor, enroll, feedback, export."""
+"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, explain, ensemble; monitor, enroll, feedback, export."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ssad.cli_field import add_field_commands
 from ssad.errors import SsadError
+from ssad.explain.cli import add_explain_command
 from ssad.field.cli import add_monitor_command
 
 __all__ = ["main"]
@@ -192,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     add_field_commands(commands)
 
     add_monitor_command(commands)
+    add_explain_command(commands)
 
     ensemble = commands.add_parser("ensemble", help="combine evaluated detectors' scores and evaluate the mix")
     ensemble.add_argument("--members", nargs="+", required=True,

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,9 +16,13 @@ from ssad.data.clips import Clip
 from ssad.errors import BadInputError, SsadError
 from ssad.evaluation.report import load_thresholds, save_thresholds
 from ssad.evaluation.thresholds import GammaThreshold
+from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.inference import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.scoring import Scorer, make_scorer, select_input
 from ssad.store import current_version, reset_versions, state_dir
+
+if TYPE_CHECKING:
+    from ssad.explain.explanation import Explanation
 
 __all__ = ["Detector", "DetectionResult", "References", "clip_outputs", "fit_scorers", "typical_seconds"]
 
@@ -76,11 +80,11 @@ class References:
         return {name: value[rows] for name, value in self.outputs.items()}
 
     def replaced(self, machine: str, outputs: Mapping[str, np.ndarray]) -> References:
-        """A copy in which `machine`'s references are `outputs`."""
+        """A copy in which `machine`'s references are `outputs`; outputs that `outputs` lacks are dropped for all."""
         keep = self.ids != machine
         n = len(next(iter(outputs.values())))
         merged = {name: np.concatenate([value[keep], np.asarray(outputs[name], dtype=value.dtype)])
-                  for name, value in self.outputs.items()}
+                  for name, value in self.outputs.items() if name in outputs}
         return References(merged, np.concatenate([self.ids[keep], np.full(n, machine)]))
 
     def save(self, path: Path) -> None:
@@ -117,6 +121,8 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
                  chunk: int = 256, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Clip-level model outputs for many files, plus each clip's per-band log-mel mean and std (the floor's features).
 
+    The outputs also hold each clip's band group statistics (`ssad.explain.bands`), which a detector
+    keeps per machine so that explanations can compare a clip's spectrum with the machine's normal clips.
     Works through the files in chunks so that memory stays flat; log-mels go through the on-disk cache
     when `cache_dir` is given. Logs which files are resampled or averaged to mono on the way.
     """
@@ -140,6 +146,10 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
             tensors = [torch.from_numpy(m) for m in log_mels]
             for name, value in model.outputs_from_log_mels(tensors).items():
                 parts.setdefault(name, []).append(value)
+            statistics = [band_statistics(m) for m in log_mels]
+            for measure in statistics[0] if statistics else ():
+                parts.setdefault(output_name(measure), []).append(
+                    np.stack([s[measure] for s in statistics]).astype(np.float32))
             means += [np.concatenate([m.mean(axis=1), m.std(axis=1)]) for m in log_mels]
             bar.update(len(batch))
     outputs = {name: np.concatenate(chunks) for name, chunks in parts.items()}
@@ -184,13 +194,16 @@ class Detector:
         clip_seconds: typical length of the clips the scorers were fitted on (None = not recorded); a live
             monitor scores windows of this length so that scores match the thresholds.
         references: each machine's normal reference outputs (None for detectors saved without them).
+        normal_bands: each machine's normal band statistics, for explanations (None for detectors saved
+            without them).
         version: the saved state version this detector was loaded from (0 = the base state; see `ssad.store`).
     """
 
     def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, GammaThreshold],
                  default_scorer: str | None = None, references: References | None = None,
-                 clip_seconds: float | None = None) -> None:
+                 clip_seconds: float | None = None, normal_bands: BandProfile | None = None) -> None:
         self.model = model
+        self.normal_bands = normal_bands
         self.clip_seconds = clip_seconds
         self.scorers = dict(scorers)
         self.thresholds = dict(thresholds)
@@ -217,7 +230,8 @@ class Detector:
             # train_scores_ are leave-one-out where it matters (kNN): re-scoring the training clips would not be
             thresholds[name] = GammaThreshold(percentile, name).fit(scorer.train_scores_, list(ids))
         references = References({k: np.asarray(v) for k, v in outputs.items()}, np.asarray(ids, dtype=str))
-        return cls(model, fitted, thresholds, references=references, clip_seconds=clip_seconds)
+        return cls(model, fitted, thresholds, references=references, clip_seconds=clip_seconds,
+                   normal_bands=BandProfile.from_outputs(dict(outputs), ids))
 
     @classmethod
     def fit(cls, run: str | Path, train_root: str | Path, *, scorers: Sequence[str] | None = None,
@@ -363,6 +377,23 @@ class Detector:
         labels = [_label(items[k], k) for k in kept]
         return DetectionResult(labels, ids, np.asarray(scores, dtype=np.float64), np.asarray(decisions), name)
 
+    def explain(self, clip: ClipInput, machine: str | None = None, *, scorer: str | None = None,
+                sample_rate: int | None = None) -> Explanation:
+        """Score one recording and say why: when in the clip, in which frequencies and what kind of change.
+
+        The machine comes from the file name unless `machine` is given (see `score`).
+        """
+        from ssad.explain.explanation import explain_clip
+
+        name = scorer or self.default_scorer
+        if name not in self.scorers:
+            raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(self.scorers)}")
+        (machine,) = self._machine_ids([clip], machine)
+        if machine not in self.machine_ids or machine not in self.scorers[name].ids_:
+            raise SsadError(f"machine {machine!r} unknown to this detector's {name} scorer; it knows "
+                            f"{self.scorers[name].ids_}")
+        return explain_clip(self, clip, machine, name, sample_rate=sample_rate)
+
     def save(self, directory: str | Path) -> Path:
         """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds.
 
@@ -378,6 +409,7 @@ class Detector:
         reset_versions(directory)
         shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
         (directory / REFERENCES_FILE).unlink(missing_ok=True)
+        (directory / NORMAL_BANDS_FILE).unlink(missing_ok=True)
         save_model_files(self.model, directory)
         self.save_state(directory)
         manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
@@ -396,6 +428,8 @@ class Detector:
         save_thresholds(self.thresholds, folder / "thresholds.json")
         if self.references is not None:
             self.references.save(folder / REFERENCES_FILE)
+        if self.normal_bands is not None:
+            self.normal_bands.save(folder / NORMAL_BANDS_FILE)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu", backend: str = "torch") -> Detector:
@@ -422,6 +456,6 @@ class Detector:
         scorers = {name: Scorer.load(state / "scorers" / name) for name in manifest["scorers"]}
         thresholds = load_thresholds(state / "thresholds.json")
         detector = cls(model, scorers, thresholds, manifest["default_scorer"], References.load(state / REFERENCES_FILE),
-                       manifest.get("clip_seconds"))
+                       manifest.get("clip_seconds"), BandProfile.load(state / NORMAL_BANDS_FILE))
         detector.version = version
         return detector

@@ -16,6 +16,7 @@ import numpy as np
 import ssad.store as store
 from ssad.detector import Detector
 from ssad.errors import SsadError
+from ssad.explain.bands import MEASURES, BandProfile, output_name
 from ssad.scoring import select_input
 
 __all__ = ["Update", "enroll", "feedback", "refit_machine", "undo"]
@@ -62,8 +63,11 @@ def refit_machine(detector: Detector, machine: str, outputs: Mapping[str, np.nda
     for name in skipped:
         log.info("scorer %s skipped for %s: it scores only the machines the model was trained on", name, machine)
     references = detector.references.replaced(machine, outputs) if detector.references is not None else None
+    bands = detector.normal_bands
+    if all(output_name(m) in outputs for m in MEASURES):
+        bands = BandProfile.from_outputs(dict(outputs), ids) if bands is None else bands.refit(machine, dict(outputs))
     updated = Detector(detector.model, scorers, thresholds, detector.default_scorer, references,
-                       clip_seconds=detector.clip_seconds)
+                       clip_seconds=detector.clip_seconds, normal_bands=bands)
     return updated, skipped
 
 
@@ -134,10 +138,11 @@ def undo(directory: str | Path, machine: str) -> dict:
 
 
 def _outputs(detector: Detector, files: Sequence[str], progress: bool) -> dict[str, np.ndarray]:
-    """The network's per-clip outputs of the files, with only the outputs the references keep."""
+    """The network's per-clip outputs of the files (and band statistics), with only the outputs the references keep."""
     from ssad.detector import clip_outputs
 
     outputs, _ = clip_outputs(detector.model, files, progress=progress)
     if detector.references is not None:
-        outputs = {name: outputs[name] for name in detector.references.outputs}
+        keep = {*detector.references.outputs, *map(output_name, MEASURES)}
+        outputs = {name: value for name, value in outputs.items() if name in keep}
     return outputs

@@ -110,6 +110,19 @@ class LogMel(nn.Module):
             "f_max": self.f_max,
         }
 
+    def band_edges_hz(self) -> np.ndarray:
+        """(n_mels + 1,) band edges in Hz: f_min, the mel-scale midpoints between filter centres, f_max."""
+        # torchaudio's melscale_fbanks (as __init__ calls it) spaces its filters evenly on the HTK mel scale
+        top = self.sample_rate / 2 if self.f_max is None else self.f_max
+        low_mel, top_mel = (2595.0 * np.log10(1.0 + f / 700.0) for f in (self.f_min, top))
+        centres = np.linspace(low_mel, top_mel, self.n_mels + 2)[1:-1]
+        middles = 700.0 * (10.0 ** ((centres[:-1] + centres[1:]) / 2 / 2595.0) - 1.0)
+        return np.concatenate([[self.f_min], middles, [top]]).astype(np.float64)
+
+    def frame_seconds(self) -> float:
+        """Seconds between the starts of consecutive frames."""
+        return self.hop_length / self.sample_rate
+
     def num_frames(self, num_samples: int) -> int:
         """Frames that `forward` gives for a waveform of `num_samples` samples (centred STFT)."""
         return num_samples // self.hop_length + 1

@@ -173,8 +173,8 @@ class LoadedModel:
         return self.log_mel(waveforms)
 
     @torch.inference_mode()
-    def outputs_from_log_mels(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> dict[str, np.ndarray]:
-        """Clip-level model outputs: each window output pooled over the clip's sliding windows (the model says how).
+    def per_window_outputs(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> tuple[dict[str, Tensor], list[int]]:
+        """Model outputs of every clip's sliding windows, stacked in clip order, and how many windows each clip has.
 
         `batch_size` windows go through the network at once: on a CPU, batches of a few dozen windows
         stay in cache and run faster than larger ones.
@@ -186,10 +186,15 @@ class LoadedModel:
         for start in range(0, len(stacked), batch_size):
             for name, value in self.window_outputs(stacked[start : start + batch_size]).items():
                 parts.setdefault(name, []).append(value.float())
+        return {name: torch.cat(chunks) for name, chunks in parts.items()}, counts
+
+    @torch.inference_mode()
+    def outputs_from_log_mels(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Clip-level model outputs: each window output pooled over the clip's sliding windows (the model says how)."""
+        per_window, counts = self.per_window_outputs(log_mels, batch_size)
         result = {}
-        for name, chunks in parts.items():
-            per_window = torch.cat(chunks)
-            per_clip = [self.module.pool_windows(name, chunk) for chunk in torch.split(per_window, counts)]
+        for name, values in per_window.items():
+            per_clip = [self.module.pool_windows(name, chunk) for chunk in torch.split(values, counts)]
             result[name] = torch.stack(per_clip).cpu().numpy()
         return result
 

@@ -1,7 +1,9 @@
 """The live monitor: chunks in, sliding windows scored in batches by a saved detector, one JSON line per window out.
 
 Per machine it keeps a smoothed score, an alert (smoothed score above the machine's threshold for N windows
-running) and a drift test against the machine's training score distribution. Alerts and drift changes are
+running) and a drift test against the machine's training score distribution. A window scored while its
+machine is alerting is explained (`Detector.explain`): its line gains `when` (seconds into the stream),
+`where`, `kind` and a one-line `explanation`. Alerts and drift changes are
 also logged on stderr, and alerts optionally published (e.g. to MQTT).
 """
 
@@ -204,6 +206,10 @@ class Monitor:
         }
         if window.sent is not None:
             line["sent"] = window.sent
+        if state.rule.alerting:  # only what alarms is explained: other windows cost nothing more
+            explanation = self.detector.explain(window.samples, window.machine, scorer=self.scorer)
+            line |= explanation.alert_fields(offset_s=line["start"])
+            line["explanation"] = explanation.summary(offset_s=line["start"])
         self.out.write(json.dumps(line) + "\n")
         if alert_changed:
             self._alert(line)
@@ -219,9 +225,9 @@ class Monitor:
     def _alert(self, line: dict) -> None:
         if line["alert"]:
             self.alerts_raised += 1
-            log.warning("ALERT %s: smoothed score %.4g above threshold %.4g for %d windows (%s at %.1f s)",
+            log.warning("ALERT %s: smoothed score %.4g above threshold %.4g for %d windows (%s at %.1f s): %s",
                         line["machine"], line["smoothed"], line["threshold"], line["above_for"], line["stream"],
-                        line["start"])
+                        line["start"], line["explanation"])
         else:
             log.info("alert over: %s (smoothed score %.4g)", line["machine"], line["smoothed"])
         if self.publish is not None:

@@ -1,0 +1,263 @@
+"""Why a clip scored as it did: its score against the machine's normal clips, when, in which frequencies, what kind.
+
+`explain_clip` reuses the detector's own path: one log-mel, the network's per-window outputs pooled into the
+clip's score exactly as `Detector.score` does, and each window scored alone by the same scorer for "when".
+"Where" compares the clip's band group levels and variabilities with the machine's normal statistics
+(`ssad.explain.bands`); "kind" is a plain-word rule on those numbers (`ssad.explain.rules`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ssad.explain.bands import MEASURES, MachineBands, band_groups, band_statistics
+from ssad.explain.rules import UNSPECIFIED, kind_of_change
+from ssad.scoring import select_input
+
+if TYPE_CHECKING:
+    from ssad.detector import Detector
+    from ssad.inference import ClipInput
+
+__all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "explain_clip", "format_hz"]
+
+#: a band group departs from normal when a measure is this many normal spreads away; "peaks" vary more from
+#: clip to clip than a normal spread says (a normal clip's loudest 1 % of frames is itself a rare event)
+WHERE_Z = {"level": 3.0, "variability": 3.0, "peaks": 4.0}
+#: a flagged clip with no group beyond WHERE_Z reports its strongest group if it reaches this share of it
+FLAGGED_SHARE = 0.6
+#: ranges and spans reported, strongest first
+MAX_RANGES = 3
+MAX_SPANS = 3
+#: a window stands out when its score rose by this share of the way from the clip's median to its peak
+SPAN_SHARE = 0.5
+#: ...and only when that peak sits this many robust standard deviations above the median; else "throughout"
+PEAK_SPREADS = 4.0
+NO_BANDS_NOTE = ("this detector was saved without normal band statistics, so frequency ranges cannot be "
+                 "compared with normal; save it again with `ssad detector` (or `ssad evaluate`) to get them")
+
+
+@dataclass
+class TimeSpan:
+    """Seconds into the clip (or stream) where the window scores rose most; `peak_score` is the highest window's."""
+
+    start_s: float
+    end_s: float
+    peak_score: float
+    whole_clip: bool = False
+
+
+@dataclass
+class FrequencyRange:
+    """Frequencies whose level, variability or peaks depart from the machine's normal clips.
+
+    `measure` says which (`ssad.explain.bands.MEASURES`); `change_db` is the clip's change from the machine's
+    normal mean of it (`normal_db`) in dB, and `z` the change in normal spreads.
+    """
+
+    low_hz: float
+    high_hz: float
+    change_db: float
+    z: float
+    measure: str
+    normal_db: float
+
+
+@dataclass
+class Evidence:
+    """The numbers behind an explanation, for the picture: not part of the JSON."""
+
+    log_mel: np.ndarray
+    band_edges_hz: np.ndarray
+    frame_seconds: float
+    window_centres_s: np.ndarray
+    window_scores: np.ndarray
+    normal_scores: np.ndarray
+
+
+@dataclass
+class Explanation:
+    """A clip's score, threshold, decision and percentile among the machine's normal clips, and why."""
+
+    path: str
+    machine: str
+    scorer: str
+    score: float
+    threshold: float
+    decision: int
+    percentile: float
+    when: list[TimeSpan]
+    where: list[FrequencyRange]
+    kind: str
+    note: str | None = None
+    evidence: Evidence | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form (without the evidence arrays), plus a one-line summary."""
+        data = {k: v for k, v in asdict(self).items() if k != "evidence"}
+        data["summary"] = self.summary()
+        return data
+
+    def alert_fields(self, offset_s: float = 0.0) -> dict[str, Any]:
+        """`when` (shifted by `offset_s`, e.g. the window's start in a stream), `where` and `kind` for an alert."""
+        when = [{**asdict(span), "start_s": round(span.start_s + offset_s, 3), "end_s": round(span.end_s + offset_s, 3)}
+                for span in self.when]
+        return {"when": when, "where": [asdict(r) for r in self.where], "kind": self.kind}
+
+    def summary(self, offset_s: float = 0.0) -> str:
+        """One line an operator reads: '2.1-2.6 kHz +9 dB, 12.4-13.0 s, new narrowband line'."""
+        parts = [" ".join([format_hz(r.low_hz, r.high_hz), *([r.measure] if r.measure != "level" else []),
+                           f"{r.change_db:+.0f} dB"]) for r in self.where[:1]]
+        parts += ["throughout" if s.whole_clip else f"{s.start_s + offset_s:.1f}-{s.end_s + offset_s:.1f} s"
+                  for s in self.when[:1]]
+        return ", ".join([*parts, self.kind])
+
+    def verdict(self) -> str:
+        """'ANOMALY' or 'normal', with score, threshold and percentile, for the command line."""
+        word, sign = ("ANOMALY", ">") if self.decision else ("normal", "<=")
+        return (f"{self.machine}: score {self.score:.4g} {sign} {self.threshold:.4g}, {word} (more unusual than "
+                f"{self.percentile:.1f} % of its normal clips)")
+
+
+def format_hz(low: float, high: float) -> str:
+    """'2.1-2.6 kHz', or '120-480 Hz' and '1968-2021 Hz' where tenths of a kHz would hide the range."""
+    if high >= 1000 and high - low >= 200:
+        return f"{low / 1000:.1f}-{high / 1000:.1f} kHz"
+    return f"{low:.0f}-{high:.0f} Hz"
+
+
+def _per_window_rows(detector: Detector, per_window: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Each window's outputs pooled alone, so a window has the shape of a clip's outputs and scores like one."""
+    module = detector.model.module
+    return {name: torch.stack([module.pool_windows(name, values[i : i + 1]) for i in range(len(values))]).cpu().numpy()
+            for name, values in per_window.items()}
+
+
+def _percentile(score: float, normal: np.ndarray) -> float:
+    """Share (%) of the normal scores below `score`, ties counted half."""
+    if normal.size == 0:
+        return float("nan")
+    return float(100.0 * (np.sum(normal < score) + 0.5 * np.sum(normal == score)) / normal.size)
+
+
+def time_spans(window_scores: np.ndarray, starts_s: np.ndarray, ends_s: np.ndarray, duration_s: float) -> list[TimeSpan]:
+    """Runs of windows whose scores rose most above the clip's median, strongest first; the whole clip if none stands out.
+
+    A run's span is what all its windows share (a short event raises every window that holds it), or from the
+    middle of its first window to the middle of its last when they share nothing.
+    """
+    scores = np.asarray(window_scores, dtype=np.float64)
+    median, peak = float(np.median(scores)), float(scores.max())
+    robust_sd = 1.4826 * float(np.median(np.abs(scores - median)))
+    if len(scores) < 3 or peak - median <= PEAK_SPREADS * max(robust_sd, 1e-9 * max(1.0, abs(median))):
+        return [TimeSpan(0.0, round(duration_s, 3), peak, whole_clip=True)]
+    raised = scores >= median + SPAN_SHARE * (peak - median)
+    spans = []
+    for run in _runs(raised):
+        start, end = starts_s[run[-1]], ends_s[run[0]]
+        if start >= end:
+            start, end = (starts_s[run[0]] + ends_s[run[0]]) / 2, (starts_s[run[-1]] + ends_s[run[-1]]) / 2
+        spans.append(TimeSpan(round(float(start), 3), round(float(min(end, duration_s)), 3), float(scores[run].max())))
+    return sorted(spans, key=lambda s: -s.peak_score)[:MAX_SPANS]
+
+
+def _runs(mask: np.ndarray) -> list[np.ndarray]:
+    """The runs of consecutive indices where `mask` holds."""
+    index = np.flatnonzero(mask)
+    return np.split(index, np.flatnonzero(np.diff(index) > 1) + 1) if index.size else []
+
+
+def frequency_ranges(statistics: dict[str, np.ndarray], normal: MachineBands, groups: np.ndarray,
+                     edges_hz: np.ndarray, share: float = 1.0) -> list[FrequencyRange]:
+    """Band groups with a measure beyond `share` of its `WHERE_Z`, strongest (relative to it) first, in Hz.
+
+    A group overlapping a stronger one is left out; one touching a stronger range of the same measure and sign
+    widens it (the change, z and normal level stay the stronger group's).
+    """
+    z = normal.z_scores(statistics)
+    strength = {(m, g): abs(z[m][g]) / WHERE_Z[m] for m in MEASURES for g in range(len(groups))}
+    kept: list[_Bands] = []
+    taken = np.zeros(len(edges_hz) - 1, dtype=bool)
+    for (measure, g), ratio in sorted(strength.items(), key=lambda item: -item[1]):
+        first, end = (int(b) for b in groups[g])
+        if ratio < share:
+            break
+        if not taken[first:end].any():
+            taken[first:end] = True
+            kept.append(_Bands(measure, first, end, g))
+    merged: list[_Bands] = []
+    for bands in sorted(kept, key=lambda b: b.first):
+        last = merged[-1] if merged else None
+        if last and last.end == bands.first and last.measure == bands.measure and \
+                np.sign(z[last.measure][last.group]) == np.sign(z[bands.measure][bands.group]):
+            last.end = bands.end
+            last.group = max(last.group, bands.group, key=lambda g: strength[(last.measure, g)])
+        else:
+            merged.append(bands)
+    merged.sort(key=lambda b: -strength[(b.measure, b.group)])
+    return [FrequencyRange(round(float(edges_hz[b.first]), 1), round(float(edges_hz[b.end]), 1),
+                           round(float(statistics[b.measure][b.group] - normal.means[b.measure][b.group]), 2),
+                           round(float(z[b.measure][b.group]), 2), b.measure,
+                           round(float(normal.means[b.measure][b.group]), 2)) for b in merged[:MAX_RANGES]]
+
+
+@dataclass
+class _Bands:
+    """A range being built: mel bands first..end (exclusive), and the group whose departure it reports."""
+
+    measure: str
+    first: int
+    end: int
+    group: int
+
+
+@torch.inference_mode()
+def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name: str, *,
+                 sample_rate: int | None = None) -> Explanation:
+    """Score one clip of a known machine with the named scorer and explain the score (see the module's docstring)."""
+    model = detector.model
+    log_mel = model.log_mels([clip], sample_rate)[0]
+    per_window, counts = model.per_window_outputs([log_mel])
+    clip_outputs = {name: model.module.pool_windows(name, values).unsqueeze(0).cpu().numpy()
+                    for name, values in per_window.items()}
+    scorer = detector.scorers[scorer_name]
+    score = float(scorer.score(select_input(scorer, clip_outputs), [machine])[0])
+    window_scores = np.asarray(scorer.score(select_input(scorer, _per_window_rows(detector, per_window)),
+                                            [machine] * counts[0]), dtype=np.float64)
+    threshold = float(detector.thresholds[scorer_name].threshold_[machine])
+    normal_scores = np.asarray(scorer.train_scores_)[np.asarray(scorer.train_ids_) == machine]
+
+    features = model.log_mel
+    log_mel = log_mel.cpu().numpy().astype(np.float64)
+    frame_s = features.frame_seconds()
+    duration = features.num_samples(log_mel.shape[1]) / features.sample_rate  # within a frame of the clip's end
+    starts = np.arange(counts[0]) * model.window_hop * frame_s
+    ends = np.minimum(starts + model.window_frames * frame_s, duration)
+    when = time_spans(window_scores, starts, ends, duration)
+    edges = features.band_edges_hz()
+    evidence = Evidence(log_mel, edges, frame_s, (starts + ends) / 2, window_scores, normal_scores)
+
+    normal = detector.normal_bands.of(machine) if detector.normal_bands is not None else None
+    groups = band_groups(log_mel.shape[0])
+    where: list[FrequencyRange] = []
+    kind, note = UNSPECIFIED, None
+    if detector.normal_bands is None:
+        note = NO_BANDS_NOTE
+    elif normal is None:
+        note = (f"no normal band statistics for {machine} (its clips were added before ssad kept them), so no "
+                f"frequency ranges; save the detector again with `ssad detector` to get them")
+    elif normal.means["level"].shape != (len(groups),):
+        note = f"the detector's normal band statistics do not fit this model's {log_mel.shape[0]} mel bands"
+    else:
+        statistics = band_statistics(log_mel)
+        where = frequency_ranges(statistics, normal, groups, edges)
+        if not where and score > threshold:  # flagged: say where it departs most, if anywhere near
+            where = frequency_ranges(statistics, normal, groups, edges, share=FLAGGED_SHARE)[:1]
+        kind = kind_of_change(normal.z_scores(statistics)["level"], groups, where, when, log_mel, edges)
+    label = str(clip) if isinstance(clip, (str, Path)) else "waveform"
+    return Explanation(label, machine, scorer_name, score, threshold, int(score > threshold),
+                       _percentile(score, normal_scores), when, where, kind, note, evidence)
