@@ -27,9 +27,9 @@ def test_evaluate_writes_results_challenge_files_and_plots(evaluation: Path) -> 
         reader = csv.DictReader(f)
         assert reader.fieldnames[:5] == ["scorer", "machine_type", "machine_id", "auc", "pauc"]
         rows = list(reader)
-    assert {r["scorer"] for r in rows} == {"gaussian", "knn", "softmax"}
+    assert {r["scorer"] for r in rows} == {"gaussian", "knn", "softmax", "floor"}  # the floor beside the run's own
     means = [r for r in rows if r["machine_id"] == "mean"]
-    assert len(means) == 3 * 4 and all(0 <= float(r["auc"]) <= 1 for r in rows)
+    assert len(means) == 4 * 4 and all(0 <= float(r["auc"]) <= 1 for r in rows)
     score_files = sorted((evaluation / "gaussian").glob("anomaly_score_*_id_*.csv"))
     assert len(score_files) == 16
     first = list(csv.reader(score_files[0].open()))
