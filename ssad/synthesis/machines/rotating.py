@@ -1,4 +1,4 @@
-"""Parts fan and pump share: a drifting shaft, blade- or vane-pass series, and the faults of rotating machines."""
+"""Parts fan and pump share: a drifting shaft, blade- or vane-pass series, and the motor's mains hum."""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ import numpy as np
 from ssad.synthesis.machines.model import Unit
 from ssad.synthesis.signals import (
     Clip,
-    bursts,
-    episodes,
     from_db,
-    impulses,
     jitter_peaks,
-    periodic_times,
-    resonate,
-    unit_rms,
 )
 
 __all__ = [
@@ -28,11 +22,9 @@ __all__ = [
     "SPEED_DRIFT_STD",
     "SPEED_HEADROOM",
     "MAINS_HZ",
-    "bearing_defect",
     "blade_series",
     "motor_hum",
     "rotor",
-    "rotor_rub",
 ]
 
 CLIP_SPEED_STD = 0.003  # relative: line voltage and load move an induction motor's slip from clip to clip
@@ -51,31 +43,6 @@ def motor_hum(c: Clip, level_db: float) -> np.ndarray:
     """An induction motor's magnetostriction hum: exact lines at twice the mains frequency and its harmonics."""
     orders = [k for k in (1, 2, 3, 4) if 2 * k * MAINS_HZ < c.f_max]
     return from_db(level_db) * c.tones(c.cycles(2 * MAINS_HZ), orders, [1.0, 0.5, 0.3, 0.2][: len(orders)])
-
-
-def bearing_defect(c: Clip, unit: Unit, shaft_hz: float) -> np.ndarray:
-    """Outer-race spall: resonant impulses at the ball-pass rate, load-zone modulated, in intermittent spells."""
-    rate = shaft_hz * unit["ball_pass_order"]
-    times = periodic_times(c, rate, jitter=0.015)  # rolling elements slip a little
-    load_zone = 1.0 + 0.7 * np.cos(2.0 * np.pi * shaft_hz * times + c.rng.uniform(0, 2 * np.pi))
-    amps = load_zone * np.exp(0.3 * c.rng.standard_normal(len(times)))
-    exc = impulses(c.n, times * c.sr, amps) * episodes(c, mean_on_s=0.7, mean_off_s=0.7)
-    return unit_rms(resonate(c, exc, unit["bearing_modes"]))
-
-
-def rotor_rub(c: Clip, unit: Unit, shaft_hz: float) -> np.ndarray:
-    """Rotor touching its casing once per turn during rub spells: friction bursts and a squeal."""
-    times = periodic_times(c, shaft_hz, jitter=0.03)
-    gate = episodes(c, mean_on_s=0.35, mean_off_s=0.9, ramp_s=0.03)
-    exc = bursts(c, times * c.sr, np.exp(0.4 * c.rng.standard_normal(len(times))), decay_s=0.004)
-    contact = unit_rms(
-        resonate(c, exc, [(unit["rub_hz"], 0.0006, 1.0), (1.7 * unit["rub_hz"], 0.0004, 0.6)])
-    )
-    squeal_hz = np.minimum(
-        unit["rub_hz"] * (1.0 + 0.02 * c.rng.standard_normal()) * (1.0 + c.wander(0.01, 8.0)), c.f_max
-    )
-    squeal = c.tones(c.cycles(squeal_hz), [1], [1.0])
-    return unit_rms((contact + 0.7 * squeal) * gate)
 
 
 def rotor(c: Clip, unit: Unit, speed_shift: float) -> tuple[float, np.ndarray, np.ndarray, Any]:
