@@ -113,10 +113,21 @@ def judge(fault: Fault, explanation, duration_s: float, nyquist: float) -> dict:
         "when": f"{top_when.start_s:.2f}-{top_when.end_s:.2f}" if top_when else "",
         "fault_s": f"{fault.start_s:.2f}-{fault.end_s:.2f}",
         "when_whole": int(top_when is None or top_when.whole_clip),
+        "when_chance": round(chance_overlap(top_when.end_s - top_when.start_s, fault.start_s, fault.end_s, duration_s), 3)
+        if transient and top_when is not None and not top_when.whole_clip else "",
         "when_hit": int(top_when is not None and not top_when.whole_clip and overlaps(
             top_when.start_s, top_when.end_s, fault.start_s, fault.end_s)) if transient else "",
         "kind_hit": int(explanation.kind in expected) if expected else "",
     }
+
+
+def chance_overlap(span_s: float, fault_start_s: float, fault_end_s: float, duration_s: float) -> float:
+    """Probability that a span of `span_s` seconds placed uniformly at random in the clip overlaps the fault's span."""
+    room = duration_s - span_s
+    if room <= 0:
+        return 1.0
+    low, high = max(fault_start_s - span_s, 0.0), min(fault_end_s, room)
+    return max(high - low, 0.0) / room
 
 
 def _share(hits: list) -> str:
@@ -177,8 +188,13 @@ def markdown(rows: list[dict], examples: list[tuple[str, str]], note: str = "") 
     transient = [r for r in flagged if r["transient"]]
     if transient:
         lines += ["", f"Of the {len(transient)} flagged transient faults, {sum(r['when_whole'] for r in transient)} "
-                  "got \"throughout\" as their top time span: their window scores did not rise in some windows "
-                  "clearly above the clip's median."]
+                  "got \"throughout\" as their top time span: neither their window scores nor the level of their "
+                  "strongest frequency range rose in part of the clip only."]
+        chances = [r["when_chance"] for r in transient if r["when_chance"] != ""]
+        if chances:
+            lines += ["", f"Chance level for *when*: a span as long as each reported one, placed at random in the "
+                      f"clip, would overlap the injected span on {100 * sum(chances) / len(transient):.0f} % of the "
+                      f"flagged transient faults (\"throughout\" counted as a miss, as above)."]
     lines += ["", f"Of the {len(flagged)} flagged clips, {weak} report as their top range only their strongest "
               f"departure, below the z-score an unflagged clip needs ({empty} report no range: a miss for *where*). "
               f"For {whole_band} faults.csv gives the whole band (any range is a hit)."]

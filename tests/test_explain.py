@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ssad.explain.bands import MEASURES, BandProfile, MachineBands, band_groups, band_statistics, output_name
-from ssad.explain.explanation import FrequencyRange, TimeSpan, frequency_ranges, time_spans
+from ssad.explain.explanation import FrequencyRange, TimeSpan, band_time_spans, frequency_ranges, time_spans
 from ssad.explain.rules import (
     BROADBAND_DROP,
     BROADBAND_RISE,
@@ -120,6 +120,22 @@ def test_time_spans_find_a_burst_and_say_throughout_for_a_flat_curve() -> None:
 
 def _range(low: int, high: int, z: float, measure: str = "level", normal_db: float = 0.0) -> FrequencyRange:
     return FrequencyRange(float(EDGES[low]), float(EDGES[high]), z, z, measure, normal_db)
+
+
+def test_band_time_spans_follow_the_strongest_range_when_no_window_stands_out() -> None:
+    frames, frame_s = 100, 0.1  # a 10-s clip
+    rng = np.random.default_rng(0)
+    log_mel = rng.normal(0.0, 0.5, (N_MELS, frames))
+    log_mel[10:14, 30:50] -= 6.0  # a 2-s drop in bands 10-13 only (a blockage)
+    starts = np.arange(0.0, 9.0)
+    ends, scores = starts + 2.0, np.linspace(1.0, 1.1, 9)
+    (span,) = band_time_spans(log_mel, _range(10, 14, -4.0), EDGES, frame_s, scores, starts, ends, 10.0)
+    assert 2.7 <= span.start_s <= 3.1 and 4.9 <= span.end_s <= 5.3
+    assert span.peak_score == scores[(starts < span.end_s) & (ends > span.start_s)].max()
+    assert band_time_spans(log_mel, _range(10, 14, 4.0), EDGES, frame_s, scores, starts, ends, 10.0) == []  # a rise
+    log_mel[10:14, 30:50] += 6.0
+    log_mel[10:14, 5:95] -= 6.0  # the drop covers most of the clip: throughout, no span
+    assert band_time_spans(log_mel, _range(10, 14, -4.0), EDGES, frame_s, scores, starts, ends, 10.0) == []
 
 
 def test_rules_name_each_kind() -> None:

@@ -57,7 +57,7 @@ def _octaves(low_hz: float, high_hz: float) -> float:
     return float(np.log2(max(high_hz, 1.0) / max(low_hz, 1.0)))
 
 
-def _bands_of(r: FrequencyRange, edges_hz: np.ndarray) -> slice:
+def bands_of(r: FrequencyRange, edges_hz: np.ndarray) -> slice:
     """The mel bands a range covers."""
     first = int(np.searchsorted(edges_hz, r.low_hz, side="right")) - 1
     last = int(np.searchsorted(edges_hz, r.high_hz, side="left"))
@@ -93,6 +93,6 @@ def kind_of_change(level_z: np.ndarray, groups: np.ndarray, where: Sequence[Freq
         return UNSPECIFIED
     if top.measure == "peaks":
         return IMPULSIVE if top.z > 0 and top.normal_db < EVENTS_DB else RHYTHM
-    if top.z > 0 and _impulsive(log_mel, _bands_of(top, edges_hz)):
+    if top.z > 0 and _impulsive(log_mel, bands_of(top, edges_hz)):
         return IMPULSIVE
     return RHYTHM
