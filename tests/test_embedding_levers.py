@@ -126,3 +126,22 @@ def test_adaproj_head_exports_to_onnx_with_any_batch(tmp_path: Path) -> None:
     embedding = torch.randn(7, 16)
     (logits,) = session.run(None, {"embedding": embedding.numpy()})
     torch.testing.assert_close(torch.from_numpy(logits), head(embedding), atol=1e-5, rtol=1e-5)
+
+
+def test_cnn_frames_crops_the_cnn_input_in_training_only() -> None:
+    """With `cnn_frames` the CNN sees one contiguous crop per example in training and the whole window otherwise."""
+    torch.manual_seed(0)
+    net = MachineIDNet(3, n_mels=16, embedding_dim=8, width_mult=0.25, last_channels=None, stats_branch=True,
+                       cnn_frames=10)
+    x = torch.arange(4 * 16 * 40, dtype=torch.float32).reshape(4, 16, 40)
+    net.train()
+    crops = net._cnn_input(x)
+    assert crops.shape == (4, 16, 10)
+    for example, crop in zip(x, crops):
+        start = int(crop[0, 0] - example[0, 0])
+        assert torch.equal(crop, example[:, start:start + 10])
+    assert net(x)[1].shape == (4, 8)
+    net.eval()
+    assert torch.equal(net._cnn_input(x), x)
+    with pytest.raises(ValueError, match="cnn_frames"):
+        MachineIDNet(3, n_mels=16, cnn_frames=4)

@@ -38,6 +38,9 @@ class MachineIDClassifier(SsadModule):
         subspace_dim: vectors spanning each class's subspace in the "adaproj" head.
         stats_branch: a second branch on each window's per-band log-mel mean and std (see
             `ssad.models.components.stats_branch`).
+        cnn_frames: in training, the CNN sees a random crop of this many frames of each window while the stats
+            branch sees all of it; with `data.crop_frames` the clip's length, the stats branch learns from
+            whole-clip statistics (the spectral floor's input) at the CNN cost of a short crop. None = off.
         clip_loss: weight of a second task, telling which training recording a crop came from (an AdaCos
             head over the recordings, on the same embedding), so that the embedding keeps what tells one
             recording of a machine from another instead of only what tells machines apart (after FeatEx,
@@ -84,6 +87,7 @@ class MachineIDClassifier(SsadModule):
         n_subclusters: int = 1,
         subspace_dim: int = 16,
         stats_branch: bool = False,
+        cnn_frames: int | None = None,
         mixup_alpha: float = 0.0,
         clip_loss: float = 0.0,
         bn_momentum: float | None = 0.1,
@@ -126,7 +130,7 @@ class MachineIDClassifier(SsadModule):
             freq_pool=hp.freq_pool,
             arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
             n_subclusters=hp.get("n_subclusters", 1), stats_branch=hp.get("stats_branch", False),
-            subspace_dim=hp.get("subspace_dim", 16),
+            subspace_dim=hp.get("subspace_dim", 16), cnn_frames=hp.get("cnn_frames"),
         )
         momentum = hp.get("bn_momentum", 0.1)
         for module in self.net.modules():

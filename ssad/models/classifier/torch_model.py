@@ -56,6 +56,8 @@ class MachineIDNet(nn.Module):
         subspace_dim: vectors spanning each class's subspace in the "adaproj" head.
         stats_branch: add a second branch on the window's per-band log-mel mean and standard deviation
             (its long-term spectrum, where stationary tones live), concatenated with the CNN's pooled output.
+        cnn_frames: in training, the CNN branch sees a random crop of this many frames of each input while the
+            stats branch sees all of it (whole-clip statistics at the cost of a short crop); None = all frames.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class MachineIDNet(nn.Module):
         n_subclusters: int = 1,
         stats_branch: bool = False,
         subspace_dim: int = 16,
+        cnn_frames: int | None = None,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -96,6 +99,10 @@ class MachineIDNet(nn.Module):
         if not 0.0 <= dropout < 1.0:
             msg = f"dropout must be in [0, 1), got {dropout}"
             raise ValueError(msg)
+        if cnn_frames is not None and cnn_frames < 8:
+            msg = f"cnn_frames must be >= 8 (or None), got {cnn_frames}"
+            raise ValueError(msg)
+        self.cnn_frames = cnn_frames
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
         self.n_mels = n_mels
@@ -165,11 +172,20 @@ class MachineIDNet(nn.Module):
             msg = f"input must have shape (batch, {self.n_mels}, frames), got {tuple(x.shape)}"
             raise ValueError(msg)
 
+    def _cnn_input(self, x: Tensor) -> Tensor:
+        """The CNN branch's input: in training with `cnn_frames`, a random crop of that many frames per example."""
+        frames = x.shape[-1]
+        if not self.training or self.cnn_frames is None or frames <= self.cnn_frames:
+            return x
+        starts = torch.randint(0, frames - self.cnn_frames + 1, (x.shape[0], 1, 1), device=x.device)
+        index = (starts + torch.arange(self.cnn_frames, device=x.device)).expand(-1, x.shape[1], -1)
+        return x.gather(-1, index)
+
     def embed(self, x: Tensor) -> Tensor:
         """(B, n_mels, frames) log-mel -> (B, embedding_dim) embedding (before the head)."""
         self._check_input(x)
         normalised = self.input_norm(x)
-        parts = [] if self.backbone is None else [self.backbone(normalised.unsqueeze(1))]
+        parts = [] if self.backbone is None else [self.backbone(self._cnn_input(normalised).unsqueeze(1))]
         if self.stats_branch is not None:
             parts.append(self.stats_branch(normalised))
         features = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
