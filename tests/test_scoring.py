@@ -62,6 +62,7 @@ def _all_scorers() -> dict[str, Scorer]:
     return {
         "gaussian": GaussianScorer(),
         "gaussian_empirical": GaussianScorer(shrinkage="empirical"),
+        "gaussian_type": GaussianScorer(covariance="type"),
         "knn_cosine": KNNScorer(k=1),
         "knn_euclid_k3": KNNScorer(k=3, metric="euclidean"),
         "softmax": SoftmaxScorer(class_names=list(IDS)),
@@ -107,6 +108,23 @@ def test_gaussian_stays_finite_with_few_clips_in_many_dimensions() -> None:
         scorer = GaussianScorer(shrinkage=shrinkage).fit(X, ["m/id_00"] * 10)
         s = scorer.score(np.r_[rng.normal(size=(5, 64)), 6 + rng.normal(size=(5, 64))], ["m/id_00"] * 10)
         assert np.all(np.isfinite(s)) and s[5:].min() > s[:5].max()
+
+
+def test_type_covariance_is_shared_by_the_ids_of_a_type_only() -> None:
+    """covariance="type": one precision per machine type, each ID its own mean, training scores leave the clip out."""
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(size=(30, 4)) * [1, 1, 1, 5], rng.normal(size=(30, 4)) * [1, 1, 1, 5] + 3,
+                        rng.normal(size=(30, 4)) * [5, 1, 1, 1]])
+    ids = np.repeat(["fan/id_00", "fan/id_02", "pump/id_00"], 30)
+    scorer = GaussianScorer(covariance="type").fit(X, ids)
+    fan_a, fan_b, pump = scorer.precisions_
+    np.testing.assert_array_equal(fan_a, fan_b)
+    assert not np.allclose(fan_a, pump)
+    np.testing.assert_allclose(scorer.means_[1], X[30:60].mean(axis=0))
+    in_sample = scorer.score(X, ids)
+    np.testing.assert_allclose(scorer.train_scores_, in_sample * 30 / 29)
+    with pytest.raises(ValueError, match="covariance='shared'"):
+        GaussianScorer(covariance="shared").fit(X, ids)
 
 
 def test_unknown_id_is_refused_with_the_known_ones(data: dict) -> None:
