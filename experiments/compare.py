@@ -106,7 +106,7 @@ def rank_table(rows: list[dict]) -> tuple[list[str], list[str], dict, dict]:
 def markdown(rows: list[dict], seconds: float, root: Path) -> str:
     detectors, types, cell, rank = rank_table(rows)
     head = "| detector | " + " | ".join(f"{t} AUC | {t} pAUC" for t in types) + " | mean AUC | mean pAUC | rank |"
-    lines = [f"# Detector comparison on `{root}`", "",
+    lines = [f"# Detector comparison on `{os.path.relpath(root)}`", "",
              "AUC / pAUC (FPR ≤ 0.1) in %, mean over each type's machine IDs; rank = mean of the per-type "
              "ranks on AUC and on pAUC (the DCASE challenge's ranking; lower is better).", "", head,
              "|" + "---|" * (3 + 2 * len(types) + 1)]

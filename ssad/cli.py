@@ -17,6 +17,8 @@ from ssad.field.cli import add_monitor_command
 __all__ = ["main"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+#: options of `ssad` itself, which may stand before any command (Lightning's included)
+GLOBAL_FLAGS = ("-v", "--verbose")
 
 #: Python parameters that library messages name -> the flags that set them, in ssad's own commands and in
 #: Lightning's (`ssad fit`), so that a message tells the user what to type.
@@ -217,18 +219,30 @@ def _configure_logging() -> None:
         logger.propagate = False
 
 
+def lightning_command(argv: Sequence[str]) -> tuple[bool, list[str] | None]:
+    """Whether `ssad`'s global flags ask for more logging, and the Lightning command line when one is asked for."""
+    lead = 0
+    while lead < len(argv) and argv[lead] in GLOBAL_FLAGS:
+        lead += 1
+    rest = list(argv[lead:])
+    return lead > 0, rest if rest and rest[0] in LIGHTNING_COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ssad` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     _configure_logging()
+    verbose, lightning = lightning_command(argv)
     try:
         from ssad.allocator import tune_allocator
         from ssad.threads import configure_threads
 
         configure_threads()
         tune_allocator()
-        if argv and argv[0] in LIGHTNING_COMMANDS:
-            _lightning_cli(argv)
+        if lightning is not None:
+            if verbose:
+                logging.getLogger("ssad").setLevel(logging.DEBUG)
+            _lightning_cli(lightning)
             return 0
         args = _parser().parse_args(argv)
         if args.verbose:
@@ -242,8 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad input and bad arguments get one readable message; -v shows where it came from.
         if logging.getLogger("ssad").isEnabledFor(logging.DEBUG):
             raise
-        print(f"ssad: error: {in_cli_words(str(error), lightning=bool(argv) and argv[0] in LIGHTNING_COMMANDS)}",
-              file=sys.stderr)
+        print(f"ssad: error: {in_cli_words(str(error), lightning=lightning is not None)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ssad: interrupted (a training run resumes with --ckpt_path last)", file=sys.stderr)

@@ -92,6 +92,7 @@ def write_tiny_corpus(root: Path, clips: int = 6, seconds: float = 0.5) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_lightning_fit_save_and_reload(tmp_path: Path) -> None:
     root = write_tiny_corpus(tmp_path / "data")
     dm = LogMelWindowDataModule(str(root), batch_size=64, max_windows_per_clip=12)

@@ -86,6 +86,7 @@ def test_fit_from_the_cli_leaves_checkpoints_and_config(tiny_run: Path) -> None:
     assert len(checkpoint["hyper_parameters"]["class_names"]) == 16 + 4 + 2
 
 
+@pytest.mark.slow
 def test_fit_from_python(tiny_root: Path, tmp_path: Path) -> None:
     datamodule = MachineIDDataModule(root=str(tiny_root), machine_types=["fan", "pump"], n_warped=2, crop_frames=16,
                                      features={"n_mels": 32}, batch_size=16)

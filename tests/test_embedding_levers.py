@@ -98,6 +98,7 @@ def test_net_with_stats_branch_and_angular_head_trains(backbone: str, head: str,
     assert (net(x)[0].argmax(1) == y).float().mean() == 1.0
 
 
+@pytest.mark.slow
 def test_mixup_classifier_fits_from_the_cli(tiny_root: Path, tmp_path: Path, one_torch_thread: None) -> None:
     """`--model.mixup_alpha` with the AdaCos head and the stats branch trains and leaves a loadable run."""
     import ssad

@@ -277,6 +277,7 @@ def test_window_data_module_skips_bad_files_only_when_asked(tmp_path: Path) -> N
     assert len(dm.train_clips) + len(dm.val_clips) == 10
 
 
+@pytest.mark.slow
 def test_lightning_fit_save_and_reload(tmp_path: Path) -> None:
     root = write_tiny_corpus(tmp_path / "data")
     dm = LogMelWindowDataModule(
