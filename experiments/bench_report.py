@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ssad.atomic import write_text_atomic
+from ssad.core.atomic import write_text_atomic
 
 __all__ = ["write", "markdown"]
 

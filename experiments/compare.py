@@ -45,7 +45,7 @@ PER_TYPE = ("group_made", "baseline_ae")
 
 def _fit(config: str, root: Path, run: Path, extra: list[str], machine_type: str | None = None,
          reuse: bool = False) -> None:
-    from ssad.training import run_lightning_cli
+    from ssad.cli.fit import run_lightning_cli
 
     if reuse and (run / "checkpoints" / "last.ckpt").is_file() and (run / ".complete").is_file():
         return
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "disabled")
 
     from ssad.data.layout import index_root
-    from ssad.engine import evaluate_run
     from ssad.evaluation.report import write_evaluation
+    from ssad.evaluation.run import evaluate_run
     from ssad.evaluation.table import ScoreTable, ensemble_tables
 
     start = time.time()

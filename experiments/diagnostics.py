@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 def cached_log_mels(model, clips: Sequence) -> list[np.ndarray]:  # noqa: ANN001 (an ssad.LoadedModel)
     """The (n_mels, frames) log-mel of each clip with the run's own parameters, through the feature cache."""
     from ssad.data.audio import read_clip
-    from ssad.engine import default_cache_dir
+    from ssad.evaluation.run import default_cache_dir
     from ssad.features import FeatureCache, compute_log_mels
 
     cache = FeatureCache(default_cache_dir(), model.log_mel.params, {"sample_rate": model.sample_rate})

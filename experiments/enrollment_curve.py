@@ -77,8 +77,8 @@ def curve(run: str, data: str, held_out: tuple[str, ...], seed: int, draws: int,
     """One run: rows (clips, draw, curve, mean AUC over the held-out IDs) and the trained IDs' mean AUC."""
     from ssad.data.layout import index_root, select
     from ssad.detector import Detector, clip_key, clip_outputs
-    from ssad.enrollment import refit_machine
-    from ssad.inference import load
+    from ssad.detector.enrollment import refit_machine
+    from ssad.modelio import load
     from ssad.scoring import GaussianScorer
 
     model = load(run)

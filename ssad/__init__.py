@@ -18,13 +18,13 @@ __all__ = ["Detector", "load", "__version__"]
 
 if TYPE_CHECKING:
     from ssad.detector import Detector
-    from ssad.inference import load
+    from ssad.modelio import load
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: importing torch and Lightning costs seconds, and `ssad --help` needs neither.
     if name == "load":
-        from ssad.inference import load
+        from ssad.modelio import load
 
         return load
     if name == "Detector":

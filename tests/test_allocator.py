@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ssad.allocator import ALLOCATOR_ENV, tune_allocator
+from ssad.core.runtime import ALLOCATOR_ENV, tune_allocator
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

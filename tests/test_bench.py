@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
+from ssad.core.runtime import THREADS_ENV, available_cores, configure_threads, default_threads
 from ssad.features import LogMel, sliding_windows
 from ssad.scoring import KNNScorer
 from ssad.scoring.neighbours import build_index
-from ssad.threads import THREADS_ENV, available_cores, configure_threads, default_threads
 
 BENCH = Path(__file__).resolve().parents[1] / "experiments" / "bench.py"
 

@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from ssad.data.windows import LogMelWindowDataModule
-from ssad.errors import BadInputError
+from ssad.core.errors import BadInputError
 from ssad.models.base import CHECKPOINT_KEY
 from ssad.models.made import GroupMADE, GroupMADEModule
+from ssad.training.windows import LogMelWindowDataModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssad.data.datamodule import MachineIDDataModule
+from ssad.core.errors import BadInputError
 from ssad.data.validate import check_class_names
-from ssad.errors import BadInputError
+from ssad.training.datamodule import MachineIDDataModule
 
 RATE = 16000
 

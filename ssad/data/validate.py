@@ -7,10 +7,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ssad.core.errors import BadInputError
 from ssad.data.audio import AudioInfo, audio_info, log_conversions
 from ssad.data.clips import THIN_CLIPS, Clip
 from ssad.data.layout import select
-from ssad.errors import BadInputError
 
 __all__ = ["TrainingClips", "check_class_names", "check_training_clips", "clip_problem", "type_name_problems"]
 

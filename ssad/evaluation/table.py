@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ssad.core.errors import BadInputError
 from ssad.data.clips import LABELS, SPLITS
-from ssad.errors import BadInputError
 
 __all__ = ["ScoreTable", "COLUMNS", "machine_key", "ensemble_tables"]
 

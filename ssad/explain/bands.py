@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
 
 __all__ = ["GROUP_SIZES", "MEASURES", "BandProfile", "MachineBands", "NORMAL_BANDS_FILE", "band_groups",
            "band_statistics", "output_name"]

@@ -13,8 +13,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ssad.core.errors import SsadError
 from ssad.data.clips import THIN_CLIPS
-from ssad.errors import SsadError
 
 __all__ = [
     "THIN_CLIPS",

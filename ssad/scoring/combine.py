@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
 from ssad.scoring.base import (
     ARRAYS_FILE,
     THIN_CLIPS,

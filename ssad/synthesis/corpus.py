@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ssad.atomic import give_umask_mode, write_text_atomic
+from ssad.core.atomic import give_umask_mode, write_text_atomic
 from ssad.synthesis.background import ambience_pool
 from ssad.synthesis.clips import render_clip
 from ssad.synthesis.config import (

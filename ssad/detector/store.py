@@ -21,8 +21,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from ssad.atomic import give_umask_mode
-from ssad.errors import SsadError
+from ssad.core.atomic import give_umask_mode
+from ssad.core.errors import SsadError
 
 __all__ = ["POINTER_FILE", "VERSIONS_DIR", "VERSION_FILE", "commit", "current_version", "reset_versions", "state_dir",
            "undo", "update_lock", "version_record"]

@@ -9,10 +9,10 @@ import re
 import sys
 from collections.abc import Sequence
 
-from ssad.cli_field import add_field_commands
-from ssad.errors import SsadError
-from ssad.explain.cli import add_explain_command
-from ssad.field.cli import add_monitor_command
+from ssad.cli.explain import add_explain_command
+from ssad.cli.field import add_field_commands
+from ssad.cli.monitor import add_monitor_command
+from ssad.core.errors import SsadError
 
 __all__ = ["main"]
 
@@ -36,7 +36,7 @@ def in_cli_words(message: str, lightning: bool = False) -> str:
 
 def _lightning_cli(argv: Sequence[str]) -> None:
     """Run Lightning's own CLI (imported only here: `import lightning` costs seconds)."""
-    from ssad.training import run_lightning_cli
+    from ssad.cli.fit import run_lightning_cli
 
     run_lightning_cli(list(argv))
 
@@ -70,7 +70,7 @@ def _cmd_data_download(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from ssad.engine import evaluate_run
+    from ssad.evaluation.run import evaluate_run
 
     evaluate_run(
         args.run, args.data, args.out, scorers=args.scorers, percentile=args.percentile,
@@ -104,7 +104,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
-    from ssad.engine import evaluate_ensemble
+    from ssad.evaluation.run import evaluate_ensemble
 
     evaluate_ensemble(args.members, args.out, weights=args.weights, percentile=args.percentile, plots=not args.no_plots)
 
@@ -234,8 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     verbose, lightning = lightning_command(argv)
     try:
-        from ssad.allocator import tune_allocator
-        from ssad.threads import configure_threads
+        from ssad.core.runtime import configure_threads, tune_allocator
 
         configure_threads()
         tune_allocator()

@@ -1,7 +1,7 @@
 """Load a trained ssad model and run it on recordings: clip-level embeddings and per-clip model outputs.
 
-This module owns the model files: it reads checkpoints, and reads and writes the safetensors weights and
-JSON description a saved detector keeps its model in.
+This module owns the model files: it rebuilds models from checkpoints (read by `ssad.models.checkpoint`),
+and reads and writes the safetensors weights and JSON description a saved detector keeps its model in.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssad.atomic import give_umask_mode
-from ssad.errors import SsadError
+from ssad.core.atomic import give_umask_mode
+from ssad.core.errors import SsadError
 from ssad.features import LogMel, sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
+from ssad.models.checkpoint import read_checkpoint, resolve_checkpoint
 from ssad.models.fused import inference_copy
 
 __all__ = [
@@ -39,33 +40,6 @@ MODEL_WEIGHTS = "model.safetensors"
 MODEL_DESCRIPTION = "model.json"
 #: clips per log-mel batch: larger batches spill the STFT's frames out of a CPU's cache (measured, bench.md)
 LOG_MEL_BATCH = 16
-
-
-def resolve_checkpoint(source: str | Path) -> Path:
-    """A checkpoint file, or a run folder's best checkpoint (else its last one)."""
-    path = Path(source)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise SsadError(f"{path}: no such run folder or checkpoint")
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    for name in ("best.ckpt", "last.ckpt"):
-        if (folder / name).is_file():
-            return folder / name
-    found = sorted(path.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if found:
-        return found[-1]
-    raise SsadError(f"{path}: no checkpoint (*.ckpt) in this run folder")
-
-
-def read_checkpoint(source: str | Path) -> dict[str, Any]:
-    """Read a checkpoint without unpickling arbitrary objects (`weights_only=True`)."""
-    path = resolve_checkpoint(source)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError and friends with long messages
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SsadError(f"{path}: not a loadable ssad checkpoint ({first})") from None
 
 
 def _model_class(dotted: str) -> type[SsadModule]:

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ssad.core.errors import SsadError
+from ssad.core.tracking import wandb_mode, wandb_project
 from ssad.data.clips import Clip
 from ssad.data.layout import index_root, select
 from ssad.detector import Detector, clip_key, clip_outputs, typical_seconds
-from ssad.errors import SsadError
 from ssad.evaluation.metrics import ResultRow
 from ssad.evaluation.plots import plot_tsne_pair, safe_name
 from ssad.evaluation.report import write_evaluation
 from ssad.evaluation.table import ScoreTable, ensemble_tables
-from ssad.inference import LoadedModel, load
+from ssad.modelio import LoadedModel, load
 from ssad.scoring import GaussianScorer, select_input
-from ssad.wandb_setup import wandb_mode, wandb_project
 
 __all__ = ["FLOOR", "evaluate_run", "evaluate_ensemble", "default_cache_dir"]
 

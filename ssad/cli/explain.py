@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
 
 __all__ = ["add_explain_command", "plot_paths"]
 

@@ -9,14 +9,14 @@ __all__ = ["add_field_commands"]
 
 
 def _cmd_enroll(args: argparse.Namespace) -> None:
-    from ssad.enrollment import enroll
+    from ssad.detector.enrollment import enroll
 
     update = enroll(args.detector, args.machine, args.files, progress=not args.quiet)
     print(f"enrolled {update.format()}")
 
 
 def _cmd_feedback(args: argparse.Namespace) -> None:
-    from ssad.enrollment import feedback, undo
+    from ssad.detector.enrollment import feedback, undo
 
     if args.undo == bool(args.normal):
         raise ValueError("feedback needs either --normal FILES (a false alarm) or --undo")
@@ -30,7 +30,7 @@ def _cmd_feedback(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from ssad.export import export_onnx
+    from ssad.modelio.onnx import export_onnx
 
     folder = export_onnx(args.detector)
     print(f"exported the log-mel front end and the network as ONNX to {folder}")

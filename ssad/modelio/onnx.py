@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssad.atomic import give_umask_mode
-from ssad.errors import SsadError
-from ssad.inference import LoadedModel, load_model_files
+from ssad.core.atomic import give_umask_mode
+from ssad.core.errors import SsadError
+from ssad.modelio.loading import LoadedModel, load_model_files
 
 __all__ = ["ONNX_DIR", "OnnxModel", "export_onnx"]
 

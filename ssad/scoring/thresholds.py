@@ -15,11 +15,11 @@ from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ssad.errors import SsadError
-from ssad.evaluation.metrics import decision_metrics
+from ssad.core.atomic import write_text_atomic
+from ssad.core.errors import SsadError
 from ssad.scoring.base import THIN_CLIPS, check_ids, check_known_ids, group_indices
 
-__all__ = ["GammaThreshold", "decision_metrics"]
+__all__ = ["GammaThreshold", "load_thresholds", "save_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,12 +184,6 @@ class GammaThreshold(BaseEstimator):
         thresholds = np.array([self.threshold_[u] for u in uniq.tolist()], dtype=np.float64)[inverse]
         return (scores > thresholds).astype(np.int64)
 
-    def fit_decide(
-        self, train_scores: Any, train_ids: Sequence[str], scores: Any, ids: Sequence[str]
-    ) -> np.ndarray:
-        """`fit` on the training scores, then `decide` on `scores`."""
-        return self.fit(train_scores, train_ids).decide(scores, ids)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: the percentile, each ID's threshold and gamma parameters."""
         check_is_fitted(self, "threshold_")
@@ -221,17 +215,39 @@ class GammaThreshold(BaseEstimator):
 
     def save(self, path: str | Path) -> Path:
         """Write the thresholds as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        return _write_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> GammaThreshold:
         """Read thresholds written by `save`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise SsadError(f"{path}: cannot read thresholds: {err}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(_read_json(path))
+
+
+def save_thresholds(thresholds: Mapping[str, GammaThreshold], path: str | Path) -> Path:
+    """Write scorer -> fitted `GammaThreshold` as one JSON object."""
+    return _write_json({scorer: thr.to_dict() for scorer, thr in thresholds.items()}, path)
+
+
+def load_thresholds(path: str | Path) -> dict[str, GammaThreshold]:
+    """Read scorer -> `GammaThreshold` written by `save_thresholds` / `write_evaluation`."""
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        raise SsadError(f"{path}: expected a JSON object scorer -> thresholds")
+    thresholds = {str(scorer): GammaThreshold.from_dict(d) for scorer, d in doc.items()}
+    for scorer, threshold in thresholds.items():
+        threshold.scorer = threshold.scorer or scorer  # files written before thresholds knew their scorer
+    return thresholds
+
+
+def _write_json(doc: Mapping[str, Any], path: str | Path) -> Path:
+    """Thresholds as indented JSON, written atomically."""
+    write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+    return Path(path)
+
+
+def _read_json(path: str | Path) -> Any:
+    """A thresholds file's JSON; a clear error naming the file when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SsadError(f"{path}: cannot read thresholds: {err}") from None

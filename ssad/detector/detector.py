@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ssad.core.errors import BadInputError, SsadError
 from ssad.data.clips import Clip
-from ssad.errors import BadInputError, SsadError
-from ssad.evaluation.report import load_thresholds, save_thresholds
-from ssad.evaluation.thresholds import GammaThreshold
+from ssad.detector.store import current_version, reset_versions, state_dir
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
-from ssad.inference import ClipInput, LoadedModel, load, load_model_files, save_model_files
+from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.scoring import Scorer, make_scorer, select_input
-from ssad.store import current_version, reset_versions, state_dir
+from ssad.scoring.thresholds import GammaThreshold, load_thresholds, save_thresholds
 
 if TYPE_CHECKING:
     from ssad.explain.explanation import Explanation
@@ -402,7 +401,7 @@ class Detector:
         """
         import shutil
 
-        from ssad.export import ONNX_DIR
+        from ssad.modelio.onnx import ONNX_DIR
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -448,7 +447,7 @@ class Detector:
             raise SsadError(f"{directory}: detector format {manifest.get('format_version')} is not {FORMAT_VERSION}")
         model = load_model_files(directory, device)
         if backend == "onnx":
-            from ssad.export import ONNX_DIR, OnnxModel
+            from ssad.modelio.onnx import ONNX_DIR, OnnxModel
 
             model = OnnxModel(model, directory / ONNX_DIR)
         version = current_version(directory)

@@ -19,10 +19,10 @@ import torchaudio
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ssad.atomic import give_umask_mode
+from ssad.core.atomic import give_umask_mode
+from ssad.core.errors import BadInputError
+from ssad.core.runtime import available_cores, torch_threads
 from ssad.data.audio import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE
-from ssad.errors import BadInputError
-from ssad.threads import available_cores, torch_threads
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from ssad.data.clips import Clip
 from ssad.data.layout import index_root
 from ssad.data.validate import check_class_names, check_training_clips
 from ssad.features import LogMel
-from ssad.synthesis.instances import (
+from ssad.training.augmentation import (
     TEMPORAL_KINDS,
     SyntheticClass,
     describe_synthetic_classes,

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
 
 __all__ = ["add_monitor_command"]
 

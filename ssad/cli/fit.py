@@ -17,7 +17,7 @@ import torch
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from ssad.wandb_setup import wandb_mode, wandb_project
+from ssad.core.tracking import wandb_mode, wandb_project
 
 __all__ = ["SsadCLI", "run_lightning_cli", "default_logger_config"]
 
@@ -126,10 +126,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter)
 
 def _import_ssad_classes() -> None:
     """Import every ssad model and data module, so the CLI knows them by short name (`--model.help MachineIDClassifier`)."""
-    import ssad.data
     import ssad.models
+    import ssad.training
 
-    for package in (ssad.models, ssad.data):
+    for package in (ssad.models, ssad.training):
         for name in package.__all__:
             getattr(package, name)
 
