@@ -114,6 +114,24 @@ def test_a_crash_during_feedback_leaves_the_previous_version(det: Path, tiny_roo
     assert enrollment.feedback(det, NEW, clips(tiny_root, "fan/test/normal_id_06_*.wav", 1)).version == 2
 
 
+def test_a_save_that_fails_leaves_the_earlier_detector_whole(det: Path, tiny_root: Path, monkeypatch) -> None:
+    enrollment.enroll(det, NEW, clips(tiny_root, "fan/train/normal_id_06_*.wav", 3))
+    (det / "onnx").mkdir()
+    (det / "onnx" / "network.onnx").write_bytes(b"an earlier export")
+    detector = ssad.Detector.load(det)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ssad.Detector, "save_state", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        detector.save(det)
+    monkeypatch.undo()
+    assert ssad.Detector.load(det).version == 1 and (det / "onnx" / "network.onnx").is_file()
+    detector.save(det)  # a save that completes is the new base state
+    assert ssad.Detector.load(det).version == 0 and not (det / "onnx").exists()
+
+
 def test_a_process_killed_mid_update_leaves_the_detector_loadable(det: Path, tiny_root: Path) -> None:
     script = (
         "import os, signal, sys\n"

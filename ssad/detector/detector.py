@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import BadInputError, SsadError
 from ssad.data.clips import Clip
-from ssad.detector.store import current_version, reset_versions, state_dir
+from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.scoring import Scorer, make_scorer, select_input
@@ -88,7 +89,8 @@ class References:
 
     def save(self, path: Path) -> None:
         """Plain npz: one array per output plus the machine of each row (no pickle)."""
-        np.savez(path, ids=self.ids.astype(str), **{f"output.{k}": v for k, v in self.outputs.items()})
+        with atomic_path(path) as tmp:
+            np.savez(tmp, ids=self.ids.astype(str), **{f"output.{k}": v for k, v in self.outputs.items()})
 
     @classmethod
     def load(cls, path: Path) -> References | None:
@@ -396,8 +398,9 @@ class Detector:
     def save(self, directory: str | Path) -> Path:
         """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds.
 
-        This is a new base state: versions, references and an ONNX export of an earlier detector in the same
-        folder are removed.
+        This is a new base state, written under the folder's update lock: its files replace an earlier
+        detector's one by one, each atomically, and only then are that detector's versions, its ONNX export
+        and the reference files this one has none of removed (they belong to the detector just replaced).
         """
         import shutil
 
@@ -405,17 +408,19 @@ class Detector:
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        reset_versions(directory)
-        shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
-        (directory / REFERENCES_FILE).unlink(missing_ok=True)
-        (directory / NORMAL_BANDS_FILE).unlink(missing_ok=True)
-        save_model_files(self.model, directory)
-        self.save_state(directory)
         manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
                     "scorers": list(self.scorers)}
         if self.clip_seconds is not None:
             manifest["clip_seconds"] = self.clip_seconds
-        (directory / "detector.json").write_text(json.dumps(manifest, indent=2))
+        with update_lock(directory):
+            save_model_files(self.model, directory)
+            self.save_state(directory)
+            write_text_atomic(directory / "detector.json", json.dumps(manifest, indent=2))
+            reset_versions(directory)
+            shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
+            for name, kept in ((REFERENCES_FILE, self.references), (NORMAL_BANDS_FILE, self.normal_bands)):
+                if kept is None:
+                    (directory / name).unlink(missing_ok=True)
         self.version = 0
         return directory
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ssad.core.atomic import atomic_path
 from ssad.core.errors import BadInputError
 from ssad.data.clips import LABELS, SPLITS
 
@@ -129,8 +130,7 @@ class ScoreTable:
     def to_csv(self, path: str | Path) -> Path:
         """Write the table as CSV with header `COLUMNS`; scores written losslessly."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as f:
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(COLUMNS)
             columns = [getattr(self, name).tolist() for name in _TEXT]

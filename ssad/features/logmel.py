@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +17,7 @@ import torchaudio
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ssad.core.atomic import give_umask_mode
+from ssad.core.atomic import atomic_path
 from ssad.core.errors import BadInputError
 from ssad.core.runtime import available_cores, torch_threads
 from ssad.data.audio import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE
@@ -317,18 +315,9 @@ class FeatureCache:
     def put(self, path: str | Path, array: np.ndarray, *, key: str | None = None) -> Path:
         """Store `array` (as float32) as the entry for `path`, atomically; return the entry's path."""
         entry = self.entry_path(key or self.key(path))
-        entry.parent.mkdir(parents=True, exist_ok=True)
         data = np.ascontiguousarray(array, dtype=np.float32)
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.stem}.", suffix=".tmp", dir=entry.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, data, allow_pickle=False)
-            give_umask_mode(tmp)
-            os.replace(tmp, entry)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_path(entry) as tmp, open(tmp, "wb") as f:
+            np.save(f, data, allow_pickle=False)
         return entry
 
 

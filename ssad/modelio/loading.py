@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssad.core.atomic import give_umask_mode
+from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.features import LogMel, sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
@@ -218,10 +218,10 @@ def save_model_files(model: LoadedModel, directory: str | Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     module = model.module
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, directory / MODEL_WEIGHTS)
-    give_umask_mode(directory / MODEL_WEIGHTS)  # safetensors creates it private (0o600)
+    with atomic_path(directory / MODEL_WEIGHTS) as tmp:
+        save_file(state, tmp)
     description = {"metadata": _jsonable(model.metadata), "hyper_parameters": _jsonable(dict(module.hparams))}
-    (directory / MODEL_DESCRIPTION).write_text(json.dumps(description, indent=2))
+    write_text_atomic(directory / MODEL_DESCRIPTION, json.dumps(description, indent=2))
 
 
 def load_model_files(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

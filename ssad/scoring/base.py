@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.data.clips import THIN_CLIPS
 
@@ -250,7 +251,8 @@ class Scorer(BaseEstimator):
         arrays, meta = self._get_state()
         common_arrays, common_meta = self._common_state()
         arrays, meta = {**common_arrays, **arrays}, {**common_meta, **meta}
-        np.savez(directory / ARRAYS_FILE, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+        with atomic_path(directory / ARRAYS_FILE) as tmp:
+            np.savez(tmp, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
         self._write_json(directory, meta)
         return directory
 
@@ -264,7 +266,7 @@ class Scorer(BaseEstimator):
             "params": _jsonable(self.get_params(deep=False) if params is None else params),
             "state": _jsonable(meta),
         }
-        (directory / SCORER_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(directory / SCORER_FILE, json.dumps(doc, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> Scorer:

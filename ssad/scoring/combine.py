@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ssad.core.atomic import atomic_path
 from ssad.core.errors import SsadError
 from ssad.scoring.base import (
     ARRAYS_FILE,
@@ -201,7 +202,8 @@ class CombinedScorer(Scorer):
         for i, member in enumerate(self.members.values()):
             member.save(directory / _MEMBER_DIR.format(i))
         common_arrays, common_meta = self._common_state()
-        np.savez(directory / ARRAYS_FILE, means=self.means_, stds=self.stds_, **common_arrays)
+        with atomic_path(directory / ARRAYS_FILE) as tmp:
+            np.savez(tmp, means=self.means_, stds=self.stds_, **common_arrays)
         meta = {**common_meta, "members": list(self.members)}
         params = {"weights": None if self.weights is None else dict(self.weights)}
         self._write_json(directory, meta, params)
