@@ -50,7 +50,9 @@ def gaussian_distances(train: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 def machine_ids(clips: Sequence) -> np.ndarray:
     """`type/id` of each clip."""
-    return np.array([f"{c.machine_type}/{c.machine_id}" for c in clips])
+    from ssad.data.clips import clip_key
+
+    return np.array([clip_key(c) for c in clips])
 
 
 def auc_by_type(score: Callable[[np.ndarray, np.ndarray], np.ndarray], train_ids: np.ndarray,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ssad.cli.options import shared_options
+
 __all__ = ["add_field_commands"]
 
 
@@ -38,20 +40,19 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 def add_field_commands(commands: Any) -> None:
     """Register `enroll`, `feedback` and `export` on the `ssad` sub-command parser."""
-    enroll = commands.add_parser("enroll", help="add a new machine to a saved detector from a few normal recordings")
+    enroll = commands.add_parser("enroll", help="add a new machine to a saved detector from a few normal recordings",
+                                 parents=shared_options(quiet=True))
     enroll.add_argument("--detector", required=True)
     enroll.add_argument("--machine", required=True, help="any name, e.g. site-a/fan-7")
     enroll.add_argument("files", nargs="*", help="normal recordings of the machine")
-    enroll.add_argument("--quiet", action="store_true", help="no progress bar")
     enroll.set_defaults(handler=_cmd_enroll)
 
     feedback = commands.add_parser("feedback", help="a false alarm: add normal clips to a machine and refit it; "
-                                   "or --undo the last update")
+                                   "or --undo the last update", parents=shared_options(quiet=True))
     feedback.add_argument("--detector", required=True)
     feedback.add_argument("--machine", required=True)
     feedback.add_argument("--normal", nargs="+", default=[], help="recordings wrongly flagged as anomalous")
     feedback.add_argument("--undo", action="store_true", help="roll the machine's last update back")
-    feedback.add_argument("--quiet", action="store_true", help="no progress bar")
     feedback.set_defaults(handler=_cmd_feedback)
 
     export = commands.add_parser("export", help="export a detector's network (and log-mel front end) for onnxruntime")

@@ -14,7 +14,7 @@ import torch
 
 from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import BadInputError, SsadError
-from ssad.data.clips import Clip
+from ssad.data.clips import clip_key, machine_key
 from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
@@ -111,11 +111,6 @@ class References:
 def _label(item: ClipInput, index: int) -> str:
     """How results and messages name an input: its path, or `waveform[i]`."""
     return str(item) if isinstance(item, (str, Path)) else f"waveform[{index}]"
-
-
-def clip_key(clip: Clip) -> str:
-    """The id string scorers group by: `<machine_type>/<machine_id>`."""
-    return f"{clip.machine_type}/{clip.machine_id}"
 
 
 def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: str | Path | None = None,
@@ -279,7 +274,7 @@ class Detector:
                             f"{', '.join(known)})")
         machine_type, machine_id = named
         if machine_type is not None:
-            return f"{machine_type}/{machine_id}"
+            return machine_key(machine_type, machine_id)
         with_id = [m for m in known if m.rpartition("/")[2] == machine_id]
         if len(with_id) == 1:
             return with_id[0]

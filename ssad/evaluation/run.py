@@ -11,7 +11,7 @@ import numpy as np
 
 from ssad.core.errors import SsadError
 from ssad.core.tracking import wandb_mode, wandb_project
-from ssad.data.clips import Clip
+from ssad.data.clips import Clip, is_synthetic_class
 from ssad.data.layout import index_root, select
 from ssad.detector import Detector, clip_key, clip_outputs, typical_seconds
 from ssad.evaluation.metrics import ResultRow
@@ -37,7 +37,7 @@ def default_cache_dir() -> Path:
 
 def _model_machine_types(model: LoadedModel) -> list[str] | None:
     """The machine types a model was trained on, where it says (a classifier's real classes)."""
-    names = [n for n in model.class_names if "@" not in n and "+" not in n]
+    names = [n for n in model.class_names if not is_synthetic_class(n)]
     types = sorted({n.split("/")[0] for n in names}) or list(model.metadata.get("machine_types") or [])
     return types or None
 

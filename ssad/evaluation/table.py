@@ -12,6 +12,7 @@ import numpy as np
 
 from ssad.core.atomic import atomic_path
 from ssad.core.errors import BadInputError
+from ssad.data import clips as clip_table
 from ssad.data.clips import LABELS, SPLITS
 
 __all__ = ["ScoreTable", "COLUMNS", "machine_key", "ensemble_tables"]
@@ -23,9 +24,9 @@ _TEXT = COLUMNS[:-1]
 
 def machine_key(machine_type: Any, machine_id: Any) -> np.ndarray:
     """``"<machine_type>/<machine_id>"`` per row: the id strings scorers group clips by (e.g. ``"fan/id_00"``)."""
-    return np.char.add(
-        np.char.add(np.asarray(machine_type, dtype=str), "/"), np.asarray(machine_id, dtype=str)
-    )
+    types, ids = np.broadcast_arrays(np.asarray(machine_type, dtype=str), np.asarray(machine_id, dtype=str))
+    keys = [clip_table.machine_key(t, i) for t, i in zip(types.ravel().tolist(), ids.ravel().tolist(), strict=True)]
+    return np.array(keys, dtype=str).reshape(types.shape)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import SsadError
+from ssad.core.jsonable import jsonable
 from ssad.features import LogMel, sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
 from ssad.models.checkpoint import read_checkpoint, resolve_checkpoint
@@ -200,16 +201,6 @@ def build_module(metadata: dict[str, Any], hyper_parameters: dict[str, Any], sta
     return module
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    raise SsadError(f"cannot store {type(value).__name__} value {value!r} in a detector's JSON")
-
-
 def save_model_files(model: LoadedModel, directory: str | Path) -> None:
     """Write a model into a folder as safetensors weights plus a JSON description (nothing pickled)."""
     from safetensors.torch import save_file
@@ -220,7 +211,7 @@ def save_model_files(model: LoadedModel, directory: str | Path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(directory / MODEL_WEIGHTS) as tmp:
         save_file(state, tmp)
-    description = {"metadata": _jsonable(model.metadata), "hyper_parameters": _jsonable(dict(module.hparams))}
+    description = {"metadata": jsonable(model.metadata), "hyper_parameters": jsonable(dict(module.hparams))}
     write_text_atomic(directory / MODEL_DESCRIPTION, json.dumps(description, indent=2))
 
 

@@ -15,10 +15,10 @@ from ssad.scoring.base import (
     ARRAYS_FILE,
     THIN_CLIPS,
     Scorer,
-    _read_arrays,
     check_ids,
     check_known_ids,
     group_indices,
+    read_arrays,
     select_input,
 )
 
@@ -219,7 +219,7 @@ class CombinedScorer(Scorer):
         if weights is not None and not isinstance(weights, dict):
             raise SsadError(f"{directory}: 'params.weights' must be an object or null")
         scorer = cls(members=members, weights=weights)
-        arrays = _read_arrays(directory / ARRAYS_FILE)
+        arrays = read_arrays(directory / ARRAYS_FILE)
         try:
             w = scorer._check_params()
             scorer._restore_common(arrays, state)

@@ -137,13 +137,7 @@ class GammaThreshold(BaseEstimator):
             self.threshold_[name] = t
             self.gamma_params_[name] = params
         if len(thin) < len(groups):
-            pooled = float(np.median(list(self.threshold_.values())))
-            for name in thin:
-                self.threshold_[name] = pooled
-                self.gamma_params_[name] = None
-                self.fallbacks_[name] = (f"{len(groups[name])} training score(s): the median threshold of the "
-                                         f"other IDs, {pooled:.6g}")
-                logger.warning("%s: %s", self._of(name), self.fallbacks_[name])
+            self._pool_thin({name: len(groups[name]) for name in thin}, list(self.threshold_.values()))
         self.fallbacks_ = dict(sorted(self.fallbacks_.items()))
         return self
 
@@ -162,15 +156,18 @@ class GammaThreshold(BaseEstimator):
         counts = dict(zip(*np.unique(check_ids(ids, len(np.asarray(train_scores))), return_counts=True), strict=True))
         thin = [str(k) for k, n in counts.items() if n < THIN_CLIPS]
         if thin and others:
-            pooled = float(np.median([self.threshold_[k] for k in others]))
-            for name in thin:
-                merged.threshold_[name], merged.gamma_params_[name] = pooled, None
-                merged.fallbacks_[name] = (f"{counts[name]} training score(s): the median threshold of the "
-                                           f"other IDs, {pooled:.6g}")
-                logger.warning("%s: %s", self._of(name), merged.fallbacks_[name])
+            merged._pool_thin({name: counts[name] for name in thin}, [self.threshold_[k] for k in others])
         merged.threshold_ = dict(sorted(merged.threshold_.items()))
         merged.fallbacks_ = dict(sorted(merged.fallbacks_.items()))
         return merged
+
+    def _pool_thin(self, thin: Mapping[str, int], others: Sequence[float]) -> None:
+        """Give each thin ID (name -> its training scores) the median of the other IDs' thresholds, and say so."""
+        pooled = float(np.median(others))
+        for name, count in thin.items():
+            self.threshold_[name], self.gamma_params_[name] = pooled, None
+            self.fallbacks_[name] = f"{count} training score(s): the median threshold of the other IDs, {pooled:.6g}"
+            logger.warning("%s: %s", self._of(name), self.fallbacks_[name])
 
     def decide(self, scores: Any, ids: Sequence[str]) -> np.ndarray:
         """(n,) int decisions, 1 = anomalous (score above its ID's threshold), 0 = normal."""
