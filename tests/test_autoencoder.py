@@ -53,6 +53,7 @@ def auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
     return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
 
 
+@pytest.mark.slow  # trains a model
 def test_reconstruction_error_rises_on_outliers() -> None:
     torch.manual_seed(0)
     # Normal vectors lie near a 4-dimensional subspace; outliers add a narrow peak off it.

@@ -78,6 +78,7 @@ def test_stats_branch_sees_band_means_and_spreads() -> None:
     assert not torch.allclose(out[0], out[1])
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.parametrize(("backbone", "head"), [("mobilenetv2", "adacos"), ("none", "adacos"), ("none", "adaproj")])
 def test_net_with_stats_branch_and_angular_head_trains(backbone: str, head: str, one_torch_thread: None) -> None:
     """The two-branch net (or the stats branch alone) learns to tell two classes apart."""

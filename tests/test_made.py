@@ -202,6 +202,7 @@ def fit(model: GroupMADE, sample: Callable[[int], torch.Tensor], steps: int, lr:
         return model.nll_per_dim(sample(20000)).mean().item()
 
 
+@pytest.mark.slow  # trains a model
 def test_fit_approaches_the_entropy_of_a_known_gaussian() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -310,6 +310,7 @@ def baseline_features(
     return out
 
 
+@pytest.mark.slow  # fits a detector on a generated set
 @pytest.mark.parametrize("machine_type", MACHINE_TYPES)
 def test_a_mean_log_mel_gaussian_finds_some_but_not_all_anomalies(
     machine_type: str, baseline_features: dict[str, list[tuple[str, str, str, np.ndarray]]]
