@@ -108,7 +108,7 @@ def part_features(paths: list[Path], device: str, sizes: dict) -> dict:
     log_mel = LogMel()  # the baseline's parameters: 128 mels, n_fft 1024, hop 512, power 2
 
     def librosa_recipe() -> None:  # dcase2020_task2_baseline common.py: file_to_vector_array's first half
-        for path in paths:  # numpy's BLAS on one thread (ssad.threads), as the baseline's file-by-file loop needs
+        for path in paths:  # numpy's BLAS on one thread (ssad.core.runtime), as the baseline's file-by-file loop needs
             y, sr = librosa.load(path, sr=None, mono=False)
             mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=1024, hop_length=512, n_mels=128, power=2.0)
             _ = 20.0 / 2.0 * np.log10(mel + np.finfo(float).eps)

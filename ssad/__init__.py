@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 # Idle OpenMP threads sleep instead of spinning, so that ssad beside another process shares the cores
-# (see ssad/threads.py). Read when torch loads, so it is set here, before any ssad module imports torch.
+# (see ssad/core/runtime.py). Read when torch loads, so it is set here, before any ssad module imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The allocator policy (ssad.allocator): applied on glibc, left alone when the user says so."""
+"""The allocator policy (ssad.core.runtime): applied on glibc, left alone when the user says so."""
 
 from __future__ import annotations
 

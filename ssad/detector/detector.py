@@ -192,7 +192,7 @@ class Detector:
         references: each machine's normal reference outputs (None for detectors saved without them).
         normal_bands: each machine's normal band statistics, for explanations (None for detectors saved
             without them).
-        version: the saved state version this detector was loaded from (0 = the base state; see `ssad.store`).
+        version: the saved state version this detector was loaded from (0 = the base state; see `ssad.detector.store`).
     """
 
     def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, GammaThreshold],

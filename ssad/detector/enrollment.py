@@ -1,7 +1,7 @@
 """A saved detector in the field: enrol a new machine from a few normal clips, learn from false alarms, undo.
 
 Nothing is retrained: the clips go through the detector's network, and only that machine's scorers and
-thresholds are refitted on its normal reference clips. Every update is a new saved version (`ssad.store`).
+thresholds are refitted on its normal reference clips. Every update is a new saved version (`ssad.detector.store`).
 """
 
 from __future__ import annotations

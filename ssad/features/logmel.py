@@ -182,7 +182,7 @@ class LogMel(nn.Module):
 
         One clip's frames stay in cache where a batch's do not, and every intermediate array is written
         into buffers made once per call: fresh memory costs page faults that, on the VMs measured, took
-        about as long as the FFT itself (see `ssad.allocator`).
+        about as long as the FFT itself (see `ssad.core.runtime`).
         """
         if not waves or any(wave.dim() != 1 or wave.shape[0] != waves[0].shape[0] for wave in waves):
             msg = f"clip_by_clip needs 1-D waveforms of one length, got shapes {[tuple(w.shape) for w in waves][:4]}"
