@@ -14,7 +14,7 @@ from torch import nn
 from ssad.models.autoencoder import BaselineAutoencoder, BaselineAutoencoderModule
 from ssad.models.autoencoder.torch_model import flatten_windows
 from ssad.models.base import CHECKPOINT_KEY
-from ssad.training.windows import LogMelWindowDataModule
+from ssad.training.frame_windows import LogMelWindowDataModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

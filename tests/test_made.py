@@ -15,7 +15,7 @@ import torch
 from ssad.core.errors import BadInputError
 from ssad.models.base import CHECKPOINT_KEY
 from ssad.models.made import GroupMADE, GroupMADEModule
-from ssad.training.windows import LogMelWindowDataModule
+from ssad.training.frame_windows import LogMelWindowDataModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

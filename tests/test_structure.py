@@ -30,7 +30,7 @@ ALLOWED |= {
 #: old import paths kept for one release: they only re-export, and nothing inside ssad imports them
 LEGACY = {"ssad.errors", "ssad.atomic", "ssad.engine", "ssad.inference"}
 #: the one arrow against the flow: run configs name the data modules `ssad.data.<Class>` (their class_path)
-CONFIG_NAMES = {("ssad.data", "ssad.training.datamodule"), ("ssad.data", "ssad.training.windows")}
+CONFIG_NAMES = {("ssad.data", "ssad.training.datamodule"), ("ssad.data", "ssad.training.frame_windows")}
 
 
 def module_name(path: Path) -> str:

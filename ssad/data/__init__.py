@@ -16,7 +16,7 @@ _WHERE = {
     "index_root": "ssad.data.layout",
     "read_clip": "ssad.data.audio",
     "MachineIDDataModule": "ssad.training.datamodule",
-    "LogMelWindowDataModule": "ssad.training.windows",
+    "LogMelWindowDataModule": "ssad.training.frame_windows",
 }
 
 

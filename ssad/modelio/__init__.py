@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from ssad.modelio.loading import (
-    ClipInput,
-    LoadedModel,
-    build_module,
-    load,
-    load_model_files,
-    read_checkpoint,
-    resolve_checkpoint,
-    save_model_files,
+           ClipInput,
+           LoadedModel,
+           build_module,
+           load,
+           load_model_files,
+           save_model_files,
 )
+from ssad.models.checkpoint import read_checkpoint, resolve_checkpoint
 
-__all__ = [
-    "ClipInput",
-    "LoadedModel",
-    "build_module",
-    "load",
-    "load_model_files",
-    "read_checkpoint",
-    "resolve_checkpoint",
-    "save_model_files",
-]
+__all__ = ["ClipInput", "LoadedModel", "build_module", "load", "load_model_files", "save_model_files",
+           "read_checkpoint", "resolve_checkpoint"]

@@ -11,7 +11,10 @@ from typing import Any
 
 __all__ = ["MachineIDDataModule", "LogMelWindowDataModule"]
 
-_WHERE = {"MachineIDDataModule": "ssad.training.datamodule", "LogMelWindowDataModule": "ssad.training.windows"}
+_WHERE = {
+    "MachineIDDataModule": "ssad.training.datamodule",
+    "LogMelWindowDataModule": "ssad.training.frame_windows",
+}
 
 
 def __getattr__(name: str) -> Any:
