@@ -14,7 +14,7 @@ import torch
 
 from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import BadInputError, SsadError
-from ssad.data.clips import clip_key, machine_key
+from ssad.data.clips import Clip, clip_key, machine_key
 from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
@@ -241,9 +241,19 @@ class Detector:
                        split="train", label="normal")
         if not clips:
             raise SsadError(f"{train_root}: no normal training clips to fit the detector on")
-        outputs, _ = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
-        return cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers, percentile=percentile,
-                                clip_seconds=typical_seconds([c.path for c in clips]))
+        detector, _ = cls.from_clips(model, clips, scorers=scorers, percentile=percentile, cache_dir=cache_dir,
+                                     progress=progress)
+        return detector
+
+    @classmethod
+    def from_clips(cls, model: LoadedModel, clips: Sequence[Clip], *, scorers: Sequence[str] | None = None,
+                   percentile: float = 0.9, cache_dir: str | Path | None = None,
+                   progress: bool = False) -> tuple[Detector, np.ndarray]:
+        """Fit on these normal training clips; also each clip's per-band log-mel mean and std (the floor's features)."""
+        outputs, band_stats = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
+        detector = cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers,
+                                    percentile=percentile, clip_seconds=typical_seconds([c.path for c in clips]))
+        return detector, band_stats
 
     def resolve_machine(self, name: str) -> str:
         """The machine `name` means: itself when known, else the only machine of that type (`press` for `press/id_00`)."""

@@ -13,7 +13,7 @@ from ssad.core.errors import SsadError
 from ssad.core.tracking import wandb_mode, wandb_project
 from ssad.data.clips import Clip, is_synthetic_class
 from ssad.data.layout import index_root, select
-from ssad.detector import Detector, clip_key, clip_outputs, typical_seconds
+from ssad.detector import Detector, clip_key, clip_outputs
 from ssad.evaluation.metrics import ResultRow
 from ssad.evaluation.plots import plot_tsne_pair, safe_name
 from ssad.evaluation.report import write_evaluation
@@ -114,15 +114,13 @@ def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers:
     if not train or not test:
         raise SsadError(f"{data}: needs normal training clips and test clips (found {len(train)} and {len(test)})")
     cache = cache_dir or default_cache_dir()
-    train_outputs, train_stats = clip_outputs(model, [c.path for c in train], cache_dir=cache, progress=progress)
+    detector, train_stats = Detector.from_clips(model, train, scorers=scorers, percentile=percentile, cache_dir=cache,
+                                                progress=progress)
     test_outputs, test_stats = clip_outputs(model, [c.path for c in test], cache_dir=cache, progress=progress)
-    train_ids = [clip_key(c) for c in train]
-    detector = Detector.from_outputs(model, train_outputs, train_ids, scorers=scorers, percentile=percentile,
-                                     clip_seconds=typical_seconds([c.path for c in train]))
     train_table = _train_table(detector, train)
     test_table = _test_table(detector, test, test_outputs)
     if floor:
-        spectral = GaussianScorer().fit(train_stats, train_ids)
+        spectral = GaussianScorer().fit(train_stats, [clip_key(c) for c in train])
         train_table = ScoreTable.concat([train_table, ScoreTable.from_clips(list(train), spectral.train_scores_, FLOOR)])
         test_scores = spectral.score(test_stats, [clip_key(c) for c in test])
         test_table = ScoreTable.concat([test_table, ScoreTable.from_clips(list(test), test_scores, FLOOR)])
