@@ -12,7 +12,7 @@ import torch
 
 from ssad.core.errors import BadInputError
 from ssad.features import FeatureCache, LogMel, compute_log_mels
-from ssad.features import logmel as features
+from ssad.features import extract as features
 
 SAMPLE_RATE = 16000
 
