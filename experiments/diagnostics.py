@@ -13,7 +13,8 @@ from functools import partial
 import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
-from sklearn.metrics import roc_auc_score
+
+from ssad.evaluation.metrics import auc_pauc
 
 
 def cached_log_mels(model, clips: Sequence) -> list[np.ndarray]:  # noqa: ANN001 (an ssad.LoadedModel)
@@ -57,14 +58,15 @@ def machine_ids(clips: Sequence) -> np.ndarray:
 
 def auc_by_type(score: Callable[[np.ndarray, np.ndarray], np.ndarray], train_ids: np.ndarray,
                 test_ids: np.ndarray, labels: np.ndarray) -> dict[str, list[tuple[float, float]]]:
-    """(AUC, pAUC at FPR <= 0.1) of every ID with both labels, grouped by type; `score(train_mask, test_mask)`."""
+    """(AUC, pAUC at FPR <= 0.1) of every ID with both labels, grouped by type; `score(train_mask, test_mask)`.
+
+    AUC and pAUC are `ssad evaluate`'s own (`ssad.evaluation.metrics.auc_pauc`).
+    """
     per_type: dict[str, list[tuple[float, float]]] = {}
     for machine in np.unique(test_ids):
         a, b = train_ids == machine, test_ids == machine
         if len(set(labels[b])) == 2:
-            s = score(a, b)
-            per_type.setdefault(machine.split("/")[0], []).append(
-                (roc_auc_score(labels[b], s), roc_auc_score(labels[b], s, max_fpr=0.1)))
+            per_type.setdefault(machine.split("/")[0], []).append(auc_pauc(labels[b], score(a, b), max_fpr=0.1))
     return per_type
 
 

@@ -566,7 +566,9 @@ def main() -> None:
             plant.close()
     held = [row for row in rows if row["held"]]
     best = held[-1] if held else rows[0]
-    cores = len(os.sched_getaffinity(0))
+    from ssad.core.runtime import available_cores
+
+    cores = available_cores()
     failed = next((row for row in rows if not row["held"]), None)
     if failed is None:
         limit = f"not reached: every step held (up to {rows[-1]['machines']} machines); try more with --steps"
