@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def test_verbose_fit_help_runs_lightning(capsys) -> None:
         main(["-v", "fit", "--help"])
     assert exit_info.value.code == 0
     assert "--data.help" in capsys.readouterr().out
+    assert not logging.getLogger("ssad").isEnabledFor(logging.DEBUG)  # -v held for that call only
 
 
 def test_data_check_summarises_a_clean_root(tmp_path: Path, capsys) -> None:

@@ -227,19 +227,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _configure_logging()
     verbose, lightning = lightning_command(argv)
+    logger = logging.getLogger("ssad")
+    level = logger.level
+    if verbose:
+        logger.setLevel(logging.DEBUG)
     try:
         from ssad.core.runtime import configure_threads, tune_allocator
 
         configure_threads()
         tune_allocator()
         if lightning is not None:
-            if verbose:
-                logging.getLogger("ssad").setLevel(logging.DEBUG)
             _lightning_cli(lightning)
             return 0
         args = _parser().parse_args(argv)
-        if args.verbose:
-            logging.getLogger("ssad").setLevel(logging.DEBUG)
         if not getattr(args, "handler", None):
             _parser().print_help()
             return 0
@@ -247,13 +247,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (SsadError, ValueError, FileNotFoundError) as error:
         # Bad input and bad arguments get one readable message; -v shows where it came from.
-        if logging.getLogger("ssad").isEnabledFor(logging.DEBUG):
+        if logger.isEnabledFor(logging.DEBUG):
             raise
         print(f"ssad: error: {in_cli_words(str(error), lightning=lightning is not None)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ssad: interrupted (a training run resumes with --ckpt_path last)", file=sys.stderr)
         return 130
+    finally:
+        logger.setLevel(level)  # a second call in the same process starts from the same level
 
 
 if __name__ == "__main__":
