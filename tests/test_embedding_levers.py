@@ -116,6 +116,7 @@ def test_mixup_classifier_fits_from_the_cli(tiny_root: Path, tmp_path: Path, one
     assert embedding.shape == (model.module.net.embedding_dim,) and torch.isfinite(torch.as_tensor(embedding)).all()
 
 
+@pytest.mark.slow  # the ONNX exporter takes seconds
 def test_adaproj_head_exports_to_onnx_with_any_batch(tmp_path: Path) -> None:
     """The head's reshape keeps the batch dynamic, as `ssad export` needs."""
     import onnxruntime

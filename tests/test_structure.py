@@ -8,6 +8,7 @@ modules and their augmentation) imports only core, data, features and models, an
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -38,7 +39,17 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
+def _read_graph() -> tuple[tuple[str, frozenset[str]], ...]:
+    return tuple((name, frozenset(targets)) for name, targets in _import_graph().items())
+
+
 def import_graph() -> dict[str, set[str]]:
+    """`_import_graph`, parsed once per test session (a fresh copy for each caller)."""
+    return {name: set(targets) for name, targets in _read_graph()}
+
+
+def _import_graph() -> dict[str, set[str]]:
     """Each ssad module's ssad imports, wherever in the file they stand (lazy ones too, not `TYPE_CHECKING` ones).
 
     A string that names an ssad module counts too: package faces import their members by name (`importlib`).
