@@ -169,7 +169,7 @@ def test_imports_follow_the_flow() -> None:
 def test_only_cli_imports_training() -> None:
     graph = import_graph()
     importers = {package_of(m) for m, targets in graph.items() for t in targets if package_of(t) == "training"}
-    assert importers - {"training"} == {"cli", "data"}  # data: the config names only (CONFIG_NAMES)
+    assert importers - {"training"} <= {"cli", "data"}  # data: the config names only (CONFIG_NAMES)
 
 
 def test_nothing_in_ssad_imports_an_old_path() -> None:

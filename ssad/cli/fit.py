@@ -126,10 +126,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter)
 
 def _import_ssad_classes() -> None:
     """Import every ssad model and data module, so the CLI knows them by short name (`--model.help MachineIDClassifier`)."""
+    import ssad.data
     import ssad.models
-    import ssad.training
 
-    for package in (ssad.models, ssad.training):
+    for package in (ssad.models, ssad.data):  # ssad.data names the data modules of ssad.training
         for name in package.__all__:
             getattr(package, name)
 
