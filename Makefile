@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 MACHINE ?= all
 DATA ?= runs/synth-default
 RUN ?= runs/$(MACHINE)
+# configs/MACHINE.yaml where there is one (all, demo, tiny, ...), else one machine type: configs/one_type.yaml
+CONFIG = $(if $(wildcard configs/$(MACHINE).yaml),configs/$(MACHINE).yaml,configs/one_type.yaml --data.machine_types '[$(MACHINE)]')
 ARGS ?=
 SEED ?= 1
 
@@ -16,7 +18,7 @@ help:
 	@echo "make demo                 generate the synthetic default set, train, evaluate, print the AUC/pAUC table"
 	@echo "make test                 run the test suite"
 	@echo "make test-fast            run the tests not marked slow (no training runs)"
-	@echo "make train MACHINE=fan    train configs/MACHINE.yaml on DATA (default: the synthetic set); ARGS='--trainer.max_epochs 5'"
+	@echo "make train MACHINE=fan    train configs/one_type.yaml on fan (MACHINE=all: configs/all.yaml) on DATA; ARGS='--trainer.max_epochs 5'"
 	@echo "make finetune MACHINE=fan start from runs/all and fine-tune on one machine type"
 	@echo "make eval MACHINE=fan     evaluate runs/MACHINE on DATA into runs/MACHINE/eval"
 	@echo "make compare [DATA=ROOT]  train and evaluate every detector, write experiments/results/compare.csv"
@@ -66,7 +68,7 @@ test-fast: setup
 	WANDB_MODE=disabled $(BIN)/pytest -q -m "not slow"
 
 train: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
-	$(BIN)/ssad fit --config configs/$(MACHINE).yaml --data.root $(DATA) --trainer.default_root_dir $(RUN) $(ARGS)
+	$(BIN)/ssad fit --config $(CONFIG) --data.root $(DATA) --trainer.default_root_dir $(RUN) $(ARGS)
 
 finetune: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
 	$(BIN)/ssad fit --config configs/finetune.yaml --data.root $(DATA) --data.machine_types '[$(MACHINE)]' \

@@ -101,14 +101,14 @@ def part_features(paths: list[Path], device: str, sizes: dict) -> dict:
     import numpy as np
     import torch
 
+    from ssad.core.runtime import torch_threads
     from ssad.data.audio import read_clip
     from ssad.features import LogMel, compute_log_mels
-    from ssad.threads import torch_threads
 
     log_mel = LogMel()  # the baseline's parameters: 128 mels, n_fft 1024, hop 512, power 2
 
     def librosa_recipe() -> None:  # dcase2020_task2_baseline common.py: file_to_vector_array's first half
-        for path in paths:  # numpy's BLAS on one thread (ssad.threads), as the baseline's file-by-file loop needs
+        for path in paths:  # numpy's BLAS on one thread (ssad.core.runtime), as the baseline's file-by-file loop needs
             y, sr = librosa.load(path, sr=None, mono=False)
             mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=1024, hop_length=512, n_mels=128, power=2.0)
             _ = 20.0 / 2.0 * np.log10(mel + np.finfo(float).eps)
@@ -135,7 +135,7 @@ def part_features(paths: list[Path], device: str, sizes: dict) -> dict:
 def demo_model(device: str):
     """The demo classifier (untrained) as a `LoadedModel`: the file -> embedding path users run."""
     from ssad.features import LogMel
-    from ssad.inference import LoadedModel
+    from ssad.modelio import LoadedModel
     from ssad.models.classifier.lightning_model import MachineIDClassifier
 
     classes = [f"fan/id_{i:02d}" for i in range(16)] + [f"fan/id_{i:02d}@warp" for i in range(24)]
@@ -338,8 +338,7 @@ def part_sharing(device: str, sizes: dict, work: Path, quick: bool) -> dict:
 
 def run_part(name: str, args: argparse.Namespace) -> dict:
     """Run one part in this process (threads set by ssad's default policy) and add its peak memory."""
-    from ssad.allocator import tune_allocator
-    from ssad.threads import configure_threads
+    from ssad.core.runtime import configure_threads, tune_allocator
 
     # the kNN and Gaussian query costs are per core: one thread keeps their growth free of scheduling noise
     configure_threads(1 if name == "knn" else None)
@@ -391,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_part(args.part, args)))
         return 0
 
-    from ssad.threads import WAIT_POLICY_ENV, available_cores, default_threads
+    from ssad.core.runtime import WAIT_POLICY_ENV, available_cores, default_threads
 
     began = time.perf_counter()
     results: dict = {"device": args.device, "threads": default_threads(), "cores_available": available_cores(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ssad.atomic import write_text_atomic
+from ssad.core.atomic import write_text_atomic
 
 __all__ = ["write", "markdown"]
 
@@ -23,7 +23,7 @@ def markdown(r: dict) -> str:
         "Measured by `make bench` (`experiments/bench.py`); raw figures in `bench.json`. Every part runs in a",
         "process of its own, with ssad's default thread policy (threads = cores in the process's affinity mask,",
         "or `SSAD_THREADS`; idle OpenMP threads sleep) and allocator policy (freed memory kept for reuse,",
-        "`ssad/allocator.py`), as the `ssad` command runs, and reports that process's peak resident memory.",
+        "`ssad/core/runtime.py`), as the `ssad` command runs, and reports that process's peak resident memory.",
         "",
         f"- device: {r['device']}; threads: {r['threads']} of {r['cores_available']} cores available; "
         f"OMP_WAIT_POLICY={r['omp_wait_policy']}; machine: {r['machine']}",

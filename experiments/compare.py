@@ -45,7 +45,7 @@ PER_TYPE = ("group_made", "baseline_ae")
 
 def _fit(config: str, root: Path, run: Path, extra: list[str], machine_type: str | None = None,
          reuse: bool = False) -> None:
-    from ssad.training import run_lightning_cli
+    from ssad.cli.fit import run_lightning_cli
 
     if reuse and (run / "checkpoints" / "last.ckpt").is_file() and (run / ".complete").is_file():
         return
@@ -106,7 +106,7 @@ def rank_table(rows: list[dict]) -> tuple[list[str], list[str], dict, dict]:
 def markdown(rows: list[dict], seconds: float, root: Path) -> str:
     detectors, types, cell, rank = rank_table(rows)
     head = "| detector | " + " | ".join(f"{t} AUC | {t} pAUC" for t in types) + " | mean AUC | mean pAUC | rank |"
-    lines = [f"# Detector comparison on `{root}`", "",
+    lines = [f"# Detector comparison on `{os.path.relpath(root)}`", "",
              "AUC / pAUC (FPR ≤ 0.1) in %, mean over each type's machine IDs; rank = mean of the per-type "
              "ranks on AUC and on pAUC (the DCASE challenge's ranking; lower is better).", "", head,
              "|" + "---|" * (3 + 2 * len(types) + 1)]
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "disabled")
 
     from ssad.data.layout import index_root
-    from ssad.engine import evaluate_run
     from ssad.evaluation.report import write_evaluation
+    from ssad.evaluation.run import evaluate_run
     from ssad.evaluation.table import ScoreTable, ensemble_tables
 
     start = time.time()

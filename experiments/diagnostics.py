@@ -13,13 +13,14 @@ from functools import partial
 import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
-from sklearn.metrics import roc_auc_score
+
+from ssad.evaluation.metrics import auc_pauc
 
 
 def cached_log_mels(model, clips: Sequence) -> list[np.ndarray]:  # noqa: ANN001 (an ssad.LoadedModel)
     """The (n_mels, frames) log-mel of each clip with the run's own parameters, through the feature cache."""
     from ssad.data.audio import read_clip
-    from ssad.engine import default_cache_dir
+    from ssad.evaluation.run import default_cache_dir
     from ssad.features import FeatureCache, compute_log_mels
 
     cache = FeatureCache(default_cache_dir(), model.log_mel.params, {"sample_rate": model.sample_rate})
@@ -50,19 +51,22 @@ def gaussian_distances(train: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 def machine_ids(clips: Sequence) -> np.ndarray:
     """`type/id` of each clip."""
-    return np.array([f"{c.machine_type}/{c.machine_id}" for c in clips])
+    from ssad.data.clips import clip_key
+
+    return np.array([clip_key(c) for c in clips])
 
 
 def auc_by_type(score: Callable[[np.ndarray, np.ndarray], np.ndarray], train_ids: np.ndarray,
                 test_ids: np.ndarray, labels: np.ndarray) -> dict[str, list[tuple[float, float]]]:
-    """(AUC, pAUC at FPR <= 0.1) of every ID with both labels, grouped by type; `score(train_mask, test_mask)`."""
+    """(AUC, pAUC at FPR <= 0.1) of every ID with both labels, grouped by type; `score(train_mask, test_mask)`.
+
+    AUC and pAUC are `ssad evaluate`'s own (`ssad.evaluation.metrics.auc_pauc`).
+    """
     per_type: dict[str, list[tuple[float, float]]] = {}
     for machine in np.unique(test_ids):
         a, b = train_ids == machine, test_ids == machine
         if len(set(labels[b])) == 2:
-            s = score(a, b)
-            per_type.setdefault(machine.split("/")[0], []).append(
-                (roc_auc_score(labels[b], s), roc_auc_score(labels[b], s, max_fpr=0.1)))
+            per_type.setdefault(machine.split("/")[0], []).append(auc_pauc(labels[b], score(a, b), max_fpr=0.1))
     return per_type
 
 

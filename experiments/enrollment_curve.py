@@ -7,7 +7,7 @@
 
 ROOT is `ssad synth --preset default --seed SEED` (read only). The detector is fitted on the trained IDs'
 training clips; each held-out ID (run k holds out `HELD_OUT[k]`) is then enrolled
-(`ssad.enrollment.refit_machine`, as `ssad enroll` does) with n = 5, 10, 20, 50, 100 normal clips and
+(`ssad.detector.enrollment.refit_machine`, as `ssad enroll` does) with n = 5, 10, 20, 50, 100 normal clips and
 scored on its test clips. The set has 30 training clips per ID, so the enrolment pool is that ID's
 training clips 0..129 synthesized by `synthesize_clip` with the set's seed (clips 0..29 are the set's own
 training clips, before their 16-bit rounding; test clips are never used). Each n is drawn `--draws` times
@@ -77,8 +77,8 @@ def curve(run: str, data: str, held_out: tuple[str, ...], seed: int, draws: int,
     """One run: rows (clips, draw, curve, mean AUC over the held-out IDs) and the trained IDs' mean AUC."""
     from ssad.data.layout import index_root, select
     from ssad.detector import Detector, clip_key, clip_outputs
-    from ssad.enrollment import refit_machine
-    from ssad.inference import load
+    from ssad.detector.enrollment import refit_machine
+    from ssad.modelio import load
     from ssad.scoring import GaussianScorer
 
     model = load(run)

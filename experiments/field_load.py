@@ -517,9 +517,9 @@ def profile_monitor(detector_dir: Path, port: int, audio: bytes, windows: int) -
     client.loop_stop()
     spent = {}
     for (path, _, name), (_, _, _, cumulative, _) in pstats.Stats(profiler).stats.items():
-        for key, (tail, function) in {"scoring": ("ssad/detector.py", "score"),
-                                      "log_mels": ("ssad/inference.py", "log_mels"),
-                                      "network": ("ssad/inference.py", "window_outputs")}.items():
+        for key, (tail, function) in {"scoring": ("ssad/detector/detector.py", "score"),
+                                      "log_mels": ("ssad/modelio/loading.py", "log_mels"),
+                                      "network": ("ssad/modelio/loading.py", "window_outputs")}.items():
             if path.endswith(tail) and name == function:
                 spent[key] = cumulative
     rest = wall - spent.get("scoring", 0.0)
@@ -566,7 +566,9 @@ def main() -> None:
             plant.close()
     held = [row for row in rows if row["held"]]
     best = held[-1] if held else rows[0]
-    cores = len(os.sched_getaffinity(0))
+    from ssad.core.runtime import available_cores
+
+    cores = available_cores()
     failed = next((row for row in rows if not row["held"]), None)
     if failed is None:
         limit = f"not reached: every step held (up to {rows[-1]['machines']} machines); try more with --steps"

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from ssad.atomic import write_text_atomic
+from ssad.core.atomic import write_text_atomic
 
 __all__ = ["markdown", "plot", "write"]
 

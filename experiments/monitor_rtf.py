@@ -192,7 +192,7 @@ def main() -> None:
                              cores[1] if len(cores) > 1 else None))
         print(runs[-1], flush=True)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    result = {"model": args.model_note or str(args.detector), "data": args.data, "machine": args.machine,
+    result = {"model": args.model_note or str(args.detector), "data": os.path.relpath(args.data), "machine": args.machine,
               "audio_s": args.seconds, "cpu": f"{cpu}, {len(cores)} core(s)", "load_before": load_before,
               "torch_threads": 1, "runs": runs}
     out = Path(args.out)

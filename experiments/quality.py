@@ -62,7 +62,7 @@ def _scores(eval_dir: Path, family: str):
 
 
 def _evaluate(run: Path, root: Path, out: Path, reuse: bool, types: list[str] | None = None) -> None:
-    from ssad.engine import evaluate_run
+    from ssad.evaluation.run import evaluate_run
 
     if reuse and (out / "results.csv").is_file() and (out / ".complete").is_file():
         return

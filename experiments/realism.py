@@ -36,7 +36,7 @@ import torch
 import torchaudio
 from scipy import ndimage, signal
 
-from ssad.atomic import write_text_atomic
+from ssad.core.atomic import write_text_atomic
 
 RATE = 16000
 WELCH_SEGMENT = 8192  # ~2 Hz bins: wide enough for 1-s real clips, narrow enough to resolve a drifting line

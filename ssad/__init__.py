@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 # Idle OpenMP threads sleep instead of spinning, so that ssad beside another process shares the cores
-# (see ssad/threads.py). Read when torch loads, so it is set here, before any ssad module imports torch.
+# (see ssad/core/runtime.py). Read when torch loads, so it is set here, before any ssad module imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
@@ -18,13 +18,13 @@ __all__ = ["Detector", "load", "__version__"]
 
 if TYPE_CHECKING:
     from ssad.detector import Detector
-    from ssad.inference import load
+    from ssad.modelio import load
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: importing torch and Lightning costs seconds, and `ssad --help` needs neither.
     if name == "load":
-        from ssad.inference import load
+        from ssad.modelio import load
 
         return load
     if name == "Detector":

@@ -11,6 +11,16 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+#: fixtures that train a model: every test that needs one, directly or through another fixture, is slow
+TRAINING_FIXTURES = frozenset({"tiny_run", "stats_run"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow each test that needs a trained run, so `-m "not slow"` (`make test-fast`) trains nothing."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -1,4 +1,4 @@
-"""The allocator policy (ssad.allocator): applied on glibc, left alone when the user says so."""
+"""The allocator policy (ssad.core.runtime): applied on glibc, left alone when the user says so."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ssad.allocator import ALLOCATOR_ENV, tune_allocator
+from ssad.core.runtime import ALLOCATOR_ENV, tune_allocator
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.core.errors import BadInputError
 from ssad.data.audio import LENGTH_POLICIES, audio_info, read_clip, read_clips, read_native
-from ssad.errors import BadInputError
 
 
 def write(path: Path, data: np.ndarray, sample_rate: int = 16000, subtype: str = "PCM_16") -> Path:

@@ -11,10 +11,10 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from ssad.data.windows import LogMelWindowDataModule
 from ssad.models.autoencoder import BaselineAutoencoder, BaselineAutoencoderModule
 from ssad.models.autoencoder.torch_model import flatten_windows
 from ssad.models.base import CHECKPOINT_KEY
+from ssad.training.frame_windows import LogMelWindowDataModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -53,6 +53,7 @@ def auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
     return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
 
 
+@pytest.mark.slow  # trains a model
 def test_reconstruction_error_rises_on_outliers() -> None:
     torch.manual_seed(0)
     # Normal vectors lie near a 4-dimensional subspace; outliers add a narrow peak off it.
@@ -92,6 +93,7 @@ def write_tiny_corpus(root: Path, clips: int = 6, seconds: float = 0.5) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_lightning_fit_save_and_reload(tmp_path: Path) -> None:
     root = write_tiny_corpus(tmp_path / "data")
     dm = LogMelWindowDataModule(str(root), batch_size=64, max_windows_per_clip=12)

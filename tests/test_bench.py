@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
+from ssad.core.runtime import THREADS_ENV, available_cores, configure_threads, default_threads
 from ssad.features import LogMel, sliding_windows
 from ssad.scoring import KNNScorer
 from ssad.scoring.neighbours import build_index
-from ssad.threads import THREADS_ENV, available_cores, configure_threads, default_threads
 
 BENCH = Path(__file__).resolve().parents[1] / "experiments" / "bench.py"
 
@@ -101,6 +101,7 @@ def test_log_mel_of_a_batch_equals_that_of_each_clip() -> None:
         torch.testing.assert_close(log_mel(wave), row)
 
 
+@pytest.mark.slow
 def test_bench_quick_run_writes_every_figure_the_issue_asks_for(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(tmp_path),
                     "--parts", "features", "scoring", "knn", "sharing"], check=True, capture_output=True, text=True)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.core.errors import BadInputError
 from ssad.data.check import CheckReport, check_root
-from ssad.errors import BadInputError
 
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "dcase2020"
 

@@ -13,10 +13,10 @@ import soundfile as sf
 import torch
 
 import ssad
-from ssad.data.datamodule import MachineIDDataModule
-from ssad.errors import SsadError
-from ssad.inference import read_checkpoint, resolve_checkpoint
+from ssad.core.errors import SsadError
+from ssad.modelio import read_checkpoint, resolve_checkpoint
 from ssad.models import MachineIDClassifier
+from ssad.training.datamodule import MachineIDDataModule
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
@@ -86,6 +86,7 @@ def test_fit_from_the_cli_leaves_checkpoints_and_config(tiny_run: Path) -> None:
     assert len(checkpoint["hyper_parameters"]["class_names"]) == 16 + 4 + 2
 
 
+@pytest.mark.slow
 def test_fit_from_python(tiny_root: Path, tmp_path: Path) -> None:
     datamodule = MachineIDDataModule(root=str(tiny_root), machine_types=["fan", "pump"], n_warped=2, crop_frames=16,
                                      features={"n_mels": 32}, batch_size=16)
@@ -98,7 +99,7 @@ def test_fit_from_python(tiny_root: Path, tmp_path: Path) -> None:
 
 
 def _fit(root: Path, run: Path, *extra: str, callbacks: tuple = ()) -> None:
-    from ssad.training import run_lightning_cli
+    from ssad.cli.fit import run_lightning_cli
 
     run_lightning_cli(["fit", "--config", str(CONFIG), "--data.root", str(root), "--data.machine_types", "[fan, valve]",
                        "--trainer.default_root_dir", str(run), "--trainer.max_epochs", "2", *extra],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssad.cli import main
+from ssad.cli import lightning_command, main
 
 
 def _tone_root(root: Path) -> Path:
@@ -30,6 +31,21 @@ def test_help_lists_the_commands(capsys) -> None:
     out = capsys.readouterr().out
     for command in ("synth", "data", "fit", "evaluate", "score", "ensemble"):
         assert command in out
+
+
+def test_global_flags_may_stand_before_a_lightning_command() -> None:
+    assert lightning_command(["-v", "fit", "--help"]) == (True, ["fit", "--help"])
+    assert lightning_command(["fit", "--config", "c.yaml"]) == (False, ["fit", "--config", "c.yaml"])
+    assert lightning_command(["-v", "evaluate", "--run", "r"]) == (True, None)
+
+
+@pytest.mark.slow  # Lightning's CLI starts in seconds
+def test_verbose_fit_help_runs_lightning(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-v", "fit", "--help"])
+    assert exit_info.value.code == 0
+    assert "--data.help" in capsys.readouterr().out
+    assert not logging.getLogger("ssad").isEnabledFor(logging.DEBUG)  # -v held for that call only
 
 
 def test_data_check_summarises_a_clean_root(tmp_path: Path, capsys) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 import ssad
 from ssad.cli import main
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
 
 
 @pytest.fixture(scope="module")

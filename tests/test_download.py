@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.core.errors import SsadError
 from ssad.data import download
 from ssad.data.download import CORPORA, PARTS, Archive, Corpus, download_corpus
-from ssad.errors import SsadError
 
 SAMPLE_RATE = 16000
 MAX_REQUESTS = 200

@@ -78,6 +78,7 @@ def test_stats_branch_sees_band_means_and_spreads() -> None:
     assert not torch.allclose(out[0], out[1])
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.parametrize(("backbone", "head"), [("mobilenetv2", "adacos"), ("none", "adacos"), ("none", "adaproj")])
 def test_net_with_stats_branch_and_angular_head_trains(backbone: str, head: str, one_torch_thread: None) -> None:
     """The two-branch net (or the stats branch alone) learns to tell two classes apart."""
@@ -98,6 +99,7 @@ def test_net_with_stats_branch_and_angular_head_trains(backbone: str, head: str,
     assert (net(x)[0].argmax(1) == y).float().mean() == 1.0
 
 
+@pytest.mark.slow
 def test_mixup_classifier_fits_from_the_cli(tiny_root: Path, tmp_path: Path, one_torch_thread: None) -> None:
     """`--model.mixup_alpha` with the AdaCos head and the stats branch trains and leaves a loadable run."""
     import ssad
@@ -114,6 +116,7 @@ def test_mixup_classifier_fits_from_the_cli(tiny_root: Path, tmp_path: Path, one
     assert embedding.shape == (model.module.net.embedding_dim,) and torch.isfinite(torch.as_tensor(embedding)).all()
 
 
+@pytest.mark.slow  # the ONNX exporter takes seconds
 def test_adaproj_head_exports_to_onnx_with_any_batch(tmp_path: Path) -> None:
     """The head's reshape keeps the batch dynamic, as `ssad export` needs."""
     import onnxruntime

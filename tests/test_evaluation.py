@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ssad.errors import BadInputError, SsadError
+from ssad.core.errors import BadInputError, SsadError
 from ssad.evaluation import (
     MEAN_ID,
     RESULTS_HEADER,

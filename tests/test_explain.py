@@ -220,7 +220,7 @@ def test_a_detector_saved_without_band_statistics_still_explains(explain_detecto
 @pytest.mark.slow
 def test_enrolling_a_machine_keeps_its_band_statistics(explain_detector: Path, tiny_root: Path, tmp_path: Path) -> None:
     import ssad
-    from ssad.enrollment import enroll
+    from ssad.detector.enrollment import enroll
 
     det = Path(shutil.copytree(explain_detector, tmp_path / "det"))
     enroll(det, "site-a/fan-7", [str(p) for p in sorted(tiny_root.glob("fan/train/normal_id_06_*.wav"))[:5]])
@@ -234,7 +234,7 @@ def test_enrolling_a_machine_keeps_its_band_statistics(explain_detector: Path, t
 def test_refitting_a_machine_from_network_outputs_alone_keeps_the_detector_usable(explain_detector: Path,
                                                                                   tiny_root: Path) -> None:
     import ssad
-    from ssad.enrollment import refit_machine
+    from ssad.detector.enrollment import refit_machine
 
     detector = ssad.Detector.load(explain_detector)
     clips = [str(p) for p in sorted(tiny_root.glob("fan/train/normal_id_06_*.wav"))[:5]]

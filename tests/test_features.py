@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from ssad import features
-from ssad.errors import BadInputError
+from ssad.core.errors import BadInputError
 from ssad.features import FeatureCache, LogMel, compute_log_mels
+from ssad.features import extract as features
 
 SAMPLE_RATE = 16000
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import ssad
-from ssad import enrollment, store
 from ssad.cli import main
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
+from ssad.detector import enrollment, store
 
 NEW = "site-a/fan-7"
 
@@ -103,7 +103,7 @@ def test_a_crash_during_feedback_leaves_the_previous_version(det: Path, tiny_roo
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")  # after the scorers are written, before thresholds and references
 
-    monkeypatch.setattr("ssad.detector.save_thresholds", crash)
+    monkeypatch.setattr("ssad.detector.detector.save_thresholds", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         enrollment.feedback(det, NEW, clips(tiny_root, "fan/test/normal_id_06_*.wav", 2))
     monkeypatch.undo()
@@ -114,13 +114,31 @@ def test_a_crash_during_feedback_leaves_the_previous_version(det: Path, tiny_roo
     assert enrollment.feedback(det, NEW, clips(tiny_root, "fan/test/normal_id_06_*.wav", 1)).version == 2
 
 
+def test_a_save_that_fails_leaves_the_earlier_detector_whole(det: Path, tiny_root: Path, monkeypatch) -> None:
+    enrollment.enroll(det, NEW, clips(tiny_root, "fan/train/normal_id_06_*.wav", 3))
+    (det / "onnx").mkdir()
+    (det / "onnx" / "network.onnx").write_bytes(b"an earlier export")
+    detector = ssad.Detector.load(det)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ssad.Detector, "save_state", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        detector.save(det)
+    monkeypatch.undo()
+    assert ssad.Detector.load(det).version == 1 and (det / "onnx" / "network.onnx").is_file()
+    detector.save(det)  # a save that completes is the new base state
+    assert ssad.Detector.load(det).version == 0 and not (det / "onnx").exists()
+
+
 def test_a_process_killed_mid_update_leaves_the_detector_loadable(det: Path, tiny_root: Path) -> None:
     script = (
         "import os, signal, sys\n"
-        "import ssad.detector, ssad.enrollment\n"
+        "import ssad.detector.detector, ssad.detector.enrollment\n"
         "def die(*a, **k): os.kill(os.getpid(), signal.SIGKILL)\n"
-        "ssad.detector.save_thresholds = die\n"
-        "ssad.enrollment.enroll(sys.argv[1], 'site-b/pump-1', sys.argv[2:])\n"
+        "ssad.detector.detector.save_thresholds = die\n"
+        "ssad.detector.enrollment.enroll(sys.argv[1], 'site-b/pump-1', sys.argv[2:])\n"
     )
     done = subprocess.run([sys.executable, "-c", script, str(det), *clips(tiny_root, "pump/train/normal_id_00_*.wav", 3)],
                           capture_output=True, timeout=300)
@@ -193,8 +211,8 @@ def test_onnx_export_scores_match_torch(tiny_run: Path, tiny_root: Path, tmp_pat
 
 
 def test_refit_ids_replaces_one_id_and_keeps_the_others() -> None:
-    from ssad.evaluation.thresholds import GammaThreshold
     from ssad.scoring import GaussianScorer, KNNScorer
+    from ssad.scoring.thresholds import GammaThreshold
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4))

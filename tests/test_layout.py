@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.core.errors import BadInputError
 from ssad.data.clips import Clip
 from ssad.data.layout import index_root, parse_attributes, parse_clip_name, select, summarize
-from ssad.errors import BadInputError
 
 
 def write_wav(path: Path, seconds: float = 0.1, sample_rate: int = 16000) -> Path:

@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from ssad.data.windows import LogMelWindowDataModule
-from ssad.errors import BadInputError
+from ssad.core.errors import BadInputError
 from ssad.models.base import CHECKPOINT_KEY
 from ssad.models.made import GroupMADE, GroupMADEModule
+from ssad.training.frame_windows import LogMelWindowDataModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -202,6 +202,7 @@ def fit(model: GroupMADE, sample: Callable[[int], torch.Tensor], steps: int, lr:
         return model.nll_per_dim(sample(20000)).mean().item()
 
 
+@pytest.mark.slow  # trains a model
 def test_fit_approaches_the_entropy_of_a_known_gaussian() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -277,6 +278,7 @@ def test_window_data_module_skips_bad_files_only_when_asked(tmp_path: Path) -> N
     assert len(dm.train_clips) + len(dm.val_clips) == 10
 
 
+@pytest.mark.slow
 def test_lightning_fit_save_and_reload(tmp_path: Path) -> None:
     root = write_tiny_corpus(tmp_path / "data")
     dm = LogMelWindowDataModule(

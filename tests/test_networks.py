@@ -146,6 +146,7 @@ def test_softmax_head_is_linear_and_ignores_labels() -> None:
     torch.testing.assert_close(head(embedding), head.linear(embedding))
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.parametrize(
     ("backbone", "head"), [("mobilenetv2", "softmax"), ("resnet", "softmax"), ("mobilenetv2", "arcface")]
 )

@@ -138,8 +138,8 @@ def test_cli_messages_name_flags_not_python_parameters() -> None:
 
 
 def test_files_written_atomically_get_the_umask_not_a_private_mode(tmp_path: Path) -> None:
-    from ssad.atomic import write_text_atomic
-    from ssad.store import commit
+    from ssad.core.atomic import write_text_atomic
+    from ssad.detector.store import commit
 
     previous = os.umask(0o022)
     try:
@@ -153,9 +153,9 @@ def test_files_written_atomically_get_the_umask_not_a_private_mode(tmp_path: Pat
 
 
 def test_a_failed_gamma_fit_names_its_scorer(caplog: pytest.LogCaptureFixture) -> None:
-    from ssad.evaluation.thresholds import GammaThreshold
+    from ssad.scoring.thresholds import GammaThreshold
 
-    with caplog.at_level(logging.WARNING, logger="ssad.evaluation.thresholds"):
+    with caplog.at_level(logging.WARNING, logger="ssad.scoring.thresholds"):
         GammaThreshold(0.9, "knn").fit(np.ones(8), ["fan/id_00"] * 8)
     assert "knn threshold of fan/id_00: gamma fit failed" in caplog.text
 

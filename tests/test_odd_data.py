@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssad.data.datamodule import MachineIDDataModule
+from ssad.core.errors import BadInputError
 from ssad.data.validate import check_class_names
-from ssad.errors import BadInputError
+from ssad.training.datamodule import MachineIDDataModule
 
 RATE = 16000
 
@@ -135,6 +135,7 @@ def test_thin_id_trains_and_is_named(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert "fan/id_02 has only 1 normal training clip" in caplog.text
 
 
+@pytest.mark.slow
 def test_fit_and_evaluate_a_thin_id_in_odd_formats_from_the_cli(tmp_path: Path, caplog) -> None:
     from ssad.cli import main
 
@@ -158,6 +159,7 @@ def test_fit_and_evaluate_a_thin_id_in_odd_formats_from_the_cli(tmp_path: Path, 
     assert "| fan/id_02 | 1 | gaussian |" in notes and "median threshold" in notes
 
 
+@pytest.mark.slow
 def test_your_own_machine_in_three_commands(tmp_path: Path, capsys) -> None:
     from ssad.cli import main
 

@@ -51,6 +51,7 @@ def test_collect_merges_split_runs_and_replaces_repeated_keys(quality, tmp_path:
     assert (tmp_path / "out" / "quality.md").read_text().startswith("# Detector quality")
 
 
+@pytest.mark.slow
 def test_floor_and_classifier_on_a_tiny_root(quality, tiny_root: Path, tmp_path: Path, one_torch_thread: None) -> None:
     """Both detectors train and evaluate; the two ensembles appear; published figures print on DCASE types."""
     code = quality.main(["--data", str(tiny_root), "--seeds", "1", "--profile", "tiny", "--detectors", "spectral_stats",

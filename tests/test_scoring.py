@@ -11,7 +11,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
 from ssad.scoring import (
     SCORERS,
     CombinedScorer,

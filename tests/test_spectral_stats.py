@@ -50,7 +50,7 @@ def test_clip_embedding_is_standardised_mean_and_std(stats_run: Path, tiny_root:
 def test_evaluate_and_join_an_ensemble(stats_run: Path, tiny_root: Path, tiny_run: Path, tmp_path: Path) -> None:
     """`ssad evaluate` gives the floor's Gaussian and kNN rows; it combines with the classifier's scores."""
     import ssad
-    from ssad.engine import FLOOR, evaluate_ensemble, evaluate_run
+    from ssad.evaluation.run import FLOOR, evaluate_ensemble, evaluate_run
 
     rows = evaluate_run(stats_run, tiny_root, tmp_path / "stats", plots=False, progress=False, floor=False)
     assert {r.scorer for r in rows} == {"gaussian", "knn"}

@@ -1,12 +1,37 @@
-"""The shape of the package: imports run one way (no cycles), and no module grows past a readable size."""
+"""The shape of the package: the tree reads as the flow, imports run one way along it, and modules stay readable.
+
+The flow: core <- data <- features <- models <- modelio <- scoring <- explain <- detector <- {evaluation, field}
+<- cli. A sub-package imports only those before it (and core); synthesis imports only core; training (data
+modules and their augmentation) imports only core, data, features and models, and only cli imports it.
+"""
 
 from __future__ import annotations
 
 import ast
+import functools
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ssad"
-MAX_MODULE_LINES = 700
+RESULTS = PACKAGE.parent / "experiments" / "results"
+MAX_MODULE_LINES = 600
+#: modules directly in ssad/ besides __init__.py
+MAX_TOP_MODULES = 6
+
+FLOW = ("core", "data", "features", "models", "modelio", "scoring", "explain", "detector")
+#: each sub-package -> the sub-packages it may import besides itself
+ALLOWED: dict[str, set[str]] = {package: set(FLOW[:k]) for k, package in enumerate(FLOW)}
+ALLOWED |= {
+    "synthesis": {"core"},
+    "training": {"core", "data", "features", "models"},
+    "evaluation": set(FLOW),
+    "field": set(FLOW),
+    "cli": {*FLOW, "synthesis", "training", "evaluation", "field"},
+}
+#: old import paths kept for one release: they only re-export, and nothing inside ssad imports them
+LEGACY = {"ssad.errors", "ssad.atomic", "ssad.engine", "ssad.inference"}
+#: the one arrow against the flow: run configs name the data modules `ssad.data.<Class>` (their class_path)
+CONFIG_NAMES = {("ssad.data", "ssad.training.datamodule"), ("ssad.data", "ssad.training.frame_windows")}
 
 
 def module_name(path: Path) -> str:
@@ -14,8 +39,21 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
+def _read_graph() -> tuple[tuple[str, frozenset[str]], ...]:
+    return tuple((name, frozenset(targets)) for name, targets in _import_graph().items())
+
+
 def import_graph() -> dict[str, set[str]]:
-    """Each ssad module's ssad imports, wherever in the file they stand (lazy ones too, not `TYPE_CHECKING` ones)."""
+    """`_import_graph`, parsed once per test session (a fresh copy for each caller)."""
+    return {name: set(targets) for name, targets in _read_graph()}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each ssad module's ssad imports, wherever in the file they stand (lazy ones too, not `TYPE_CHECKING` ones).
+
+    A string that names an ssad module counts too: package faces import their members by name (`importlib`).
+    """
     paths = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
@@ -40,6 +78,8 @@ def import_graph() -> dict[str, set[str]]:
                     base = ".".join([*parent, base] if base else parent)
                 targets.add(base)
                 targets.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("ssad."):
+                targets.add(node.value)
         graph[name] = {t for t in targets if t in paths and t != name}
     return graph
 
@@ -81,21 +121,85 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
+def package_of(module: str) -> str | None:
+    """The sub-package a module belongs to (`ssad.scoring.knn` -> `scoring`); None for ssad/ itself and its loose modules."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else None
+
+
+def against_the_flow(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Every import from a sub-package into one it may not import."""
+    wrong = []
+    for module, targets in graph.items():
+        source = package_of(module)
+        for target in targets:
+            goal = package_of(target)
+            if source is None or goal is None or goal == source or (module, target) in CONFIG_NAMES:
+                continue
+            if goal not in ALLOWED[source]:
+                wrong.append((module, target))
+    return sorted(wrong)
+
+
 def test_the_check_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_cycles(graph) == [["a", "b", "c"]]
 
 
+def test_the_check_finds_an_import_against_the_flow() -> None:
+    graph = {"ssad.scoring.knn": {"ssad.detector.detector", "ssad.core.errors"}, "ssad.detector.detector": set()}
+    assert against_the_flow(graph) == [("ssad.scoring.knn", "ssad.detector.detector")]
+
+
 def test_no_two_modules_import_each_other() -> None:
     graph = import_graph()
-    assert "ssad.detector" in graph and "ssad.inference" in graph["ssad.detector"]
+    assert "ssad.modelio" in graph["ssad.detector.detector"]
     assert import_cycles(graph) == []
 
 
+def test_every_sub_package_has_its_place_in_the_flow() -> None:
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == set(ALLOWED)
+
+
+def test_imports_follow_the_flow() -> None:
+    assert against_the_flow(import_graph()) == []
+
+
+def test_only_cli_imports_training() -> None:
+    graph = import_graph()
+    importers = {package_of(m) for m, targets in graph.items() for t in targets if package_of(t) == "training"}
+    assert importers - {"training"} <= {"cli", "data"}  # data: the config names only (CONFIG_NAMES)
+
+
+def test_nothing_in_ssad_imports_an_old_path() -> None:
+    graph = import_graph()
+    assert {m: targets & LEGACY for m, targets in graph.items() if targets & LEGACY and m not in LEGACY} == {}
+
+
+def test_old_paths_only_re_export() -> None:
+    for name in LEGACY:
+        tree = ast.parse((PACKAGE / f"{name.split('.')[1]}.py").read_text())
+        body = [node for node in tree.body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+        assert all(isinstance(node, ast.ImportFrom) for node in body), name
+
+
 def test_evaluation_does_not_depend_on_training() -> None:
-    assert "ssad.training" not in reachable(import_graph(), "ssad.engine")
+    graph = {m: {t for t in targets if (m, t) not in CONFIG_NAMES} for m, targets in import_graph().items()}
+    assert not {m for m in reachable(graph, "ssad.evaluation.run") if package_of(m) == "training"}
+
+
+def test_at_most_six_modules_directly_in_ssad() -> None:
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= MAX_TOP_MODULES, loose
 
 
 def test_no_module_is_over_the_size_limit() -> None:
     sizes = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert {m: n for m, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_committed_results_name_no_path_of_a_machine() -> None:
+    machine_path = re.compile(r"(^|[^A-Za-z0-9_.~-])/(home|root|tmp|work|Users|var/folders)/")
+    found = {p.name for p in RESULTS.iterdir() if p.suffix in {".md", ".csv", ".json"} and machine_path.search(p.read_text())}
+    assert found == set()

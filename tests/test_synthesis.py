@@ -76,6 +76,7 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # Determinism
 
 
+@pytest.mark.slow  # writes several corpora
 def test_same_seed_gives_identical_files_whatever_the_worker_count(tmp_path: Path) -> None:
     generate(tmp_path / "a", seed=5, config=SMALL, workers=1, progress=False)
     generate(tmp_path / "b", seed=5, config=SMALL, workers=2, progress=False)
@@ -97,6 +98,7 @@ def test_every_registered_model_lives_in_the_module_named_for_it() -> None:
         assert model.anomaly_kinds == ANOMALY_KINDS[name]
 
 
+@pytest.mark.slow  # writes several corpora
 def test_different_seed_gives_different_files(tmp_path: Path) -> None:
     generate(tmp_path / "a", seed=5, config=SMALL, progress=False)
     generate(tmp_path / "b", seed=6, config=SMALL, progress=False)
@@ -105,6 +107,7 @@ def test_different_seed_gives_different_files(tmp_path: Path) -> None:
     assert all(a[k] != b[k] for k in a)
 
 
+@pytest.mark.slow  # writes several corpora
 def test_a_machine_does_not_change_when_clips_or_types_are_added(tmp_path: Path) -> None:
     generate(tmp_path / "few", seed=2, config=SMALL, progress=False)
     more = SynthConfig(
@@ -178,6 +181,7 @@ def test_no_clipping_and_sensible_level(tiny_set: Path) -> None:
     assert -50.0 < min(levels) and max(levels) < -20.0
 
 
+@pytest.mark.slow  # writes several corpora
 def test_duration_and_sample_rate_are_configurable(tmp_path: Path) -> None:
     config = SynthConfig(
         machine_types=("pump",),
@@ -194,6 +198,7 @@ def test_duration_and_sample_rate_are_configurable(tmp_path: Path) -> None:
     assert all((i.samplerate, i.frames, i.subtype) == (22050, 33075, "PCM_16") for i in infos)
 
 
+@pytest.mark.slow  # writes a corpus
 def test_summary_counts_and_table(tmp_path: Path) -> None:
     summary = generate(tmp_path, seed=1, config=SMALL, progress=False)
     assert summary.root == tmp_path
@@ -206,6 +211,7 @@ def test_summary_counts_and_table(tmp_path: Path) -> None:
         assert text in table
 
 
+@pytest.mark.slow  # writes several corpora
 def test_rewrites_in_place_and_leaves_no_temporary_files(tmp_path: Path) -> None:
     generate(tmp_path, seed=1, config=SMALL, progress=False)
     before = digests(tmp_path)
@@ -310,6 +316,7 @@ def baseline_features(
     return out
 
 
+@pytest.mark.slow  # fits a detector on a generated set
 @pytest.mark.parametrize("machine_type", MACHINE_TYPES)
 def test_a_mean_log_mel_gaussian_finds_some_but_not_all_anomalies(
     machine_type: str, baseline_features: dict[str, list[tuple[str, str, str, np.ndarray]]]
@@ -329,6 +336,7 @@ def test_a_mean_log_mel_gaussian_finds_some_but_not_all_anomalies(
     assert 0.6 < auc < 0.97, auc
 
 
+@pytest.mark.slow  # fits a classifier on a generated set
 @pytest.mark.parametrize("machine_type", MACHINE_TYPES)
 def test_machine_ids_are_distinguishable(
     machine_type: str, baseline_features: dict[str, list[tuple[str, str, str, np.ndarray]]]
@@ -446,6 +454,7 @@ def test_faults_csv_names_every_anomalous_clip_and_where_its_fault_lies(tiny_set
     assert {(r["machine_type"], r["family"]) for r in rows} == {(t, k) for t in MACHINE_TYPES for k in ANOMALY_KINDS[t]}
 
 
+@pytest.mark.slow  # writes a corpus
 def test_the_shift_preset_writes_the_dcase2022_layout_that_the_data_layer_reads(tmp_path: Path) -> None:
     from ssad.data.layout import index_root
 
@@ -467,6 +476,7 @@ def test_the_shift_preset_writes_the_dcase2022_layout_that_the_data_layer_reads(
         "attributes_00.csv", "attributes_01.csv", "attributes_02.csv"]
 
 
+@pytest.mark.slow  # writes several corpora
 def test_snr_sets_the_background_level_per_type_not_per_clip(tmp_path: Path) -> None:
     """A lower SNR raises the background under the same machine; clip levels still differ (MIMII's mixing)."""
     config = dataclasses.replace(SMALL, machine_types=("fan",), ids_per_type=1, train_per_id=4)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ssad.training import default_logger_config
-from ssad.wandb_setup import wandb_mode, wandb_project
+from ssad.cli.fit import default_logger_config
+from ssad.core.tracking import wandb_mode, wandb_project
 
 
 @pytest.fixture

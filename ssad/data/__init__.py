@@ -1,4 +1,8 @@
-"""Data: files -> clip table (layout), audio reading, checks, downloads, and Lightning data modules."""
+"""Data: files -> clip table (layout), audio reading, checks, downloads.
+
+`MachineIDDataModule` and `LogMelWindowDataModule` live in `ssad.training`; they are named here too because
+run configs name them `ssad.data.*` (their `class_path`).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ _WHERE = {
     "Clip": "ssad.data.clips",
     "index_root": "ssad.data.layout",
     "read_clip": "ssad.data.audio",
-    "MachineIDDataModule": "ssad.data.datamodule",
-    "LogMelWindowDataModule": "ssad.data.windows",
+    "MachineIDDataModule": "ssad.training.datamodule",
+    "LogMelWindowDataModule": "ssad.training.frame_windows",
 }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ssad.errors import BadInputError
+from ssad.core.errors import BadInputError
 
 __all__ = [
     "DEFAULT_N_FFT",

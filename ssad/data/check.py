@@ -11,11 +11,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ssad.core.errors import BadInputError
 from ssad.data.audio import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE, AudioInfo, read_native
 from ssad.data.clips import LABELS, Clip
 from ssad.data.layout import scan_root
 from ssad.data.validate import clip_problem, type_name_problems
-from ssad.errors import BadInputError
 
 __all__ = ["CheckReport", "check_root"]
 

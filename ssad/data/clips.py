@@ -5,12 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Clip", "LABELS", "SPLITS", "THIN_CLIPS"]
+__all__ = [
+    "Clip", "LABELS", "SPLITS", "SYNTHETIC_MARKS", "THIN_CLIPS", "clip_key", "is_synthetic_class", "machine_key",
+]
 
 LABELS = ("normal", "anomaly", "unknown")
 SPLITS = ("train", "test")
 #: An ID with fewer normal training clips than this is "thin": it trains, and scorers and thresholds fall back.
 THIN_CLIPS = 3
+#: characters that mark synthesized class names (`<type>/<id>@warp1.100`, `<a>+<b>`): no real name may hold them
+SYNTHETIC_MARKS = ("@", "+")
+
+
+def machine_key(machine_type: str, machine_id: str) -> str:
+    """The name of one machine everywhere in ssad, and the class of a real one: `<machine_type>/<machine_id>`."""
+    return f"{machine_type}/{machine_id}"
+
+
+def is_synthetic_class(name: str) -> bool:
+    """Whether a classifier's class name is a synthesized instance rather than a real machine."""
+    return any(mark in name for mark in SYNTHETIC_MARKS)
 
 
 @dataclass(frozen=True)
@@ -39,3 +53,8 @@ class Clip:
     def key(self) -> tuple[str, str]:
         """The (machine_type, machine_id) pair that names the machine this clip came from."""
         return (self.machine_type, self.machine_id)
+
+
+def clip_key(clip: Clip) -> str:
+    """The machine a clip is from, as scorers group by it: `<machine_type>/<machine_id>`."""
+    return machine_key(clip.machine_type, clip.machine_id)

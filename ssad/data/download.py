@@ -37,8 +37,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ssad.atomic import write_text_atomic
-from ssad.errors import SsadError
+from ssad.core.atomic import write_text_atomic
+from ssad.core.errors import SsadError
 
 __all__ = ["Archive", "Corpus", "CORPORA", "PARTS", "download_corpus"]
 

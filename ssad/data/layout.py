@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ssad.data.clips import LABELS, SPLITS, Clip
-from ssad.errors import BadInputError
+from ssad.core.errors import BadInputError
+from ssad.data.clips import LABELS, SPLITS, Clip, clip_key
 
 __all__ = ["DOMAINS", "ONE_MACHINE_ID", "machine_from_name", "parse_clip_name", "parse_attributes", "scan_root", "index_root", "select", "summarize"]
 
@@ -373,7 +373,7 @@ def summarize(clips: Iterable[Clip]) -> dict[str, Counter]:
     }
     for c in clips:
         summary["machine_type"][c.machine_type] += 1
-        summary["machine"][f"{c.machine_type}/{c.machine_id}"] += 1
+        summary["machine"][clip_key(c)] += 1
         summary["split"][c.split] += 1
         summary["label"][c.label] += 1
         summary["domain"][c.domain] += 1

@@ -7,18 +7,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ssad.core.errors import BadInputError
 from ssad.data.audio import AudioInfo, audio_info, log_conversions
-from ssad.data.clips import THIN_CLIPS, Clip
+from ssad.data.clips import SYNTHETIC_MARKS, THIN_CLIPS, Clip, clip_key
 from ssad.data.layout import select
-from ssad.errors import BadInputError
 
 __all__ = ["TrainingClips", "check_class_names", "check_training_clips", "clip_problem", "type_name_problems"]
 
 log = logging.getLogger("ssad")
-
-#: Characters that mark synthesized class names (`<type>/<id>@warp1.100`, `<a>+<b>`), so no real name may hold them.
-_RESERVED = ("@", "+")
-
 
 @dataclass(frozen=True)
 class TrainingClips:
@@ -26,10 +22,6 @@ class TrainingClips:
 
     clips: list[Clip]
     infos: list[AudioInfo]
-
-
-def _name(clip: Clip) -> str:
-    return f"{clip.machine_type}/{clip.machine_id}"
 
 
 def clip_problem(info: AudioInfo, *, sample_rate: int, min_samples: int) -> str | None:
@@ -44,9 +36,9 @@ def type_name_problems(clips: Sequence[Clip]) -> list[tuple[str, str]]:
     """(folder, why) for each machine type whose name holds a character reserved for synthesized classes."""
     problems = []
     for machine_type in sorted({c.machine_type for c in clips}):
-        if any(ch in machine_type for ch in _RESERVED):
+        if any(ch in machine_type for ch in SYNTHETIC_MARKS):
             where = next(c.path.parent.parent for c in clips if c.machine_type == machine_type)
-            problems.append((str(where), f"machine type {machine_type!r} holds one of {list(_RESERVED)}, "
+            problems.append((str(where), f"machine type {machine_type!r} holds one of {list(SYNTHETIC_MARKS)}, "
                                          "which mark synthesized classes; rename the folder"))
     return problems
 
@@ -83,8 +75,8 @@ def check_training_clips(clips: Sequence[Clip], *, sample_rate: int, min_samples
                     "\n".join(f"  {p}: {why}" for p, why in bad_files))
     elif bad_files:
         problems += bad_files
-    trained = {_name(c) for c in good}
-    untrained = sorted({_name(c) for c in clips if c.split == "test" and c.label != "unknown"} - trained)
+    trained = {clip_key(c) for c in good}
+    untrained = sorted({clip_key(c) for c in clips if c.split == "test" and c.label != "unknown"} - trained)
     problems += [(name, "has labelled test clips but no usable normal training clip: evaluation could not "
                         "score it") for name in untrained]
     if not good and not problems:
@@ -99,7 +91,7 @@ def check_training_clips(clips: Sequence[Clip], *, sample_rate: int, min_samples
 
 def _warn_thin_ids(clips: Sequence[Clip]) -> None:
     """One warning per ID with fewer than `THIN_CLIPS` training clips, saying what it will get."""
-    counts = Counter(_name(c) for c in clips)
+    counts = Counter(clip_key(c) for c in clips)
     for name, n in sorted(counts.items()):
         if n < THIN_CLIPS:
             log.warning("%s has only %d normal training clip(s): it trains without validation clips, and its "

@@ -1,4 +1,7 @@
-"""Evaluation: score tables, DCASE AUC/pAUC, decision thresholds, the challenge's files, reports and plots."""
+"""Evaluation: score tables, DCASE AUC/pAUC, the challenge's files, reports, plots, and the evaluation run (`run`).
+
+Decision thresholds (`GammaThreshold`) live in `ssad.scoring.thresholds`, beside the scores they decide on.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +25,9 @@ from ssad.evaluation.metrics import (
     summarize,
 )
 from ssad.evaluation.plots import plot_histograms, plot_roc, plot_tsne_pair
-from ssad.evaluation.report import load_thresholds, save_thresholds, write_evaluation
+from ssad.evaluation.report import write_evaluation
 from ssad.evaluation.table import COLUMNS, ScoreTable, ensemble_tables, machine_key
-from ssad.evaluation.thresholds import GammaThreshold
+from ssad.scoring.thresholds import GammaThreshold, load_thresholds, save_thresholds
 
 __all__ = [
     "ScoreTable",

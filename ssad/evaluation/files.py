@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.evaluation.metrics import MEAN_ID, ResultRow, Summary, summarize
 from ssad.evaluation.table import ScoreTable
 
@@ -38,7 +39,7 @@ def decision_result_name(machine_type: str, machine_id: str) -> str:
 
 
 def _write_rows(path: Path, rows: Sequence[Sequence[Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f, lineterminator="\n").writerows(rows)
 
 
@@ -163,5 +164,5 @@ def write_results(
     csv_path = out_dir / "results.csv"
     _write_rows(csv_path, table)
     md_path = out_dir / "results.md"
-    md_path.write_text(results_markdown(rows, summaries), encoding="utf-8")
+    write_text_atomic(md_path, results_markdown(rows, summaries))
     return [csv_path, md_path]

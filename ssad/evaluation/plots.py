@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from ssad.core.atomic import atomic_path
 from ssad.evaluation.metrics import binary_labels
 from ssad.evaluation.table import ScoreTable, machine_key
 
@@ -45,8 +46,8 @@ def _figure(
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     fig.clear()
     return path
 

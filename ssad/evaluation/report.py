@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ssad.errors import SsadError
 from ssad.evaluation.files import write_challenge_files, write_results
 from ssad.evaluation.metrics import ResultRow, evaluate
 from ssad.evaluation.plots import plot_histograms, plot_roc, safe_name
 from ssad.evaluation.table import ScoreTable
-from ssad.evaluation.thresholds import GammaThreshold
+from ssad.scoring.thresholds import GammaThreshold, save_thresholds
 
-__all__ = ["write_evaluation", "load_thresholds", "save_thresholds", "thin_id_notes"]
+__all__ = ["write_evaluation", "thin_id_notes"]
 
 logger = logging.getLogger(__name__)
-
-
-def save_thresholds(thresholds: Mapping[str, GammaThreshold], path: str | Path) -> Path:
-    """Write scorer -> fitted `GammaThreshold` as one JSON object."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {scorer: thr.to_dict() for scorer, thr in thresholds.items()}
-    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def load_thresholds(path: str | Path) -> dict[str, GammaThreshold]:
-    """Read scorer -> `GammaThreshold` written by `save_thresholds` / `write_evaluation`."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SsadError(f"{path}: cannot read thresholds: {err}") from None
-    if not isinstance(doc, dict):
-        raise SsadError(f"{path}: expected a JSON object scorer -> thresholds")
-    thresholds = {str(scorer): GammaThreshold.from_dict(d) for scorer, d in doc.items()}
-    for scorer, threshold in thresholds.items():
-        threshold.scorer = threshold.scorer or scorer  # files written before thresholds knew their scorer
-    return thresholds
 
 
 def write_evaluation(

@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from ssad.core.atomic import atomic_path
+from ssad.core.errors import BadInputError
+from ssad.data import clips as clip_table
 from ssad.data.clips import LABELS, SPLITS
-from ssad.errors import BadInputError
 
 __all__ = ["ScoreTable", "COLUMNS", "machine_key", "ensemble_tables"]
 
@@ -22,9 +24,9 @@ _TEXT = COLUMNS[:-1]
 
 def machine_key(machine_type: Any, machine_id: Any) -> np.ndarray:
     """``"<machine_type>/<machine_id>"`` per row: the id strings scorers group clips by (e.g. ``"fan/id_00"``)."""
-    return np.char.add(
-        np.char.add(np.asarray(machine_type, dtype=str), "/"), np.asarray(machine_id, dtype=str)
-    )
+    types, ids = np.broadcast_arrays(np.asarray(machine_type, dtype=str), np.asarray(machine_id, dtype=str))
+    keys = [clip_table.machine_key(t, i) for t, i in zip(types.ravel().tolist(), ids.ravel().tolist(), strict=True)]
+    return np.array(keys, dtype=str).reshape(types.shape)
 
 
 @dataclass
@@ -129,8 +131,7 @@ class ScoreTable:
     def to_csv(self, path: str | Path) -> Path:
         """Write the table as CSV with header `COLUMNS`; scores written losslessly."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as f:
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(COLUMNS)
             columns = [getattr(self, name).tolist() for name in _TEXT]

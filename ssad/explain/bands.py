@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssad.errors import SsadError
+from ssad.core.atomic import atomic_path
+from ssad.core.errors import SsadError
 
 __all__ = ["GROUP_SIZES", "MEASURES", "BandProfile", "MachineBands", "NORMAL_BANDS_FILE", "band_groups",
            "band_statistics", "output_name"]
@@ -133,8 +134,10 @@ class BandProfile:
 
     def save(self, path: str | Path) -> None:
         """Plain npz (no pickle): the arrays plus the machine names."""
-        np.savez(path, machines=np.asarray(self.machines, dtype=str), clips=self.clips,
-                 **{f"mean.{m}": v for m, v in self.means.items()}, **{f"spread.{m}": v for m, v in self.spreads.items()})
+        with atomic_path(path) as tmp:
+            np.savez(tmp, machines=np.asarray(self.machines, dtype=str), clips=self.clips,
+                     **{f"mean.{m}": v for m, v in self.means.items()},
+                     **{f"spread.{m}": v for m, v in self.spreads.items()})
 
     @classmethod
     def load(cls, path: str | Path) -> BandProfile | None:

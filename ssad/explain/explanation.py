@@ -22,7 +22,7 @@ from ssad.scoring import select_input
 
 if TYPE_CHECKING:
     from ssad.detector import Detector
-    from ssad.inference import ClipInput
+    from ssad.modelio import ClipInput
 
 __all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "explain_clip", "format_hz"]
 

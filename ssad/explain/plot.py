@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssad.atomic import write_bytes_atomic
-from ssad.errors import SsadError
+from ssad.core.atomic import write_bytes_atomic
+from ssad.core.errors import SsadError
 from ssad.explain.explanation import Explanation, format_hz
 
 __all__ = ["plot_explanation"]

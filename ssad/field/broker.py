@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
 
 __all__ = ["LocalBroker", "free_port", "mosquitto_path"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from ssad.evaluation.thresholds import GammaThreshold
+from ssad.scoring.thresholds import GammaThreshold
 
 __all__ = ["DriftState", "DriftTest"]
 

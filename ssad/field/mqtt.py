@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
 
 __all__ = ["MqttAddress", "MqttPublisher", "close", "connect", "machine_from_topic", "parse_mqtt_url"]
 

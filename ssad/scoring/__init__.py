@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ssad.scoring.base import Scorer, check_ids, registered_scorers, select_input
@@ -21,7 +20,6 @@ __all__ = [
     "CombinedScorer",
     "SCORERS",
     "make_scorer",
-    "load_scorer",
     "select_input",
     "check_ids",
     "registered_scorers",
@@ -48,8 +46,3 @@ def make_scorer(kind: str, **params: Any) -> Scorer:
         return SCORERS[kind](**params)
     except TypeError as err:
         raise ValueError(f"bad parameters {sorted(params)} for scorer {kind!r}: {err}") from None
-
-
-def load_scorer(directory: str | Path) -> Scorer:
-    """Load any scorer saved with `Scorer.save` (same as `Scorer.load`)."""
-    return Scorer.load(directory)

@@ -13,8 +13,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ssad.core.atomic import atomic_path, write_text_atomic
+from ssad.core.errors import SsadError
+from ssad.core.jsonable import jsonable
 from ssad.data.clips import THIN_CLIPS
-from ssad.errors import SsadError
 
 __all__ = [
     "THIN_CLIPS",
@@ -24,6 +26,7 @@ __all__ = [
     "check_ids",
     "group_indices",
     "check_known_ids",
+    "read_arrays",
     "registered_scorers",
     "select_input",
 ]
@@ -86,18 +89,6 @@ def select_input(scorer: Scorer, outputs: Mapping[str, Any]) -> Any:
     return outputs[scorer.input_name]
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    raise TypeError(f"cannot store parameter value {value!r} of type {type(value).__name__} as JSON")
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -110,7 +101,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """A saved scorer's `arrays.npz`, refused unless it holds plain numeric arrays (nothing pickled)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -250,7 +242,8 @@ class Scorer(BaseEstimator):
         arrays, meta = self._get_state()
         common_arrays, common_meta = self._common_state()
         arrays, meta = {**common_arrays, **arrays}, {**common_meta, **meta}
-        np.savez(directory / ARRAYS_FILE, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+        with atomic_path(directory / ARRAYS_FILE) as tmp:
+            np.savez(tmp, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
         self._write_json(directory, meta)
         return directory
 
@@ -261,10 +254,10 @@ class Scorer(BaseEstimator):
             "format": _FORMAT,
             "version": _VERSION,
             "class": type(self).__name__,
-            "params": _jsonable(self.get_params(deep=False) if params is None else params),
-            "state": _jsonable(meta),
+            "params": jsonable(self.get_params(deep=False) if params is None else params),
+            "state": jsonable(meta),
         }
-        (directory / SCORER_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(directory / SCORER_FILE, json.dumps(doc, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> Scorer:
@@ -292,7 +285,7 @@ class Scorer(BaseEstimator):
             scorer = cls(**params)
         except TypeError as err:
             raise SsadError(f"{directory / SCORER_FILE}: bad parameters for {cls.__name__}: {err}") from None
-        arrays = _read_arrays(directory / ARRAYS_FILE)
+        arrays = read_arrays(directory / ARRAYS_FILE)
         try:
             scorer._restore_common(arrays, state)
             scorer._set_state(arrays, state)

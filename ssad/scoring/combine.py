@@ -9,15 +9,16 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ssad.errors import SsadError
+from ssad.core.atomic import atomic_path
+from ssad.core.errors import SsadError
 from ssad.scoring.base import (
     ARRAYS_FILE,
     THIN_CLIPS,
     Scorer,
-    _read_arrays,
     check_ids,
     check_known_ids,
     group_indices,
+    read_arrays,
     select_input,
 )
 
@@ -201,7 +202,8 @@ class CombinedScorer(Scorer):
         for i, member in enumerate(self.members.values()):
             member.save(directory / _MEMBER_DIR.format(i))
         common_arrays, common_meta = self._common_state()
-        np.savez(directory / ARRAYS_FILE, means=self.means_, stds=self.stds_, **common_arrays)
+        with atomic_path(directory / ARRAYS_FILE) as tmp:
+            np.savez(tmp, means=self.means_, stds=self.stds_, **common_arrays)
         meta = {**common_meta, "members": list(self.members)}
         params = {"weights": None if self.weights is None else dict(self.weights)}
         self._write_json(directory, meta, params)
@@ -217,7 +219,7 @@ class CombinedScorer(Scorer):
         if weights is not None and not isinstance(weights, dict):
             raise SsadError(f"{directory}: 'params.weights' must be an object or null")
         scorer = cls(members=members, weights=weights)
-        arrays = _read_arrays(directory / ARRAYS_FILE)
+        arrays = read_arrays(directory / ARRAYS_FILE)
         try:
             w = scorer._check_params()
             scorer._restore_common(arrays, state)

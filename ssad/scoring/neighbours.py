@@ -51,7 +51,7 @@ class _HnswIndex(NeighbourIndex):
     def __init__(self, references: np.ndarray, n_neighbors: int, metric: str) -> None:
         import faiss
 
-        from ssad.threads import current_threads
+        from ssad.core.runtime import current_threads
 
         faiss.omp_set_num_threads(current_threads())
         self.metric = metric

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
-import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -16,7 +13,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ssad.atomic import give_umask_mode, write_text_atomic
+from ssad.core.atomic import atomic_path, write_text_atomic
+from ssad.core.runtime import available_cores, tune_allocator
 from ssad.synthesis.background import ambience_pool
 from ssad.synthesis.clips import render_clip
 from ssad.synthesis.config import (
@@ -164,15 +162,8 @@ def _write_clip(root: str, config: SynthConfig, seed: int, job: _Job) -> list[st
     pcm = np.round(np.clip(rendered.audio, -1.0, 1.0) * PCM_SCALE).astype(np.int16)
     relative = job.relative_path(config)
     target = Path(root) / relative
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            sf.write(handle, pcm, config.sample_rate, subtype="PCM_16", format="WAV")
-        give_umask_mode(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        sf.write(handle, pcm, config.sample_rate, subtype="PCM_16", format="WAV")
     if rendered.family is None:
         return None
     e = rendered.evidence
@@ -202,31 +193,15 @@ def _write_tables(root: Path, config: SynthConfig, jobs: list[_Job], faults: lis
         write_text_atomic(root / machine_type / f"attributes_{machine.split('_')[1]}.csv", "\n".join(rows) + "\n")
 
 
-# glibc mallopt parameters: freed arrays stay in the heap instead of going back to the OS after every clip
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_WORKER_TRIM_BYTES = 256 << 20
-_WORKER_MMAP_BYTES = 32 << 20
-
-
 def _init_worker() -> None:
-    """Worker set-up: with glibc, keep freed memory; re-faulting fresh pages for each array doubles the time."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_TRIM_THRESHOLD, _WORKER_TRIM_BYTES)
-        libc.mallopt(_M_MMAP_THRESHOLD, _WORKER_MMAP_BYTES)
-    except (OSError, AttributeError):
-        pass
+    """Worker set-up: keep freed memory (unless SSAD_MALLOC=default); re-faulting fresh pages for each array doubles the time."""
+    tune_allocator()
 
 
 def _auto_workers(config: SynthConfig) -> int:
     if config.total_clips * config.duration_s < AUTO_WORKERS_MIN_AUDIO_S:
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_AUTO_WORKERS))
+    return max(1, min(available_cores(), MAX_AUTO_WORKERS))
 
 
 def generate(

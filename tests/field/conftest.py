@@ -42,7 +42,7 @@ def tone(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
 
 def mosquitto_path() -> str:
     """The broker executable; a test needing it FAILS when it is missing: `make setup` installs it."""
-    from ssad.errors import SsadError
+    from ssad.core.errors import SsadError
     from ssad.field.broker import mosquitto_path as find
 
     try:

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ssad.errors import SsadError
-from ssad.evaluation.thresholds import GammaThreshold
+from ssad.core.errors import SsadError
 from ssad.field.alerts import AlertRule, Smoother
 from ssad.field.drift import DriftTest
 from ssad.field.mqtt import machine_from_topic, parse_mqtt_url
 from ssad.field.sources import StdinSource, pcm_bytes_to_float
 from ssad.field.windows import WindowCutter
+from ssad.scoring.thresholds import GammaThreshold
 
 
 def test_window_cutter_cuts_overlapping_windows_across_chunk_boundaries() -> None:

@@ -155,7 +155,7 @@ class MachineIDClassifier(SsadModule):
 
     def _initialise_from(self, source: str) -> None:
         """Copy weights from another run: everything whose shape fits, and head rows by class name."""
-        from ssad.inference import read_checkpoint
+        from ssad.models.checkpoint import read_checkpoint
 
         checkpoint = read_checkpoint(source)
         state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ssad.cli.options import shared_options
+
 __all__ = ["add_field_commands"]
 
 
 def _cmd_enroll(args: argparse.Namespace) -> None:
-    from ssad.enrollment import enroll
+    from ssad.detector.enrollment import enroll
 
     update = enroll(args.detector, args.machine, args.files, progress=not args.quiet)
     print(f"enrolled {update.format()}")
 
 
 def _cmd_feedback(args: argparse.Namespace) -> None:
-    from ssad.enrollment import feedback, undo
+    from ssad.detector.enrollment import feedback, undo
 
     if args.undo == bool(args.normal):
         raise ValueError("feedback needs either --normal FILES (a false alarm) or --undo")
@@ -30,7 +32,7 @@ def _cmd_feedback(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from ssad.export import export_onnx
+    from ssad.modelio.onnx import export_onnx
 
     folder = export_onnx(args.detector)
     print(f"exported the log-mel front end and the network as ONNX to {folder}")
@@ -38,20 +40,19 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 def add_field_commands(commands: Any) -> None:
     """Register `enroll`, `feedback` and `export` on the `ssad` sub-command parser."""
-    enroll = commands.add_parser("enroll", help="add a new machine to a saved detector from a few normal recordings")
+    enroll = commands.add_parser("enroll", help="add a new machine to a saved detector from a few normal recordings",
+                                 parents=shared_options(quiet=True))
     enroll.add_argument("--detector", required=True)
     enroll.add_argument("--machine", required=True, help="any name, e.g. site-a/fan-7")
     enroll.add_argument("files", nargs="*", help="normal recordings of the machine")
-    enroll.add_argument("--quiet", action="store_true", help="no progress bar")
     enroll.set_defaults(handler=_cmd_enroll)
 
     feedback = commands.add_parser("feedback", help="a false alarm: add normal clips to a machine and refit it; "
-                                   "or --undo the last update")
+                                   "or --undo the last update", parents=shared_options(quiet=True))
     feedback.add_argument("--detector", required=True)
     feedback.add_argument("--machine", required=True)
     feedback.add_argument("--normal", nargs="+", default=[], help="recordings wrongly flagged as anomalous")
     feedback.add_argument("--undo", action="store_true", help="roll the machine's last update back")
-    feedback.add_argument("--quiet", action="store_true", help="no progress bar")
     feedback.set_defaults(handler=_cmd_feedback)
 
     export = commands.add_parser("export", help="export a detector's network (and log-mel front end) for onnxruntime")

@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ssad.core.errors import BadInputError
 from ssad.data.audio import audio_info, read_clip
 from ssad.data.clips import Clip
 from ssad.data.layout import index_root, select
-from ssad.errors import BadInputError
 from ssad.features import FeatureCache, LogMel, compute_log_mels
 
 __all__ = ["LogMelWindowDataModule", "LogMelWindowDataset"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssad.atomic import give_umask_mode
-from ssad.errors import SsadError
-from ssad.inference import LoadedModel, load_model_files
+from ssad.core.atomic import atomic_path, write_text_atomic
+from ssad.core.errors import SsadError
+from ssad.modelio.loading import LoadedModel, load_model_files
 
 __all__ = ["ONNX_DIR", "OnnxModel", "export_onnx"]
 
@@ -60,23 +58,16 @@ def _export(module: nn.Module, example: Tensor, path: Path, input_name: str, out
     """Export with the dynamo exporter into a temporary file, then move it into place."""
     import onnx  # noqa: F401  (the exporter needs it; fail here with a clear ImportError)
 
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
     torch_onnx_log = logging.getLogger("torch.onnx")
     level = torch_onnx_log.level
     torch_onnx_log.setLevel(logging.ERROR)  # it warns that torchvision's detection ops are missing; none are used
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), atomic_path(path) as tmp:
             warnings.simplefilter("ignore")
             program = torch.onnx.export(module.eval(), (example,), dynamo=True, input_names=[input_name],
                                         output_names=output_names, dynamic_shapes=({**dynamic},),
                                         external_data=False, verbose=False)
             program.save(tmp)
-        give_umask_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         torch_onnx_log.setLevel(level)
 
@@ -99,7 +90,7 @@ def export_onnx(directory: str | Path) -> Path:
     _check(model, out)
     info = {"front_end": FRONT_END_FILE, "network": NETWORK_FILE, "outputs": names, "torch": torch.__version__,
             "window_frames": model.window_frames, "window_hop": model.window_hop}
-    (out / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_text_atomic(out / EXPORT_FILE, json.dumps(info, indent=2) + "\n")
     return out
 
 

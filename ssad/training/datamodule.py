@@ -14,11 +14,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ssad.data.audio import AudioInfo, read_clips
-from ssad.data.clips import Clip
+from ssad.data.clips import Clip, clip_key, is_synthetic_class
 from ssad.data.layout import index_root
 from ssad.data.validate import check_class_names, check_training_clips
 from ssad.features import LogMel
-from ssad.synthesis.instances import (
+from ssad.training.augmentation import (
     TEMPORAL_KINDS,
     SyntheticClass,
     describe_synthetic_classes,
@@ -39,7 +39,7 @@ log = logging.getLogger("ssad")
 
 def class_name(clip: Clip) -> str:
     """The class name of a real machine: `<machine_type>/<machine_id>`."""
-    return f"{clip.machine_type}/{clip.machine_id}"
+    return clip_key(clip)
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ class MachineIDDataModule(L.LightningDataModule):
     @property
     def machine_types(self) -> list[str]:
         """The machine types of the real classes (known after `setup`)."""
-        return sorted({name.split("/")[0] for name in self.class_names if "@" not in name and "+" not in name})
+        return sorted({name.split("/")[0] for name in self.class_names if not is_synthetic_class(name)})
 
     def _index_clips(self) -> list[Clip]:
         """Every clip of the chosen machine types (training and test: the check looks at both)."""
@@ -265,10 +265,10 @@ class MachineIDDataModule(L.LightningDataModule):
             types = [types]
         clips = index_root(self.hparams.root, machine_types=types, skip_bad=self.hparams.skip_bad)
         excluded = set(self.hparams.exclude_ids or ())
-        unmatched = sorted(excluded - {f"{c.machine_type}/{c.machine_id}" for c in clips})
+        unmatched = sorted(excluded - {clip_key(c) for c in clips})
         if unmatched:
             log.warning("exclude_ids %s match no machine under %s", unmatched, self.hparams.root)
-        return [c for c in clips if f"{c.machine_type}/{c.machine_id}" not in excluded]
+        return [c for c in clips if clip_key(c) not in excluded]
 
     def _log_lengths(self, infos: list[AudioInfo], rate: int, num_samples: int | None) -> None:
         """Say what is done with clips of different lengths: used whole, or cut and filled to `clip_seconds`."""

@@ -15,11 +15,11 @@ from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ssad.errors import SsadError
-from ssad.evaluation.metrics import decision_metrics
+from ssad.core.atomic import write_text_atomic
+from ssad.core.errors import SsadError
 from ssad.scoring.base import THIN_CLIPS, check_ids, check_known_ids, group_indices
 
-__all__ = ["GammaThreshold", "decision_metrics"]
+__all__ = ["GammaThreshold", "load_thresholds", "save_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,13 +137,7 @@ class GammaThreshold(BaseEstimator):
             self.threshold_[name] = t
             self.gamma_params_[name] = params
         if len(thin) < len(groups):
-            pooled = float(np.median(list(self.threshold_.values())))
-            for name in thin:
-                self.threshold_[name] = pooled
-                self.gamma_params_[name] = None
-                self.fallbacks_[name] = (f"{len(groups[name])} training score(s): the median threshold of the "
-                                         f"other IDs, {pooled:.6g}")
-                logger.warning("%s: %s", self._of(name), self.fallbacks_[name])
+            self._pool_thin({name: len(groups[name]) for name in thin}, list(self.threshold_.values()))
         self.fallbacks_ = dict(sorted(self.fallbacks_.items()))
         return self
 
@@ -162,15 +156,18 @@ class GammaThreshold(BaseEstimator):
         counts = dict(zip(*np.unique(check_ids(ids, len(np.asarray(train_scores))), return_counts=True), strict=True))
         thin = [str(k) for k, n in counts.items() if n < THIN_CLIPS]
         if thin and others:
-            pooled = float(np.median([self.threshold_[k] for k in others]))
-            for name in thin:
-                merged.threshold_[name], merged.gamma_params_[name] = pooled, None
-                merged.fallbacks_[name] = (f"{counts[name]} training score(s): the median threshold of the "
-                                           f"other IDs, {pooled:.6g}")
-                logger.warning("%s: %s", self._of(name), merged.fallbacks_[name])
+            merged._pool_thin({name: counts[name] for name in thin}, [self.threshold_[k] for k in others])
         merged.threshold_ = dict(sorted(merged.threshold_.items()))
         merged.fallbacks_ = dict(sorted(merged.fallbacks_.items()))
         return merged
+
+    def _pool_thin(self, thin: Mapping[str, int], others: Sequence[float]) -> None:
+        """Give each thin ID (name -> its training scores) the median of the other IDs' thresholds, and say so."""
+        pooled = float(np.median(others))
+        for name, count in thin.items():
+            self.threshold_[name], self.gamma_params_[name] = pooled, None
+            self.fallbacks_[name] = f"{count} training score(s): the median threshold of the other IDs, {pooled:.6g}"
+            logger.warning("%s: %s", self._of(name), self.fallbacks_[name])
 
     def decide(self, scores: Any, ids: Sequence[str]) -> np.ndarray:
         """(n,) int decisions, 1 = anomalous (score above its ID's threshold), 0 = normal."""
@@ -183,12 +180,6 @@ class GammaThreshold(BaseEstimator):
         check_known_ids(uniq.tolist(), list(self.threshold_))
         thresholds = np.array([self.threshold_[u] for u in uniq.tolist()], dtype=np.float64)[inverse]
         return (scores > thresholds).astype(np.int64)
-
-    def fit_decide(
-        self, train_scores: Any, train_ids: Sequence[str], scores: Any, ids: Sequence[str]
-    ) -> np.ndarray:
-        """`fit` on the training scores, then `decide` on `scores`."""
-        return self.fit(train_scores, train_ids).decide(scores, ids)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: the percentile, each ID's threshold and gamma parameters."""
@@ -221,17 +212,39 @@ class GammaThreshold(BaseEstimator):
 
     def save(self, path: str | Path) -> Path:
         """Write the thresholds as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        return _write_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> GammaThreshold:
         """Read thresholds written by `save`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise SsadError(f"{path}: cannot read thresholds: {err}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(_read_json(path))
+
+
+def save_thresholds(thresholds: Mapping[str, GammaThreshold], path: str | Path) -> Path:
+    """Write scorer -> fitted `GammaThreshold` as one JSON object."""
+    return _write_json({scorer: thr.to_dict() for scorer, thr in thresholds.items()}, path)
+
+
+def load_thresholds(path: str | Path) -> dict[str, GammaThreshold]:
+    """Read scorer -> `GammaThreshold` written by `save_thresholds` / `write_evaluation`."""
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        raise SsadError(f"{path}: expected a JSON object scorer -> thresholds")
+    thresholds = {str(scorer): GammaThreshold.from_dict(d) for scorer, d in doc.items()}
+    for scorer, threshold in thresholds.items():
+        threshold.scorer = threshold.scorer or scorer  # files written before thresholds knew their scorer
+    return thresholds
+
+
+def _write_json(doc: Mapping[str, Any], path: str | Path) -> Path:
+    """Thresholds as indented JSON, written atomically."""
+    write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+    return Path(path)
+
+
+def _read_json(path: str | Path) -> Any:
+    """A thresholds file's JSON; a clear error naming the file when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SsadError(f"{path}: cannot read thresholds: {err}") from None

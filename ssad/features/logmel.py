@@ -1,32 +1,21 @@
-"""Log-mel spectrograms: the one place where ssad turns waveforms into the features every model sees."""
+"""Log-mel spectrograms: the one place where ssad turns waveforms into the features every model sees.
+
+The transform (`LogMel`) and the windows models read (`sliding_windows`); `ssad.features.cache` keeps
+computed log-mels on disk, `ssad.features.extract` computes them for many files in batches.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import tempfile
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torchaudio
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from ssad.atomic import give_umask_mode
 from ssad.data.audio import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE
-from ssad.errors import BadInputError
-from ssad.threads import available_cores, torch_threads
 
-T = TypeVar("T")
-
-__all__ = ["LogMel", "sliding_windows", "FeatureCache", "compute_log_mels"]
+__all__ = ["LogMel", "sliding_windows"]
 
 # The field's common setting (DCASE 2020 baseline, STgram-MFN): 128 mels, n_fft 1024 (with the rate, in
 # ssad.data.audio, which checks clips against it before torch is loaded), hop 512.
@@ -184,7 +173,7 @@ class LogMel(nn.Module):
 
         One clip's frames stay in cache where a batch's do not, and every intermediate array is written
         into buffers made once per call: fresh memory costs page faults that, on the VMs measured, took
-        about as long as the FFT itself (see `ssad.allocator`).
+        about as long as the FFT itself (see `ssad.core.runtime`).
         """
         if not waves or any(wave.dim() != 1 or wave.shape[0] != waves[0].shape[0] for wave in waves):
             msg = f"clip_by_clip needs 1-D waveforms of one length, got shapes {[tuple(w.shape) for w in waves][:4]}"
@@ -230,207 +219,3 @@ def sliding_windows(log_mel: Tensor, window: int, hop: int) -> Tensor:
         repeats = -(-window // frames)
         log_mel = log_mel.repeat(*([1] * (log_mel.dim() - 1)), repeats)[..., :window]
     return log_mel.unfold(-1, window, hop).transpose(-3, -2)
-
-
-# Bump when the stored array format or the meaning of a cached entry changes: every old entry then misses.
-FEATURE_CACHE_FORMAT = 1
-_HASH_CHUNK_BYTES = 1 << 20
-
-
-def _canonical(value: object, where: str) -> object:
-    """`value` as plain JSON data, numbers as floats, so equal settings hash equally (2 and 2.0 alike)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _canonical(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    msg = f"{where} must be JSON-like (None, bool, number, str, list, dict), got {type(value).__name__}: {value!r}"
-    raise ValueError(msg)
-
-
-class FeatureCache:
-    """On-disk cache of per-file feature arrays (one `.npy` each), so repeated runs skip decoding and the STFT.
-
-    An entry's key is the sha256 of the canonical JSON of (`feature_params`, `read_params`, format version)
-    followed by the file's bytes: a changed parameter or a changed file misses, while an identical file
-    under another name or folder hits. Entries are written to a temporary file and renamed into place, and
-    an entry that cannot be loaded counts as a miss, so an interrupted run never leaves a bad hit behind.
-
-    Args:
-        directory: where entries live (created as needed), as `<directory>/<key[:2]>/<key>.npy`.
-        feature_params: what defines the features, e.g. `LogMel.params`.
-        read_params: what defines the waveform read from a file (sample rate, length, length policy).
-    """
-
-    def __init__(self, directory: str | Path, feature_params: dict, read_params: dict | None = None) -> None:
-        if not isinstance(feature_params, dict) or not (read_params is None or isinstance(read_params, dict)):
-            msg = f"feature_params and read_params must be dicts, got {type(feature_params).__name__} and {type(read_params).__name__}"
-            raise ValueError(msg)
-        self.directory = Path(directory)
-        self.feature_params = dict(feature_params)
-        self.read_params = dict(read_params or {})
-        spec = {
-            "format": FEATURE_CACHE_FORMAT,
-            "features": _canonical(self.feature_params, "feature_params"),
-            "read": _canonical(self.read_params, "read_params"),
-        }
-        canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        self._params_digest = hashlib.sha256(canonical.encode()).digest()
-
-    def key(self, path: str | Path) -> str:
-        """The entry key of `path` under this cache's parameters (reads the file once)."""
-        digest = hashlib.sha256(self._params_digest)
-        try:
-            with open(path, "rb") as f:
-                while chunk := f.read(_HASH_CHUNK_BYTES):
-                    digest.update(chunk)
-        except OSError as error:
-            raise BadInputError(
-                [(path, f"cannot read: {error.strerror or error}")], header="feature cache"
-            ) from error
-        return digest.hexdigest()
-
-    def entry_path(self, key: str) -> Path:
-        """Where the entry for `key` is stored."""
-        return self.directory / key[:2] / f"{key}.npy"
-
-    def get(self, path: str | Path, *, key: str | None = None) -> np.ndarray | None:
-        """The cached float32 array for `path`, or None on a miss (a corrupt entry is removed and misses)."""
-        entry = self.entry_path(key or self.key(path))
-        if not entry.is_file():
-            return None
-        try:
-            array = np.load(entry, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            array = None
-        if not isinstance(array, np.ndarray) or array.dtype != np.float32:
-            with contextlib.suppress(OSError):
-                entry.unlink()
-            return None
-        return array
-
-    def put(self, path: str | Path, array: np.ndarray, *, key: str | None = None) -> Path:
-        """Store `array` (as float32) as the entry for `path`, atomically; return the entry's path."""
-        entry = self.entry_path(key or self.key(path))
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        data = np.ascontiguousarray(array, dtype=np.float32)
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.stem}.", suffix=".tmp", dir=entry.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, data, allow_pickle=False)
-            give_umask_mode(tmp)
-            os.replace(tmp, entry)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return entry
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU for a module with neither)."""
-    for tensor in (*module.parameters(), *module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _read_ahead(load: Callable[[int], T], count: int, threads: int, depth: int) -> Iterator[T]:
-    """`load(0)`, ..., `load(count - 1)` in order, each started up to `depth` items ahead in `threads` threads.
-
-    libsndfile, numpy and hashlib release the GIL, so decoding the next files overlaps the current STFT.
-    The consumer computes a whole batch between pulls, so `depth` must cover a batch or the reader idles
-    (measured: 317 clips/s with 2 items ahead, 430 with two batches). `threads=0` loads inline, in order.
-    """
-    if threads == 0:
-        yield from (load(index) for index in range(count))
-        return
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ssad-read") as pool:
-        ahead: deque[Future[T]] = deque()
-        submitted = 0
-        while submitted < count or ahead:
-            while submitted < count and len(ahead) < depth:
-                ahead.append(pool.submit(load, submitted))
-                submitted += 1
-            yield ahead.popleft().result()
-
-
-def compute_log_mels(
-    paths: Sequence[str | Path],
-    log_mel: LogMel,
-    *,
-    read: Callable[[Path], np.ndarray],
-    cache: FeatureCache | None = None,
-    batch_size: int = 16,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> list[np.ndarray]:
-    """Log-mel spectrograms, (n_mels, frames) float32, one per path in order; cache hits skip reading.
-
-    Misses are read with `read` (a 1-D waveform per file; a few files ahead, in a background thread) and pushed through `log_mel` on `device`
-    (default: where `log_mel` already lives) in batches of waveforms of equal length; at most a few
-    batches' worth of waveforms are held at once, whatever the number of paths.
-    """
-    if batch_size < 1:
-        msg = f"batch_size must be a positive integer, got {batch_size!r}"
-        raise ValueError(msg)
-    paths = [Path(p) for p in paths]
-    target = torch.device(device) if device is not None else _module_device(log_mel)
-    log_mel.to(target)
-    results: list[np.ndarray | None] = [None] * len(paths)
-    keys: list[str | None] = [None] * len(paths)
-    pending: dict[int, list[tuple[int, np.ndarray]]] = {}
-    max_pending = 4 * batch_size
-    # On a CPU one clip's STFT is too small for intra-op threads to pay (measured beside other work: 264
-    # clips/s on one thread, 107 on two). A reader thread keeps ahead of the log-mel when it runs on
-    # another device, or when the process has more than two cores: on two, the reader and the log-mel
-    # competed for them and reading inline measured faster (550 against 457 clips/s, issue 13).
-    readers = 1 if target.type != "cpu" or available_cores() > 2 else 0
-    threads = torch_threads(1) if target.type == "cpu" else contextlib.nullcontext()
-
-    with threads, tqdm(total=len(paths), desc="log-mel", unit="clip", disable=not progress) as bar:
-
-        def flush(length: int) -> None:
-            items = pending.pop(length)
-            with torch.inference_mode():
-                if target.type == "cpu":  # LogMel goes clip by clip on a CPU anyway: no batch to stack
-                    features = list(log_mel.clip_by_clip([torch.from_numpy(wave) for _, wave in items]).numpy())
-                else:
-                    batch = torch.from_numpy(np.stack([wave for _, wave in items])).to(target)
-                    features = list(log_mel(batch).float().cpu().numpy())
-            for (index, _), feature in zip(items, features, strict=True):
-                result = np.array(feature, dtype=np.float32, order="C")  # own memory, not a view of a batch
-                results[index] = result
-                if cache is not None:
-                    cache.put(paths[index], result, key=keys[index])
-            bar.update(len(items))
-
-        def load(index: int) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
-            """(cache key, cached log-mel, waveform): a hit skips the read."""
-            key = cache.key(paths[index]) if cache is not None else None
-            hit = cache.get(paths[index], key=key) if cache is not None else None
-            return key, hit, None if hit is not None else np.asarray(read(paths[index]), dtype=np.float32)
-
-        for index, (key, hit, wave) in enumerate(_read_ahead(load, len(paths), readers, depth=2 * batch_size)):
-            path = paths[index]
-            keys[index] = key
-            if hit is not None:
-                results[index] = hit
-                bar.update(1)
-                continue
-            if wave.ndim != 1 or wave.size == 0:
-                msg = f"read({path}) must return a non-empty 1-D waveform, got shape {wave.shape}"
-                raise ValueError(msg)
-            bucket = pending.setdefault(wave.shape[0], [])
-            bucket.append((index, wave))
-            if len(bucket) >= batch_size:
-                flush(wave.shape[0])
-            elif sum(len(b) for b in pending.values()) > max_pending:
-                flush(max(pending, key=lambda length: len(pending[length])))
-        for length in list(pending):
-            flush(length)
-    return results  # type: ignore[return-value]

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ssad.errors import SsadError
+from ssad.cli.options import shared_options
+from ssad.core.errors import SsadError
 
 __all__ = ["add_explain_command", "plot_paths"]
 
@@ -18,7 +19,7 @@ def add_explain_command(commands: Any) -> None:
         "explain", help="score recordings and explain each score: when, which frequencies, what kind of change",
         description="For each clip: score, threshold, decision, its percentile among the machine's normal clips, "
         "the time spans that raised the score, the frequency ranges that depart from the machine's normal "
-        "clips (change in dB and z-score) and the kind of change in words.")
+        "clips (change in dB and z-score) and the kind of change in words.", parents=shared_options(device="cpu"))
     parser.add_argument("--detector", required=True, help="saved detector folder (from ssad evaluate/detector)")
     parser.add_argument("clips", nargs="+", metavar="CLIP", help="recordings to explain")
     parser.add_argument("--machine", default=None, help="the machine all clips are from (default: from DCASE names)")
@@ -26,7 +27,6 @@ def add_explain_command(commands: Any) -> None:
     parser.add_argument("--json", action="store_true", help="a JSON list, one object per clip")
     parser.add_argument("--plot", default=None, metavar="OUT.png",
                         help="draw the explanation; with several clips, OUT_<clip name>.png for each")
-    parser.add_argument("--device", default="cpu")
     parser.set_defaults(handler=run_explain)
 
 

@@ -17,7 +17,7 @@ import torch
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from ssad.wandb_setup import wandb_mode, wandb_project
+from ssad.core.tracking import wandb_mode, wandb_project
 
 __all__ = ["SsadCLI", "run_lightning_cli", "default_logger_config"]
 
@@ -129,7 +129,7 @@ def _import_ssad_classes() -> None:
     import ssad.data
     import ssad.models
 
-    for package in (ssad.models, ssad.data):
+    for package in (ssad.models, ssad.data):  # ssad.data names the data modules of ssad.training
         for name in package.__all__:
             getattr(package, name)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from ssad.atomic import give_umask_mode
-from ssad.errors import SsadError
+from ssad.core.atomic import give_umask_mode, sync_dir, write_text_atomic
+from ssad.core.errors import SsadError
 
 __all__ = ["POINTER_FILE", "VERSIONS_DIR", "VERSION_FILE", "commit", "current_version", "reset_versions", "state_dir",
            "undo", "update_lock", "version_record"]
@@ -127,18 +127,7 @@ def _name(version: int) -> str:
 
 def _point(directory: Path, version: int) -> None:
     """Atomically switch `current.json` to `version` (write a temporary file, fsync, os.replace, fsync the folder)."""
-    fd, tmp = tempfile.mkstemp(prefix=".current-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"version": version}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        give_umask_mode(tmp)
-        os.replace(tmp, directory / POINTER_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _sync_dir(directory)
+    write_text_atomic(directory / POINTER_FILE, json.dumps({"version": version}), durable=True)
 
 
 def _sync_tree(folder: Path) -> None:
@@ -147,12 +136,4 @@ def _sync_tree(folder: Path) -> None:
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
-    _sync_dir(folder)
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_dir(folder)

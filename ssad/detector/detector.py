@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ssad.data.clips import Clip
-from ssad.errors import BadInputError, SsadError
-from ssad.evaluation.report import load_thresholds, save_thresholds
-from ssad.evaluation.thresholds import GammaThreshold
+from ssad.core.atomic import atomic_path, write_text_atomic
+from ssad.core.errors import BadInputError, SsadError
+from ssad.data.clips import Clip, clip_key, machine_key
+from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
-from ssad.inference import ClipInput, LoadedModel, load, load_model_files, save_model_files
+from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.scoring import Scorer, make_scorer, select_input
-from ssad.store import current_version, reset_versions, state_dir
+from ssad.scoring.thresholds import GammaThreshold, load_thresholds, save_thresholds
 
 if TYPE_CHECKING:
     from ssad.explain.explanation import Explanation
@@ -89,7 +89,8 @@ class References:
 
     def save(self, path: Path) -> None:
         """Plain npz: one array per output plus the machine of each row (no pickle)."""
-        np.savez(path, ids=self.ids.astype(str), **{f"output.{k}": v for k, v in self.outputs.items()})
+        with atomic_path(path) as tmp:
+            np.savez(tmp, ids=self.ids.astype(str), **{f"output.{k}": v for k, v in self.outputs.items()})
 
     @classmethod
     def load(cls, path: Path) -> References | None:
@@ -110,11 +111,6 @@ class References:
 def _label(item: ClipInput, index: int) -> str:
     """How results and messages name an input: its path, or `waveform[i]`."""
     return str(item) if isinstance(item, (str, Path)) else f"waveform[{index}]"
-
-
-def clip_key(clip: Clip) -> str:
-    """The id string scorers group by: `<machine_type>/<machine_id>`."""
-    return f"{clip.machine_type}/{clip.machine_id}"
 
 
 def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: str | Path | None = None,
@@ -196,7 +192,7 @@ class Detector:
         references: each machine's normal reference outputs (None for detectors saved without them).
         normal_bands: each machine's normal band statistics, for explanations (None for detectors saved
             without them).
-        version: the saved state version this detector was loaded from (0 = the base state; see `ssad.store`).
+        version: the saved state version this detector was loaded from (0 = the base state; see `ssad.detector.store`).
     """
 
     def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, GammaThreshold],
@@ -245,9 +241,19 @@ class Detector:
                        split="train", label="normal")
         if not clips:
             raise SsadError(f"{train_root}: no normal training clips to fit the detector on")
-        outputs, _ = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
-        return cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers, percentile=percentile,
-                                clip_seconds=typical_seconds([c.path for c in clips]))
+        detector, _ = cls.from_clips(model, clips, scorers=scorers, percentile=percentile, cache_dir=cache_dir,
+                                     progress=progress)
+        return detector
+
+    @classmethod
+    def from_clips(cls, model: LoadedModel, clips: Sequence[Clip], *, scorers: Sequence[str] | None = None,
+                   percentile: float = 0.9, cache_dir: str | Path | None = None,
+                   progress: bool = False) -> tuple[Detector, np.ndarray]:
+        """Fit on these normal training clips; also each clip's per-band log-mel mean and std (the floor's features)."""
+        outputs, band_stats = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
+        detector = cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers,
+                                    percentile=percentile, clip_seconds=typical_seconds([c.path for c in clips]))
+        return detector, band_stats
 
     def resolve_machine(self, name: str) -> str:
         """The machine `name` means: itself when known, else the only machine of that type (`press` for `press/id_00`)."""
@@ -278,7 +284,7 @@ class Detector:
                             f"{', '.join(known)})")
         machine_type, machine_id = named
         if machine_type is not None:
-            return f"{machine_type}/{machine_id}"
+            return machine_key(machine_type, machine_id)
         with_id = [m for m in known if m.rpartition("/")[2] == machine_id]
         if len(with_id) == 1:
             return with_id[0]
@@ -397,26 +403,29 @@ class Detector:
     def save(self, directory: str | Path) -> Path:
         """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds.
 
-        This is a new base state: versions, references and an ONNX export of an earlier detector in the same
-        folder are removed.
+        This is a new base state, written under the folder's update lock: its files replace an earlier
+        detector's one by one, each atomically, and only then are that detector's versions, its ONNX export
+        and the reference files this one has none of removed (they belong to the detector just replaced).
         """
         import shutil
 
-        from ssad.export import ONNX_DIR
+        from ssad.modelio.onnx import ONNX_DIR
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        reset_versions(directory)
-        shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
-        (directory / REFERENCES_FILE).unlink(missing_ok=True)
-        (directory / NORMAL_BANDS_FILE).unlink(missing_ok=True)
-        save_model_files(self.model, directory)
-        self.save_state(directory)
         manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
                     "scorers": list(self.scorers)}
         if self.clip_seconds is not None:
             manifest["clip_seconds"] = self.clip_seconds
-        (directory / "detector.json").write_text(json.dumps(manifest, indent=2))
+        with update_lock(directory):
+            save_model_files(self.model, directory)
+            self.save_state(directory)
+            write_text_atomic(directory / "detector.json", json.dumps(manifest, indent=2))
+            reset_versions(directory)
+            shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
+            for name, kept in ((REFERENCES_FILE, self.references), (NORMAL_BANDS_FILE, self.normal_bands)):
+                if kept is None:
+                    (directory / name).unlink(missing_ok=True)
         self.version = 0
         return directory
 
@@ -448,7 +457,7 @@ class Detector:
             raise SsadError(f"{directory}: detector format {manifest.get('format_version')} is not {FORMAT_VERSION}")
         model = load_model_files(directory, device)
         if backend == "onnx":
-            from ssad.export import ONNX_DIR, OnnxModel
+            from ssad.modelio.onnx import ONNX_DIR, OnnxModel
 
             model = OnnxModel(model, directory / ONNX_DIR)
         version = current_version(directory)

@@ -12,7 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ssad.errors import SsadError
+from ssad.cli.options import shared_options
+from ssad.core.errors import SsadError
 
 __all__ = ["add_monitor_command"]
 
@@ -30,7 +31,7 @@ def add_monitor_command(commands: Any) -> None:
         "stdout (time, machine, score, threshold, alert, smoothed, drift, ...), alerts and drift on stderr.",
         epilog="Drift says nothing until --drift-windows windows that do not overlap have been scored: about "
         "drift-windows x window seconds of audio per machine (30 x 10 s = 300 s with the defaults and 10-s "
-        "windows).")
+        "windows).", parents=shared_options(device="cpu"))
     parser.add_argument("--detector", required=True, help="saved detector folder (from ssad evaluate/detector)")
     parser.add_argument("--source", required=True,
                         help="a WAV file (played as a stream), a folder (watched for new files), '-' (raw 16-bit "
@@ -71,7 +72,6 @@ def add_monitor_command(commands: Any) -> None:
     parser.add_argument("--poll", type=float, default=0.5, help="folder: seconds between looks (default: %(default)s)")
     parser.add_argument("--settle", type=float, default=1.0,
                         help="folder: a file is read once unchanged for this many seconds (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
     parser.set_defaults(handler=run_monitor)
 
 

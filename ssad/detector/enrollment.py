@@ -1,7 +1,7 @@
 """A saved detector in the field: enrol a new machine from a few normal clips, learn from false alarms, undo.
 
 Nothing is retrained: the clips go through the detector's network, and only that machine's scorers and
-thresholds are refitted on its normal reference clips. Every update is a new saved version (`ssad.store`).
+thresholds are refitted on its normal reference clips. Every update is a new saved version (`ssad.detector.store`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-import ssad.store as store
-from ssad.detector import Detector
-from ssad.errors import SsadError
+from ssad.core.errors import SsadError
+from ssad.detector import store
+from ssad.detector.detector import Detector
 from ssad.explain.bands import MEASURES, BandProfile, output_name
 from ssad.scoring import select_input
 
@@ -139,7 +139,7 @@ def undo(directory: str | Path, machine: str) -> dict:
 
 def _outputs(detector: Detector, files: Sequence[str], progress: bool) -> dict[str, np.ndarray]:
     """The network's per-clip outputs of the files (and band statistics), with only the outputs the references keep."""
-    from ssad.detector import clip_outputs
+    from ssad.detector.detector import clip_outputs
 
     outputs, _ = clip_outputs(detector.model, files, progress=progress)
     if detector.references is not None:

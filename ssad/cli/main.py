@@ -9,14 +9,17 @@ import re
 import sys
 from collections.abc import Sequence
 
-from ssad.cli_field import add_field_commands
-from ssad.errors import SsadError
-from ssad.explain.cli import add_explain_command
-from ssad.field.cli import add_monitor_command
+from ssad.cli.explain import add_explain_command
+from ssad.cli.field import add_field_commands
+from ssad.cli.monitor import add_monitor_command
+from ssad.cli.options import shared_options
+from ssad.core.errors import SsadError
 
 __all__ = ["main"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+#: options of `ssad` itself, which may stand before any command (Lightning's included)
+GLOBAL_FLAGS = ("-v", "--verbose")
 
 #: Python parameters that library messages name -> the flags that set them, in ssad's own commands and in
 #: Lightning's (`ssad fit`), so that a message tells the user what to type.
@@ -34,7 +37,7 @@ def in_cli_words(message: str, lightning: bool = False) -> str:
 
 def _lightning_cli(argv: Sequence[str]) -> None:
     """Run Lightning's own CLI (imported only here: `import lightning` costs seconds)."""
-    from ssad.training import run_lightning_cli
+    from ssad.cli.fit import run_lightning_cli
 
     run_lightning_cli(list(argv))
 
@@ -68,7 +71,7 @@ def _cmd_data_download(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from ssad.engine import evaluate_run
+    from ssad.evaluation.run import evaluate_run
 
     evaluate_run(
         args.run, args.data, args.out, scorers=args.scorers, percentile=args.percentile,
@@ -102,7 +105,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
-    from ssad.engine import evaluate_ensemble
+    from ssad.evaluation.run import evaluate_ensemble
 
     evaluate_ensemble(args.members, args.out, weights=args.weights, percentile=args.percentile, plots=not args.no_plots)
 
@@ -128,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     for name in LIGHTNING_COMMANDS:
         commands.add_parser(name, help=f"{name} a model from YAML configs (Lightning CLI)", add_help=False)
 
-    synth = commands.add_parser("synth", help="generate synthetic machine sounds in the DCASE 2020 layout")
+    synth = commands.add_parser("synth", help="generate synthetic machine sounds in the DCASE 2020 layout",
+                                parents=shared_options(quiet=True))
     synth.add_argument("--out", required=True, help="folder to write")
     synth.add_argument("--preset", default="default", choices=["tiny", "default", "shift"],
                        help="tiny: for tests; default: the embedded benchmark (DCASE 2020 layout); shift: domain "
@@ -137,57 +141,49 @@ def _parser() -> argparse.ArgumentParser:
                        help="machine-to-background ratio per type, as MIMII's three versions (default: the preset's, 0)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(handler=_cmd_synth)
 
     data = commands.add_parser("data", help="check or download corpora")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    check = data_commands.add_parser("check", help="index and validate a corpus root, print its summary")
+    check = data_commands.add_parser("check", help="index and validate a corpus root, print its summary",
+                                     parents=shared_options(skip_bad=True, quiet=True))
     check.add_argument("root")
-    check.add_argument("--skip-bad", action="store_true", help="list bad files instead of failing")
-    check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(handler=_cmd_data_check)
-    download = data_commands.add_parser("download", help="fetch, verify and unpack an official corpus")
+    download = data_commands.add_parser("download", help="fetch, verify and unpack an official corpus",
+                                        parents=shared_options(quiet=True))
     download.add_argument("corpus", help="e.g. dcase2020")
     download.add_argument("--root", required=True)
     download.add_argument("--parts", nargs="+", default=None, help="e.g. dev additional eval")
     download.add_argument("--machine-types", nargs="+", default=None)
     download.add_argument("--base-url", default=None, help="mirror to fetch from instead of the official host")
     download.add_argument("--keep-archives", action="store_true")
-    download.add_argument("--quiet", action="store_true")
     download.set_defaults(handler=_cmd_data_download)
 
-    evaluate = commands.add_parser("evaluate", help="fit scorers on training clips, score test clips, write results")
+    evaluate = commands.add_parser("evaluate", help="fit scorers on training clips, score test clips, write results",
+                                   parents=shared_options(device="auto", skip_bad=True, quiet=True))
     _add_detector_arguments(evaluate, "corpus root", "folder for results, score files and plots")
     evaluate.add_argument("--no-plots", action="store_true")
     evaluate.add_argument("--no-floor", action="store_true",
                           help="leave out the spectral floor (per-ID Gaussian on each clip's log-mel mean and std)")
-    evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--cache-dir", default=None, help="log-mel cache folder")
-    evaluate.add_argument("--skip-bad", action="store_true")
-    evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     detector = commands.add_parser("detector", help="fit scorers and thresholds on a root's normal training clips "
-                                   "and save a detector (no test clips needed)")
+                                   "and save a detector (no test clips needed)",
+                                   parents=shared_options(device="cpu", skip_bad=True, quiet=True))
     _add_detector_arguments(detector, "corpus root, or a folder of one machine's recordings",
                             "folder to save the detector in (for `ssad score`)")
-    detector.add_argument("--device", default="cpu")
-    detector.add_argument("--skip-bad", action="store_true")
-    detector.add_argument("--quiet", action="store_true")
     detector.set_defaults(handler=_cmd_detector)
 
-    score = commands.add_parser("score", help="score recordings with a saved detector")
+    score = commands.add_parser("score", help="score recordings with a saved detector",
+                                parents=shared_options(device="cpu", skip_bad=True))
     score.add_argument("--detector", required=True)
     score.add_argument("files", nargs="+")
     score.add_argument("--scorer", default=None, help="default: the detector's own choice")
     score.add_argument("--json", action="store_true")
-    score.add_argument("--device", default="cpu")
     score.add_argument("--machine", default=None, help="the machine all files are from: type/id, or a type of one "
                        "machine (e.g. the folder it was fitted on); default: from DCASE file names, or the "
                        "detector's only machine")
-    score.add_argument("--skip-bad", action="store_true", help="score the good files, list the bad ones instead of "
-                       "failing")
     score.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="onnx: the `ssad export` graphs")
     score.set_defaults(handler=_cmd_score)
     add_field_commands(commands)
@@ -217,22 +213,33 @@ def _configure_logging() -> None:
         logger.propagate = False
 
 
+def lightning_command(argv: Sequence[str]) -> tuple[bool, list[str] | None]:
+    """Whether `ssad`'s global flags ask for more logging, and the Lightning command line when one is asked for."""
+    lead = 0
+    while lead < len(argv) and argv[lead] in GLOBAL_FLAGS:
+        lead += 1
+    rest = list(argv[lead:])
+    return lead > 0, rest if rest and rest[0] in LIGHTNING_COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ssad` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     _configure_logging()
+    verbose, lightning = lightning_command(argv)
+    logger = logging.getLogger("ssad")
+    level = logger.level
+    if verbose:
+        logger.setLevel(logging.DEBUG)
     try:
-        from ssad.allocator import tune_allocator
-        from ssad.threads import configure_threads
+        from ssad.core.runtime import configure_threads, tune_allocator
 
         configure_threads()
         tune_allocator()
-        if argv and argv[0] in LIGHTNING_COMMANDS:
-            _lightning_cli(argv)
+        if lightning is not None:
+            _lightning_cli(lightning)
             return 0
         args = _parser().parse_args(argv)
-        if args.verbose:
-            logging.getLogger("ssad").setLevel(logging.DEBUG)
         if not getattr(args, "handler", None):
             _parser().print_help()
             return 0
@@ -240,14 +247,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (SsadError, ValueError, FileNotFoundError) as error:
         # Bad input and bad arguments get one readable message; -v shows where it came from.
-        if logging.getLogger("ssad").isEnabledFor(logging.DEBUG):
+        if logger.isEnabledFor(logging.DEBUG):
             raise
-        print(f"ssad: error: {in_cli_words(str(error), lightning=bool(argv) and argv[0] in LIGHTNING_COMMANDS)}",
-              file=sys.stderr)
+        print(f"ssad: error: {in_cli_words(str(error), lightning=lightning is not None)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ssad: interrupted (a training run resumes with --ckpt_path last)", file=sys.stderr)
         return 130
+    finally:
+        logger.setLevel(level)  # a second call in the same process starts from the same level
 
 
 if __name__ == "__main__":

@@ -1,0 +1,242 @@
+"""Load a trained ssad model and run it on recordings: clip-level embeddings and per-clip model outputs.
+
+This module owns the model files: it rebuilds models from checkpoints (read by `ssad.models.checkpoint`),
+and reads and writes the safetensors weights and JSON description a saved detector keeps its model in.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ssad.core.atomic import atomic_path, write_text_atomic
+from ssad.core.errors import SsadError
+from ssad.core.jsonable import jsonable
+from ssad.features import LogMel, sliding_windows
+from ssad.models.base import CHECKPOINT_KEY, SsadModule
+from ssad.models.checkpoint import read_checkpoint, resolve_checkpoint
+from ssad.models.fused import inference_copy
+
+__all__ = [
+    "ClipInput",
+    "LoadedModel",
+    "build_module",
+    "load",
+    "load_model_files",
+    "read_checkpoint",
+    "resolve_checkpoint",
+    "save_model_files",
+]
+
+ClipInput = str | Path | np.ndarray | Tensor
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_DESCRIPTION = "model.json"
+#: clips per log-mel batch: larger batches spill the STFT's frames out of a CPU's cache (measured, bench.md)
+LOG_MEL_BATCH = 16
+
+
+def _model_class(dotted: str) -> type[SsadModule]:
+    """Import a model class by name, only from inside ssad and only an SsadModule."""
+    module_name, _, class_name = dotted.rpartition(".")
+    if not module_name.startswith("ssad."):
+        raise SsadError(f"refusing to load model class {dotted!r}: not an ssad model")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, SsadModule)):
+        raise SsadError(f"refusing to load model class {dotted!r}: not an ssad model")
+    return cls
+
+
+def _is_single(inputs: object) -> bool:
+    """One clip (a path or a 1-D waveform) rather than a list or a 2-D batch."""
+    return isinstance(inputs, (str, Path)) or getattr(inputs, "ndim", None) == 1
+
+
+class LoadedModel:
+    """A trained model with its feature front-end: recordings in, clip-level outputs out.
+
+    Clip-level outputs are means over sliding windows of the model's input size. Build it with `load`.
+    """
+
+    def __init__(self, module: SsadModule, metadata: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        self.module = module.eval()
+        self.metadata = metadata
+        self.log_mel = LogMel(**metadata["feature_params"])
+        self.window_frames = int(metadata["window_frames"])
+        self.window_hop = int(metadata["window_hop"])
+        self._fast: torch.nn.Module | None = None
+        self.to(device)
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate waveforms must have (paths are resampled to it when read)."""
+        return self.log_mel.sample_rate
+
+    @property
+    def class_names(self) -> list[str]:
+        """Classes of a classifier's head; empty for other models."""
+        return list(self.metadata.get("class_names") or [])
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        first = next(itertools.chain(self.module.parameters(), self.module.buffers()), None)  # stats: buffers only
+        return first.device if first is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        """Move the model and its features to `device` ("auto" = GPU when there is one)."""
+        if str(device) == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.module.to(device)
+        self.log_mel.to(device)
+        self._fast = None
+        return self
+
+    @property
+    def fast_module(self) -> torch.nn.Module:
+        """The inference copy of `module` (BatchNorm folded, channels-last), built on first use."""
+        if self._fast is None:
+            self._fast = inference_copy(self.module)
+        return self._fast
+
+    def _waveforms(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None) -> tuple[list[Tensor], bool]:
+        """Normalise the accepted inputs to a list of 1-D waveforms; also say whether one clip was given."""
+        from ssad.data.audio import read_clip
+
+        single = _is_single(inputs)
+        items = [inputs] if single else list(inputs)
+        waves = [torch.from_numpy(read_clip(item, sample_rate=self.sample_rate)) if isinstance(item, (str, Path))
+                 else self.waveform(item, sample_rate) for item in items]
+        return waves, single
+
+    def waveform(self, wave: np.ndarray | Tensor, sample_rate: int | None = None) -> Tensor:
+        """A 1-D waveform as float32 at the model's rate (resampled from `sample_rate` when that differs)."""
+        wave = torch.as_tensor(wave, dtype=torch.float32)
+        if wave.ndim != 1:
+            raise SsadError(f"a waveform must be 1-D (samples), got shape {tuple(wave.shape)}")
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            import torchaudio
+
+            wave = torchaudio.functional.resample(wave, sample_rate, self.sample_rate)
+        return wave
+
+    @torch.no_grad()
+    def log_mels(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None = None) -> list[Tensor]:
+        """Log-mel (n_mels, frames) of each input, on the model's device; clips of one length go in one batch."""
+        waves, _ = self._waveforms(inputs, sample_rate)
+        result: list[Tensor | None] = [None] * len(waves)
+        by_length: dict[int, list[int]] = {}
+        for index, wave in enumerate(waves):
+            by_length.setdefault(len(wave), []).append(index)
+        for same_length in by_length.values():
+            for start in range(0, len(same_length), LOG_MEL_BATCH):
+                indices = same_length[start : start + LOG_MEL_BATCH]
+                batch = torch.stack([waves[i] for i in indices]).to(self.device)
+                for i, log_mel in zip(indices, self.log_mel_batch(batch), strict=True):
+                    result[i] = log_mel
+        return result  # type: ignore[return-value]
+
+    def log_mel_batch(self, waveforms: Tensor) -> Tensor:
+        """Log-mels (batch, n_mels, frames) of same-length waveforms (another backend, e.g. ONNX, replaces this)."""
+        return self.log_mel(waveforms)
+
+    @torch.inference_mode()
+    def per_window_outputs(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> tuple[dict[str, Tensor], list[int]]:
+        """Model outputs of every clip's sliding windows, stacked in clip order, and how many windows each clip has.
+
+        `batch_size` windows go through the network at once: on a CPU, batches of a few dozen windows
+        stay in cache and run faster than larger ones.
+        """
+        windows = [sliding_windows(m.to(self.device), self.window_frames, self.window_hop) for m in log_mels]
+        counts = [len(w) for w in windows]
+        stacked = torch.cat(windows) if windows else torch.empty(0)
+        parts: dict[str, list[Tensor]] = {}
+        for start in range(0, len(stacked), batch_size):
+            for name, value in self.window_outputs(stacked[start : start + batch_size]).items():
+                parts.setdefault(name, []).append(value.float())
+        return {name: torch.cat(chunks) for name, chunks in parts.items()}, counts
+
+    @torch.inference_mode()
+    def outputs_from_log_mels(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Clip-level model outputs: each window output pooled over the clip's sliding windows (the model says how)."""
+        per_window, counts = self.per_window_outputs(log_mels, batch_size)
+        result = {}
+        for name, values in per_window.items():
+            per_clip = [self.module.pool_windows(name, chunk) for chunk in torch.split(values, counts)]
+            result[name] = torch.stack(per_clip).cpu().numpy()
+        return result
+
+    def window_outputs(self, windows: Tensor) -> dict[str, Tensor]:
+        """The network's outputs for a batch of log-mel windows (another backend, e.g. ONNX, replaces this)."""
+        return self.fast_module.window_outputs(windows)
+
+    def outputs(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None = None,
+                batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Clip-level outputs (e.g. "embedding", "neg_log_prob", "anomaly_score") for each input."""
+        return self.outputs_from_log_mels(self.log_mels(inputs, sample_rate), batch_size)
+
+    def embed(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None = None,
+              batch_size: int = 64) -> np.ndarray:
+        """Clip-level embeddings: (dim,) for one path or 1-D waveform, (n, dim) for a list or a 2-D batch."""
+        if "embedding" not in self.module.output_names:
+            raise SsadError(f"{type(self.module).__name__} gives no embeddings (outputs: {self.module.output_names})")
+        embeddings = self.outputs(inputs, sample_rate, batch_size)["embedding"]
+        return embeddings[0] if _is_single(inputs) else embeddings
+
+
+def build_module(metadata: dict[str, Any], hyper_parameters: dict[str, Any], state_dict: dict[str, Tensor]) -> SsadModule:
+    """Rebuild a model from what a checkpoint or a saved detector holds."""
+    cls = _model_class(metadata["model_class"])
+    hparams = {k: v for k, v in hyper_parameters.items() if not k.startswith("_")}
+    hparams.pop("init_from", None)
+    module = cls(**hparams)
+    module.load_state_dict(state_dict)
+    return module
+
+
+def save_model_files(model: LoadedModel, directory: str | Path) -> None:
+    """Write a model into a folder as safetensors weights plus a JSON description (nothing pickled)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    module = model.module
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(directory / MODEL_WEIGHTS) as tmp:
+        save_file(state, tmp)
+    description = {"metadata": jsonable(model.metadata), "hyper_parameters": jsonable(dict(module.hparams))}
+    write_text_atomic(directory / MODEL_DESCRIPTION, json.dumps(description, indent=2))
+
+
+def load_model_files(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model a detector folder holds (safetensors weights + JSON description)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    try:
+        description = json.loads((directory / MODEL_DESCRIPTION).read_text())
+        state = load_file(directory / MODEL_WEIGHTS)
+    except Exception as error:  # safetensors raises its own error type for a file that is not safetensors
+        raise SsadError(f"{directory}: not a saved ssad detector ({error})") from None
+    module = build_module(description["metadata"], description["hyper_parameters"], state)
+    return LoadedModel(module, description["metadata"], device)
+
+
+def load(source: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a run folder (its best, else last, checkpoint), a checkpoint file, or a saved detector's model."""
+    path = Path(source)
+    if (path / MODEL_WEIGHTS).is_file():
+        return load_model_files(path, device)
+    checkpoint = read_checkpoint(path)
+    metadata = checkpoint.get(CHECKPOINT_KEY)
+    if not metadata:
+        raise SsadError(f"{resolve_checkpoint(path)}: not an ssad checkpoint (no '{CHECKPOINT_KEY}' metadata)")
+    module = build_module(metadata, checkpoint.get("hyper_parameters", {}), checkpoint["state_dict"])
+    return LoadedModel(module, metadata, device)
