@@ -22,6 +22,11 @@ def machine_key(machine_type: str, machine_id: str) -> str:
     return f"{machine_type}/{machine_id}"
 
 
+def machine_type_of(name: str) -> str:
+    """The machine type of a `machine_key` name (or of a synthesized class named after one): the part before the slash."""
+    return name.split("/")[0]
+
+
 def is_synthetic_class(name: str) -> bool:
     """Whether a classifier's class name is a synthesized instance rather than a real machine."""
     return any(mark in name for mark in SYNTHETIC_MARKS)

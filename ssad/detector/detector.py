@@ -14,7 +14,7 @@ import torch
 
 from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import BadInputError, SsadError
-from ssad.data.clips import Clip, clip_key, machine_key
+from ssad.data.clips import Clip, clip_key, machine_key, machine_type_of
 from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
@@ -260,7 +260,7 @@ class Detector:
         known = self.machine_ids
         if name in known:
             return name
-        of_type = [m for m in known if m.split("/")[0] == name]
+        of_type = [m for m in known if machine_type_of(m) == name]
         if len(of_type) == 1:
             return of_type[0]
         if of_type:

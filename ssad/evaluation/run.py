@@ -11,7 +11,7 @@ import numpy as np
 
 from ssad.core.errors import SsadError
 from ssad.core.tracking import wandb_mode, wandb_project
-from ssad.data.clips import Clip, is_synthetic_class
+from ssad.data.clips import Clip, is_synthetic_class, machine_type_of
 from ssad.data.layout import index_root, select
 from ssad.detector import Detector, clip_key, clip_outputs
 from ssad.evaluation.metrics import ResultRow
@@ -38,7 +38,7 @@ def default_cache_dir() -> Path:
 def _model_machine_types(model: LoadedModel) -> list[str] | None:
     """The machine types a model was trained on, where it says (a classifier's real classes)."""
     names = [n for n in model.class_names if not is_synthetic_class(n)]
-    types = sorted({n.split("/")[0] for n in names}) or list(model.metadata.get("machine_types") or [])
+    types = sorted({machine_type_of(n) for n in names}) or list(model.metadata.get("machine_types") or [])
     return types or None
 
 

@@ -198,10 +198,10 @@ def band_time_spans(log_mel: np.ndarray, top: FrequencyRange, edges_hz: np.ndarr
     index = np.flatnonzero(marked)
     runs = np.split(index, np.flatnonzero(np.diff(index) > BAND_SPAN_FRAMES) + 1)
     runs.sort(key=lambda run: -float(departure[run].sum()))
-    spans = []
+    starts_s, ends_s, spans = np.asarray(starts_s), np.asarray(ends_s), []
     for run in runs[:MAX_SPANS]:
         start, end = float(run[0] * frame_s), float(min((run[-1] + 1) * frame_s, duration_s))
-        overlapping = (np.asarray(starts_s) < end) & (np.asarray(ends_s) > start)
+        overlapping = (starts_s < end) & (ends_s > start)
         peak = float(np.max(window_scores[overlapping])) if overlapping.any() else float(np.max(window_scores))
         spans.append(TimeSpan(round(start, 3), round(end, 3), peak))
     return spans

@@ -9,6 +9,7 @@ import numpy as np
 from scipy.linalg import pinvh
 from sklearn.covariance import LedoitWolf
 
+from ssad.data.clips import machine_type_of
 from ssad.scoring.base import THIN_CLIPS, Scorer
 
 __all__ = ["COVARIANCES", "GaussianScorer", "SHRINKAGES"]
@@ -72,54 +73,51 @@ class GaussianScorer(Scorer):
         self._check_params()
         X, ids, groups = self._grouped(X, ids)
         if self.covariance == "type":
-            return self._fit_type_pooled(X, ids, groups)
-        thin = [name for name, idx in groups.items() if len(idx) < THIN_CLIPS]
-        pooled = self._pooled(X, groups, thin) if thin else None
-        means, precisions = [], []
-        for name, idx in groups.items():
-            mean, precision = (X[idx].mean(axis=0), pooled[0]) if name in thin else self._mean_precision(X[idx])
-            means.append(mean)
-            precisions.append(precision)
+            precision_of, notes = self._type_precisions(X, groups)
+            means = [X[idx].mean(axis=0) for idx in groups.values()]
+            precisions = [precision_of[name] for name in groups]
+        else:
+            thin = [name for name, idx in groups.items() if len(idx) < THIN_CLIPS]
+            pooled = self._pooled(X, groups) if thin else None
+            fitted = [(X[idx].mean(axis=0), pooled[0]) if name in thin else self._mean_precision(X[idx])
+                      for name, idx in groups.items()]
+            means, precisions = [m for m, _ in fitted], [p for _, p in fitted]
+            notes = {name: _thin_note(len(groups[name]), pooled[1]) for name in thin}
         self.ids_ = list(groups)
         self.means_ = np.stack(means)
         self.precisions_ = np.stack(precisions)
         self.n_features_in_ = X.shape[1]
         self.train_ids_ = ids
-        self.train_scores_ = self._held_out_distances(X, groups, thin)
-        self._note_fallbacks({name: _thin_note(len(groups[name]), pooled[1]) for name in thin})
+        if self.covariance == "type":
+            self.train_scores_ = self._distances(X, groups)
+            for idx in groups.values():
+                if len(idx) > 1:  # x minus the mean of the others is n / (n - 1) times x minus the mean of all
+                    self.train_scores_[idx] *= len(idx) / (len(idx) - 1)
+        else:
+            self.train_scores_ = self._held_out_distances(X, groups, thin)
+        self._note_fallbacks(notes)
         return self
 
-    def _fit_type_pooled(self, X: np.ndarray, ids: np.ndarray, groups: Mapping[str, np.ndarray]) -> GaussianScorer:
-        """Each ID's mean, and one precision per machine type from its IDs' deviations from their own means.
+    def _type_precisions(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """One precision per machine type from its IDs' deviations from their own means, by ID; notes for fallbacks.
 
-        A training clip's held-out distance leaves it out of its ID's mean (the pooled covariance, from all the
-        type's clips, keeps it: one clip of a hundred barely moves it). A type whose IDs give fewer than two
-        deviations takes the covariance pooled over every ID (`_pooled`), with a note.
+        `fit` then keeps each ID's own mean; a training clip's held-out distance leaves it out of that mean (the
+        pooled covariance, from all the type's clips, keeps it: one clip of a hundred barely moves it). A type
+        whose IDs give fewer than two deviations takes the covariance pooled over every ID (`_pooled`).
         """
         by_type: dict[str, list[str]] = {}
         for name in groups:
-            by_type.setdefault(name.split("/")[0], []).append(name)
+            by_type.setdefault(machine_type_of(name), []).append(name)
         precision_of, notes = {}, {}
         for names in by_type.values():
             deviations = [X[groups[n]] - X[groups[n]].mean(axis=0) for n in names if len(groups[n]) > 1]
             if sum(len(d) for d in deviations) >= 2:
                 precision = self._mean_precision(np.concatenate(deviations))[1]
             else:
-                precision, note = self._pooled(X, groups, names)
+                precision, note = self._pooled(X, groups)
                 notes |= {n: _thin_note(len(groups[n]), note) for n in names}
             precision_of |= {n: precision for n in names}
-        self.ids_ = list(groups)
-        self.means_ = np.stack([X[groups[n]].mean(axis=0) for n in self.ids_])
-        self.precisions_ = np.stack([precision_of[n] for n in self.ids_])
-        self.n_features_in_ = X.shape[1]
-        self.train_ids_ = ids
-        scores = self._distances(X, groups)
-        for idx in groups.values():
-            if len(idx) > 1:  # x minus the mean of the others is n / (n - 1) times x minus the mean of all
-                scores[idx] *= len(idx) / (len(idx) - 1)
-        self.train_scores_ = scores
-        self._note_fallbacks(notes)
-        return self
+        return precision_of, notes
 
     def _held_out_distances(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str]) -> np.ndarray:
         """Each training clip's distance to its ID's Gaussian fitted without it.
@@ -145,7 +143,7 @@ class GaussianScorer(Scorer):
                 out[held] = np.sqrt(np.maximum(np.einsum("ij,ij->i", diff @ precision, diff), 0.0))
         return out
 
-    def _pooled(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str]) -> tuple[np.ndarray, str]:
+    def _pooled(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
         """A precision for thin IDs and what it is: within-ID covariance pooled over all IDs, else coarser."""
         deviations = np.concatenate([X[idx] - X[idx].mean(axis=0) for idx in groups.values() if len(idx) > 1]
                                     or [np.empty((0, X.shape[1]))])

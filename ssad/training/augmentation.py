@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ssad.data.clips import machine_type_of
+
 __all__ = ["SyntheticClass", "describe_synthetic_classes", "plan_synthetic_classes", "plan_temporal_classes",
            "plan_equalized_classes", "equalized_count", "equalizer_gains", "retime_waveform", "warp_frequency",
            "mix_waveforms", "TEMPORAL_KINDS"]
@@ -67,7 +69,7 @@ def plan_synthetic_classes(
     rng = np.random.default_rng(seed)
     classes = _plan_warps(real_names, n_warped, rng, warp_range, min_warp) if real_names else []
     pairs = [(a, b) for a in range(len(real_names)) for b in range(a + 1, len(real_names))]
-    same_type = [(a, b) for a, b in pairs if _type_of(real_names[a]) == _type_of(real_names[b])]
+    same_type = [(a, b) for a, b in pairs if machine_type_of(real_names[a]) == machine_type_of(real_names[b])]
     first = same_type if mix_within_type else pairs
     chosen = [first[int(k)] for k in rng.permutation(len(first))[:n_mixed]]
     if len(chosen) < n_mixed and mix_within_type:
@@ -205,16 +207,12 @@ def _plan_warps(real_names: Sequence[str], n_warped: int, rng: np.random.Generat
     return classes
 
 
-def _type_of(name: str) -> str:
-    return name.split("/")[0]
-
-
 def describe_synthetic_classes(real_names: Sequence[str], classes: Sequence[SyntheticClass],
                                n_warped: int, n_mixed: int) -> str:
     """One line on what was synthesized against what was asked, and why fewer when fewer."""
     warped = sum(c.kind == "warp" for c in classes)
     mixed = [c for c in classes if c.kind == "mix"]
-    across = sum(_type_of(real_names[c.sources[0]]) != _type_of(real_names[c.sources[1]]) for c in mixed)
+    across = sum(machine_type_of(real_names[c.sources[0]]) != machine_type_of(real_names[c.sources[1]]) for c in mixed)
     n_real = len(real_names)
     line = f"synthesized classes from {n_real} real class{'es' if n_real != 1 else ''}: {warped} warped"
     if warped < n_warped:

@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ssad.data.audio import AudioInfo, read_clips
-from ssad.data.clips import Clip, clip_key, is_synthetic_class
+from ssad.data.clips import Clip, clip_key, is_synthetic_class, machine_type_of
 from ssad.data.layout import index_root
 from ssad.data.validate import check_class_names, check_training_clips
 from ssad.features import LogMel
@@ -256,7 +256,7 @@ class MachineIDDataModule(L.LightningDataModule):
     @property
     def machine_types(self) -> list[str]:
         """The machine types of the real classes (known after `setup`)."""
-        return sorted({name.split("/")[0] for name in self.class_names if not is_synthetic_class(name)})
+        return sorted({machine_type_of(name) for name in self.class_names if not is_synthetic_class(name)})
 
     def _index_clips(self) -> list[Clip]:
         """Every clip of the chosen machine types (training and test: the check looks at both)."""
