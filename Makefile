@@ -11,7 +11,7 @@ CONFIG = $(if $(wildcard configs/$(MACHINE).yaml),configs/$(MACHINE).yaml,config
 ARGS ?=
 SEED ?= 1
 
-.PHONY: setup broker demo test test-fast train finetune eval bench compare quality field-load lint clean help
+.PHONY: setup broker demo test test-fast train finetune pretrain eval bench compare quality field-load lint clean help
 
 help:
 	@echo "make setup                create .venv, install ssad and its tools (and the MQTT broker mosquitto when root)"
@@ -20,6 +20,8 @@ help:
 	@echo "make test-fast            run the tests not marked slow (no training runs)"
 	@echo "make train MACHINE=fan    train configs/one_type.yaml on fan (MACHINE=all: configs/all.yaml) on DATA; ARGS='--trainer.max_epochs 5'"
 	@echo "make finetune MACHINE=fan start from runs/all and fine-tune on one machine type"
+	@echo "make pretrain             train the shipped encoder on a large synthetic corpus (configs/pretrain.yaml; resumes"
+	@echo "                          an interrupted run) and publish its weights into ssad/pretrained/"
 	@echo "make eval MACHINE=fan     evaluate runs/MACHINE on DATA into runs/MACHINE/eval"
 	@echo "make compare [DATA=ROOT]  train and evaluate every detector, write experiments/results/compare.csv"
 	@echo "make bench                speed and memory, beside the DCASE baseline's librosa recipe (experiments/results/bench.md)"
@@ -73,6 +75,14 @@ train: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
 finetune: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
 	$(BIN)/ssad fit --config configs/finetune.yaml --data.root $(DATA) --data.machine_types '[$(MACHINE)]' \
 		--model.init_from runs/all --trainer.default_root_dir runs/$(MACHINE)-finetuned $(ARGS)
+
+# Resumes runs/pretrain when it holds a checkpoint; PRETRAIN_ARGS go to `ssad fit` (e.g. --trainer.max_epochs 2).
+PRETRAIN_RUN ?= runs/pretrain
+PRETRAIN_ARGS ?=
+pretrain: setup
+	$(BIN)/ssad fit --config configs/pretrain.yaml --trainer.default_root_dir $(PRETRAIN_RUN) \
+		$(if $(wildcard $(PRETRAIN_RUN)/checkpoints/last.ckpt),--ckpt_path last) $(PRETRAIN_ARGS)
+	$(BIN)/ssad pretrained publish $(PRETRAIN_RUN) --config configs/pretrain.yaml
 
 eval: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
 	$(BIN)/ssad evaluate --run $(RUN) --data $(DATA) --out $(RUN)/eval

@@ -140,7 +140,7 @@ def test_cnn_frames_crops_the_cnn_input_in_training_only() -> None:
     net.train()
     crops = net._cnn_input(x)
     assert crops.shape == (4, 16, 10)
-    for example, crop in zip(x, crops):
+    for example, crop in zip(x, crops, strict=True):
         start = int(crop[0, 0] - example[0, 0])
         assert torch.equal(crop, example[:, start:start + 10])
     assert net(x)[1].shape == (4, 8)

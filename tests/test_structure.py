@@ -2,7 +2,8 @@
 
 The flow: core <- data <- features <- models <- modelio <- scoring <- explain <- detector <- {evaluation, field}
 <- cli. A sub-package imports only those before it (and core); synthesis imports only core; training (data
-modules and their augmentation) imports only core, data, features and models, and only cli imports it.
+modules, their augmentation and the pretraining corpus) imports only core, data, synthesis, features and models,
+and only cli imports it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ FLOW = ("core", "data", "features", "models", "modelio", "scoring", "explain", "
 ALLOWED: dict[str, set[str]] = {package: set(FLOW[:k]) for k, package in enumerate(FLOW)}
 ALLOWED |= {
     "synthesis": {"core"},
-    "training": {"core", "data", "features", "models"},
+    "training": {"core", "data", "synthesis", "features", "models"},
     "evaluation": set(FLOW),
     "field": set(FLOW),
     "cli": {*FLOW, "synthesis", "training", "evaluation", "field"},
@@ -31,7 +32,8 @@ ALLOWED |= {
 #: old import paths kept for one release: they only re-export, and nothing inside ssad imports them
 LEGACY = {"ssad.errors", "ssad.atomic", "ssad.engine", "ssad.inference"}
 #: the one arrow against the flow: run configs name the data modules `ssad.data.<Class>` (their class_path)
-CONFIG_NAMES = {("ssad.data", "ssad.training.datamodule"), ("ssad.data", "ssad.training.frame_windows")}
+CONFIG_NAMES = {("ssad.data", "ssad.training.datamodule"), ("ssad.data", "ssad.training.frame_windows"),
+                ("ssad.data", "ssad.training.synth_corpus")}
 
 
 def module_name(path: Path) -> str:

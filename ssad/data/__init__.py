@@ -1,6 +1,6 @@
 """Data: files -> clip table (layout), audio reading, checks, downloads.
 
-`MachineIDDataModule` and `LogMelWindowDataModule` live in `ssad.training`; they are named here too because
+`MachineIDDataModule`, `SynthCorpusDataModule` and `LogMelWindowDataModule` live in `ssad.training`; they are named here too because
 run configs name them `ssad.data.*` (their `class_path`).
 """
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Clip", "index_root", "read_clip", "MachineIDDataModule", "LogMelWindowDataModule"]
+__all__ = ["Clip", "index_root", "read_clip", "MachineIDDataModule", "SynthCorpusDataModule", "LogMelWindowDataModule"]
 
 _WHERE = {
     "Clip": "ssad.data.clips",
     "index_root": "ssad.data.layout",
     "read_clip": "ssad.data.audio",
     "MachineIDDataModule": "ssad.training.datamodule",
+    "SynthCorpusDataModule": "ssad.training.synth_corpus",
     "LogMelWindowDataModule": "ssad.training.frame_windows",
 }
 
