@@ -22,6 +22,7 @@ from ssad.scoring import (
     SoftmaxScorer,
     combine_standardized,
     make_scorer,
+    per_id_stats,
     select_input,
     standardize_per_id,
 )
@@ -160,7 +161,8 @@ def test_invalid_arguments_name_the_bad_value_and_the_allowed(data: dict) -> Non
 
 
 def test_make_scorer_and_params() -> None:
-    assert set(SCORERS) == {"gaussian", "knn", "softmax", "output", "combined"}
+    assert set(SCORERS) == {"gaussian", "floor", "knn", "softmax", "output", "combined"}
+    assert make_scorer("floor").input_name == "spectrum"
     knn = make_scorer("knn", k=4, metric="euclidean")
     assert isinstance(knn, KNNScorer) and knn.get_params() == {"k": 4, "metric": "euclidean", "index": "auto"}
     assert clone(knn).get_params() == knn.get_params()
@@ -340,3 +342,29 @@ def test_gaussian_training_scores_are_leave_one_out() -> None:
     np.testing.assert_allclose(scorer.train_scores_[0], alone.score(X[:1], ids[:1])[0])
     in_sample = scorer.score(X, ids)
     assert np.all(scorer.train_scores_ > in_sample)
+
+
+def test_an_ensemble_enrols_a_machine_member_by_member() -> None:
+    """refit_ids: each member refitted as alone, the new ID standardised on its own training scores, the others untouched."""
+    from ssad.scoring import SpectrumScorer
+
+    rng = np.random.default_rng(3)
+    ids = np.repeat(["fan/id_00", "fan/id_02", "new/x"], 40)
+    X = {"embedding": rng.normal(size=(120, 4)) + (ids == "new/x")[:, None] * 3,
+         "spectrum": rng.normal(size=(120, 6))}
+    old = ids != "new/x"
+    new_X = {k: v[~old] for k, v in X.items()}
+    base = CombinedScorer({"gaussian": GaussianScorer(), "floor": SpectrumScorer()}).fit(
+        {k: v[old] for k, v in X.items()}, ids[old])
+    refit = base.refit_ids(new_X, ids[~old])
+    assert refit.ids_ == ["fan/id_00", "fan/id_02", "new/x"]
+    for j, (name, member) in enumerate(base.members.items()):
+        alone = member.refit_ids(new_X[member.input_name], ids[~old])
+        np.testing.assert_allclose(refit.members[name].train_scores_, alone.train_scores_)
+        _, mean, std = per_id_stats(alone.train_scores_, alone.train_ids_)
+        np.testing.assert_allclose(refit.means_[j], mean)
+        np.testing.assert_allclose(refit.stds_[j], std)
+        np.testing.assert_allclose(refit.means_[j, :2], base.means_[j])
+    test = {k: rng.normal(size=(5, v.shape[1])) for k, v in X.items()}
+    np.testing.assert_allclose(refit.score(test, ["fan/id_00"] * 5), base.score(test, ["fan/id_00"] * 5))
+    assert np.all(np.isfinite(refit.score(test, ["new/x"] * 5)))

@@ -18,6 +18,7 @@ from ssad.data.clips import Clip, clip_key, machine_key, machine_type_of
 from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
+from ssad.modelio.loading import SPECTRUM
 from ssad.scoring import Scorer, make_scorer, select_input
 from ssad.scoring.thresholds import GammaThreshold, load_thresholds, save_thresholds
 
@@ -33,6 +34,12 @@ FORMAT_VERSION = 1
 REFERENCES_FILE = "references.npz"
 #: the scorer a detector uses when none is named: the first of these that the model supports
 PREFERRED_SCORERS = ("gaussian", "knn", "softmax")
+#: scorers any model with a Gaussian on its embeddings also offers (`--scorers floor ensemble`), beside its own:
+#: the spectral floor on the clip's band statistics, and the floor and the Gaussian standardised per ID and added
+EMBEDDING_SCORERS = {
+    "floor": {"kind": "floor"},
+    "ensemble": {"kind": "combined", "members": ("gaussian", "floor")},
+}
 #: what runs the network when scoring: torch, or onnxruntime on the graphs `ssad export` wrote
 BACKENDS = ("torch", "onnx")
 
@@ -134,7 +141,6 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
     read = partial(read_clip, sample_rate=model.sample_rate)
     cache = FeatureCache(cache_dir, model.log_mel.params, {"sample_rate": model.sample_rate}) if cache_dir else None
     parts: dict[str, list[np.ndarray]] = {}
-    means: list[np.ndarray] = []
     with tqdm(total=len(paths), desc="scoring clips", unit="clip", disable=not progress) as bar:
         for start in range(0, len(paths), chunk):
             batch = list(paths[start : start + chunk])
@@ -146,17 +152,17 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
             for measure in statistics[0] if statistics else ():
                 parts.setdefault(output_name(measure), []).append(
                     np.stack([s[measure] for s in statistics]).astype(np.float32))
-            means += [np.concatenate([m.mean(axis=1), m.std(axis=1)]) for m in log_mels]
             bar.update(len(batch))
     outputs = {name: np.concatenate(chunks) for name, chunks in parts.items()}
-    return outputs, np.stack(means) if means else np.empty((0, 2 * model.log_mel.n_mels))
+    return outputs, outputs.get(SPECTRUM, np.empty((0, 2 * model.log_mel.n_mels)))
 
 
 def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str],
                 names: Sequence[str] | None = None) -> dict[str, Scorer]:
     """Fit the named scorers (default: every scorer the model supports) on normal training outputs."""
-    available = dict(type(model.module).default_scorers)
-    names = list(names or available)
+    own = dict(type(model.module).default_scorers)
+    available = own | ({n: s for n, s in EMBEDDING_SCORERS.items() if n not in own} if "gaussian" in own else {})
+    names = list(names or own)
     unknown = [n for n in names if n not in available]
     if unknown:
         raise SsadError(f"scorer(s) {unknown} do not apply to {type(model.module).__name__}; "
@@ -165,6 +171,8 @@ def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequ
     for name in names:
         spec = dict(available[name])
         kind = spec.pop("kind")
+        if kind == "combined":
+            spec["members"] = {m: make_scorer(**available[m]) for m in spec["members"]}
         if kind == "softmax":
             known = set(model.class_names)
             missing = sorted(set(ids) - known)

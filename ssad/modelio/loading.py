@@ -38,6 +38,8 @@ __all__ = [
 
 ClipInput = str | Path | np.ndarray | Tensor
 MODEL_WEIGHTS = "model.safetensors"
+#: the clip-level output beside the network's: each band's log-mel mean and std (what the spectral floor scores)
+SPECTRUM = "spectrum"
 MODEL_DESCRIPTION = "model.json"
 #: clips per log-mel batch: larger batches spill the STFT's frames out of a CPU's cache (measured, bench.md)
 LOG_MEL_BATCH = 16
@@ -165,12 +167,18 @@ class LoadedModel:
 
     @torch.inference_mode()
     def outputs_from_log_mels(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> dict[str, np.ndarray]:
-        """Clip-level model outputs: each window output pooled over the clip's sliding windows (the model says how)."""
+        """Clip-level model outputs: each window output pooled over the clip's sliding windows (the model says how).
+
+        Beside the network's outputs, `SPECTRUM`: each band's log-mel mean and std over the clip, what the
+        spectral floor (`ssad.scoring.SpectrumScorer`) scores.
+        """
         per_window, counts = self.per_window_outputs(log_mels, batch_size)
         result = {}
         for name, values in per_window.items():
             per_clip = [self.module.pool_windows(name, chunk) for chunk in torch.split(values, counts)]
             result[name] = torch.stack(per_clip).cpu().numpy()
+        result[SPECTRUM] = np.stack([torch.cat([m.mean(dim=1), m.std(dim=1, unbiased=False)]).cpu().numpy()
+                                     for m in log_mels]) if log_mels else np.empty((0, 2 * self.log_mel.n_mels))
         return result
 
     def window_outputs(self, windows: Tensor) -> dict[str, Tensor]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ssad.scoring.base import Scorer, check_ids, registered_scorers, select_input
 from ssad.scoring.combine import CombinedScorer, combine_standardized, per_id_stats, standardize_per_id
-from ssad.scoring.gaussian import GaussianScorer
+from ssad.scoring.gaussian import GaussianScorer, SpectrumScorer
 from ssad.scoring.knn import KNNScorer
 from ssad.scoring.output import OutputScorer
 from ssad.scoring.softmax import SoftmaxScorer
@@ -14,6 +14,7 @@ from ssad.scoring.softmax import SoftmaxScorer
 __all__ = [
     "Scorer",
     "GaussianScorer",
+    "SpectrumScorer",
     "KNNScorer",
     "SoftmaxScorer",
     "OutputScorer",
@@ -31,6 +32,7 @@ __all__ = [
 #: short name -> scorer class, for configs and the CLI.
 SCORERS: dict[str, type[Scorer]] = {
     "gaussian": GaussianScorer,
+    "floor": SpectrumScorer,
     "knn": KNNScorer,
     "softmax": SoftmaxScorer,
     "output": OutputScorer,

@@ -191,8 +191,27 @@ class CombinedScorer(Scorer):
         check_known_ids(set(ids.tolist()), self.ids_)
         return self._combine(scores, ids)
 
+    def refit_ids(self, X: Mapping[str, Any], ids: Sequence[str]) -> CombinedScorer:
+        """A copy with the IDs in `ids` refitted in every member and standardised anew; other IDs unchanged."""
+        check_is_fitted(self)
+        X = self._check_X(X)
+        members = {name: m.refit_ids(select_input(m, X), ids) for name, m in self.members.items()}
+        merged = CombinedScorer(members, self.weights)
+        merged.weights_ = self.weights_
+        first = next(iter(members.values()))
+        merged.ids_ = list(first.ids_)
+        stats = [per_id_stats(m.train_scores_, m.train_ids_) for m in members.values()]
+        if any(s[0] != merged.ids_ for s in stats):
+            raise ValueError("members were refitted on different sets of ids")
+        merged.means_ = np.stack([s[1] for s in stats])
+        merged.stds_ = np.stack([s[2] for s in stats])
+        merged.train_ids_ = np.asarray(first.train_ids_, dtype=str)
+        merged.train_scores_ = merged._combine([m.train_scores_ for m in members.values()], merged.train_ids_)
+        merged.fallbacks_ = {k: v for m in members.values() for k, v in getattr(m, "fallbacks_", {}).items()}
+        return merged
+
     def _merged(self, fresh: Scorer) -> Scorer:
-        raise SsadError("an ensemble cannot refit single machines; refit its members and combine them again")
+        raise SsadError("an ensemble refits machines through refit_ids, member by member")
 
     def save(self, directory: str | Path) -> Path:
         """Write `scorer.json` + `arrays.npz` and each member into `member_<i>/` (no pickle)."""

@@ -12,7 +12,7 @@ from sklearn.covariance import LedoitWolf
 from ssad.data.clips import machine_type_of
 from ssad.scoring.base import THIN_CLIPS, Scorer
 
-__all__ = ["COVARIANCES", "GaussianScorer", "SHRINKAGES"]
+__all__ = ["COVARIANCES", "GaussianScorer", "SHRINKAGES", "SpectrumScorer"]
 
 SHRINKAGES = ("ledoit_wolf", "empirical")
 #: whose clips a machine ID's covariance is estimated from: its own, or every ID of its machine type
@@ -244,3 +244,13 @@ def _enrolment_fit(X: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.nda
 def _thin_note(n_clips: int, covariance: str) -> str:
     mean = "its clip as the mean" if n_clips == 1 else f"the mean of its {n_clips} clips"
     return f"{n_clips} training clip{'s' if n_clips > 1 else ''}: {mean}, {covariance}"
+
+
+class SpectrumScorer(GaussianScorer):
+    """The spectral floor as a detector's scorer: a per-ID Gaussian on each clip's per-band log-mel mean and std.
+
+    It needs no network, so it is what an encoder's embedding is measured against, and an ensemble member
+    that keeps an encoder which never heard a machine from falling far below what its average spectrum shows.
+    """
+
+    input_name: str = "spectrum"  # the output `ssad.modelio.loading.SPECTRUM` that every loaded model adds
