@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ssad.core.errors import SsadError
+from ssad.data.clips import THIN_CLIPS
 from ssad.detector import store
-from ssad.detector.detector import Detector
+from ssad.detector.detector import Detector, typical_seconds
 from ssad.explain.bands import MEASURES, BandProfile, output_name
 from ssad.scoring import select_input
 
@@ -105,8 +106,17 @@ def enroll(directory: str | Path, machine: str, files: Sequence[str | Path], *, 
         if machine in detector.machine_ids:
             raise SsadError(f"{directory}: {machine} is already known to this detector; add normal clips with "
                             f"`ssad feedback --machine {machine} --normal FILES`")
+        if not detector.machine_ids and len(files) < THIN_CLIPS:
+            # no other machine's threshold to borrow, and one or two clips give no spread to set its own from
+            raise SsadError(f"{directory}: {machine} would be this detector's first machine, whose thresholds come "
+                            f"from the spread of its own clips alone: give at least {THIN_CLIPS} normal recordings "
+                            f"of it, not {len(files)}")
         outputs = _outputs(detector, files, progress)
         updated, skipped = refit_machine(detector, machine, outputs)
+        if updated.clip_seconds is None:
+            updated.clip_seconds = typical_seconds(files)
+            log.info("clip length of this detector, from %s's recordings: %g s (what `ssad monitor` scores at once)",
+                     machine, updated.clip_seconds)
         return _commit(directory, updated, machine, "enroll", files, skipped)
 
 
@@ -143,6 +153,8 @@ def _outputs(detector: Detector, files: Sequence[str], progress: bool) -> dict[s
 
     outputs, _ = clip_outputs(detector.model, files, progress=progress)
     if detector.references is not None:
-        keep = {*detector.references.outputs, *map(output_name, MEASURES)}
+        # references of no machine yet keep what the scorers take
+        kept = detector.references.outputs or {scorer.input_name for scorer in detector.scorers.values()}
+        keep = {*kept, *map(output_name, MEASURES)}
         outputs = {name: value for name, value in outputs.items() if name in keep}
     return outputs

@@ -170,6 +170,22 @@ class Scorer(BaseEstimator):
         check_known_ids(groups, self.ids_)
         return X, groups
 
+    def fit_empty(self, n_features: int) -> Scorer:
+        """Fitted on no machine yet, for embeddings of `n_features`: a start that `refit_ids` adds machines to.
+
+        This is an empty detector's state (`ssad detector --pretrained`); scorers that need their machines up front
+        (a classifier's softmax) raise SsadError.
+        """
+        arrays = self._empty_arrays(int(n_features))
+        self._restore_common({"train_scores": np.empty(0), "train_id_codes": np.empty(0, dtype=np.int64)}, {"ids": []})
+        self._set_state(arrays, {})
+        self.n_features_in_ = int(n_features)
+        return self
+
+    def _empty_arrays(self, n_features: int) -> dict[str, np.ndarray]:
+        """`_get_state`'s arrays for no machine at all (scorers that can start empty override it)."""
+        raise SsadError(f"{type(self).__name__} needs its machines when it is fitted")
+
     def supports_id(self, name: str) -> bool:
         """Whether this scorer can be fitted for machine `name` at all (a classifier's softmax: only its classes)."""
         return True
