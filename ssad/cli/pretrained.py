@@ -26,18 +26,17 @@ def _read_provenance_file(path: str | None) -> dict[str, Any]:
 
 
 def _cmd_publish(args: argparse.Namespace) -> None:
-    from ssad.modelio.pretrained import PACKAGE_DIR, publish
+    from ssad.modelio.pretrained import publish
 
-    folder = publish(args.run, provenance=_read_provenance_file(args.provenance), directory=args.dir or PACKAGE_DIR)
+    folder = publish(args.run, provenance=_read_provenance_file(args.provenance), directory=args.dir)
     print(f"published {args.run} as the shipped encoder in {folder}")
 
 
 def _cmd_show(args: argparse.Namespace) -> None:
-    from ssad.modelio.pretrained import PACKAGE_DIR, load_pretrained, provenance
+    from ssad.modelio.pretrained import load_pretrained, read_provenance
 
-    directory = args.dir or PACKAGE_DIR
-    model = load_pretrained(directory=directory)  # checks every file's sha256 first
-    record = provenance(directory)
+    model = load_pretrained(directory=args.dir)  # checks every file's sha256 first
+    record = read_provenance(args.dir)
     print(json.dumps({**record, "class_names": len(model.class_names)}, indent=2))
 
 

@@ -27,22 +27,21 @@ from ssad.models.weights import (
     MODEL_FILES,
     PACKAGE_DIR,
     PROVENANCE_FILE,
+    encoder_dir,
     file_digest,
     read_pretrained,
     read_provenance,
 )
 
-__all__ = ["PACKAGE_DIR", "load_pretrained", "provenance", "publish"]
+__all__ = ["PACKAGE_DIR", "load_pretrained", "publish", "read_provenance"]
 
 
-def load_pretrained(device: str | torch.device = "cpu", directory: str | Path = PACKAGE_DIR) -> LoadedModel:
-    """The shipped encoder, after its files' sha256 are checked against provenance.json (SsadError naming a bad file)."""
-    return from_weights(read_pretrained(directory), device, directory)
+def load_pretrained(device: str | torch.device = "cpu", directory: str | Path | None = None) -> LoadedModel:
+    """The shipped encoder (or the one in `directory`), after its files' sha256 are checked against provenance.json.
 
-
-def provenance(directory: str | Path = PACKAGE_DIR) -> dict[str, Any]:
-    """What made the shipped encoder, from its provenance.json (its files are not checked here: `load_pretrained` does)."""
-    return read_provenance(directory)
+    A missing or changed file raises SsadError naming it and saying to reinstall ssad or re-run `make pretrain`.
+    """
+    return from_weights(read_pretrained(directory), device, encoder_dir(directory))
 
 
 def _git_commit(folder: Path) -> str | None:
@@ -64,10 +63,11 @@ def _source_name(source: str | Path) -> str:
     return resolve_checkpoint(path).name
 
 
-def publish(source: str | Path, *, provenance: Mapping[str, Any], directory: str | Path = PACKAGE_DIR) -> Path:
+def publish(source: str | Path, *, provenance: Mapping[str, Any], directory: str | Path | None = None) -> Path:
     """Make a trained model the shipped encoder: write its three files into `directory`, each atomically.
 
-    `source` is anything `ssad.load` takes (a run folder, a checkpoint, a saved detector). `provenance` says what
+    `source` is anything `ssad.load` takes (a run folder, a checkpoint, a saved detector); `directory` defaults to
+    the package's own folder (`PACKAGE_DIR`). `provenance` says what
     made it (corpus, config, training seconds, ...); the date, the checkout's commit (unless given), the source's
     file name and each file's sha256 and size are added. provenance.json is written last: a publish cut short
     leaves files whose sha256 it does not match, which loading reports.
@@ -76,7 +76,7 @@ def publish(source: str | Path, *, provenance: Mapping[str, Any], directory: str
     if "embedding" not in model.module.output_names:
         raise SsadError(f"{source}: {type(model.module).__name__} gives no embeddings; the shipped encoder must "
                         "(enrolled machines are scored on them)")
-    directory = Path(directory)
+    directory = encoder_dir(directory)
     commit = _git_commit(Path(__file__).resolve().parent)
     save_model_files(model, directory, ENCODER_FILES)
     record = {

@@ -29,6 +29,7 @@ __all__ = [
     "PACKAGE_DIR",
     "PRETRAINED",
     "PROVENANCE_FILE",
+    "encoder_dir",
     "file_digest",
     "read_model_files",
     "read_pretrained",
@@ -98,9 +99,14 @@ def file_digest(path: str | Path) -> dict[str, Any]:
     return {"sha256": sha256.hexdigest(), "bytes": size}
 
 
-def read_provenance(directory: str | Path = PACKAGE_DIR) -> dict[str, Any]:
+def encoder_dir(directory: str | Path | None = None) -> Path:
+    """`directory`, or when None the package's own folder of the shipped encoder (`PACKAGE_DIR`, read at each call)."""
+    return PACKAGE_DIR if directory is None else Path(directory)
+
+
+def read_provenance(directory: str | Path | None = None) -> dict[str, Any]:
     """The shipped encoder's provenance.json; SsadError naming the file when it is missing or unreadable."""
-    path = Path(directory) / PROVENANCE_FILE
+    path = encoder_dir(directory) / PROVENANCE_FILE
     if not path.is_file():
         raise SsadError(f"{path}: missing, so the shipped encoder cannot be checked; {_REMEDY}")
     try:
@@ -111,9 +117,9 @@ def read_provenance(directory: str | Path = PACKAGE_DIR) -> dict[str, Any]:
     return provenance
 
 
-def read_pretrained(directory: str | Path = PACKAGE_DIR) -> dict[str, Any]:
+def read_pretrained(directory: str | Path | None = None) -> dict[str, Any]:
     """The shipped encoder, as `read_model_files` gives it, once every file's sha256 matches provenance.json."""
-    directory = Path(directory)
+    directory = encoder_dir(directory)
     recorded = read_provenance(directory)["files"]
     for name in ENCODER_FILES:
         path = directory / name
@@ -138,7 +144,7 @@ def read_weights(source: str | Path) -> dict[str, Any]:
         if not path.exists():
             return read_pretrained()
         log.info("reading ./%s, a file or folder of that name here, not the encoder shipped with ssad "
-                 "(that one is %s)", PRETRAINED, PACKAGE_DIR)
+                 "(that one is %s)", PRETRAINED, encoder_dir())
     if (path / MODEL_FILES[0]).is_file():
         return read_model_files(path)
     if (path / ENCODER_FILES[0]).is_file():
