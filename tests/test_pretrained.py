@@ -79,6 +79,21 @@ def test_publish_writes_the_encoder_and_its_provenance(model_folder: Path, packa
     np.testing.assert_allclose(load_pretrained().embed(clip), ssad.load(model_folder).embed(clip), atol=1e-6)
 
 
+def test_publish_and_show_commands(model_folder: Path, tmp_path: Path, capsys) -> None:
+    extra = tmp_path / "corpus.json"
+    extra.write_text(json.dumps({"corpus": {"hours": 25.6}, "training_seconds": 5}))
+    folder = tmp_path / "encoder"
+    assert main(["pretrained", "publish", str(model_folder), "--dir", str(folder), "--config", "configs/tiny.yaml",
+                 "--training-seconds", "3", "--provenance", str(extra)]) == 0
+    assert main(["pretrained", "show", "--dir", str(folder)]) == 0
+    shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert shown["config"] == "configs/tiny.yaml" and shown["training_seconds"] == 5  # the file's keys win
+    assert shown["corpus"] == {"hours": 25.6} and shown["class_names"] == 3
+    extra.write_text("[1, 2]")
+    assert main(["pretrained", "publish", str(model_folder), "--dir", str(folder), "--provenance", str(extra)]) == 2
+    assert "--provenance must hold a JSON object" in capsys.readouterr().err
+
+
 def test_a_damaged_or_missing_file_is_named_before_loading(package_dir: Path) -> None:
     weights_file = package_dir / "encoder.safetensors"
     good = weights_file.read_bytes()
@@ -197,6 +212,11 @@ def test_fit_one_epoch_from_the_pretrained_encoder(package_dir: Path, tiny_root:
     assert code == 0
     assert read_checkpoint(tmp_path / "run")["hyper_parameters"]["init_from"] == "pretrained"
     assert ssad.load(tmp_path / "run").embed(normal_clips(tiny_root, n=2)).shape == (2, 32)
+    record = json.loads((publish(tmp_path / "run", provenance={}, directory=tmp_path / "pub") / "provenance.json").read_text())
+    assert record["epochs"] == 1 and record["steps"] > 0 and record["source"] in ("best.ckpt", "last.ckpt")
+    assert record["corpus"]["data_module"] == "ssad.data.MachineIDDataModule"
+    assert record["corpus"]["root"] == tiny_root.name  # the corpus folder's name, not this machine's path
+    assert str(tmp_path) not in (tmp_path / "pub" / "encoder.json").read_text()
 
 
 def test_the_shipped_encoder_is_whole_and_embeds() -> None:

@@ -28,7 +28,9 @@ def _read_provenance_file(path: str | None) -> dict[str, Any]:
 def _cmd_publish(args: argparse.Namespace) -> None:
     from ssad.modelio.pretrained import publish
 
-    folder = publish(args.run, provenance=_read_provenance_file(args.provenance), directory=args.dir)
+    given = {"config": args.config, "training_seconds": args.training_seconds}
+    provenance = {k: v for k, v in given.items() if v is not None} | _read_provenance_file(args.provenance)
+    folder = publish(args.run, provenance=provenance, directory=args.dir)
     print(f"published {args.run} as the shipped encoder in {folder}")
 
 
@@ -47,8 +49,11 @@ def add_pretrained_command(commands: Any) -> None:
     publish = actions.add_parser("publish", help="write a trained run's model into the package as the shipped encoder "
                                  "(encoder.safetensors, encoder.json, provenance.json with their sha256)")
     publish.add_argument("run", help="run folder, checkpoint or saved detector (anything ssad.load takes)")
+    publish.add_argument("--config", default=None, metavar="FILE", help="the config the run was trained with, "
+                         "recorded as given (e.g. configs/pretrain.yaml)")
+    publish.add_argument("--training-seconds", type=float, default=None, help="how long training took, recorded")
     publish.add_argument("--provenance", default=None, metavar="FILE",
-                         help="JSON object merged into provenance.json: the corpus, config, training seconds, ...")
+                         help="a JSON object merged into provenance.json (its keys win), e.g. a corpus description")
     publish.add_argument("--dir", default=None, help="where to write (default: the package's own folder, ssad/pretrained)")
     publish.set_defaults(handler=_cmd_publish)
     show = actions.add_parser("show", help="check the shipped encoder's sha256 and print its provenance")

@@ -21,7 +21,7 @@ import torch
 from ssad.core.atomic import write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.core.jsonable import jsonable
-from ssad.modelio.loading import LoadedModel, from_weights, load, resolve_checkpoint, save_model_files
+from ssad.modelio.loading import LoadedModel, from_weights, resolve_checkpoint, save_model_files
 from ssad.models.weights import (
     ENCODER_FILES,
     MODEL_FILES,
@@ -31,6 +31,7 @@ from ssad.models.weights import (
     file_digest,
     read_pretrained,
     read_provenance,
+    read_weights,
 )
 
 __all__ = ["PACKAGE_DIR", "load_pretrained", "publish", "read_provenance"]
@@ -63,16 +64,41 @@ def _source_name(source: str | Path) -> str:
     return resolve_checkpoint(path).name
 
 
+def _without_local_paths(value: Any) -> Any:
+    """`value` with every absolute path in it cut to its last part (a corpus root names its folder, not this machine's)."""
+    if isinstance(value, Mapping):
+        return {k: _without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_local_paths(v) for v in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        return Path(value).name
+    return value
+
+
+def _training_record(weights: Mapping[str, Any]) -> dict[str, Any]:
+    """What a Lightning checkpoint says of its training: epochs, steps and the data module's settings (the corpus)."""
+    if "epoch" not in weights:
+        return {}  # saved model files keep no training state
+    record: dict[str, Any] = {"epochs": int(weights["epoch"]) + 1, "steps": int(weights.get("global_step", 0))}
+    data = dict(weights.get("datamodule_hyper_parameters") or {})
+    if data:
+        settings = {k: v for k, v in data.items() if not k.startswith("_")}  # Lightning's own keys
+        record["corpus"] = _without_local_paths(jsonable({"data_module": data.get("_class_path"), **settings}))
+    return record
+
+
 def publish(source: str | Path, *, provenance: Mapping[str, Any], directory: str | Path | None = None) -> Path:
     """Make a trained model the shipped encoder: write its three files into `directory`, each atomically.
 
     `source` is anything `ssad.load` takes (a run folder, a checkpoint, a saved detector); `directory` defaults to
-    the package's own folder (`PACKAGE_DIR`). `provenance` says what
-    made it (corpus, config, training seconds, ...); the date, the checkout's commit (unless given), the source's
-    file name and each file's sha256 and size are added. provenance.json is written last: a publish cut short
-    leaves files whose sha256 it does not match, which loading reports.
+    the package's own folder (`PACKAGE_DIR`). `provenance` says what made it (config, training seconds, ...); added
+    are the date, the checkout's commit, the source's file name, a checkpoint's epochs, steps and data module
+    settings (`corpus`, absolute paths cut to their last part), and each file's sha256 and size; `provenance`'s
+    own keys win. provenance.json is written last: a publish cut short leaves files whose sha256 it does not
+    match, which loading reports.
     """
-    model = load(source)
+    weights = read_weights(source)
+    model = from_weights(weights, "cpu", source)
     if "embedding" not in model.module.output_names:
         raise SsadError(f"{source}: {type(model.module).__name__} gives no embeddings; the shipped encoder must "
                         "(enrolled machines are scored on them)")
@@ -85,6 +111,7 @@ def publish(source: str | Path, *, provenance: Mapping[str, Any], directory: str
         "source": _source_name(source),
         "model_class": model.metadata["model_class"],
         "embedding_dim": int(model.module.hparams.get("embedding_dim") or 0) or None,
+        **_training_record(weights),
         **jsonable(dict(provenance)),
         "files": {name: file_digest(directory / name) for name in ENCODER_FILES},
     }
