@@ -51,7 +51,8 @@ PRETRAINED = "pretrained"
 #: the package folder the shipped encoder lives in (package data, installed with ssad)
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 _CHUNK = 1 << 20
-_REMEDY = "reinstall ssad (pip install --force-reinstall ssad), or in a checkout run `make pretrain` again"
+_REMEDY = ("reinstall ssad (pip install --force-reinstall ssad); in a checkout, `git checkout -- ssad/pretrained` "
+           "restores the committed files and `make pretrain` trains them anew")
 
 
 def write_model_files(module: torch.nn.Module, metadata: Mapping[str, Any], directory: str | Path,
