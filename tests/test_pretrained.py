@@ -22,7 +22,7 @@ import torch
 import ssad
 from ssad.cli import main
 from ssad.core.errors import SsadError
-from ssad.detector import enrollment
+from ssad.detector import enrollment, fit_scorers
 from ssad.features import LogMel
 from ssad.modelio.pretrained import load_pretrained, publish
 from ssad.models import weights
@@ -201,7 +201,16 @@ def test_fine_tuning_copies_what_fits_from_the_encoder_or_a_detector(package_dir
         state = model.net.state_dict()
         copied = [k for k in state if not k.startswith("head.") and torch.equal(state[k], encoder[f"net.{k}"])]
         assert len(copied) == sum(not k.startswith("head.") for k in state)
-        assert torch.equal(state["head.linear.weight"][0], encoder["net.head.linear.weight"][2])  # pump/id_00 by name
+        # pump/id_00 of the pretraining corpus is another machine than the user's pump/id_00: its row is not copied
+        assert not torch.equal(state["head.linear.weight"][0], encoder["net.head.linear.weight"][2])
+
+
+def test_the_shipped_encoders_classes_never_score_a_machine_of_the_same_name(package_dir: Path) -> None:
+    model = load_pretrained()
+    assert model.metadata[weights.UNIT_CLASSES] and "fan/id_00" in model.class_names
+    rng = np.random.default_rng(0)
+    outputs = {"embedding": rng.normal(size=(8, 32)), "neg_log_prob": rng.random((8, 3))}
+    assert sorted(fit_scorers(model, outputs, ["fan/id_00"] * 8)) == ["gaussian", "knn"]
 
 
 @pytest.mark.slow

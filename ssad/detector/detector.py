@@ -18,6 +18,7 @@ from ssad.data.clips import Clip, clip_key, machine_key, machine_type_of
 from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
+from ssad.models.weights import UNIT_CLASSES
 from ssad.scoring import Scorer, make_scorer, select_input
 from ssad.scoring.thresholds import GammaThreshold, load_thresholds, save_thresholds
 
@@ -186,6 +187,10 @@ def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequ
     scorers: dict[str, Scorer] = {}
     for name, spec in _scorer_specs(model, names).items():
         kind = spec.pop("kind")
+        if kind == "softmax" and model.metadata.get(UNIT_CLASSES):
+            log.info("scorer softmax left out: the shipped encoder's classes are units of its pretraining corpus, "
+                     "not these machines, whatever their names")
+            continue
         if kind == "softmax":
             missing = sorted(set(ids) - set(model.class_names))
             if missing:

@@ -27,6 +27,7 @@ from ssad.models.weights import (
     MODEL_FILES,
     PACKAGE_DIR,
     PROVENANCE_FILE,
+    UNIT_CLASSES,
     encoder_dir,
     file_digest,
     read_pretrained,
@@ -104,6 +105,7 @@ def publish(source: str | Path, *, provenance: Mapping[str, Any], directory: str
                         "(enrolled machines are scored on them)")
     directory = encoder_dir(directory)
     commit = _git_commit(Path(__file__).resolve().parent)
+    model.metadata[UNIT_CLASSES] = True
     save_model_files(model, directory, ENCODER_FILES)
     record = {
         "published": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -28,6 +28,7 @@ __all__ = [
     "MODEL_FILES",
     "PACKAGE_DIR",
     "PRETRAINED",
+    "UNIT_CLASSES",
     "PROVENANCE_FILE",
     "encoder_dir",
     "file_digest",
@@ -48,6 +49,9 @@ ENCODER_FILES = ("encoder.safetensors", "encoder.json")
 PROVENANCE_FILE = "provenance.json"
 #: the name that means the shipped encoder (`ssad.load("pretrained")`, `--model.init_from pretrained`)
 PRETRAINED = "pretrained"
+#: the shipped encoder's metadata says so: its classes are units of its synthetic pretraining corpus, so a
+#: machine of the same name (`fan/id_00`) is not one of them and its softmax scores none
+UNIT_CLASSES = "classes_are_pretraining_units"
 #: the package folder the shipped encoder lives in (package data, installed with ssad)
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 _CHUNK = 1 << 20

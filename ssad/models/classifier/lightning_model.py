@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssad.features import sliding_windows
-from ssad.models.base import SsadModule
+from ssad.models.base import CHECKPOINT_KEY, SsadModule
 from ssad.models.classifier.torch_model import MachineIDNet
 from ssad.models.components.heads import AdaCosHead
 
@@ -156,14 +156,17 @@ class MachineIDClassifier(SsadModule):
     def _initialise_from(self, source: str) -> None:
         """Copy weights from another model: everything whose shape fits, and head rows by class name.
 
-        `source` is a run folder or checkpoint, a saved detector, or "pretrained" (the encoder shipped with ssad).
+        `source` is a run folder or checkpoint, a saved detector, or "pretrained" (the encoder shipped with ssad,
+        whose head rows are not copied: its classes are units of its pretraining corpus, whatever their names).
         """
-        from ssad.models.weights import read_weights
+        from ssad.models.weights import UNIT_CLASSES, read_weights
 
         weights = read_weights(source)
         state = {k.removeprefix("net."): v for k, v in weights["state_dict"].items() if k.startswith("net.")}
         own = self.net.state_dict()
-        old_names = weights["hyper_parameters"].get("class_names") or []
+        # the shipped encoder's classes are units of its pretraining corpus: a class of the same name is another machine
+        units = (weights.get(CHECKPOINT_KEY) or {}).get(UNIT_CLASSES)
+        old_names = [] if units else weights["hyper_parameters"].get("class_names") or []
         row_of = {name: i for i, name in enumerate(old_names)}
         copied, head_rows = 0, 0
         for key, value in state.items():
