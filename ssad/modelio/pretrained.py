@@ -3,8 +3,9 @@
 It lives in `ssad/pretrained/` (package data, so it is installed with ssad): `encoder.safetensors` (the
 weights), `encoder.json` (metadata and hyper-parameters, as a saved detector keeps its model) and
 `provenance.json` (what made it: corpus, config, commit, date, training time; and each file's sha256 and size).
-`ssad pretrained publish RUN --provenance FILE` writes them after training; `ssad.load("pretrained")`,
-`ssad detector --pretrained` and `--model.init_from pretrained` read them.
+`ssad pretrained publish RUN [--config FILE] [--training-seconds S] [--provenance FILE]` writes them after
+training (`make pretrain` calls it); `ssad.load("pretrained")`, `ssad detector --pretrained` and
+`--model.init_from pretrained` read them, and `ssad pretrained show` prints what made them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = ["PACKAGE_DIR", "load_pretrained", "publish", "read_provenance"]
 def load_pretrained(device: str | torch.device = "cpu", directory: str | Path | None = None) -> LoadedModel:
     """The shipped encoder (or the one in `directory`), after its files' sha256 are checked against provenance.json.
 
-    A missing or changed file raises SsadError naming it and saying to reinstall ssad or re-run `make pretrain`.
+    A missing or changed file raises SsadError naming it and saying how to restore it.
     """
     return from_weights(read_pretrained(directory), device, encoder_dir(directory))
 
