@@ -252,9 +252,8 @@ class Detector:
         Its scorers are the model's that can take any machine (named in `scorers`, else all), fitted on none; a
         classifier's softmax scores only the classes it was trained on, so it is left out.
         """
-        window = torch.zeros(1, model.log_mel.n_mels, model.window_frames, device=model.device)
-        with torch.inference_mode():
-            sizes = {name: value.shape[-1] for name, value in model.window_outputs(window).items()}
+        silence = torch.zeros(model.log_mel.n_mels, model.window_frames, device=model.device)
+        sizes = {name: value.shape[-1] for name, value in model.outputs_from_log_mels([silence]).items()}
         fitted: dict[str, Scorer] = {}
         for name, spec in _scorer_specs(model, scorers).items():
             scorer = make_scorer(spec.pop("kind"), **spec)
