@@ -127,7 +127,7 @@ def test_a_scorer_fitted_on_no_machine_saves_loads_and_takes_machines_as_a_fresh
                                                                                       tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     X, ids = rng.normal(size=(12, 6)), ["a"] * 6 + ["b"] * 6
-    empty = Scorer.load(scorer.fit_empty(6).save(tmp_path / "empty"))
+    empty = Scorer.load(scorer.fit_empty(np.empty((0, 6))).save(tmp_path / "empty"))
     assert empty.ids_ == [] and len(empty.train_scores_) == 0
     grown = empty.refit_ids(X[:6], ids[:6]).refit_ids(X[6:], ids[6:])
     fresh = type(scorer)(**scorer.get_params()).fit(X[:6], ids[:6])

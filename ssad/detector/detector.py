@@ -253,15 +253,13 @@ class Detector:
         classifier's softmax scores only the classes it was trained on, so it is left out.
         """
         silence = torch.zeros(model.log_mel.n_mels, model.window_frames, device=model.device)
-        sizes = {name: value.shape[-1] for name, value in model.outputs_from_log_mels([silence]).items()}
+        no_clips = {name: value[:0] for name, value in model.outputs_from_log_mels([silence]).items()}
         fitted: dict[str, Scorer] = {}
         for name, spec in _scorer_specs(model, scorers).items():
             scorer = make_scorer(spec.pop("kind"), **spec)
             try:
-                if scorer.input_name not in sizes:
-                    raise SsadError(f"it needs model output {scorer.input_name!r}")
-                fitted[name] = scorer.fit_empty(sizes[scorer.input_name])
-            except SsadError as error:
+                fitted[name] = scorer.fit_empty(select_input(scorer, no_clips))
+            except (SsadError, ValueError) as error:
                 if scorers:
                     raise SsadError(f"scorer {name} cannot start without machines: {error}") from None
                 log.info("scorer %s left out: %s", name, error)

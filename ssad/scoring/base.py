@@ -170,16 +170,17 @@ class Scorer(BaseEstimator):
         check_known_ids(groups, self.ids_)
         return X, groups
 
-    def fit_empty(self, n_features: int) -> Scorer:
-        """Fitted on no machine yet, for embeddings of `n_features`: a start that `refit_ids` adds machines to.
+    def fit_empty(self, X: Any) -> Scorer:
+        """Fitted on no machine yet: a start that `refit_ids` adds machines to (an empty detector's state).
 
-        This is an empty detector's state (`ssad detector --pretrained`); scorers that need their machines up front
-        (a classifier's softmax) raise SsadError.
+        `X` is what `fit` takes, with no rows: it gives only the width of the inputs to come. Scorers that need
+        their machines up front (a classifier's softmax) raise SsadError.
         """
-        arrays = self._empty_arrays(int(n_features))
+        n_features = int(np.shape(X)[1])
+        arrays = self._empty_arrays(n_features)
         self._restore_common({"train_scores": np.empty(0), "train_id_codes": np.empty(0, dtype=np.int64)}, {"ids": []})
         self._set_state(arrays, {})
-        self.n_features_in_ = int(n_features)
+        self.n_features_in_ = n_features
         return self
 
     def _empty_arrays(self, n_features: int) -> dict[str, np.ndarray]:
