@@ -29,7 +29,7 @@ from ssad.models import weights
 from ssad.models.base import CHECKPOINT_KEY
 from ssad.models.checkpoint import read_checkpoint
 from ssad.models.classifier.lightning_model import MachineIDClassifier
-from ssad.scoring import GaussianScorer, KNNScorer, Scorer
+from ssad.scoring import CombinedScorer, GaussianScorer, KNNScorer, Scorer
 
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = "site-a/fan-x"
@@ -134,6 +134,14 @@ def test_a_scorer_fitted_on_no_machine_saves_loads_and_takes_machines_as_a_fresh
     test = rng.normal(size=(4, 6))
     np.testing.assert_allclose(grown.score(test, ["a"] * 4), fresh.score(test, ["a"] * 4))
     assert grown.ids_ == ["a", "b"]
+
+
+def test_an_ensemble_starts_empty_member_by_member(tmp_path: Path) -> None:
+    members = {"gaussian": GaussianScorer(), "knn": KNNScorer()}
+    no_clips = {"embedding": np.empty((0, 6)), "spectrum": np.empty((0, 4))}
+    empty = Scorer.load(CombinedScorer(members).fit_empty(no_clips).save(tmp_path / "ensemble"))
+    assert empty.ids_ == [] and empty.means_.shape == (2, 0)
+    assert [m.n_features_in_ for m in empty.members.values()] == [6, 6] and empty.members["knn"].ids_ == []
 
 
 def test_empty_detector_enrol_score_and_monitor(package_dir: Path, tiny_root: Path, tmp_path: Path, capsys) -> None:
