@@ -1,4 +1,5 @@
-"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, explain, ensemble; monitor, enroll, feedback, export."""
+"""The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, explain, ensemble; monitor, enroll,
+feedback, export; pretrained."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ssad.cli.explain import add_explain_command
 from ssad.cli.field import add_field_commands
 from ssad.cli.monitor import add_monitor_command
 from ssad.cli.options import shared_options
+from ssad.cli.pretrained import add_pretrained_command
 from ssad.core.errors import SsadError
 
 __all__ = ["main"]
@@ -83,6 +85,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_detector(args: argparse.Namespace) -> None:
     from ssad.detector import Detector
 
+    if args.pretrained:
+        if args.run or args.data:
+            raise SsadError("--pretrained makes a detector of the encoder shipped with ssad and no machine: give "
+                            "no --run or --data (machines are added with `ssad enroll`)")
+        detector = Detector.pretrained(scorers=args.scorers, percentile=args.percentile, device=args.device)
+        detector.save(args.out)
+        print(f"detector saved to {args.out}: the encoder shipped with ssad, no machine yet; scorers "
+              f"{', '.join(detector.scorers)} (default {detector.default_scorer}). Add a machine: "
+              f"ssad enroll --detector {args.out} --machine NAME FILES...")
+        return
+    if not (args.run and args.data):
+        raise SsadError("give --run and --data (a trained run and the recordings to fit on), or --pretrained")
     detector = Detector.fit(args.run, args.data, scorers=args.scorers, percentile=args.percentile,
                             device=args.device, skip_bad=args.skip_bad, progress=not args.quiet)
     detector.save(args.out)
@@ -110,10 +124,11 @@ def _cmd_ensemble(args: argparse.Namespace) -> None:
     evaluate_ensemble(args.members, args.out, weights=args.weights, percentile=args.percentile, plots=not args.no_plots)
 
 
-def _add_detector_arguments(parser: argparse.ArgumentParser, data_help: str, out_help: str) -> None:
+def _add_detector_arguments(parser: argparse.ArgumentParser, data_help: str, out_help: str,
+                            required: bool = True) -> None:
     """What `evaluate` and `detector` share: the run, the root its scorers are fitted on, where to, how."""
-    parser.add_argument("--run", required=True, help="run folder or checkpoint")
-    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--run", required=required, help="run folder or checkpoint")
+    parser.add_argument("--data", required=required, help=data_help)
     parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--scorers", nargs="+", default=None, help="default: every scorer the model supports")
     parser.add_argument("--percentile", type=float, default=0.9, help="gamma threshold percentile")
@@ -169,10 +184,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     detector = commands.add_parser("detector", help="fit scorers and thresholds on a root's normal training clips "
-                                   "and save a detector (no test clips needed)",
+                                   "and save a detector (no test clips needed); or --pretrained: an empty one",
                                    parents=shared_options(device="cpu", skip_bad=True, quiet=True))
     _add_detector_arguments(detector, "corpus root, or a folder of one machine's recordings",
-                            "folder to save the detector in (for `ssad score`)")
+                            "folder to save the detector in (for `ssad score`)", required=False)
+    detector.add_argument("--pretrained", action="store_true",
+                          help="no --run or --data: the encoder shipped with ssad and no machine yet; add machines "
+                          "with `ssad enroll`")
     detector.set_defaults(handler=_cmd_detector)
 
     score = commands.add_parser("score", help="score recordings with a saved detector",
@@ -187,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="onnx: the `ssad export` graphs")
     score.set_defaults(handler=_cmd_score)
     add_field_commands(commands)
+    add_pretrained_command(commands)
 
     add_monitor_command(commands)
     add_explain_command(commands)

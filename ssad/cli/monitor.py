@@ -78,6 +78,7 @@ def add_monitor_command(commands: Any) -> None:
 def _machine(args: argparse.Namespace, detector: Any, known: list[str]) -> str | None:
     """The machine named on the command line (checked; a type names its only machine), the detector's only one,
     or None for topic machines."""
+    detector.require_machines()
     if args.machine is not None:
         machine = detector.resolve_machine(args.machine)
         if machine not in known:

@@ -19,6 +19,7 @@ from ssad.detector.store import current_version, reset_versions, state_dir, upda
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.modelio.loading import SPECTRUM
+from ssad.models.weights import UNIT_CLASSES
 from ssad.scoring import Scorer, make_scorer, select_input
 from ssad.scoring.thresholds import GammaThreshold, load_thresholds, save_thresholds
 
@@ -42,6 +43,11 @@ EMBEDDING_SCORERS = {
 }
 #: what runs the network when scoring: torch, or onnxruntime on the graphs `ssad export` wrote
 BACKENDS = ("torch", "onnx")
+#: the versioned state's settings that updates may set: the clip length (an empty detector learns it at enrolment)
+STATE_FILE = "state.json"
+#: what scoring, explaining or monitoring a detector that knows no machine says
+NO_MACHINE = ("this detector knows no machine yet: add one first with `ssad enroll --detector DIR --machine NAME "
+              "FILES...` (a few normal recordings of it)")
 
 
 @dataclass
@@ -87,9 +93,14 @@ class References:
         return {name: value[rows] for name, value in self.outputs.items()}
 
     def replaced(self, machine: str, outputs: Mapping[str, np.ndarray]) -> References:
-        """A copy in which `machine`'s references are `outputs`; outputs that `outputs` lacks are dropped for all."""
+        """A copy in which `machine`'s references are `outputs`; outputs that `outputs` lacks are dropped for all.
+
+        References of no machine yet (an empty detector's) take every output the first machine has.
+        """
         keep = self.ids != machine
         n = len(next(iter(outputs.values())))
+        if not len(self.ids):
+            return References({name: np.asarray(value) for name, value in outputs.items()}, np.full(n, machine))
         merged = {name: np.concatenate([value[keep], np.asarray(outputs[name], dtype=value.dtype)])
                   for name, value in self.outputs.items() if name in outputs}
         return References(merged, np.concatenate([self.ids[keep], np.full(n, machine)]))
@@ -157,9 +168,11 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
     return outputs, outputs.get(SPECTRUM, np.empty((0, 2 * model.log_mel.n_mels)))
 
 
-def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str],
-                names: Sequence[str] | None = None) -> dict[str, Scorer]:
-    """Fit the named scorers (default: every scorer the model supports) on normal training outputs."""
+def _scorer_specs(model: LoadedModel, names: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """The `make_scorer` arguments of each named scorer (default: the model's own scorers).
+
+    A softmax scorer gets the model's class names, the machines it can score; an ensemble its members.
+    """
     own = dict(type(model.module).default_scorers)
     available = own | ({n: s for n, s in EMBEDDING_SCORERS.items() if n not in own} if "gaussian" in own else {})
     names = list(names or own)
@@ -167,19 +180,30 @@ def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequ
     if unknown:
         raise SsadError(f"scorer(s) {unknown} do not apply to {type(model.module).__name__}; "
                         f"available: {sorted(available)}")
-    scorers: dict[str, Scorer] = {}
-    for name in names:
-        spec = dict(available[name])
-        kind = spec.pop("kind")
-        if kind == "combined":
+    specs = {name: dict(available[name]) for name in names}
+    for spec in specs.values():
+        if spec["kind"] == "softmax":
+            spec["class_names"] = model.class_names
+        if spec["kind"] == "combined":
             spec["members"] = {m: make_scorer(**available[m]) for m in spec["members"]}
+    return specs
+
+
+def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str],
+                names: Sequence[str] | None = None) -> dict[str, Scorer]:
+    """Fit the named scorers (default: every scorer the model supports) on normal training outputs."""
+    scorers: dict[str, Scorer] = {}
+    for name, spec in _scorer_specs(model, names).items():
+        kind = spec.pop("kind")
+        if kind == "softmax" and model.metadata.get(UNIT_CLASSES):
+            log.info("scorer softmax left out: the shipped encoder's classes are units of its pretraining corpus, "
+                     "not these machines, whatever their names")
+            continue
         if kind == "softmax":
-            known = set(model.class_names)
-            missing = sorted(set(ids) - known)
+            missing = sorted(set(ids) - set(model.class_names))
             if missing:
                 log.warning("scorer softmax skipped: machine(s) %s are not classes of the model", missing)
                 continue
-            spec["class_names"] = model.class_names
         scorer = make_scorer(kind, **spec)
         scorers[name] = scorer.fit(select_input(scorer, outputs), list(ids))
     if not scorers:
@@ -223,6 +247,43 @@ class Detector:
         """The machines (`type/id`) the detector knows."""
         return sorted(self.thresholds[self.default_scorer].threshold_)
 
+    def require_machines(self) -> list[str]:
+        """The machines the detector knows; SsadError saying to enrol one when it knows none (an empty detector)."""
+        if not self.machine_ids:
+            raise SsadError(NO_MACHINE)
+        return self.machine_ids
+
+    @classmethod
+    def empty(cls, model: LoadedModel, *, scorers: Sequence[str] | None = None, percentile: float = 0.9) -> Detector:
+        """A detector with a network and no machine yet: `ssad enroll` adds each machine to it.
+
+        Its scorers are the model's that can take any machine (named in `scorers`, else all), fitted on none; a
+        classifier's softmax scores only the classes it was trained on, so it is left out.
+        """
+        silence = torch.zeros(model.log_mel.n_mels, model.window_frames, device=model.device)
+        no_clips = {name: value[:0] for name, value in model.outputs_from_log_mels([silence]).items()}
+        fitted: dict[str, Scorer] = {}
+        for name, spec in _scorer_specs(model, scorers).items():
+            scorer = make_scorer(spec.pop("kind"), **spec)
+            try:
+                fitted[name] = scorer.fit_empty(select_input(scorer, no_clips))
+            except (SsadError, ValueError) as error:
+                if scorers:
+                    raise SsadError(f"scorer {name} cannot start without machines: {error}") from None
+                log.info("scorer %s left out: %s", name, error)
+        if not fitted:
+            raise SsadError(f"no scorer of {type(model.module).__name__} can start without machines")
+        thresholds = {name: GammaThreshold(percentile, name).fit_empty() for name in fitted}
+        return cls(model, fitted, thresholds, references=References({}, np.empty(0, dtype=str)))
+
+    @classmethod
+    def pretrained(cls, *, scorers: Sequence[str] | None = None, percentile: float = 0.9,
+                   device: str = "cpu") -> Detector:
+        """An empty detector (`empty`) on the encoder shipped with ssad: no training, no data; enrol machines next."""
+        from ssad.modelio.pretrained import load_pretrained
+
+        return cls.empty(load_pretrained(device), scorers=scorers, percentile=percentile)
+
     @classmethod
     def from_outputs(cls, model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str], *,
                      scorers: Sequence[str] | None = None, percentile: float = 0.9,
@@ -265,7 +326,7 @@ class Detector:
 
     def resolve_machine(self, name: str) -> str:
         """The machine `name` means: itself when known, else the only machine of that type (`press` for `press/id_00`)."""
-        known = self.machine_ids
+        known = self.require_machines()
         if name in known:
             return name
         of_type = [m for m in known if machine_type_of(m) == name]
@@ -274,7 +335,8 @@ class Detector:
         if of_type:
             raise SsadError(f"machine {name!r} is {len(of_type)} machines of this detector ({', '.join(of_type)}); "
                             "name one")
-        raise SsadError(f"machine {name!r} is unknown to this detector; it knows {', '.join(known)}")
+        raise SsadError(f"machine {name!r} is unknown to this detector; it knows {', '.join(known)} (a new machine "
+                        "is added with `ssad enroll`)")
 
     def _machine_of(self, item: ClipInput) -> str:
         """The machine of one input, from its file name and folders where they say, else the detector's only one.
@@ -302,6 +364,7 @@ class Detector:
 
     def _machine_ids(self, inputs: list[ClipInput], machine_ids: str | Sequence[str] | None) -> list[str]:
         """Each input's machine: the names given (resolved), else what file names say; every unknown one named."""
+        self.require_machines()
         if isinstance(machine_ids, str):
             return [self.resolve_machine(machine_ids)] * len(inputs)
         if machine_ids is not None:
@@ -319,7 +382,8 @@ class Detector:
         unknown = sorted(set(result) - set(self.machine_ids))
         if unknown:
             raise SsadError(f"machine(s) {unknown} unknown to this detector (from the file names); it knows "
-                            f"{self.machine_ids}; pass machine_ids to name the machine")
+                            f"{self.machine_ids}; pass machine_ids to name the machine (a new machine is added "
+                            "with `ssad enroll`)")
         return result
 
     def _read(self, items: list[ClipInput], sample_rate: int | None,
@@ -423,15 +487,14 @@ class Detector:
         directory.mkdir(parents=True, exist_ok=True)
         manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
                     "scorers": list(self.scorers)}
-        if self.clip_seconds is not None:
-            manifest["clip_seconds"] = self.clip_seconds
         with update_lock(directory):
             save_model_files(self.model, directory)
             self.save_state(directory)
             write_text_atomic(directory / "detector.json", json.dumps(manifest, indent=2))
             reset_versions(directory)
             shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
-            for name, kept in ((REFERENCES_FILE, self.references), (NORMAL_BANDS_FILE, self.normal_bands)):
+            for name, kept in ((REFERENCES_FILE, self.references), (NORMAL_BANDS_FILE, self.normal_bands),
+                               (STATE_FILE, self.clip_seconds)):
                 if kept is None:
                     (directory / name).unlink(missing_ok=True)
         self.version = 0
@@ -447,6 +510,8 @@ class Detector:
             self.references.save(folder / REFERENCES_FILE)
         if self.normal_bands is not None:
             self.normal_bands.save(folder / NORMAL_BANDS_FILE)
+        if self.clip_seconds is not None:
+            write_text_atomic(folder / STATE_FILE, json.dumps({"clip_seconds": self.clip_seconds}, indent=2))
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu", backend: str = "torch") -> Detector:
@@ -472,7 +537,8 @@ class Detector:
         state = state_dir(directory, version)
         scorers = {name: Scorer.load(state / "scorers" / name) for name in manifest["scorers"]}
         thresholds = load_thresholds(state / "thresholds.json")
+        settings = json.loads((state / STATE_FILE).read_text()) if (state / STATE_FILE).is_file() else manifest
         detector = cls(model, scorers, thresholds, manifest["default_scorer"], References.load(state / REFERENCES_FILE),
-                       manifest.get("clip_seconds"), BandProfile.load(state / NORMAL_BANDS_FILE))
+                       settings.get("clip_seconds"), BandProfile.load(state / NORMAL_BANDS_FILE))
         detector.version = version
         return detector

@@ -1,4 +1,5 @@
-"""Model I/O: a trained run or a saved detector's files in, a `LoadedModel` out; safetensors, ONNX (`onnx`)."""
+"""Model I/O: a trained run, a saved detector's files or the shipped encoder in, a `LoadedModel` out; safetensors,
+ONNX (`onnx`), the encoder shipped in the package (`pretrained`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from ssad.modelio.loading import (
            load_model_files,
            save_model_files,
 )
+from ssad.modelio.pretrained import load_pretrained
 from ssad.models.checkpoint import read_checkpoint, resolve_checkpoint
 
-__all__ = ["ClipInput", "LoadedModel", "build_module", "load", "load_model_files", "save_model_files",
+__all__ = ["ClipInput", "LoadedModel", "build_module", "load", "load_model_files", "load_pretrained", "save_model_files",
            "read_checkpoint", "resolve_checkpoint"]

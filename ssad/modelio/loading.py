@@ -1,14 +1,13 @@
 """Load a trained ssad model and run it on recordings: clip-level embeddings and per-clip model outputs.
 
-This module owns the model files: it rebuilds models from checkpoints (read by `ssad.models.checkpoint`),
-and reads and writes the safetensors weights and JSON description a saved detector keeps its model in.
+This module rebuilds models from what `ssad.models.weights` reads (checkpoints, the safetensors weights and JSON
+description a saved detector keeps its model in, the encoder shipped in the package) and writes a model's files.
 """
 
 from __future__ import annotations
 
 import importlib
 import itertools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import SsadError
-from ssad.core.jsonable import jsonable
 from ssad.features import LogMel, sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
 from ssad.models.checkpoint import read_checkpoint, resolve_checkpoint
 from ssad.models.fused import inference_copy
+from ssad.models.weights import MODEL_FILES, read_model_files, read_weights, write_model_files
 
 __all__ = [
     "ClipInput",
     "LoadedModel",
     "build_module",
+    "from_weights",
     "load",
     "load_model_files",
     "read_checkpoint",
@@ -37,10 +36,8 @@ __all__ = [
 ]
 
 ClipInput = str | Path | np.ndarray | Tensor
-MODEL_WEIGHTS = "model.safetensors"
 #: the clip-level output beside the network's: each band's log-mel mean and std (what the spectral floor scores)
 SPECTRUM = "spectrum"
-MODEL_DESCRIPTION = "model.json"
 #: clips per log-mel batch: larger batches spill the STFT's frames out of a CPU's cache (measured, bench.md)
 LOG_MEL_BATCH = 16
 
@@ -209,42 +206,29 @@ def build_module(metadata: dict[str, Any], hyper_parameters: dict[str, Any], sta
     return module
 
 
-def save_model_files(model: LoadedModel, directory: str | Path) -> None:
+def save_model_files(model: LoadedModel, directory: str | Path, files: tuple[str, str] = MODEL_FILES) -> None:
     """Write a model into a folder as safetensors weights plus a JSON description (nothing pickled)."""
-    from safetensors.torch import save_file
+    write_model_files(model.module, model.metadata, directory, files)
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    module = model.module
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    with atomic_path(directory / MODEL_WEIGHTS) as tmp:
-        save_file(state, tmp)
-    description = {"metadata": jsonable(model.metadata), "hyper_parameters": jsonable(dict(module.hparams))}
-    write_text_atomic(directory / MODEL_DESCRIPTION, json.dumps(description, indent=2))
+
+def from_weights(weights: dict[str, Any], device: str | torch.device = "cpu", source: str | Path = "") -> LoadedModel:
+    """The model that `ssad.models.weights.read_weights` read (`source` names it in errors)."""
+    metadata = weights.get(CHECKPOINT_KEY)
+    if not metadata:
+        raise SsadError(f"{source}: not an ssad checkpoint (no '{CHECKPOINT_KEY}' metadata)")
+    module = build_module(metadata, weights.get("hyper_parameters", {}), weights["state_dict"])
+    return LoadedModel(module, metadata, device)
 
 
 def load_model_files(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model a detector folder holds (safetensors weights + JSON description)."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    try:
-        description = json.loads((directory / MODEL_DESCRIPTION).read_text())
-        state = load_file(directory / MODEL_WEIGHTS)
-    except Exception as error:  # safetensors raises its own error type for a file that is not safetensors
-        raise SsadError(f"{directory}: not a saved ssad detector ({error})") from None
-    module = build_module(description["metadata"], description["hyper_parameters"], state)
-    return LoadedModel(module, description["metadata"], device)
+    return from_weights(read_model_files(directory), device, directory)
 
 
 def load(source: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a run folder (its best, else last, checkpoint), a checkpoint file, or a saved detector's model."""
+    """Load a run folder (its best, else last, checkpoint), a checkpoint file, a saved detector's model, or the
+    encoder shipped with ssad: `"pretrained"` (sha256 checked first; a file or folder of that name here wins).
+    """
+    weights = read_weights(source)
     path = Path(source)
-    if (path / MODEL_WEIGHTS).is_file():
-        return load_model_files(path, device)
-    checkpoint = read_checkpoint(path)
-    metadata = checkpoint.get(CHECKPOINT_KEY)
-    if not metadata:
-        raise SsadError(f"{resolve_checkpoint(path)}: not an ssad checkpoint (no '{CHECKPOINT_KEY}' metadata)")
-    module = build_module(metadata, checkpoint.get("hyper_parameters", {}), checkpoint["state_dict"])
-    return LoadedModel(module, metadata, device)
+    return from_weights(weights, device, resolve_checkpoint(path) if CHECKPOINT_KEY not in weights else path)

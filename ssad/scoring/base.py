@@ -170,6 +170,23 @@ class Scorer(BaseEstimator):
         check_known_ids(groups, self.ids_)
         return X, groups
 
+    def fit_empty(self, X: Any) -> Scorer:
+        """Fitted on no machine yet: a start that `refit_ids` adds machines to (an empty detector's state).
+
+        `X` is what `fit` takes, with no rows: it gives only the width of the inputs to come. Scorers that need
+        their machines up front (a classifier's softmax) raise SsadError.
+        """
+        n_features = int(np.shape(X)[1])
+        arrays = self._empty_arrays(n_features)
+        self._restore_common({"train_scores": np.empty(0), "train_id_codes": np.empty(0, dtype=np.int64)}, {"ids": []})
+        self._set_state(arrays, {})
+        self.n_features_in_ = n_features
+        return self
+
+    def _empty_arrays(self, n_features: int) -> dict[str, np.ndarray]:
+        """`_get_state`'s arrays for no machine at all (scorers that can start empty override it)."""
+        raise SsadError(f"{type(self).__name__} needs its machines when it is fitted")
+
     def supports_id(self, name: str) -> bool:
         """Whether this scorer can be fitted for machine `name` at all (a classifier's softmax: only its classes)."""
         return True

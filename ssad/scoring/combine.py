@@ -176,6 +176,19 @@ class CombinedScorer(Scorer):
         }
         return self
 
+    def fit_empty(self, X: Mapping[str, Any]) -> CombinedScorer:
+        """Every member fitted on no machine yet (`Scorer.fit_empty`): `refit_ids` adds machines member by member."""
+        weights = self._check_params()
+        X = self._check_X(X)
+        for member in self.members.values():
+            member.fit_empty(select_input(member, X))
+        self.ids_, self.fallbacks_ = [], {}
+        self.means_ = np.empty((len(self.members), 0))
+        self.stds_ = np.empty((len(self.members), 0))
+        self.weights_ = np.array([weights[n] for n in self.members])
+        self.train_ids_, self.train_scores_ = np.array([], dtype=str), np.empty(0)
+        return self
+
     def _combine(self, member_scores: Sequence[np.ndarray], ids: np.ndarray) -> np.ndarray:
         total = np.zeros(len(ids))
         for j, s in enumerate(member_scores):

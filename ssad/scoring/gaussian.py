@@ -209,6 +209,10 @@ class GaussianScorer(Scorer):
         merged.precisions_ = np.stack([src.precisions_[k] for src, k in (sources[n] for n in merged.ids_)])
         return merged
 
+    def _empty_arrays(self, n_features: int) -> dict[str, np.ndarray]:
+        self._check_params()
+        return {"means": np.empty((0, n_features)), "precisions": np.empty((0, n_features, n_features))}
+
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"means": self.means_, "precisions": self.precisions_}
         return arrays, {}

@@ -109,6 +109,9 @@ class KNNScorer(Scorer):
         i = self.ids_.index(name)
         return self.embeddings_[self.offsets_[i] : self.offsets_[i + 1]]
 
+    def _empty_arrays(self, n_features: int) -> dict[str, np.ndarray]:
+        return {"embeddings": np.empty((0, n_features)), "offsets": np.zeros(1, dtype=np.int64)}
+
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"embeddings": self.embeddings_, "offsets": self.offsets_}
         return arrays, {}

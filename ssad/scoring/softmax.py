@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ssad.core.errors import SsadError
 from ssad.scoring.base import Scorer, check_ids, check_known_ids
 
 __all__ = ["SoftmaxScorer"]
@@ -68,6 +69,10 @@ class SoftmaxScorer(Scorer):
     def supports_id(self, name: str) -> bool:
         """Only the classifier's own classes have a column to read."""
         return name in {str(c) for c in self.class_names}
+
+    def _empty_arrays(self, n_features: int) -> dict[str, np.ndarray]:
+        raise SsadError("it scores only the classes the model was trained on, and a machine enrolled later is none "
+                        "of them")
 
     def _set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         self._columns()

@@ -141,6 +141,11 @@ class GammaThreshold(BaseEstimator):
         self.fallbacks_ = dict(sorted(self.fallbacks_.items()))
         return self
 
+    def fit_empty(self) -> GammaThreshold:
+        """Thresholds for no machine yet (an empty detector's): `refit_ids` adds each machine's."""
+        self.threshold_, self.gamma_params_, self.fallbacks_ = {}, {}, {}
+        return self
+
     def refit_ids(self, train_scores: Any, ids: Sequence[str]) -> GammaThreshold:
         """A copy with the IDs in `ids` fitted anew on their training scores, every other ID's threshold unchanged.
 

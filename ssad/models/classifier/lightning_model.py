@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssad.features import sliding_windows
-from ssad.models.base import SsadModule
+from ssad.models.base import CHECKPOINT_KEY, SsadModule
 from ssad.models.classifier.torch_model import MachineIDNet
 from ssad.models.components.heads import AdaCosHead
 
@@ -57,8 +57,8 @@ class MachineIDClassifier(SsadModule):
         weight_decay: AdamW weight decay.
         warmup_epochs: linear warm-up before the cosine decay.
         compile: wrap the network in `torch.compile` for training.
-        init_from: run folder or checkpoint to start from (fine-tuning); head rows are kept for classes
-            whose names match.
+        init_from: run folder, checkpoint, saved detector or "pretrained" (the encoder shipped with ssad) to start
+            from (fine-tuning); head rows are kept for classes whose names match.
         inference_hop: frames between sliding windows at validation and inference (None = half a crop).
         class_names: filled from the data module; given only when rebuilding from a checkpoint.
         n_mels: filled from the data module.
@@ -154,13 +154,19 @@ class MachineIDClassifier(SsadModule):
             self._initialise_from(self.hparams.init_from)
 
     def _initialise_from(self, source: str) -> None:
-        """Copy weights from another run: everything whose shape fits, and head rows by class name."""
-        from ssad.models.checkpoint import read_checkpoint
+        """Copy weights from another model: everything whose shape fits, and head rows by class name.
 
-        checkpoint = read_checkpoint(source)
-        state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        `source` is a run folder or checkpoint, a saved detector, or "pretrained" (the encoder shipped with ssad,
+        whose head rows are not copied: its classes are units of its pretraining corpus, whatever their names).
+        """
+        from ssad.models.weights import UNIT_CLASSES, read_weights
+
+        weights = read_weights(source)
+        state = {k.removeprefix("net."): v for k, v in weights["state_dict"].items() if k.startswith("net.")}
         own = self.net.state_dict()
-        old_names = checkpoint["hyper_parameters"].get("class_names") or []
+        # the shipped encoder's classes are units of its pretraining corpus: a class of the same name is another machine
+        units = (weights.get(CHECKPOINT_KEY) or {}).get(UNIT_CLASSES)
+        old_names = [] if units else weights["hyper_parameters"].get("class_names") or []
         row_of = {name: i for i, name in enumerate(old_names)}
         copied, head_rows = 0, 0
         for key, value in state.items():
@@ -175,7 +181,8 @@ class MachineIDClassifier(SsadModule):
                         own[key][new_row] = value[row_of[name]]
                         head_rows += 1
         self.net.load_state_dict(own)
-        log.info("initialised from %s: %d tensors, %d head rows by class name", source, copied, head_rows)
+        log.info("initialised from %s: %d of %d tensors (those whose shape fits), %d head rows by class name",
+                 source, copied, len(own), head_rows)
 
     def forward(self, log_mel: Tensor) -> tuple[Tensor, Tensor]:
         """(batch, n_mels, frames) -> (inference logits, embeddings)."""
