@@ -99,8 +99,8 @@ def pretraining_seed(identity: dict, given: int | None) -> int | None:
         return given
     prov = identity["provenance"]
     corpus = prov.get("corpus") if isinstance(prov.get("corpus"), dict) else {}
-    seed = corpus.get("seed", prov.get("data_seed", prov.get("seed")))
-    return int(seed) if seed is not None else None
+    seeds = [value for key, value in {**prov, **corpus}.items() if key in ("seed", "data_seed", "corpus_seed")]
+    return int(seeds[-1]) if seeds else None
 
 
 def set_outputs(model, root: Path, cache: Path) -> tuple[list, dict, list, dict]:  # noqa: ANN001
@@ -160,8 +160,9 @@ def evaluate_detector(detector, test: list, test_outputs: dict) -> list:  # noqa
 def cold_start_rows(model, data: DataSet, scorers: Sequence[str], sizes: Sequence[int], draws: int,  # noqa: ANN001
                     cache: Path) -> list[dict]:
     """Every machine of the set enrolled from n of its normal training clips (each n drawn `draws` times) and all."""
-    from ssad.data.clips import clip_key
     from tqdm import tqdm
+
+    from ssad.data.clips import clip_key
 
     train, train_out, test, test_out = set_outputs(model, data.root, cache)
     ids = np.array([clip_key(c) for c in train])
