@@ -411,8 +411,8 @@ def markdown(rows: list[dict], timed: list[dict], identity: dict, pretrain_seed:
              "(`ssad enroll`) from n of its normal training clips, its test clips scored. For n < all: mean over "
              f"{draws} seeded random draws, ± the standard deviation of the type's AUC over draws. Headline scorer: "
              f"`{HEADLINE}` (the detector's default); kNN (k = 1, cosine) below. ssad trained: quality.py's "
-             "`configs/demo.yaml` runs on the set (mean over training seeds, ± their spread). Made by "
-             "`experiments/cold_start.py`.", ""]
+             "`configs/demo.yaml` runs on the set (mean over training seeds, ± their spread). Per ID and per draw: "
+             "`cold_start.csv`. Made by `experiments/cold_start.py`.", ""]
     for scorer in SCORERS:
         lines += [f"## Scorer: {scorer}", "",
                   "| set | type | " + " | ".join(f"{n} clips" for n in sizes) + " | all clips | alone, all clips | "
