@@ -11,7 +11,7 @@ CONFIG = $(if $(wildcard configs/$(MACHINE).yaml),configs/$(MACHINE).yaml,config
 ARGS ?=
 SEED ?= 1
 
-.PHONY: setup broker demo test test-fast train finetune eval bench compare quality cold-start field-load lint clean help
+.PHONY: setup broker demo test test-fast train finetune eval bench compare quality field-load lint clean help
 
 help:
 	@echo "make setup                create .venv, install ssad and its tools (and the MQTT broker mosquitto when root)"
@@ -91,6 +91,7 @@ bench: setup $(VENV)/.bench-installed
 quality: setup
 	$(BIN)/python experiments/quality.py $(if $(filter-out runs/synth-default,$(DATA)),--data $(DATA)) $(ARGS)
 
+.PHONY: cold-start
 cold-start: setup
 	$(BIN)/python experiments/cold_start.py $(ARGS)
 

@@ -50,6 +50,8 @@ SCORERS = ("gaussian", "knn")
 #: the detector's default scorer, and the one the targets are judged on
 HEADLINE = "gaussian"
 IN_TURN, ALONE = "in turn", "alone"
+#: what the report quotes of the shipped encoder's provenance.json
+PROVENANCE_SHOWN = ("commit", "published", "source", "epochs", "steps")
 ACCEPTANCE = PROJECT.parent / "shared" / "acceptance"
 FIELDS = ["set", "data_seed", "detector", "scorer", "enrolment", "clips", "draw", "training_seed",
           "machine_type", "machine_id", "auc", "pauc"]
@@ -94,13 +96,18 @@ def encoder_identity(source: str) -> dict:
 
 
 def pretraining_seed(identity: dict, given: int | None) -> int | None:
-    """The synthetic data seed the encoder was trained on: `--pretrain-seed`, else its provenance's corpus seed."""
+    """The synthetic data seed the encoder was trained on: `--pretrain-seed`, else `corpus_seed` in its provenance."""
     if given is not None:
         return given
-    prov = identity["provenance"]
-    corpus = prov.get("corpus") if isinstance(prov.get("corpus"), dict) else {}
-    seeds = [value for key, value in {**prov, **corpus}.items() if key in ("seed", "data_seed", "corpus_seed")]
-    return int(seeds[-1]) if seeds else None
+    def find(value: object) -> object:
+        if isinstance(value, dict):
+            if "corpus_seed" in value:
+                return value["corpus_seed"]
+            return next((found for v in value.values() if (found := find(v)) is not None), None)
+        return None
+
+    seed = find(identity["provenance"])
+    return int(seed) if seed is not None else None
 
 
 def set_outputs(model, root: Path, cache: Path) -> tuple[list, dict, list, dict]:  # noqa: ANN001
@@ -402,7 +409,8 @@ def markdown(rows: list[dict], timed: list[dict], identity: dict, pretrain_seed:
     shipped = identity["source"] == "pretrained"
     lines = ["# Cold start: a new machine enrolled into the encoder, nothing retrained", "",
              f"Encoder: `{identity['source']}` ({identity['weights']}, sha256 `{identity['sha256'][:16]}`)"
-             + (f"; provenance: `{json.dumps(prov, sort_keys=True)[:300]}`" if prov else "; no provenance.json") + "."
+             + (f"; provenance: `{json.dumps({k: prov[k] for k in PROVENANCE_SHOWN if k in prov})}`" if prov
+                else "; no provenance.json") + "."
              + ("" if shipped else " **Not the shipped encoder**: a run or detector passed with `--encoder`; rerun "
                 "with `--encoder pretrained` for the package's figures."),
              f"It was trained on synthetic data seed {pretrain_seed if pretrain_seed is not None else 'unknown'}; "
