@@ -27,6 +27,7 @@ help:
 	@echo "make bench                speed and memory, beside the DCASE baseline's librosa recipe (experiments/results/bench.md)"
 	@echo "make field-load           machines ssad monitor holds in real time over MQTT, and broker/monitor faults (ARGS=--quick: ~2 min)"
 	@echo "make quality [DATA=ROOT]  every detector on the synthetic default (seeds 1-3) and \$$SSAD_REAL_DEV sets, or on ROOT"
+	@echo "make cold-start           the pretrained encoder on machines it never heard, enrolled from 5/10/20/all clips (experiments/results/cold_start.md)"
 	@echo "make lint                 ruff over ssad, tests and experiments"
 	@echo "make clean                remove runs/ (every run, the demo's included) and unfinished result files"
 	@echo "make help                 this list"
@@ -99,6 +100,10 @@ bench: setup $(VENV)/.bench-installed
 
 quality: setup
 	$(BIN)/python experiments/quality.py $(if $(filter-out runs/synth-default,$(DATA)),--data $(DATA)) $(ARGS)
+
+.PHONY: cold-start
+cold-start: setup
+	$(BIN)/python experiments/cold_start.py $(ARGS)
 
 field-load: setup
 	$(BIN)/python experiments/field_load.py $(ARGS)

@@ -1,0 +1,74 @@
+"""The cold-start benchmark end to end on tiny data with an untrained encoder: nothing is trained."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.fixture(scope="module")
+def cold_start():
+    """experiments/cold_start.py as a module (a script, not part of the package); importable by name for its timing process."""
+    sys.path.insert(0, str(EXPERIMENTS))
+    import cold_start
+
+    yield cold_start
+    sys.path.remove(str(EXPERIMENTS))
+
+
+@pytest.fixture(scope="module")
+def untrained_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny machine-ID classifier with its initial weights, saved as a detector's model files."""
+    from ssad.modelio import LoadedModel, save_model_files
+    from ssad.models.classifier.lightning_model import MachineIDClassifier
+
+    classes = ["fan/id_00", "pump/id_00"]
+    module = MachineIDClassifier(width_mult=0.25, last_channels=32, embedding_dim=8, class_names=classes, n_mels=32,
+                                 window_frames=16)
+    metadata = {"model_class": f"{MachineIDClassifier.__module__}.{MachineIDClassifier.__qualname__}",
+                "feature_params": {"n_mels": 32}, "window_frames": 16, "window_hop": 8,
+                "output_names": list(module.output_names), "class_names": classes}
+    folder = tmp_path_factory.mktemp("encoder")
+    save_model_files(LoadedModel(module, metadata), folder)
+    return folder
+
+
+def test_writes_the_table_and_the_csv(cold_start, untrained_encoder: Path, tiny_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    code = cold_start.main(["--encoder", str(untrained_encoder), "--data", str(tiny_root), "--synthetic-seeds",
+                            "--real-dev", "", "--compare", "--sizes", "3", "--draws", "2", "--no-timing",
+                            "--work", str(tmp_path / "work"), "--out", str(out)])
+    assert code == 0
+    with (out / "cold_start.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    cold = [r for r in rows if r["detector"] == cold_start.COLD]
+    assert {r["clips"] for r in cold} == {"3", "all"}
+    assert {r["enrolment"] for r in cold} == {cold_start.IN_TURN, cold_start.ALONE}
+    assert {r["scorer"] for r in cold} == set(cold_start.SCORERS)
+    assert {r["draw"] for r in cold if r["clips"] == "3"} == {"0", "1"}
+    assert len({r["machine_type"] + r["machine_id"] for r in cold}) == 16  # tiny: 4 types x 4 IDs
+    text = (out / "cold_start.md").read_text()
+    assert untrained_encoder.name in text and "## Scorer: gaussian" in text and "## Scorer: knn" in text
+    assert "| tiny" in text
+    assert str(tmp_path) not in text  # no absolute paths in a committed result file
+
+
+def test_times_a_usable_detector(cold_start, untrained_encoder: Path, tiny_root: Path) -> None:
+    # in this process: the benchmark runs it in a fresh one, whose imports would cost the fast suite seconds
+    measured = cold_start.time_to_detector(str(untrained_encoder), str(tiny_root), 3)
+    assert measured["machines"] == 16 and measured["clips"] == 16 * 3
+    assert measured["total_s"] >= measured["enrol_s"] > 0 and measured["maxrss_mb"] > 0
+    text = cold_start.markdown([], [{"set": "tiny", "data_seed": None, "clips_per_machine": 5, **measured}],
+                               cold_start.encoder_identity(str(untrained_encoder)), None, 3, 1.0, 1.0)
+    assert "first score of a new machine" in text and "| tiny | 5 | 16 |" in text
+
+
+def test_refuses_a_synthetic_seed_the_encoder_heard(cold_start, untrained_encoder: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="pretraining seed"):
+        cold_start.main(["--encoder", str(untrained_encoder), "--pretrain-seed", "2", "--synthetic-seeds", "2",
+                         "--real-dev", "", "--work", str(tmp_path), "--out", str(tmp_path)])
