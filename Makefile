@@ -81,9 +81,10 @@ finetune: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
 PRETRAIN_RUN ?= runs/pretrain
 PRETRAIN_ARGS ?=
 pretrain: setup
+	@start=$$(date +%s); \
 	$(BIN)/ssad fit --config configs/pretrain.yaml --trainer.default_root_dir $(PRETRAIN_RUN) \
-		$(if $(wildcard $(PRETRAIN_RUN)/checkpoints/last.ckpt),--ckpt_path last) $(PRETRAIN_ARGS)
-	$(BIN)/ssad pretrained publish $(PRETRAIN_RUN) --config configs/pretrain.yaml
+		$(if $(wildcard $(PRETRAIN_RUN)/checkpoints/last.ckpt),--ckpt_path last) $(PRETRAIN_ARGS) && \
+	$(BIN)/ssad pretrained publish $(PRETRAIN_RUN) --config configs/pretrain.yaml --training-seconds $$(( $$(date +%s) - start ))
 
 eval: setup $(if $(filter runs/synth-default,$(DATA)),$(DATA)/.done)
 	$(BIN)/ssad evaluate --run $(RUN) --data $(DATA) --out $(RUN)/eval

@@ -23,6 +23,7 @@ import ssad
 from ssad.cli import main
 from ssad.core.errors import SsadError
 from ssad.detector import enrollment, fit_scorers
+from ssad.detector.detector import PRETRAINED_SCORERS
 from ssad.features import LogMel
 from ssad.modelio.pretrained import load_pretrained, publish
 from ssad.models import weights
@@ -148,8 +149,8 @@ def test_empty_detector_enrol_score_and_monitor(package_dir: Path, tiny_root: Pa
     folder = tmp_path / "det"
     assert main(["detector", "--pretrained", "--out", str(folder)]) == 0
     empty = ssad.Detector.load(folder)
-    assert empty.machine_ids == [] and sorted(empty.scorers) == ["gaussian", "knn"]
-    assert empty.default_scorer == "gaussian" and empty.clip_seconds is None
+    assert empty.machine_ids == [] and list(empty.scorers) == list(PRETRAINED_SCORERS)
+    assert empty.default_scorer == "ensemble" and empty.clip_seconds is None
     test_clip = str(sorted(tiny_root.glob("fan/test/*_id_00_*.wav"))[0])
     with pytest.raises(SsadError, match="knows no machine yet.*ssad enroll"):
         empty.score([test_clip], MACHINE)
@@ -167,13 +168,13 @@ def test_empty_detector_enrol_score_and_monitor(package_dir: Path, tiny_root: Pa
     assert main(["score", "--detector", str(folder), "--machine", MACHINE, "--json", *tests]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["path"] for r in rows] == tests and {r["machine"] for r in rows} == {MACHINE}
-    assert all(np.isfinite(r["score"]) and r["scorer"] == "gaussian" for r in rows)
+    assert all(np.isfinite(r["score"]) and r["scorer"] == "ensemble" for r in rows)
     assert main(["score", "--detector", str(folder), "--machine", "fan/id_02", *tests]) == 2
     assert "unknown to this detector" in capsys.readouterr().err
 
     assert main(["monitor", "--detector", str(folder), "--source", test_clip, "--heartbeat", "0"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert lines and all(line["machine"] == MACHINE and line["threshold"] == detector.thresholds["gaussian"].threshold_[MACHINE]
+    assert lines and all(line["machine"] == MACHINE and line["threshold"] == detector.thresholds["ensemble"].threshold_[MACHINE]
                          for line in lines)
 
 

@@ -183,11 +183,14 @@ class GaussianScorer(Scorer):
         fresh.n_features_in_ = X.shape[1]
         fresh.train_ids_ = ids
         train = np.zeros(len(X))
-        for idx in groups.values():
-            for j in range(len(idx)) if len(idx) > 1 else ():
-                mean, precision = _enrolment_fit(X[np.delete(idx, j)], prior)
-                diff = X[idx[j]] - mean
-                train[idx[j]] = np.sqrt(max(float(diff @ precision @ diff), 0.0))
+        for idx in groups.values():  # held out clip by clip, or cross-fitted for large IDs as in `fit`
+            folds = len(idx) if len(idx) <= LEAVE_ONE_OUT_MAX_CLIPS else CROSS_FIT_FOLDS
+            fold_of = np.arange(len(idx)) % folds
+            for fold in range(folds) if len(idx) > 1 else ():
+                held = idx[fold_of == fold]
+                mean, precision = _enrolment_fit(X[idx[fold_of != fold]], prior)
+                diff = X[held] - mean
+                train[held] = np.sqrt(np.maximum(np.einsum("ij,ij->i", diff @ precision, diff), 0.0))
         fresh.train_scores_ = train
         fresh._note_fallbacks({name: f"{len(idx)} clip(s): covariance drawn towards the other machines' shared "
                                f"covariance ({len(idx) - 1} of {len(idx) - 1 + X.shape[1]} weight on its own)"
