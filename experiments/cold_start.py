@@ -132,7 +132,7 @@ def set_outputs(model, root: Path, cache: Path) -> tuple[list, dict, list, dict]
             with np.load(path, allow_pickle=False) as npz:
                 outputs = {name: npz[name] for name in npz.files}
         else:
-            outputs, _ = clip_outputs(model, [c.path for c in part], cache_dir=default_cache_dir(), progress=True)
+            outputs = clip_outputs(model, [c.path for c in part], cache_dir=default_cache_dir(), progress=True)
             cache.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 np.savez(tmp, **outputs)
@@ -297,7 +297,7 @@ def time_to_detector(encoder: str, root: str, clips_per_machine: int | None) -> 
         for clip in train:
             by_machine[clip_key(clip)].append(clip)
         train = [c for group in by_machine.values() for c in group[:clips_per_machine]]
-    outputs, _ = clip_outputs(model, [c.path for c in train])
+    outputs = clip_outputs(model, [c.path for c in train])
     detector = enrol(model, outputs, [clip_key(c) for c in train], [HEADLINE])
     enrolled = time.perf_counter()
     first = select(clips, split="test")[0]

@@ -84,11 +84,11 @@ def curve(run: str, data: str, held_out: tuple[str, ...], seed: int, draws: int,
     model = load(run)
     clips = index_root(data)
     train = [c for c in select(clips, split="train", label="normal") if clip_key(c) not in held_out]
-    outputs, _ = clip_outputs(model, [c.path for c in train], progress=True)
+    outputs = clip_outputs(model, [c.path for c in train], progress=True)
     detector = Detector.from_outputs(model, outputs, [clip_key(c) for c in train], scorers=list(SCORERS))
 
     test = select(clips, split="test")
-    test_outputs, _ = clip_outputs(model, [c.path for c in test], progress=True)
+    test_outputs = clip_outputs(model, [c.path for c in test], progress=True)
     test_ids = np.array([clip_key(c) for c in test])
     labels = np.array([c.label == "anomaly" for c in test])
 

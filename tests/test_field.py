@@ -194,7 +194,7 @@ def test_onnx_export_scores_match_torch(tiny_run: Path, tiny_root: Path, tmp_pat
     update_bn(torch.utils.data.DataLoader(windows, batch_size=64), model.module.net)
     model.module.eval()
     ids = [clip_key(parse_clip_name(p)) for p in train]
-    outputs, _ = clip_outputs(model, train)
+    outputs = clip_outputs(model, train)
     det = ssad.Detector.from_outputs(model, outputs, ids).save(tmp_path / "detector")
     assert main(["export", "--detector", str(det), "--format", "onnx"]) == 0
     assert (det / "onnx" / "network.onnx").is_file() and (det / "onnx" / "log_mel.onnx").is_file()

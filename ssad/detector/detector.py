@@ -18,7 +18,6 @@ from ssad.data.clips import Clip, clip_key, machine_key, machine_type_of
 from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
-from ssad.modelio.loading import SPECTRUM
 from ssad.models.weights import UNIT_CLASSES
 from ssad.scoring import Scorer, make_scorer, select_input
 from ssad.scoring.thresholds import GammaThreshold, load_thresholds, save_thresholds
@@ -136,8 +135,8 @@ def _label(item: ClipInput, index: int) -> str:
 
 
 def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: str | Path | None = None,
-                 chunk: int = 256, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Clip-level model outputs for many files, plus each clip's per-band log-mel mean and std (the floor's features).
+                 chunk: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
+    """Clip-level model outputs for many files, the floor's features (`SPECTRUM`) among them.
 
     The outputs also hold each clip's band group statistics (`ssad.explain.bands`), which a detector
     keeps per machine so that explanations can compare a clip's spectrum with the machine's normal clips.
@@ -168,8 +167,7 @@ def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: 
                 parts.setdefault(output_name(measure), []).append(
                     np.stack([s[measure] for s in statistics]).astype(np.float32))
             bar.update(len(batch))
-    outputs = {name: np.concatenate(chunks) for name, chunks in parts.items()}
-    return outputs, outputs.get(SPECTRUM, np.empty((0, 2 * model.log_mel.n_mels)))
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
 def _scorer_specs(model: LoadedModel, names: Sequence[str] | None) -> dict[str, dict[str, Any]]:
@@ -318,19 +316,17 @@ class Detector:
                        split="train", label="normal")
         if not clips:
             raise SsadError(f"{train_root}: no normal training clips to fit the detector on")
-        detector, _ = cls.from_clips(model, clips, scorers=scorers, percentile=percentile, cache_dir=cache_dir,
-                                     progress=progress)
-        return detector
+        return cls.from_clips(model, clips, scorers=scorers, percentile=percentile, cache_dir=cache_dir,
+                              progress=progress)
 
     @classmethod
     def from_clips(cls, model: LoadedModel, clips: Sequence[Clip], *, scorers: Sequence[str] | None = None,
                    percentile: float = 0.9, cache_dir: str | Path | None = None,
-                   progress: bool = False) -> tuple[Detector, np.ndarray]:
-        """Fit on these normal training clips; also each clip's per-band log-mel mean and std (the floor's features)."""
-        outputs, band_stats = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
-        detector = cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers,
-                                    percentile=percentile, clip_seconds=typical_seconds([c.path for c in clips]))
-        return detector, band_stats
+                   progress: bool = False) -> Detector:
+        """Fit on these normal training clips (their outputs stay in the detector's `references`)."""
+        outputs = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
+        return cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers,
+                                percentile=percentile, clip_seconds=typical_seconds([c.path for c in clips]))
 
     def resolve_machine(self, name: str) -> str:
         """The machine `name` means: itself when known, else the only machine of that type (`press` for `press/id_00`)."""

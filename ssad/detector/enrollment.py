@@ -157,7 +157,7 @@ def _outputs(detector: Detector, files: Sequence[str], progress: bool) -> dict[s
     """The network's per-clip outputs of the files (and band statistics), with only the outputs the references keep."""
     from ssad.detector.detector import clip_outputs
 
-    outputs, _ = clip_outputs(detector.model, files, progress=progress)
+    outputs = clip_outputs(detector.model, files, progress=progress)
     if detector.references is not None:
         # references of no machine yet keep what the scorers take
         kept = detector.references.outputs or {scorer.input_name for scorer in detector.scorers.values()}

@@ -19,7 +19,8 @@ from ssad.evaluation.plots import plot_tsne_pair, safe_name
 from ssad.evaluation.report import write_evaluation
 from ssad.evaluation.table import ScoreTable, ensemble_tables
 from ssad.modelio import LoadedModel, load
-from ssad.scoring import GaussianScorer, select_input
+from ssad.modelio.loading import SPECTRUM
+from ssad.scoring import SpectrumScorer, select_input
 
 __all__ = ["FLOOR", "evaluate_run", "evaluate_ensemble", "default_cache_dir"]
 
@@ -114,17 +115,18 @@ def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers:
     if not train or not test:
         raise SsadError(f"{data}: needs normal training clips and test clips (found {len(train)} and {len(test)})")
     cache = cache_dir or default_cache_dir()
-    detector, train_stats = Detector.from_clips(model, train, scorers=scorers, percentile=percentile, cache_dir=cache,
-                                                progress=progress)
-    test_outputs, test_stats = clip_outputs(model, [c.path for c in test], cache_dir=cache, progress=progress)
+    detector = Detector.from_clips(model, train, scorers=scorers, percentile=percentile, cache_dir=cache,
+                                   progress=progress)
+    test_outputs = clip_outputs(model, [c.path for c in test], cache_dir=cache, progress=progress)
     train_table = _train_table(detector, train)
     test_table = _test_table(detector, test, test_outputs)
     if floor:
-        spectral = GaussianScorer().fit(train_stats, [clip_key(c) for c in train])
+        spectral = SpectrumScorer()
+        spectral.fit(select_input(spectral, detector.references.outputs), [clip_key(c) for c in train])
         train_table = ScoreTable.concat([train_table, ScoreTable.from_clips(list(train), spectral.train_scores_, FLOOR)])
-        test_scores = spectral.score(test_stats, [clip_key(c) for c in test])
+        test_scores = spectral.score(select_input(spectral, test_outputs), [clip_key(c) for c in test])
         test_table = ScoreTable.concat([test_table, ScoreTable.from_clips(list(test), test_scores, FLOOR)])
-    test_raw = test_stats[:, : model.log_mel.n_mels]
+    test_raw = test_outputs[SPECTRUM][:, : model.log_mel.n_mels]
     out.mkdir(parents=True, exist_ok=True)
     rows = write_evaluation(train_table, test_table, out, percentile=percentile, plots=plots,
                             thresholds=detector.thresholds,

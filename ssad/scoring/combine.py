@@ -157,18 +157,9 @@ class CombinedScorer(Scorer):
         """Fit every member on its input, then record per-ID mean and std of each member's training scores."""
         weights = self._check_params()
         X = self._check_X(X)
-        stats = []
         for member in self.members.values():
             member.fit(select_input(member, X), ids)
-            stats.append(per_id_stats(member.train_scores_, member.train_ids_))
-        self.ids_ = stats[0][0]
-        if any(s[0] != self.ids_ for s in stats):
-            raise ValueError("members were fitted on different sets of ids")
-        self.means_ = np.stack([s[1] for s in stats])
-        self.stds_ = np.stack([s[2] for s in stats])
-        self.weights_ = np.array([weights[n] for n in self.members])
-        self.train_ids_ = check_ids(ids, len(next(iter(self.members.values())).train_scores_))
-        self.train_scores_ = self._combine([m.train_scores_ for m in self.members.values()], self.train_ids_)
+        self._standardise(weights)
         counts = dict(zip(*np.unique(self.train_ids_, return_counts=True), strict=True))
         self.fallbacks_ = {
             str(name): f"{n} training clip(s): member scores standardised with the median spread of the other IDs"
@@ -188,6 +179,20 @@ class CombinedScorer(Scorer):
         self.weights_ = np.array([weights[n] for n in self.members])
         self.train_ids_, self.train_scores_ = np.array([], dtype=str), np.empty(0)
         return self
+
+    def _standardise(self, weights: Mapping[str, float]) -> None:
+        """From the fitted members: the ids, each member's per-ID mean and std of its training scores, the weights,
+        and the ensemble's own training scores."""
+        members = list(self.members.values())
+        stats = [per_id_stats(m.train_scores_, m.train_ids_) for m in members]
+        self.ids_ = stats[0][0]
+        if any(s[0] != self.ids_ for s in stats):
+            raise ValueError("members were fitted on different sets of ids")
+        self.means_ = np.stack([s[1] for s in stats])
+        self.stds_ = np.stack([s[2] for s in stats])
+        self.weights_ = np.array([weights[n] for n in self.members])
+        self.train_ids_ = np.asarray(members[0].train_ids_, dtype=str)
+        self.train_scores_ = self._combine([m.train_scores_ for m in members], self.train_ids_)
 
     def _combine(self, member_scores: Sequence[np.ndarray], ids: np.ndarray) -> np.ndarray:
         total = np.zeros(len(ids))
@@ -210,16 +215,7 @@ class CombinedScorer(Scorer):
         X = self._check_X(X)
         members = {name: m.refit_ids(select_input(m, X), ids) for name, m in self.members.items()}
         merged = CombinedScorer(members, self.weights)
-        merged.weights_ = self.weights_
-        first = next(iter(members.values()))
-        merged.ids_ = list(first.ids_)
-        stats = [per_id_stats(m.train_scores_, m.train_ids_) for m in members.values()]
-        if any(s[0] != merged.ids_ for s in stats):
-            raise ValueError("members were refitted on different sets of ids")
-        merged.means_ = np.stack([s[1] for s in stats])
-        merged.stds_ = np.stack([s[2] for s in stats])
-        merged.train_ids_ = np.asarray(first.train_ids_, dtype=str)
-        merged.train_scores_ = merged._combine([m.train_scores_ for m in members.values()], merged.train_ids_)
+        merged._standardise(merged._check_params())
         merged.fallbacks_ = {k: v for m in members.values() for k, v in getattr(m, "fallbacks_", {}).items()}
         return merged
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,23 @@ COVARIANCES = ("per_id", "type")
 LEAVE_ONE_OUT_MAX_CLIPS = 200
 #: folds of the cross-fitting (each clip scored by a Gaussian fitted on the other 95 % of its ID's clips)
 CROSS_FIT_FOLDS = 20
+
+
+def _held_out(X: np.ndarray, fit: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Each row's Mahalanobis distance to the Gaussian `fit` makes of the other rows (mean, precision).
+
+    Rows are left out one at a time, or for more than `LEAVE_ONE_OUT_MAX_CLIPS` rows in `CROSS_FIT_FOLDS` folds,
+    so that the cost is a fixed number of fits rather than one per row.
+    """
+    out = np.empty(len(X))
+    folds = len(X) if len(X) <= LEAVE_ONE_OUT_MAX_CLIPS else CROSS_FIT_FOLDS
+    fold_of = np.arange(len(X)) % folds
+    for fold in range(folds):
+        held = fold_of == fold
+        mean, precision = fit(X[~held])
+        diff = X[held] - mean
+        out[held] = np.sqrt(np.maximum(np.einsum("ij,ij->i", diff @ precision, diff), 0.0))
+    return out
 
 
 class GaussianScorer(Scorer):
@@ -132,15 +149,8 @@ class GaussianScorer(Scorer):
         in_sample = {name: idx for name, idx in groups.items() if name in thin or len(idx) <= THIN_CLIPS}
         out = self._distances(X, in_sample)  # the other rows are filled below
         for name, idx in groups.items():
-            if name in in_sample:
-                continue
-            folds = len(idx) if len(idx) <= LEAVE_ONE_OUT_MAX_CLIPS else CROSS_FIT_FOLDS
-            fold_of = np.arange(len(idx)) % folds
-            for fold in range(folds):
-                held = idx[fold_of == fold]
-                mean, precision = self._mean_precision(X[idx[fold_of != fold]])
-                diff = X[held] - mean
-                out[held] = np.sqrt(np.maximum(np.einsum("ij,ij->i", diff @ precision, diff), 0.0))
+            if name not in in_sample:
+                out[idx] = _held_out(X[idx], self._mean_precision)
         return out
 
     def _pooled(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
@@ -183,14 +193,9 @@ class GaussianScorer(Scorer):
         fresh.n_features_in_ = X.shape[1]
         fresh.train_ids_ = ids
         train = np.zeros(len(X))
-        for idx in groups.values():  # held out clip by clip, or cross-fitted for large IDs as in `fit`
-            folds = len(idx) if len(idx) <= LEAVE_ONE_OUT_MAX_CLIPS else CROSS_FIT_FOLDS
-            fold_of = np.arange(len(idx)) % folds
-            for fold in range(folds) if len(idx) > 1 else ():
-                held = idx[fold_of == fold]
-                mean, precision = _enrolment_fit(X[idx[fold_of != fold]], prior)
-                diff = X[held] - mean
-                train[held] = np.sqrt(np.maximum(np.einsum("ij,ij->i", diff @ precision, diff), 0.0))
+        for idx in groups.values():
+            if len(idx) > 1:
+                train[idx] = _held_out(X[idx], lambda rows: _enrolment_fit(rows, prior))
         fresh.train_scores_ = train
         fresh._note_fallbacks({name: f"{len(idx)} clip(s): covariance drawn towards the other machines' shared "
                                f"covariance ({len(idx) - 1} of {len(idx) - 1 + X.shape[1]} weight on its own)"

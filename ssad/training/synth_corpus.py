@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from torch.utils.data import DataLoader
@@ -65,7 +65,6 @@ class CorpusPlan:
     validation_per_unit: int = 2
     duration_s: float = 10.0
     sample_rate: int = 16000
-    configs: dict[float, SynthConfig] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.machine_types) - set(MACHINE_TYPES))
@@ -79,9 +78,12 @@ class CorpusPlan:
             raise ValueError(f"target_share must be in [0, 1], got {self.target_share}")
         if not self.snr_db:
             raise ValueError("snr_db needs at least one value")
-        for snr in self.snr_db:
-            self.configs[snr] = SynthConfig(layout="dcase2022", snr_db=float(snr), duration_s=self.duration_s,
-                                            sample_rate=self.sample_rate)
+        self.config(self.snr_db[0])  # a bad duration, rate or SNR fails here, not in a rendering worker
+
+    def config(self, snr_db: float) -> SynthConfig:
+        """How a clip at this SNR is rendered: the domain-shift layout, so that target-domain clips exist."""
+        return SynthConfig(layout="dcase2022", snr_db=float(snr_db), duration_s=self.duration_s,
+                           sample_rate=self.sample_rate)
 
     @property
     def class_names(self) -> list[str]:
@@ -114,7 +116,7 @@ class CorpusPlan:
 
     def describe(self) -> dict:
         """The plan as plain data, for logs and the shipped encoder's provenance."""
-        plan = {k: v for k, v in asdict(self).items() if k != "configs"}
+        plan = asdict(self)
         plan.update(total_clips=self.total_clips, hours=round(self.total_clips * self.duration_s / 3600, 2))
         return plan
 
@@ -124,9 +126,8 @@ _PLAN: CorpusPlan | None = None  # the plan the worker processes render from (se
 
 def _render(job: Job) -> np.ndarray:
     assert _PLAN is not None
-    config = _PLAN.configs[job.snr_db]
-    return render_clip(job.machine_type, job.machine_id, "normal", _PLAN.seed, "train", job.index, config, None,
-                       job.domain).audio
+    return render_clip(job.machine_type, job.machine_id, "normal", _PLAN.seed, "train", job.index,
+                       _PLAN.config(job.snr_db), None, job.domain).audio
 
 
 def render_jobs(plan: CorpusPlan, jobs: Sequence[Job], workers: int | None = None, desc: str = "rendering") -> list[np.ndarray]:
