@@ -148,3 +148,55 @@ def test_cnn_frames_crops_the_cnn_input_in_training_only() -> None:
     assert torch.equal(net._cnn_input(x), x)
     with pytest.raises(ValueError, match="cnn_frames"):
         MachineIDNet(3, n_mels=16, cnn_frames=4)
+
+
+def test_ensemble_members_start_apart_and_their_embeddings_sit_side_by_side() -> None:
+    """Each member has its own initialisation; the embedding is theirs concatenated, the logits their mean."""
+    from ssad.models.classifier.torch_model import MachineIDEnsemble
+
+    torch.manual_seed(0)
+    ensemble = MachineIDEnsemble(3, num_classes=4, n_mels=16, embedding_dim=8, width_mult=0.25,
+                                 last_channels=None, head="adacos", stats_branch=True).eval()
+    first, second = (m.embedding[1].weight for m in ensemble.members[:2])
+    assert not torch.equal(first, second)
+    x = torch.randn(5, 16, 12)
+    logits, embedding = ensemble(x)
+    assert embedding.shape == (5, 24) and ensemble.embedding_dim == 24
+    torch.testing.assert_close(embedding, torch.cat([m.embed(x) for m in ensemble.members], dim=1))
+    torch.testing.assert_close(logits, torch.stack([m(x)[0] for m in ensemble.members]).mean(0))
+    torch.testing.assert_close(ensemble.log_probs(x), F.log_softmax(logits, dim=1))
+    with pytest.raises(ValueError, match="n_members"):
+        MachineIDEnsemble(0, num_classes=4, n_mels=16)
+
+
+@pytest.mark.slow
+def test_ensemble_classifier_trains_each_member_and_starts_from_one_network(
+    tiny_root: Path, tiny_run: Path, tmp_path: Path, one_torch_thread: None
+) -> None:
+    """`--model.n_members 2` trains both members and gives their joint embedding; `init_from` a single network
+    starts every member from its weights."""
+    import ssad
+    from ssad.cli import main
+    from ssad.models import MachineIDClassifier
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    code = main(["fit", "--config", str(config), "--data.root", str(tiny_root), "--trainer.default_root_dir",
+                 str(tmp_path), "--trainer.max_epochs", "1", "--model.n_members", "2"])
+    assert code == 0
+    model = ssad.load(tmp_path)
+    members = model.module.net.members
+    assert len(members) == 2 and not torch.equal(members[0].embedding[1].weight, members[1].embedding[1].weight)
+    clip = next((tiny_root / "fan" / "test").glob("*.wav"))
+    assert model.embed(clip).shape == (2 * 32,)
+
+    single = ssad.load(tiny_run).module
+    hp = single.hparams
+    ensemble = MachineIDClassifier(backbone=hp.backbone, width_mult=hp.width_mult, last_channels=hp.last_channels,
+                                   embedding_dim=hp.embedding_dim, head=hp.head, n_members=2,
+                                   class_names=single.class_names, n_mels=hp.n_mels, window_frames=hp.window_frames)
+    ensemble._initialise_from(str(tiny_run))
+    source = single.net.state_dict()
+    for member in ensemble.net.members:
+        for key, value in member.state_dict().items():
+            if not key.startswith("head."):
+                assert torch.equal(value, source[key]), key

@@ -113,7 +113,8 @@ def publish(source: str | Path, *, provenance: Mapping[str, Any], directory: str
         "commit": commit,
         "source": _source_name(source),
         "model_class": model.metadata["model_class"],
-        "embedding_dim": int(model.module.hparams.get("embedding_dim") or 0) or None,
+        "embedding_dim": int(getattr(getattr(model.module, "net", None), "embedding_dim", 0)
+                             or model.module.hparams.get("embedding_dim") or 0) or None,
         **_training_record(weights),
         **jsonable(dict(provenance)),
         "files": {name: file_digest(directory / name) for name in ENCODER_FILES},

@@ -11,7 +11,9 @@ from torch import Tensor, nn
 
 from ssad.features import sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
-from ssad.models.classifier.torch_model import MachineIDNet
+import re
+
+from ssad.models.classifier.torch_model import MachineIDEnsemble, MachineIDNet
 from ssad.models.components.heads import AdaCosHead
 
 __all__ = ["MachineIDClassifier"]
@@ -45,6 +47,9 @@ class MachineIDClassifier(SsadModule):
             head over the recordings, on the same embedding), so that the embedding keeps what tells one
             recording of a machine from another instead of only what tells machines apart (after FeatEx,
             Wilkinghoff ICASSP 2024, whose extra task is telling whether two views come from one clip; 0 = off).
+        n_members: train this many networks side by side, each from its own initialisation and on its own loss,
+            and concatenate their embeddings (`MachineIDEnsemble`): what one network's seed keeps of the
+            within-ID variation is luck, and the members' luck averages out. Costs n_members x the compute.
         bn_momentum: momentum of every BatchNorm's running statistics (None = the plain average over all
             training steps: a run of a few dozen steps, like the tiny config's, otherwise ends with running
             variances still near their initial 1 while deep layers' true ones are far smaller, and in eval mode
@@ -90,6 +95,7 @@ class MachineIDClassifier(SsadModule):
         cnn_frames: int | None = None,
         mixup_alpha: float = 0.0,
         clip_loss: float = 0.0,
+        n_members: int = 1,
         bn_momentum: float | None = 0.1,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -104,7 +110,7 @@ class MachineIDClassifier(SsadModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net: MachineIDNet | None = None
+        self.net: MachineIDNet | MachineIDEnsemble | None = None
         self.clip_head: AdaCosHead | None = None
         if class_names is not None and n_mels is not None and window_frames is not None:
             self._build()
@@ -124,7 +130,7 @@ class MachineIDClassifier(SsadModule):
 
     def _build(self) -> None:
         hp = self.hparams
-        self.net = MachineIDNet(
+        net_args = dict(
             num_classes=len(hp.class_names), backbone=hp.backbone, embedding_dim=hp.embedding_dim,
             head=hp.head, width_mult=hp.width_mult, n_mels=hp.n_mels, last_channels=hp.last_channels,
             freq_pool=hp.freq_pool,
@@ -132,14 +138,18 @@ class MachineIDClassifier(SsadModule):
             n_subclusters=hp.get("n_subclusters", 1), stats_branch=hp.get("stats_branch", False),
             subspace_dim=hp.get("subspace_dim", 16), cnn_frames=hp.get("cnn_frames"),
         )
+        n_members = int(hp.get("n_members") or 1)
+        # one network keeps the plain MachineIDNet (and its state_dict keys, which the shipped encoder uses)
+        self.net = MachineIDEnsemble(n_members, **net_args) if n_members > 1 else MachineIDNet(**net_args)
         momentum = hp.get("bn_momentum", 0.1)
         for module in self.net.modules():
             if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 module.momentum = momentum
-        self.clip_head = (AdaCosHead(hp.embedding_dim, int(hp.n_clips))
+        self.clip_head = (AdaCosHead(self.net.embedding_dim, int(hp.n_clips))
                           if hp.get("clip_loss") and hp.get("n_clips") else None)
-        # kept out of the module tree so that the compiled wrapper adds nothing to the state_dict
-        self.__dict__["_train_forward"] = torch.compile(self.net) if hp.compile else self.net
+        # kept out of the module tree so that the compiled wrappers add nothing to the state_dict
+        members = list(self.net.members) if isinstance(self.net, MachineIDEnsemble) else [self.net]
+        self.__dict__["_train_members"] = [torch.compile(m) if hp.compile else m for m in members]
 
     def setup(self, stage: str) -> None:
         if self.net is not None:
@@ -169,13 +179,16 @@ class MachineIDClassifier(SsadModule):
         old_names = [] if units else weights["hyper_parameters"].get("class_names") or []
         row_of = {name: i for i, name in enumerate(old_names)}
         copied, head_rows = 0, 0
-        for key, value in state.items():
-            if key not in own:
+        for key in list(own):
+            # an ensemble member starts from the same single network as the others, or from its own member
+            value = state.get(key, state.get(re.sub(r"^members\.\d+\.", "", key)))
+            if value is None:
                 continue
-            if own[key].shape == value.shape and not key.startswith("head."):
+            head = re.sub(r"^members\.\d+\.", "", key).startswith("head.")
+            if own[key].shape == value.shape and not head:
                 own[key] = value
                 copied += 1
-            elif key.startswith("head.") and own[key].ndim >= 1 and value.shape[1:] == own[key].shape[1:]:
+            elif head and own[key].ndim >= 1 and value.shape[1:] == own[key].shape[1:]:
                 for new_row, name in enumerate(self.class_names):
                     if name in row_of and row_of[name] < value.shape[0]:
                         own[key][new_row] = value[row_of[name]]
@@ -197,23 +210,28 @@ class MachineIDClassifier(SsadModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         log_mel, labels = batch["log_mel"], batch["label"]
+        members = self.__dict__["_train_members"]
         alpha = float(self.hparams.get("mixup_alpha") or 0.0)
         if alpha > 0 and len(labels) > 1:
             share = float(torch.distributions.Beta(alpha, alpha).sample())
             order = torch.randperm(len(labels), device=labels.device)
             log_mel = share * log_mel + (1 - share) * log_mel[order]
-            logits, _ = self._train_forward(log_mel, labels if share >= 0.5 else labels[order])
-            loss = share * F.cross_entropy(logits, labels) + (1 - share) * F.cross_entropy(logits, labels[order])
+            target = labels if share >= 0.5 else labels[order]
+            all_logits = [member(log_mel, target)[0] for member in members]
+            loss = torch.stack([share * F.cross_entropy(logits, labels) + (1 - share) * F.cross_entropy(logits, labels[order])
+                                for logits in all_logits]).mean()
         else:
-            logits, embedding = self._train_forward(log_mel, labels)
-            loss = F.cross_entropy(logits, labels)
+            outputs = [member(log_mel, labels) for member in members]
+            all_logits = [logits for logits, _ in outputs]
+            loss = torch.stack([F.cross_entropy(logits, labels) for logits in all_logits]).mean()
             if self.clip_head is not None and "clip" in batch and bool((batch["clip"] >= 0).any()):
+                embedding = torch.cat([e for _, e in outputs], dim=1)
                 clips = batch["clip"]
                 real = clips >= 0
                 clip_loss = F.cross_entropy(self.clip_head(embedding[real], clips[real]), clips[real])
                 self.log("train/clip_loss", clip_loss)
                 loss = loss + self.hparams.clip_loss * clip_loss
-        accuracy = (logits.argmax(-1) == labels).float().mean()
+        accuracy = (torch.stack(all_logits).mean(0).argmax(-1) == labels).float().mean()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", accuracy, prog_bar=True)
         return loss

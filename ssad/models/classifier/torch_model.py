@@ -20,7 +20,7 @@ from ssad.models.components.mobilenet import MobileNetV2Backbone, make_divisible
 from ssad.models.components.resnet import RESNET_BLOCKS, RESNET_CHANNELS, ResNetBackbone
 from ssad.models.components.stats_branch import SpectralStatsBranch
 
-__all__ = ["BACKBONES", "HEADS", "MachineIDNet"]
+__all__ = ["BACKBONES", "HEADS", "MachineIDEnsemble", "MachineIDNet"]
 
 #: Accepted values of `MachineIDNet(backbone=...)` and `MachineIDNet(head=...)`.
 BACKBONES = ("mobilenetv2", "resnet", "none")
@@ -202,5 +202,47 @@ class MachineIDNet(nn.Module):
 
     def log_probs(self, x: Tensor) -> Tensor:
         """(B, n_mels, frames) -> (B, num_classes) log-softmax of the inference logits."""
+        logits, _ = self.forward(x)
+        return F.log_softmax(logits, dim=1)
+
+
+class MachineIDEnsemble(nn.Module):
+    """Several `MachineIDNet`s trained side by side from their own initialisations; their embeddings concatenated.
+
+    Networks that start apart learn the ID task alike but keep different leftovers of the within-ID variation
+    that a fault may move, and which ones a single network keeps is luck of its seed (a deep ensemble,
+    Lakshminarayanan et al. 2017). Inference logits are the members' mean; each member is trained on its own
+    loss (`member_outputs`), so that they stay independent.
+
+    Args:
+        n_members: how many networks (>= 2 to be worth it; 1 works).
+        **net_args: `MachineIDNet`'s arguments, the same for every member.
+    """
+
+    def __init__(self, n_members: int, **net_args: object) -> None:
+        super().__init__()
+        if n_members < 1:
+            msg = f"n_members must be >= 1, got {n_members}"
+            raise ValueError(msg)
+        self.members = nn.ModuleList(MachineIDNet(**net_args) for _ in range(n_members))  # type: ignore[arg-type]
+        first = self.members[0]
+        self.num_classes, self.n_mels = first.num_classes, first.n_mels
+        self.embedding_dim = n_members * first.embedding_dim
+
+    def member_outputs(self, x: Tensor, labels: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+        """Each member's (logits, embedding), for training each on its own loss."""
+        return [member(x, labels) for member in self.members]
+
+    def embed(self, x: Tensor) -> Tensor:
+        """(B, n_mels, frames) -> (B, n_members * member embedding_dim): the members' embeddings side by side."""
+        return torch.cat([member.embed(x) for member in self.members], dim=1)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, n_mels, frames) -> ((B, num_classes) mean logits, (B, embedding_dim) concatenated embedding)."""
+        outputs = self.member_outputs(x, labels)
+        return torch.stack([o[0] for o in outputs]).mean(0), torch.cat([o[1] for o in outputs], dim=1)
+
+    def log_probs(self, x: Tensor) -> Tensor:
+        """(B, n_mels, frames) -> (B, num_classes) log-softmax of the mean inference logits."""
         logits, _ = self.forward(x)
         return F.log_softmax(logits, dim=1)
