@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import torch
@@ -11,14 +12,14 @@ from torch import Tensor, nn
 
 from ssad.features import sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
-import re
-
 from ssad.models.classifier.torch_model import MachineIDEnsemble, MachineIDNet
 from ssad.models.components.heads import AdaCosHead
 
 __all__ = ["MachineIDClassifier"]
 
 log = logging.getLogger("ssad")
+#: the prefix of an ensemble member's state-dict keys ("members.2.backbone..." -> "backbone...")
+_MEMBER_PREFIX = re.compile(r"^members\.\d+\.")
 
 
 class MachineIDClassifier(SsadModule):
@@ -181,10 +182,11 @@ class MachineIDClassifier(SsadModule):
         copied, head_rows = 0, 0
         for key in list(own):
             # an ensemble member starts from the same single network as the others, or from its own member
-            value = state.get(key, state.get(re.sub(r"^members\.\d+\.", "", key)))
+            plain = _MEMBER_PREFIX.sub("", key)
+            value = state.get(key, state.get(plain))
             if value is None:
                 continue
-            head = re.sub(r"^members\.\d+\.", "", key).startswith("head.")
+            head = plain.startswith("head.")
             if own[key].shape == value.shape and not head:
                 own[key] = value
                 copied += 1
