@@ -211,8 +211,8 @@ class MachineIDEnsemble(nn.Module):
 
     Networks that start apart learn the ID task alike but keep different leftovers of the within-ID variation
     that a fault may move, and which ones a single network keeps is luck of its seed (a deep ensemble,
-    Lakshminarayanan et al. 2017). Inference logits are the members' mean; each member is trained on its own
-    loss (`member_outputs`), so that they stay independent.
+    Lakshminarayanan et al. 2017). Inference logits are the members' mean; `MachineIDClassifier` trains each
+    member on its own loss, so that they stay independent.
 
     Args:
         n_members: how many networks (>= 2 to be worth it; 1 works).
@@ -229,17 +229,13 @@ class MachineIDEnsemble(nn.Module):
         self.num_classes, self.n_mels = first.num_classes, first.n_mels
         self.embedding_dim = n_members * first.embedding_dim
 
-    def member_outputs(self, x: Tensor, labels: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
-        """Each member's (logits, embedding), for training each on its own loss."""
-        return [member(x, labels) for member in self.members]
-
     def embed(self, x: Tensor) -> Tensor:
         """(B, n_mels, frames) -> (B, n_members * member embedding_dim): the members' embeddings side by side."""
         return torch.cat([member.embed(x) for member in self.members], dim=1)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(B, n_mels, frames) -> ((B, num_classes) mean logits, (B, embedding_dim) concatenated embedding)."""
-        outputs = self.member_outputs(x, labels)
+        outputs = [member(x, labels) for member in self.members]
         return torch.stack([o[0] for o in outputs]).mean(0), torch.cat([o[1] for o in outputs], dim=1)
 
     def log_probs(self, x: Tensor) -> Tensor:
