@@ -295,8 +295,13 @@ def test_write_evaluation_end_to_end(tmp_path: Path) -> None:
         )
         tables_test.append(_table(rng.gamma(3, 1, 20), ["unknown"] * 20, mid="id_01", scorer=scorer))
     train, test = ScoreTable.concat(tables_train), ScoreTable.concat(tables_test)
-    rows = write_evaluation(train, test, tmp_path / "eval")
+    chosen = {"gaussian": {"fan": {"covariance": "type", "nll_per_id": -41.25, "nll_type": -52.5},
+                           "pump": {"covariance": "per_id", "why": "one ID"}}, "knn": {}}
+    rows = write_evaluation(train, test, tmp_path / "eval", covariances=chosen)
     out = tmp_path / "eval"
+    md = (out / "results.md").read_text()
+    assert "| gaussian | fan | type | -41.2 | -52.5 | the lower NLL |" in md
+    assert "| gaussian | pump | per_id |  |  | one ID |" in md
     assert {(r.scorer, r.machine_id) for r in rows} == {
         (s, i) for s in ("gaussian", "knn") for i in ("id_00", "id_02", "mean")
     }

@@ -128,6 +128,32 @@ def test_type_covariance_is_shared_by_the_ids_of_a_type_only() -> None:
         GaussianScorer(covariance="shared").fit(X, ids)
 
 
+def test_auto_covariance_pools_a_type_only_where_held_out_clips_say_so(tmp_path: Path) -> None:
+    """covariance="auto": a type whose IDs share a shape in many dimensions is pooled, one whose IDs differ is not."""
+    rng = np.random.default_rng(2)
+    shape = rng.normal(size=(24, 24))
+    shared = [rng.normal(size=(20, 24)) @ shape + 4 * k for k in range(3)]  # 20 clips in 24 dims, one shape
+    own = [rng.normal(size=(400, 3)) * scale for scale in ([8, 1, 1], [1, 1, 8])]  # plenty of clips, shapes apart
+    lone = [rng.normal(size=(30, 24))]
+    ids = np.r_[np.repeat(["fan/id_00", "fan/id_01", "fan/id_02"], 20), np.repeat(["pump/id_00", "pump/id_01"], 400)]
+    fan = GaussianScorer(covariance="auto").fit(np.concatenate(shared), ids[:60])
+    pump = GaussianScorer(covariance="auto").fit(np.concatenate(own), ids[60:])
+    assert fan.covariance_by_type_["fan"]["covariance"] == "type"
+    assert fan.covariance_by_type_["fan"]["nll_type"] < fan.covariance_by_type_["fan"]["nll_per_id"]
+    assert pump.covariance_by_type_["pump"]["covariance"] == "per_id"
+    X = np.concatenate(shared)
+    np.testing.assert_allclose(fan.score(X, ids[:60]), GaussianScorer(covariance="type").fit(X, ids[:60]).score(X, ids[:60]))
+    np.testing.assert_allclose(fan.train_scores_, GaussianScorer(covariance="type").fit(X, ids[:60]).train_scores_)
+    Y = np.concatenate(own)
+    np.testing.assert_allclose(pump.train_scores_, GaussianScorer().fit(Y, ids[60:]).train_scores_)
+    single = GaussianScorer(covariance="auto").fit(lone[0], ["valve/id_00"] * 30)
+    assert single.covariance_by_type_["valve"] == {"covariance": "per_id", "why": "one ID"}
+    fan.save(tmp_path / "g")
+    back = Scorer.load(tmp_path / "g")
+    assert back.covariance_by_type_ == fan.covariance_by_type_
+    np.testing.assert_allclose(back.score(X, ids[:60]), fan.score(X, ids[:60]))
+
+
 def test_unknown_id_is_refused_with_the_known_ones(data: dict) -> None:
     for scorer in (GaussianScorer(), KNNScorer(), OutputScorer(), SoftmaxScorer(list(IDS))):
         out = _outputs(data["train"], data["train_ids"])

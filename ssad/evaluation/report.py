@@ -14,7 +14,7 @@ from ssad.evaluation.plots import plot_histograms, plot_roc, safe_name
 from ssad.evaluation.table import ScoreTable
 from ssad.scoring.thresholds import GammaThreshold, save_thresholds
 
-__all__ = ["write_evaluation", "thin_id_notes"]
+__all__ = ["covariance_notes", "write_evaluation", "thin_id_notes"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ def write_evaluation(
     max_fpr: float = 0.1,
     thresholds: Mapping[str, GammaThreshold] | None = None,
     fallbacks: Mapping[str, Mapping[str, str]] | None = None,
+    covariances: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
 ) -> list[ResultRow]:
     """Evaluate every scorer in `test` and write the results into `out_dir`; returns the result rows.
 
@@ -37,7 +38,8 @@ def write_evaluation(
     ``anomaly_score_*``/``decision_result_*`` files. `out_dir` gets ``scores.csv`` (train + test rows),
     ``thresholds.json``, ``results.csv``/``results.md`` (labelled test clips only; precision/recall/F1 of
     the decisions included) and, if `plots`, ROC curves and score histograms in ``plots/``. `fallbacks`
-    (scorer -> id -> what a thin ID got) and the thresholds' own go into a section of ``results.md``.
+    (scorer -> id -> what a thin ID got) and the thresholds' own go into a section of ``results.md``, and so do
+    `covariances` (scorer -> machine type -> the covariance a Gaussian chose from normal clips, and why).
     """
     out_dir = Path(out_dir)
     scorers = test.scorers
@@ -66,7 +68,7 @@ def write_evaluation(
     ScoreTable.concat([train, test]).to_csv(out_dir / "scores.csv")
     rows = evaluate(test, decisions=decisions, max_fpr=max_fpr)
     write_results(rows, out_dir)
-    notes = thin_id_notes(train, fallbacks or {}, fitted)
+    notes = covariance_notes(covariances or {}) + thin_id_notes(train, fallbacks or {}, fitted)
     if notes:
         with open(out_dir / "results.md", "a", encoding="utf-8") as md:
             md.write("\n" + "\n".join(notes) + "\n")
@@ -75,6 +77,24 @@ def write_evaluation(
         plot_histograms(test, fitted, out_dir / "plots")
     logger.info("evaluation of %d scorer(s) written to %s", len(scorers), out_dir)
     return rows
+
+
+def covariance_notes(covariances: Mapping[str, Mapping[str, Mapping[str, object]]]) -> list[str]:
+    """Markdown lines: per scorer and machine type, which covariance a Gaussian chose and the evidence it used."""
+    rows = [(scorer, machine_type, choice) for scorer, by_type in covariances.items()
+            for machine_type, choice in sorted(by_type.items()) if "nll_per_id" in choice or "why" in choice]
+    if not rows:
+        return []
+    lines = ["## Covariance chosen per machine type", "",
+             "From normal training clips only: the covariance (each ID's own, or pooled over the type's IDs) under",
+             "which clips held out in turn are more likely (mean negative log-likelihood, lower is better).", "",
+             "| scorer | machine type | covariance | held-out NLL, own | held-out NLL, pooled | why |",
+             "|---|---|---|---|---|---|"]
+    for scorer, machine_type, c in rows:
+        own, pooled = c.get("nll_per_id"), c.get("nll_type")
+        lines.append(f"| {scorer} | {machine_type} | {c['covariance']} | {'' if own is None else f'{own:.1f}'} | "
+                     f"{'' if pooled is None else f'{pooled:.1f}'} | {c.get('why', 'the lower NLL')} |")
+    return lines + [""]
 
 
 def thin_id_notes(train: ScoreTable, fallbacks: Mapping[str, Mapping[str, str]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,9 +15,16 @@ from ssad.scoring.base import THIN_CLIPS, Scorer
 
 __all__ = ["COVARIANCES", "GaussianScorer", "SHRINKAGES", "SpectrumScorer"]
 
+log = logging.getLogger("ssad")
+
 SHRINKAGES = ("ledoit_wolf", "empirical")
-#: whose clips a machine ID's covariance is estimated from: its own, or every ID of its machine type
-COVARIANCES = ("per_id", "type")
+#: whose clips a machine ID's covariance is estimated from: its own, every ID of its machine type, or per type
+#: whichever of the two better predicts held-out normal clips
+COVARIANCES = ("per_id", "type", "auto")
+#: folds of the held-out likelihood that ``covariance="auto"`` compares, and the fewest clips every ID of a type
+#: needs for the comparison (fewer: the type keeps its per-ID covariances)
+CHOICE_FOLDS = 5
+CHOICE_MIN_CLIPS = 2 * CHOICE_FOLDS
 #: IDs with up to this many clips get exact leave-one-out training scores; larger ones are cross-fitted
 LEAVE_ONE_OUT_MAX_CLIPS = 200
 #: folds of the cross-fitting (each clip scored by a Gaussian fitted on the other 95 % of its ID's clips)
@@ -49,9 +57,12 @@ class GaussianScorer(Scorer):
         ridge: relative ridge added for ``"empirical"``.
         covariance: ``"per_id"`` (each ID's own covariance) or ``"type"`` (each ID's own mean, and the
             covariance of the deviations from their own means pooled over the IDs of its machine type, the part
-            of a "type/id" name before the slash: four IDs of 27 clips estimate 64 dimensions far better than one).
+            of a "type/id" name before the slash: four IDs of 27 clips estimate 64 dimensions far better than one),
+            or ``"auto"``: per machine type, whichever of the two gives the type's normal training clips the higher
+            likelihood when each is held out in turn (`CHOICE_FOLDS` folds), a choice made from normal clips only.
 
-    Fitted attributes: `ids_` (sorted ids), `means_` (n_ids, d), `precisions_` (n_ids, d, d),
+    Fitted attributes: `ids_` (sorted ids), `means_` (n_ids, d), `precisions_` (n_ids, d, d), `covariance_by_type_`
+    (machine type -> "per_id" or "type", with the held-out mean negative log-likelihood of each when compared),
     `train_ids_` and `train_scores_` (leave-one-out distances of the training clips; in-sample for IDs of
     `THIN_CLIPS` clips or fewer).
     """
@@ -89,31 +100,74 @@ class GaussianScorer(Scorer):
         """
         self._check_params()
         X, ids, groups = self._grouped(X, ids)
-        if self.covariance == "type":
-            precision_of, notes = self._type_precisions(X, groups)
-            means = [X[idx].mean(axis=0) for idx in groups.values()]
-            precisions = [precision_of[name] for name in groups]
-        else:
-            thin = [name for name, idx in groups.items() if len(idx) < THIN_CLIPS]
-            pooled = self._pooled(X, groups) if thin else None
-            fitted = [(X[idx].mean(axis=0), pooled[0]) if name in thin else self._mean_precision(X[idx])
-                      for name, idx in groups.items()]
-            means, precisions = [m for m, _ in fitted], [p for _, p in fitted]
-            notes = {name: _thin_note(len(groups[name]), pooled[1]) for name in thin}
+        self.covariance_by_type_ = self._choose_covariances(X, groups)
+        pooled_by_type = {n: idx for n, idx in groups.items()
+                          if self.covariance_by_type_[machine_type_of(n)]["covariance"] == "type"}
+        own = {n: idx for n, idx in groups.items() if n not in pooled_by_type}
+        precision_of, notes = self._type_precisions(X, pooled_by_type)
+        mean_of = {n: X[idx].mean(axis=0) for n, idx in pooled_by_type.items()}
+        thin = [name for name, idx in own.items() if len(idx) < THIN_CLIPS]
+        pooled = self._pooled(X, groups) if thin else None
+        for name, idx in own.items():
+            mean_of[name], precision_of[name] = ((X[idx].mean(axis=0), pooled[0]) if name in thin
+                                                 else self._mean_precision(X[idx]))
+            if name in thin:
+                notes[name] = _thin_note(len(idx), pooled[1])
         self.ids_ = list(groups)
-        self.means_ = np.stack(means)
-        self.precisions_ = np.stack(precisions)
+        self.means_ = np.stack([mean_of[n] for n in groups])
+        self.precisions_ = np.stack([precision_of[n] for n in groups])
         self.n_features_in_ = X.shape[1]
         self.train_ids_ = ids
-        if self.covariance == "type":
-            self.train_scores_ = self._distances(X, groups)
-            for idx in groups.values():
-                if len(idx) > 1:  # x minus the mean of the others is n / (n - 1) times x minus the mean of all
-                    self.train_scores_[idx] *= len(idx) / (len(idx) - 1)
-        else:
-            self.train_scores_ = self._held_out_distances(X, groups, thin)
+        self.train_scores_ = self._held_out_distances(X, own, thin) if own else np.empty(len(X))
+        if pooled_by_type:
+            shared = self._distances(X, pooled_by_type)
+            for idx in pooled_by_type.values():
+                # x minus the mean of the others is n / (n - 1) times x minus the mean of all
+                self.train_scores_[idx] = shared[idx] * (len(idx) / (len(idx) - 1) if len(idx) > 1 else 1.0)
         self._note_fallbacks(notes)
         return self
+
+    def _choose_covariances(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+        """Per machine type, which covariance its IDs get (`covariance`), and for "auto" the held-out likelihoods.
+
+        "auto" compares the two only where the type has two IDs or more, each of `CHOICE_MIN_CLIPS` clips or more:
+        with one ID the two are the same estimate, and with fewer clips the held-out folds are too small to judge.
+        """
+        by_type: dict[str, list[str]] = {}
+        for name in groups:
+            by_type.setdefault(machine_type_of(name), []).append(name)
+        out: dict[str, dict[str, Any]] = {}
+        for machine_type, names in by_type.items():
+            if self.covariance != "auto":
+                out[machine_type] = {"covariance": self.covariance}
+                continue
+            sizes = [len(groups[n]) for n in names]
+            if len(names) < 2 or min(sizes) < CHOICE_MIN_CLIPS:
+                out[machine_type] = {"covariance": "per_id", "why": "one ID" if len(names) < 2 else
+                                     f"an ID of {min(sizes)} clips (< {CHOICE_MIN_CLIPS} to compare)"}
+                continue
+            nll = self._held_out_nll(X, [groups[n] for n in names])
+            choice = min(nll, key=nll.get)
+            out[machine_type] = {"covariance": choice, **{f"nll_{k}": round(v, 3) for k, v in nll.items()}}
+            log.info("GaussianScorer: %s: %s covariance (held-out normal NLL per_id %.1f, type %.1f)",
+                     machine_type, choice, nll["per_id"], nll["type"])
+        return out
+
+    def _held_out_nll(self, X: np.ndarray, id_rows: Sequence[np.ndarray]) -> dict[str, float]:
+        """Mean negative log-likelihood of held-out normal clips under each ID's own and the type-pooled covariance."""
+        totals = {"per_id": 0.0, "type": 0.0}
+        count = 0
+        folds = [np.arange(len(idx)) % CHOICE_FOLDS for idx in id_rows]
+        for fold in range(CHOICE_FOLDS):
+            kept = [idx[f != fold] for idx, f in zip(id_rows, folds, strict=True)]
+            held = [idx[f == fold] for idx, f in zip(id_rows, folds, strict=True)]
+            shared = self._mean_precision(np.concatenate([X[k] - X[k].mean(axis=0) for k in kept]))[1]
+            for k, h in zip(kept, held, strict=True):
+                mean = X[k].mean(axis=0)
+                totals["per_id"] += float(_neg_log_likelihood(X[h], mean, self._mean_precision(X[k])[1]).sum())
+                totals["type"] += float(_neg_log_likelihood(X[h], mean, shared).sum())
+                count += len(h)
+        return {name: total / count for name, total in totals.items()}
 
     def _type_precisions(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """One precision per machine type from its IDs' deviations from their own means, by ID; notes for fallbacks.
@@ -223,7 +277,7 @@ class GaussianScorer(Scorer):
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"means": self.means_, "precisions": self.precisions_}
-        return arrays, {}
+        return arrays, {"covariance_by_type": dict(getattr(self, "covariance_by_type_", {}))}
 
     def _set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         ids = self.ids_
@@ -235,6 +289,7 @@ class GaussianScorer(Scorer):
                 f"means {means.shape} / precisions {precisions.shape} do not match {len(ids)} ids"
             )
         self.means_, self.precisions_, self.n_features_in_ = means, precisions, d
+        self.covariance_by_type_ = dict(meta.get("covariance_by_type") or {})
 
 
 def _enrolment_fit(X: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -251,6 +306,13 @@ def _enrolment_fit(X: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.nda
     weight = (n - 1) / (n - 1 + d)
     cov = weight * np.atleast_2d(np.cov(X, rowvar=False)) + (1 - weight) * prior
     return mean, pinvh(cov)
+
+
+def _neg_log_likelihood(X: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """(n,) Gaussian negative log-likelihood of each row, up to the constant d/2 log(2 pi) every estimate shares."""
+    diff = X - mean
+    logdet = np.linalg.slogdet(precision)[1]
+    return 0.5 * (np.einsum("ij,ij->i", diff @ precision, diff) - logdet)
 
 
 def _thin_note(n_clips: int, covariance: str) -> str:

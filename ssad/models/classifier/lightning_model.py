@@ -74,7 +74,9 @@ class MachineIDClassifier(SsadModule):
 
     output_names = ("embedding", "neg_log_prob")
     default_scorers = {
-        "gaussian": {"kind": "gaussian"},
+        # per machine type, the covariance (each ID's own or pooled over the type's IDs) that better predicts
+        # held-out normal clips: pooled won on every synthetic type (27 clips per ID in 64-192 dimensions)
+        "gaussian": {"kind": "gaussian", "covariance": "auto"},
         "knn": {"kind": "knn", "k": 1, "metric": "cosine"},
         "softmax": {"kind": "softmax"},
     }
