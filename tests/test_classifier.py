@@ -256,3 +256,49 @@ def test_tiny_config_run_gives_clips_different_embeddings(tiny_run: Path, tiny_r
     assert float(embeddings.std(axis=0).mean()) > 1e-3 * max(1.0, float(np.abs(embeddings).mean()))
     norms = [m for m in model.module.net.modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)]
     assert norms and all(m.momentum is None for m in norms)
+
+
+def test_a_clip_shorter_than_a_crop_repeats_from_a_random_point_only_when_asked(tmp_path: Path) -> None:
+    for k in range(2):
+        (tmp_path / "fan" / "train").mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(k)
+        for i in range(1):  # one clip per ID: every crop of a class comes from the same recording
+            sf.write(tmp_path / "fan" / "train" / f"normal_id_0{2 * k}_{i:08d}.wav",
+                     0.1 * rng.standard_normal(3000).astype(np.float32), 16000)
+    crops = {}
+    for phase in (False, True):
+        datamodule = _datamodule(tmp_path, n_warped=0, n_mixed=0, crop_frames=16, augment=False, val_fraction=0.0,
+                                 random_phase=phase, features={"n_mels": 32, "n_fft": 512, "hop_length": 256})
+        dataset = datamodule._train
+        assert dataset.crop_samples > 3000
+        firsts = set()
+        for epoch in range(4):
+            dataset.epoch = epoch
+            wave = dataset[0]["wave"].numpy()
+            np.testing.assert_array_equal(wave[3000:], wave[: len(wave) - 3000])  # the clip, repeated
+            firsts.add(float(wave[0]))
+        crops[phase] = firsts
+    assert len(crops[False]) == 1 and len(crops[True]) == 4
+
+
+def test_attribute_classes_split_each_machine_by_recording_condition(tmp_path: Path) -> None:
+    import dataclasses
+
+    from ssad.synthesis import PRESETS, generate
+
+    config = dataclasses.replace(PRESETS["shift"], machine_types=("pump",), ids_per_type=2, duration_s=1.0,
+                                 train_per_id=3, test_normal_per_id=1, test_anomaly_per_id=1,
+                                 target_train_per_id=2, target_test_per_id=1)
+    generate(tmp_path, seed=0, config=config, progress=False)
+    plain = _datamodule(tmp_path, n_warped=0, n_mixed=0, val_fraction=0.0)
+    assert plain.class_names == ["pump/section_00", "pump/section_01"]
+    split = _datamodule(tmp_path, n_warped=2, n_mixed=4, val_fraction=0.0, attribute_classes=True)
+    real = [n for n in split.class_names if "@" not in n and "+" not in n]
+    assert len(real) == 4 and {n.split("|")[0] for n in real} == set(plain.class_names)
+    assert any("speed=108" in n for n in real)  # section 0's target domain runs at another speed
+    for name in split.class_names:
+        if "+" in name:  # a mixed class pairs two machines, never two conditions of one machine
+            first, second = name.split("+")
+            assert first.split("|")[0] != second.split("|")[0]
+    sizes = sorted(len(e.pools[0]) for e in split._train.examples if e.label < 4)
+    assert sizes[0] == 2 and sizes[-1] == 3  # each condition trains on its own clips

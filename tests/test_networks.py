@@ -183,6 +183,7 @@ def test_overfits_a_tiny_batch(backbone: str, head: str) -> None:
         (lambda: MachineIDNet(3, head="cosface"), ["softmax", "arcface"]),
         (lambda: MachineIDNet(3, freq_pool="median"), ["max", "mean"]),
         (lambda: MobileNetV2Backbone(freq_pool="median"), ["max", "mean"]),
+        (lambda: MachineIDNet(3, time_pool="median"), ["mean", "meanmax"]),
         (lambda: MobileNetV2Backbone(settings=[(6, 32, 2, 3)]), ["(1, 2)"]),
         (lambda: MobileNetV2Backbone(width_mult=0), ["width_mult"]),
         (lambda: ResNetBackbone(channels=(8, 16), blocks_per_stage=(1,)), ["equal length"]),
@@ -217,3 +218,18 @@ def test_flatten_pooling_keeps_frequency_position(n_mels: int) -> None:
     assert net.embed(x).shape == (2, 8)
     pooled = net.backbone(net.input_norm(x).unsqueeze(1))
     assert pooled.shape[1] == net.embedding[1].in_features > net.backbone.out_channels
+
+
+def test_time_pool_meanmax_keeps_a_burst_that_the_mean_dilutes() -> None:
+    from ssad.models.components.mobilenet import TimeFrequencyPool
+
+    steady = torch.ones(1, 2, 3, 16)
+    burst = steady.clone()
+    burst[..., 5] = 9.0  # one frame of a click
+    mean, both = TimeFrequencyPool("max", "mean"), TimeFrequencyPool("max", "meanmax")
+    assert both(steady).shape == (1, 4) and mean(steady).shape == (1, 2)
+    assert torch.allclose(both(steady)[:, 2:], both(steady)[:, :2])
+    assert both(burst)[0, 2] == 9.0 and mean(burst)[0, 0] == 1.5
+    net = small_net(time_pool="meanmax")
+    logits, embedding = net(torch.randn(BATCH, N_MELS, FRAMES))
+    assert logits.shape == (BATCH, 4) and embedding.shape[0] == BATCH

@@ -394,3 +394,12 @@ def test_an_ensemble_enrols_a_machine_member_by_member() -> None:
     test = {k: rng.normal(size=(5, v.shape[1])) for k, v in X.items()}
     np.testing.assert_allclose(refit.score(test, ["fan/id_00"] * 5), base.score(test, ["fan/id_00"] * 5))
     assert np.all(np.isfinite(refit.score(test, ["new/x"] * 5)))
+
+
+def test_softmax_scores_a_machine_trained_as_attribute_classes_by_their_summed_probability() -> None:
+    names = ["fan/section_00|speed=100", "fan/section_00|speed=110", "fan/section_01", "fan/section_00@warp1.10"]
+    probs = np.array([[0.5, 0.3, 0.1, 0.1], [0.05, 0.05, 0.8, 0.1], [0.1, 0.1, 0.7, 0.1]])
+    ids = ["fan/section_00", "fan/section_00", "fan/section_01"]
+    scorer = SoftmaxScorer(names).fit(-np.log(probs), ids)
+    np.testing.assert_allclose(scorer.score(-np.log(probs), ids), -np.log([0.8, 0.1, 0.7]))
+    assert scorer.supports_id("fan/section_00") and not scorer.supports_id("fan/section_00|speed=100")

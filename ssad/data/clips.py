@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "Clip", "LABELS", "SPLITS", "SYNTHETIC_MARKS", "THIN_CLIPS", "clip_key", "is_synthetic_class", "machine_key",
+    "ATTRIBUTE_MARK", "Clip", "LABELS", "SPLITS", "SYNTHETIC_MARKS", "THIN_CLIPS", "attribute_class", "clip_key",
+    "is_synthetic_class", "machine_key", "machine_of_class",
 ]
 
 LABELS = ("normal", "anomaly", "unknown")
@@ -15,6 +16,8 @@ SPLITS = ("train", "test")
 THIN_CLIPS = 3
 #: characters that mark synthesized class names (`<type>/<id>@warp1.100`, `<a>+<b>`): no real name may hold them
 SYNTHETIC_MARKS = ("@", "+")
+#: separates a machine from its recording condition in an attribute class: `fan/section_00|speed=1200,mic=A`
+ATTRIBUTE_MARK = "|"
 
 
 def machine_key(machine_type: str, machine_id: str) -> str:
@@ -25,6 +28,11 @@ def machine_key(machine_type: str, machine_id: str) -> str:
 def machine_type_of(name: str) -> str:
     """The machine type of a `machine_key` name (or of a synthesized class named after one): the part before the slash."""
     return name.split("/")[0]
+
+
+def machine_of_class(name: str) -> str:
+    """The machine a real class belongs to: the class itself, or an attribute class's `<type>/<id>` part."""
+    return name.split(ATTRIBUTE_MARK)[0]
 
 
 def is_synthetic_class(name: str) -> bool:
@@ -63,3 +71,14 @@ class Clip:
 def clip_key(clip: Clip) -> str:
     """The machine a clip is from, as scorers group by it: `<machine_type>/<machine_id>`."""
     return machine_key(clip.machine_type, clip.machine_id)
+
+
+def attribute_class(clip: Clip) -> str:
+    """The clip's machine and recording condition (DCASE 2021+ attributes) as one class name; the machine alone without attributes."""
+    pairs = [(k, v) for k, v in clip.attributes if k != "raw"] or [(k, v) for k, v in clip.attributes if k == "raw" and v]
+    if not pairs:
+        return clip_key(clip)
+    condition = ",".join(f"{k}={v}" if k != "raw" else v for k, v in pairs)
+    for mark in (*SYNTHETIC_MARKS, ATTRIBUTE_MARK):  # a value must not make the class look synthesized
+        condition = condition.replace(mark, "_")
+    return f"{clip_key(clip)}{ATTRIBUTE_MARK}{condition}"

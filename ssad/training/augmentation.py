@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssad.data.clips import machine_type_of
+from ssad.data.clips import machine_of_class, machine_type_of
 
 __all__ = ["SyntheticClass", "describe_synthetic_classes", "plan_synthetic_classes", "plan_temporal_classes",
            "plan_equalized_classes", "equalized_count", "equalizer_gains", "retime_waveform", "warp_frequency",
@@ -68,7 +68,8 @@ def plan_synthetic_classes(
         raise ValueError(msg)
     rng = np.random.default_rng(seed)
     classes = _plan_warps(real_names, n_warped, rng, warp_range, min_warp) if real_names else []
-    pairs = [(a, b) for a in range(len(real_names)) for b in range(a + 1, len(real_names))]
+    pairs = [(a, b) for a in range(len(real_names)) for b in range(a + 1, len(real_names))
+             if machine_of_class(real_names[a]) != machine_of_class(real_names[b])]  # two conditions of one machine are no pair
     same_type = [(a, b) for a, b in pairs if machine_type_of(real_names[a]) == machine_type_of(real_names[b])]
     first = same_type if mix_within_type else pairs
     chosen = [first[int(k)] for k in rng.permutation(len(first))[:n_mixed]]

@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ssad.data.audio import AudioInfo, read_clips
-from ssad.data.clips import Clip, clip_key, is_synthetic_class, machine_type_of
+from ssad.data.clips import Clip, attribute_class, clip_key, is_synthetic_class, machine_type_of
 from ssad.data.layout import index_root
 from ssad.data.validate import check_class_names, check_training_clips
 from ssad.features import LogMel
@@ -37,9 +37,9 @@ __all__ = ["MachineIDDataModule", "class_name"]
 log = logging.getLogger("ssad")
 
 
-def class_name(clip: Clip) -> str:
-    """The class name of a real machine: `<machine_type>/<machine_id>`."""
-    return clip_key(clip)
+def class_name(clip: Clip, by_attributes: bool = False) -> str:
+    """The class a real clip trains: its machine `<machine_type>/<machine_id>`, or that and its attributes."""
+    return attribute_class(clip) if by_attributes else clip_key(clip)
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,10 @@ class _CropDataset(Dataset):
     """Random crops of training clips; an item is fully determined by (seed, epoch, index)."""
 
     def __init__(self, waves: list[np.ndarray], examples: list[_Example], crop_samples: int,
-                 mix_ratio_range: tuple[float, float], augment, sample_rate: int, seed: int) -> None:
+                 mix_ratio_range: tuple[float, float], augment, sample_rate: int, seed: int,
+                 short_phase: bool = True) -> None:
         self.waves = waves
+        self.short_phase = short_phase
         self.examples = examples
         self.crop_samples = crop_samples
         self.mix_ratio_range = mix_ratio_range
@@ -88,8 +90,9 @@ class _CropDataset(Dataset):
         """A random crop of a random clip of `pool`, and that clip's index."""
         clip = pool[int(rng.integers(len(pool)))]
         wave = self.waves[clip]
-        if len(wave) <= self.crop_samples:
-            return np.resize(wave, self.crop_samples), clip
+        if len(wave) <= self.crop_samples:  # repeated to fill the crop, from a random point of the clip
+            start = int(rng.integers(len(wave))) if self.short_phase else 0
+            return np.resize(np.roll(wave, -start), self.crop_samples), clip
         start = int(rng.integers(len(wave) - self.crop_samples + 1))
         return wave[start : start + self.crop_samples], clip
 
@@ -178,6 +181,11 @@ class MachineIDDataModule(L.LightningDataModule):
         clip_seconds: every clip is cut or filled to this length (None = each clip whole, at its own length;
             training crops are drawn anywhere in it, a clip shorter than a crop is repeated to fill it).
         length_policy: how clips shorter than `clip_seconds` are filled: "repeat" or "zero".
+        random_phase: a clip shorter than a training crop is repeated from a random point of it rather than
+            from its start, so that its crops differ from epoch to epoch.
+        attribute_classes: a real class per machine and recording condition (the attributes of a DCASE
+            2021-2024 name or attribute table, e.g. `fan/section_00|speed=1200`) rather than per machine;
+            a machine without attributes stays one class. Scorers still group clips by machine.
         features: `LogMel` keyword arguments.
         batch_size: training batch size.
         val_fraction: share of each real ID's clips held out for validation (split by clip).
@@ -209,6 +217,8 @@ class MachineIDDataModule(L.LightningDataModule):
         crop_frames: int = 64,
         clip_seconds: float | None = None,
         length_policy: str = "repeat",
+        random_phase: bool = False,
+        attribute_classes: bool = False,
         features: dict | None = None,
         batch_size: int = 64,
         val_fraction: float = 0.1,
@@ -298,21 +308,26 @@ class MachineIDDataModule(L.LightningDataModule):
         num_samples = None if hp.clip_seconds is None else int(round(hp.clip_seconds * rate))
         self._log_lengths(checked.infos, rate, num_samples)
         clips = checked.clips
-        real_names = sorted({class_name(c) for c in clips})
+        by_attributes = bool(hp.get("attribute_classes", False))
+        real_names = sorted({class_name(c, by_attributes) for c in clips})
         self._plan_classes(real_names)  # before reading any audio: a root that cannot train fails now
         waves, _, kept = read_clips(
             [c.path for c in clips], skip_bad=hp.skip_bad, progress=True,
             sample_rate=rate, num_samples=num_samples, length_policy=hp.length_policy,
         )
         clips = [clips[i] for i in kept]
-        if len(kept) < len(checked.clips) and sorted({class_name(c) for c in clips}) != real_names:
-            real_names = sorted({class_name(c) for c in clips})  # skip_bad left out every clip of an ID
+        if len(kept) < len(checked.clips) and sorted({class_name(c, by_attributes) for c in clips}) != real_names:
+            real_names = sorted({class_name(c, by_attributes) for c in clips})  # skip_bad left out every clip of a class
             self._plan_classes(real_names)
 
+        if by_attributes:
+            machines = {clip_key(c) for c in clips}
+            log.info("attribute classes: %d machines trained as %d classes, one per machine and recording condition",
+                     len(machines), len(real_names))
         by_class: dict[int, list[int]] = {i: [] for i in range(len(real_names))}
         index_of = {name: i for i, name in enumerate(real_names)}
         for k, clip in enumerate(clips):
-            by_class[index_of[class_name(clip)]].append(k)
+            by_class[index_of[class_name(clip, by_attributes)]].append(k)
 
         rng = np.random.default_rng(hp.seed)
         train_pools: dict[int, tuple[int, ...]] = {}
@@ -328,7 +343,8 @@ class MachineIDDataModule(L.LightningDataModule):
 
         augment = _augmenter(hp.heavy_augment, rate) if hp.augment else None
         crop_samples = self.log_mel.num_samples(hp.crop_frames)
-        self._train = _CropDataset(waves, examples, crop_samples, tuple(hp.mix_ratio_range), augment, rate, hp.seed)
+        self._train = _CropDataset(waves, examples, crop_samples, tuple(hp.mix_ratio_range), augment, rate, hp.seed,
+                                  short_phase=hp.get("random_phase", False))
         self._val = _ClipDataset(val_waves, val_labels)
         log.info(
             "machine-ID data: %d real + %d synthesized classes; an epoch is %s = %d crops (%d steps of %d); "

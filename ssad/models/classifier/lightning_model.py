@@ -34,6 +34,8 @@ class MachineIDClassifier(SsadModule):
         last_channels: channels of the backbone's last 1x1 convolution (MobileNetV2's 1280 is slow on a CPU).
         freq_pool: how the backbone's feature map is pooled over frequency: "flatten" (keep the position),
             "max" or "mean".
+        time_pool: how it is pooled over time: "mean", "max", or "meanmax" (both concatenated: what is steady
+            and what comes and goes, such as a valve's click).
         embedding_dim: size of the embedding the scorers use.
         head: "softmax", "arcface", "adacos" (adaptive-scale cosine logits, Zhang et al. 2019) or "adaproj"
             (AdaCos on projections onto class subspaces, Wilkinghoff 2024).
@@ -88,6 +90,7 @@ class MachineIDClassifier(SsadModule):
         width_mult: float = 0.5,
         last_channels: int = 512,
         freq_pool: str = "flatten",
+        time_pool: str = "mean",
         embedding_dim: int = 128,
         head: str = "softmax",
         arcface_scale: float = 30.0,
@@ -136,7 +139,7 @@ class MachineIDClassifier(SsadModule):
         net_args = dict(
             num_classes=len(hp.class_names), backbone=hp.backbone, embedding_dim=hp.embedding_dim,
             head=hp.head, width_mult=hp.width_mult, n_mels=hp.n_mels, last_channels=hp.last_channels,
-            freq_pool=hp.freq_pool,
+            freq_pool=hp.freq_pool, time_pool=hp.get("time_pool", "mean"),
             arcface_scale=hp.arcface_scale, arcface_margin=hp.arcface_margin,
             n_subclusters=hp.get("n_subclusters", 1), stats_branch=hp.get("stats_branch", False),
             subspace_dim=hp.get("subspace_dim", 16), cnn_frames=hp.get("cnn_frames"),

@@ -46,7 +46,9 @@ class MachineIDNet(nn.Module):
         last_channels: MobileNetV2 final 1x1 conv channels; None skips it.
         resnet_channels: ResNet stage channels (before `width_mult`).
         resnet_blocks: ResNet basic blocks per stage.
-        freq_pool: "max" or "mean" over frequency in the backbone's pooling (time is always averaged).
+        freq_pool: "max" or "mean" over frequency in the backbone's pooling.
+        time_pool: "mean", "max" or "meanmax" (both, concatenated) over time in the backbone's pooling: the
+            mean summarises what is steady, the max keeps a click or a burst that the mean dilutes.
         dropout: dropout on the pooled backbone vector, before the embedding layer.
         embedding_relu: end the embedding layer with a ReLU.
         arcface_scale: ArcFace s.
@@ -73,6 +75,7 @@ class MachineIDNet(nn.Module):
         resnet_channels: Sequence[int] = RESNET_CHANNELS,
         resnet_blocks: Sequence[int] = RESNET_BLOCKS,
         freq_pool: str = "max",
+        time_pool: str = "mean",
         dropout: float = 0.0,
         embedding_relu: bool = False,
         arcface_scale: float = ARCFACE_SCALE,
@@ -120,6 +123,7 @@ class MachineIDNet(nn.Module):
                 settings=mobilenet_settings,
                 last_channels=last_channels,
                 freq_pool=freq_pool,
+                time_pool=time_pool,
             )
         else:
             channels = (
@@ -128,7 +132,7 @@ class MachineIDNet(nn.Module):
                 else resnet_channels
             )
             self.backbone = ResNetBackbone(
-                channels=channels, blocks_per_stage=resnet_blocks, freq_pool=freq_pool
+                channels=channels, blocks_per_stage=resnet_blocks, freq_pool=freq_pool, time_pool=time_pool
             )
         self.stats_branch = SpectralStatsBranch(n_mels) if stats_branch else None
         pooled = self._pooled_size(n_mels) + (self.stats_branch.out_features if self.stats_branch else 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 __all__ = [
@@ -44,6 +45,7 @@ CHANNEL_DIVISOR = 8
 
 #: How a backbone reduces the frequency axis of its last feature map (time is always averaged).
 FREQ_POOLS = ("max", "mean", "flatten")
+TIME_POOLS = ("mean", "max", "meanmax")
 
 
 def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR) -> int:
@@ -55,7 +57,7 @@ def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR) -> int:
 
 
 class TimeFrequencyPool(nn.Module):
-    """(B, C, freq, time) -> (B, C): mean over time, then max (or mean) over frequency, or no pooling over it.
+    """(B, C, freq, time) -> (B, C): mean (or max, or both) over time, then max (or mean) over frequency, or no pooling over it.
 
     Machine sounds are close to stationary within a window, so averaging over time is a low-variance
     summary; over frequency, the strongest band-specific response (a tone, a resonance) is what tells
@@ -65,16 +67,23 @@ class TimeFrequencyPool(nn.Module):
     size that depends on the input's mel count.
     """
 
-    def __init__(self, freq_pool: str = "max") -> None:
+    def __init__(self, freq_pool: str = "max", time_pool: str = "mean") -> None:
         super().__init__()
         if freq_pool not in FREQ_POOLS:
             msg = f"freq_pool must be one of {FREQ_POOLS}, got {freq_pool!r}"
             raise ValueError(msg)
+        if time_pool not in TIME_POOLS:
+            msg = f"time_pool must be one of {TIME_POOLS}, got {time_pool!r}"
+            raise ValueError(msg)
         self.freq_pool = freq_pool
+        self.time_pool = time_pool
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, C, freq, time) -> (B, C), or (B, C * freq) for "flatten"."""
-        x = x.mean(dim=3)
+        """(B, C, freq, time) -> (B, C), or (B, C * freq) for "flatten"; twice that for time_pool "meanmax"."""
+        if self.time_pool == "meanmax":  # the mean keeps what is steady, the max a click or a burst
+            x = torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1)
+        else:
+            x = x.amax(dim=3) if self.time_pool == "max" else x.mean(dim=3)
         if self.freq_pool == "flatten":  # keeps where in frequency a response sits
             return x.flatten(1)
         return x.amax(dim=2) if self.freq_pool == "max" else x.mean(dim=2)
@@ -151,6 +160,7 @@ class MobileNetV2Backbone(nn.Module):
             None skips that conv (out_channels is then the last stage's channels).
         dropout: dropout on the pooled vector.
         freq_pool: "max" or "mean" over frequency after averaging over time (see `TimeFrequencyPool`).
+        time_pool: "mean", "max" or "meanmax" (both, concatenated) over time (see `TimeFrequencyPool`).
     """
 
     def __init__(
@@ -161,6 +171,7 @@ class MobileNetV2Backbone(nn.Module):
         last_channels: int | None = 1280,
         dropout: float = 0.0,
         freq_pool: str = "max",
+        time_pool: str = "mean",
     ) -> None:
         super().__init__()
         if width_mult <= 0:
@@ -189,7 +200,7 @@ class MobileNetV2Backbone(nn.Module):
             layers.append(_conv_bn_relu6(channels, out, kernel_size=1))
             channels = out
         self.features = nn.Sequential(*layers)
-        self.pool = TimeFrequencyPool(freq_pool)
+        self.pool = TimeFrequencyPool(freq_pool, time_pool)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out_channels = channels
         self._init_weights()

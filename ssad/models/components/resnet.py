@@ -54,6 +54,7 @@ class ResNetBackbone(nn.Module):
         blocks_per_stage: basic blocks in each stage (same length as `channels`).
         in_channels: input channels (1 for a single log-mel).
         freq_pool: "max" or "mean" over frequency after averaging over time (see `TimeFrequencyPool`).
+        time_pool: "mean", "max" or "meanmax" over time (see `TimeFrequencyPool`).
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class ResNetBackbone(nn.Module):
         blocks_per_stage: Sequence[int] = RESNET_BLOCKS,
         in_channels: int = 1,
         freq_pool: str = "max",
+        time_pool: str = "mean",
     ) -> None:
         super().__init__()
         channels, blocks_per_stage = list(channels), list(blocks_per_stage)
@@ -93,7 +95,7 @@ class ResNetBackbone(nn.Module):
             stages.append(nn.Sequential(*stage))
             previous = width
         self.stages = nn.Sequential(*stages)
-        self.pool = TimeFrequencyPool(freq_pool)
+        self.pool = TimeFrequencyPool(freq_pool, time_pool)
         self.out_channels = previous
         self._init_weights()
 
