@@ -397,7 +397,8 @@ def test_an_ensemble_enrols_a_machine_member_by_member() -> None:
 
 
 def test_softmax_scores_a_machine_trained_as_attribute_classes_by_their_summed_probability() -> None:
-    names = ["fan/section_00|speed=100", "fan/section_00|speed=110", "fan/section_01", "fan/section_00@warp1.10"]
+    # a class synthesized from an attribute class is another machine: its probability is not the section's
+    names = ["fan/section_00|speed=100", "fan/section_00|speed=110", "fan/section_01", "fan/section_00|speed=100@warp1.10"]
     probs = np.array([[0.5, 0.3, 0.1, 0.1], [0.05, 0.05, 0.8, 0.1], [0.1, 0.1, 0.7, 0.1]])
     ids = ["fan/section_00", "fan/section_00", "fan/section_01"]
     scorer = SoftmaxScorer(names).fit(-np.log(probs), ids)

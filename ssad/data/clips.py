@@ -30,14 +30,14 @@ def machine_type_of(name: str) -> str:
     return name.split("/")[0]
 
 
-def machine_of_class(name: str) -> str:
-    """The machine a real class belongs to: the class itself, or an attribute class's `<type>/<id>` part."""
-    return name.split(ATTRIBUTE_MARK)[0]
-
-
 def is_synthetic_class(name: str) -> bool:
     """Whether a classifier's class name is a synthesized instance rather than a real machine."""
     return any(mark in name for mark in SYNTHETIC_MARKS)
+
+
+def machine_of_class(name: str) -> str:
+    """The machine a real class belongs to (an attribute class's `<type>/<id>` part); a synthesized class is its own."""
+    return name if is_synthetic_class(name) else name.split(ATTRIBUTE_MARK)[0]
 
 
 @dataclass(frozen=True)
