@@ -75,10 +75,11 @@ def clip_key(clip: Clip) -> str:
 
 def attribute_class(clip: Clip) -> str:
     """The clip's machine and recording condition (DCASE 2021+ attributes) as one class name; the machine alone without attributes."""
-    pairs = [(k, v) for k, v in clip.attributes if k != "raw"] or [(k, v) for k, v in clip.attributes if k == "raw" and v]
-    if not pairs:
+    attributes = dict(clip.attributes)
+    raw = attributes.pop("raw", "")
+    condition = ",".join(f"{k}={v}" for k, v in sorted(attributes.items())) or raw
+    if not condition:
         return clip_key(clip)
-    condition = ",".join(f"{k}={v}" if k != "raw" else v for k, v in pairs)
     for mark in (*SYNTHETIC_MARKS, ATTRIBUTE_MARK):  # a value must not make the class look synthesized
         condition = condition.replace(mark, "_")
     return f"{clip_key(clip)}{ATTRIBUTE_MARK}{condition}"

@@ -72,9 +72,9 @@ class _CropDataset(Dataset):
 
     def __init__(self, waves: list[np.ndarray], examples: list[_Example], crop_samples: int,
                  mix_ratio_range: tuple[float, float], augment, sample_rate: int, seed: int,
-                 short_phase: bool = True) -> None:
+                 random_phase: bool = False) -> None:
         self.waves = waves
-        self.short_phase = short_phase
+        self.random_phase = random_phase
         self.examples = examples
         self.crop_samples = crop_samples
         self.mix_ratio_range = mix_ratio_range
@@ -91,7 +91,7 @@ class _CropDataset(Dataset):
         clip = pool[int(rng.integers(len(pool)))]
         wave = self.waves[clip]
         if len(wave) <= self.crop_samples:  # repeated to fill the crop, from a random point of the clip
-            start = int(rng.integers(len(wave))) if self.short_phase else 0
+            start = int(rng.integers(len(wave))) if self.random_phase else 0
             return np.resize(np.roll(wave, -start), self.crop_samples), clip
         start = int(rng.integers(len(wave) - self.crop_samples + 1))
         return wave[start : start + self.crop_samples], clip
@@ -344,7 +344,7 @@ class MachineIDDataModule(L.LightningDataModule):
         augment = _augmenter(hp.heavy_augment, rate) if hp.augment else None
         crop_samples = self.log_mel.num_samples(hp.crop_frames)
         self._train = _CropDataset(waves, examples, crop_samples, tuple(hp.mix_ratio_range), augment, rate, hp.seed,
-                                  short_phase=hp.get("random_phase", False))
+                                  random_phase=hp.get("random_phase", False))
         self._val = _ClipDataset(val_waves, val_labels)
         log.info(
             "machine-ID data: %d real + %d synthesized classes; an epoch is %s = %d crops (%d steps of %d); "

@@ -43,7 +43,7 @@ MOBILENETV2_SMALL_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
 STEM_CHANNELS = 32
 CHANNEL_DIVISOR = 8
 
-#: How a backbone reduces the frequency axis of its last feature map (time is always averaged).
+#: How a backbone reduces the frequency axis of its last feature map, and its time axis (see `TimeFrequencyPool`).
 FREQ_POOLS = ("max", "mean", "flatten")
 TIME_POOLS = ("mean", "max", "meanmax")
 
