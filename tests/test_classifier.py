@@ -259,12 +259,10 @@ def test_tiny_config_run_gives_clips_different_embeddings(tiny_run: Path, tiny_r
 
 
 def test_a_clip_shorter_than_a_crop_repeats_from_a_random_point_only_when_asked(tmp_path: Path) -> None:
-    for k in range(2):
-        (tmp_path / "fan" / "train").mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(k)
-        for i in range(1):  # one clip per ID: every crop of a class comes from the same recording
-            sf.write(tmp_path / "fan" / "train" / f"normal_id_0{2 * k}_{i:08d}.wav",
-                     0.1 * rng.standard_normal(3000).astype(np.float32), 16000)
+    (tmp_path / "fan" / "train").mkdir(parents=True)
+    for k in range(2):  # one clip per ID: every crop of a class comes from the same recording
+        sf.write(tmp_path / "fan" / "train" / f"normal_id_0{2 * k}_00000000.wav",
+                 0.1 * np.random.default_rng(k).standard_normal(3000).astype(np.float32), 16000)
     crops = {}
     for phase in (False, True):
         datamodule = _datamodule(tmp_path, n_warped=0, n_mixed=0, crop_frames=16, augment=False, val_fraction=0.0,

@@ -14,7 +14,7 @@ import torch
 
 from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import BadInputError, SsadError
-from ssad.data.clips import Clip, clip_key, machine_key, machine_of_class, machine_type_of
+from ssad.data.clips import Clip, clip_key, machine_key, machine_type_of
 from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
@@ -201,12 +201,12 @@ def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequ
             log.info("scorer softmax left out: the shipped encoder's classes are units of its pretraining corpus, "
                      "not these machines, whatever their names")
             continue
+        scorer = make_scorer(kind, **spec)
         if kind == "softmax":
-            missing = sorted(set(ids) - {machine_of_class(n) for n in model.class_names})
+            missing = sorted(i for i in set(ids) if not scorer.supports_id(i))
             if missing:
                 log.warning("scorer softmax skipped: machine(s) %s are not classes of the model", missing)
                 continue
-        scorer = make_scorer(kind, **spec)
         scorers[name] = scorer.fit(select_input(scorer, outputs), list(ids))
     if not scorers:
         raise SsadError("no scorer could be fitted")

@@ -159,7 +159,7 @@ class MobileNetV2Backbone(nn.Module):
         last_channels: channels of the final 1x1 conv, scaled by max(1, width_mult) as in the paper;
             None skips that conv (out_channels is then the last stage's channels).
         dropout: dropout on the pooled vector.
-        freq_pool: "max" or "mean" over frequency after averaging over time (see `TimeFrequencyPool`).
+        freq_pool: "max" or "mean" over frequency after pooling over time (see `TimeFrequencyPool`).
         time_pool: "mean", "max" or "meanmax" (both, concatenated) over time (see `TimeFrequencyPool`).
     """
 

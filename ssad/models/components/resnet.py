@@ -53,7 +53,7 @@ class ResNetBackbone(nn.Module):
         channels: output channels of each stage; the stem has channels[0].
         blocks_per_stage: basic blocks in each stage (same length as `channels`).
         in_channels: input channels (1 for a single log-mel).
-        freq_pool: "max" or "mean" over frequency after averaging over time (see `TimeFrequencyPool`).
+        freq_pool: "max" or "mean" over frequency after pooling over time (see `TimeFrequencyPool`).
         time_pool: "mean", "max" or "meanmax" over time (see `TimeFrequencyPool`).
     """
 
