@@ -65,6 +65,15 @@ def test_saved_detector_gives_identical_scores(tiny_run: Path, tiny_root: Path, 
     assert before.machine_ids[0] == "/".join(Path(paths[0]).parts[-3:-2] + ("id_" + Path(paths[0]).name.split("_")[2],))
 
 
+def test_the_leading_directions_gaussian_is_offered_on_request(tiny_run: Path, tiny_root: Path) -> None:
+    detector = ssad.Detector.fit(tiny_run, tiny_root, scorers=["gaussian", "gaussian_top"])
+    assert detector.scorers["gaussian_top"].components == 32 and detector.scorers["gaussian"].components is None
+    paths = sorted(str(p) for p in tiny_root.rglob("test/*.wav"))[:4]
+    # a tiny root has fewer clips per machine than the embedding has dimensions: every direction is kept
+    np.testing.assert_allclose(detector.score(paths, scorer="gaussian_top").scores,
+                               detector.score(paths, scorer="gaussian").scores)
+
+
 def test_detector_needs_machine_for_waveforms(evaluation: Path, tiny_root: Path) -> None:
     detector = ssad.Detector.load(evaluation / "detector")
     wave = np.zeros(16000, dtype=np.float32)

@@ -154,6 +154,38 @@ def test_auto_covariance_pools_a_type_only_where_held_out_clips_say_so(tmp_path:
     np.testing.assert_allclose(back.score(X, ids[:60]), fan.score(X, ids[:60]))
 
 
+def test_components_score_only_the_leading_directions_and_only_with_enough_clips(tmp_path: Path) -> None:
+    """components=k: with at least as many clips as dimensions, the distance within the k leading principal
+    directions (a clip moved along a faint direction scores as normal); with fewer clips, all directions."""
+    rng = np.random.default_rng(3)
+    scales = np.r_[np.full(3, 3.0), np.full(9, 1.0), np.full(4, 0.2)]  # 3 strong, 9 medium, 4 faint directions
+    X = rng.normal(size=(200, D)) * scales
+    ids = ["fan/id_00"] * 200
+    full = GaussianScorer().fit(X, ids)
+    top = GaussianScorer(components=3).fit(X, ids)
+    assert np.linalg.matrix_rank(top.precisions_[0]) == 3
+    faint, strong = np.zeros((1, D)), np.zeros((1, D))
+    faint[0, -1], strong[0, 0] = 2.0, 12.0  # 10 faint sds out; 4 strong sds out
+    assert full.score(faint, ids[:1])[0] > full.score(strong, ids[:1])[0]
+    assert top.score(faint, ids[:1])[0] < 0.5 < 3.0 < top.score(strong, ids[:1])[0]
+    # the distance is the Ledoit-Wolf Mahalanobis distance of the projection onto the 3 leading directions
+    from sklearn.covariance import LedoitWolf
+    from sklearn.decomposition import PCA
+    pca = PCA(n_components=3).fit(X)
+    Z = rng.normal(size=(20, D)) * scales * 1.5
+    expected = LedoitWolf().fit(pca.transform(X)).mahalanobis(pca.transform(Z)) ** 0.5
+    np.testing.assert_allclose(top.score(Z, ids[:20]), expected, rtol=1e-6)
+    few = X[:D - 1]  # fewer clips than dimensions: every direction kept
+    np.testing.assert_allclose(GaussianScorer(components=3).fit(few, ids[: D - 1]).score(Z, ids[:20]),
+                               GaussianScorer().fit(few, ids[: D - 1]).score(Z, ids[:20]))
+    top.save(tmp_path / "g")
+    back = Scorer.load(tmp_path / "g")
+    assert back.components == 3
+    np.testing.assert_allclose(back.score(Z, ids[:20]), top.score(Z, ids[:20]))
+    with pytest.raises(ValueError, match="components=0"):
+        GaussianScorer(components=0).fit(X, ids)
+
+
 def test_unknown_id_is_refused_with_the_known_ones(data: dict) -> None:
     for scorer in (GaussianScorer(), KNNScorer(), OutputScorer(), SoftmaxScorer(list(IDS))):
         out = _outputs(data["train"], data["train_ids"])

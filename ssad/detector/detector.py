@@ -34,11 +34,14 @@ FORMAT_VERSION = 1
 REFERENCES_FILE = "references.npz"
 #: the scorer a detector uses when none is named: the first of these that the model supports
 PREFERRED_SCORERS = ("gaussian", "knn", "softmax")
-#: scorers any model with a Gaussian on its embeddings also offers (`--scorers floor ensemble`), beside its own:
-#: the spectral floor on the clip's band statistics, and the floor and the Gaussian standardised per ID and added
+#: scorers any model with a Gaussian on its embeddings also offers (`--scorers floor ensemble gaussian_top`), beside
+#: its own: the spectral floor on the clip's band statistics, the floor and the Gaussian standardised per ID and
+#: added, and the Gaussian on the 32 leading principal directions of a machine known from more clips than the
+#: embedding has dimensions (lathe and VMC +4 / +2, steady synthetic machines -3: experiments/results/quality_realistic.md)
 EMBEDDING_SCORERS = {
     "floor": {"kind": "floor"},
     "ensemble": {"kind": "combined", "members": ("gaussian", "floor")},
+    "gaussian_top": {"kind": "gaussian", "covariance": "auto", "components": 32},
 }
 #: the shipped encoder's detector, its default first: an encoder that heard only synthetic machines scores a new
 #: machine better beside its spectral floor than alone (chosen on lathe_vmc and synthetic seed 1: +0.8 and +0.9
