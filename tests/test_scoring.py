@@ -182,6 +182,10 @@ def test_components_score_only_the_leading_directions_and_only_with_enough_clips
     back = Scorer.load(tmp_path / "g")
     assert back.components == 3
     np.testing.assert_allclose(back.score(Z, ids[:20]), top.score(Z, ids[:20]))
+    enrolled = top.refit_ids(np.r_[X[:D - 1], X[:200]], ["fan/id_02"] * (D - 1) + ["fan/id_04"] * 200)
+    by_id = dict(zip(enrolled.ids_, enrolled.precisions_, strict=True))
+    assert np.linalg.matrix_rank(by_id["fan/id_02"]) == D  # few clips: drawn towards the others, every direction
+    np.testing.assert_allclose(by_id["fan/id_04"], top.precisions_[0])  # enough clips: as `fit` makes it
     with pytest.raises(ValueError, match="components=0"):
         GaussianScorer(components=0).fit(X, ids)
 

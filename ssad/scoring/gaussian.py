@@ -259,7 +259,13 @@ class GaussianScorer(Scorer):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features but the scorer was fitted on {self.n_features_in_}")
         fresh = GaussianScorer(**self.get_params())
-        fitted = [_enrolment_fit(X[idx], prior) for idx in groups.values()]
+
+        def fit_one(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if self.components is not None and len(rows) >= rows.shape[1]:  # enough clips: as `fit` would
+                return self._mean_precision(rows)
+            return _enrolment_fit(rows, prior)
+
+        fitted = [fit_one(X[idx]) for idx in groups.values()]
         fresh.ids_ = list(groups)
         fresh.means_ = np.stack([m for m, _ in fitted])
         fresh.precisions_ = np.stack([p for _, p in fitted])
@@ -268,7 +274,7 @@ class GaussianScorer(Scorer):
         train = np.zeros(len(X))
         for idx in groups.values():
             if len(idx) > 1:
-                train[idx] = _held_out(X[idx], lambda rows: _enrolment_fit(rows, prior))
+                train[idx] = _held_out(X[idx], fit_one)
         fresh.train_scores_ = train
         fresh._note_fallbacks({name: f"{len(idx)} clip(s): covariance drawn towards the other machines' shared "
                                f"covariance ({len(idx) - 1} of {len(idx) - 1 + X.shape[1]} weight on its own)"
