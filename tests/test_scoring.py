@@ -186,6 +186,7 @@ def test_components_score_only_the_leading_directions_and_only_with_enough_clips
     by_id = dict(zip(enrolled.ids_, enrolled.precisions_, strict=True))
     assert np.linalg.matrix_rank(by_id["fan/id_02"]) == D  # few clips: drawn towards the others, every direction
     np.testing.assert_allclose(by_id["fan/id_04"], top.precisions_[0])  # enough clips: as `fit` makes it
+    assert set(enrolled.fallbacks_) == {"fan/id_02"}  # only the machine drawn towards the others says so
     with pytest.raises(ValueError, match="components=0"):
         GaussianScorer(components=0).fit(X, ids)
 

@@ -91,9 +91,12 @@ class GaussianScorer(Scorer):
         if self.components is not None and not (isinstance(self.components, int) and self.components >= 1):
             raise ValueError(f"components={self.components!r} must be None or an integer >= 1")
 
+    def _fits_leading(self, X: np.ndarray) -> bool:
+        """Whether `components` applies to a covariance of these rows: set, and as many clips as dimensions."""
+        return self.components is not None and len(X) >= X.shape[1]
+
     def _mean_precision(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n, d = X.shape
-        if self.components is None or self.components >= d or n < d:
+        if not self._fits_leading(X) or self.components >= X.shape[1]:
             return self._full_mean_precision(X)
         mean = X.mean(axis=0)
         basis = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, : self.components]  # leading directions
@@ -261,9 +264,7 @@ class GaussianScorer(Scorer):
         fresh = GaussianScorer(**self.get_params())
 
         def fit_one(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            if self.components is not None and len(rows) >= rows.shape[1]:  # enough clips: as `fit` would
-                return self._mean_precision(rows)
-            return _enrolment_fit(rows, prior)
+            return self._mean_precision(rows) if self._fits_leading(rows) else _enrolment_fit(rows, prior)
 
         fitted = [fit_one(X[idx]) for idx in groups.values()]
         fresh.ids_ = list(groups)
@@ -278,7 +279,7 @@ class GaussianScorer(Scorer):
         fresh.train_scores_ = train
         fresh._note_fallbacks({name: f"{len(idx)} clip(s): covariance drawn towards the other machines' shared "
                                f"covariance ({len(idx) - 1} of {len(idx) - 1 + X.shape[1]} weight on its own)"
-                               for name, idx in groups.items()})
+                               for name, idx in groups.items() if not self._fits_leading(X[idx])})
         return fresh
 
     def _shared_covariance(self, exclude: set[str]) -> np.ndarray | None:
