@@ -297,11 +297,14 @@ def test_write_evaluation_end_to_end(tmp_path: Path) -> None:
     train, test = ScoreTable.concat(tables_train), ScoreTable.concat(tables_test)
     chosen = {"gaussian": {"fan": {"covariance": "type", "nll_per_id": -41.25, "nll_type": -52.5},
                            "pump": {"covariance": "per_id", "why": "one ID"}}, "knn": {}}
-    rows = write_evaluation(train, test, tmp_path / "eval", covariances=chosen)
+    kept = {"gaussian": {"fan/id_00": {"drift": 17.46, "components": 32}, "fan/id_02": {"drift": 1.1, "components": None}}}
+    rows = write_evaluation(train, test, tmp_path / "eval", covariances=chosen, directions=kept)
     out = tmp_path / "eval"
     md = (out / "results.md").read_text()
     assert "| gaussian | fan | type | -41.2 | -52.5 | the lower NLL |" in md
     assert "| gaussian | pump | per_id |  |  | one ID |" in md
+    assert "| gaussian | fan/id_00 | 17.5 | the 32 leading |" in md
+    assert "| gaussian | fan/id_02 | 1.1 | all |" in md
     assert {(r.scorer, r.machine_id) for r in rows} == {
         (s, i) for s in ("gaussian", "knn") for i in ("id_00", "id_02", "mean")
     }

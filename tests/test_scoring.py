@@ -26,6 +26,7 @@ from ssad.scoring import (
     select_input,
     standardize_per_id,
 )
+from ssad.scoring.gaussian import DRIFT_MIN, file_order_drift
 
 D = 16
 IDS = ("fan/id_00", "fan/id_02")
@@ -189,6 +190,34 @@ def test_components_score_only_the_leading_directions_and_only_with_enough_clips
     assert set(enrolled.fallbacks_) == {"fan/id_02"}  # only the machine drawn towards the others says so
     with pytest.raises(ValueError, match="components=0"):
         GaussianScorer(components=0).fit(X, ids)
+
+
+def test_leading_directions_when_drifting_only_for_clips_that_drift_in_file_order(tmp_path: Path) -> None:
+    """components_when="drifting": a machine whose clips move from one recording session to the next (in file
+    order) is scored within its leading directions; the same clips shuffled (a steady machine) keep every one."""
+    rng = np.random.default_rng(5)
+    scales = np.r_[np.full(3, 3.0), np.full(9, 1.0), np.full(4, 0.2)]
+    sessions = np.repeat(rng.normal(size=(8, D)) * scales, 25, axis=0)  # 8 sessions of 25 clips, each its own mean
+    drifting = rng.normal(size=(200, D)) * scales + sessions
+    steady = drifting[rng.permutation(200)]
+    assert file_order_drift(drifting) > DRIFT_MIN > 2.0 > file_order_drift(steady)
+    assert file_order_drift(drifting[:10]) == 0.0  # too few clips to cut into blocks
+    ids = ["fan/id_00"] * 200
+    gate = {"components": 3, "components_when": "drifting"}
+    wandering = GaussianScorer(**gate).fit(drifting, ids)
+    np.testing.assert_allclose(wandering.precisions_, GaussianScorer(components=3).fit(drifting, ids).precisions_)
+    kept = GaussianScorer(**gate).fit(steady, ids)
+    np.testing.assert_allclose(kept.precisions_, GaussianScorer().fit(steady, ids).precisions_)
+    assert wandering.leading_by_id_["fan/id_00"]["components"] == 3
+    assert kept.leading_by_id_["fan/id_00"]["components"] is None
+    assert kept.leading_by_id_["fan/id_00"]["drift"] < DRIFT_MIN
+    wandering.save(tmp_path / "g")
+    assert Scorer.load(tmp_path / "g").leading_by_id_ == wandering.leading_by_id_
+    enrolled = wandering.refit_ids(steady, ["fan/id_02"] * 200)
+    assert enrolled.leading_by_id_["fan/id_02"]["components"] is None  # a steady machine enrolled later
+    assert enrolled.leading_by_id_["fan/id_00"] == wandering.leading_by_id_["fan/id_00"]
+    with pytest.raises(ValueError, match="components_when='sometimes'"):
+        GaussianScorer(components=3, components_when="sometimes").fit(drifting, ids)
 
 
 def test_unknown_id_is_refused_with_the_known_ones(data: dict) -> None:

@@ -37,7 +37,8 @@ PREFERRED_SCORERS = ("gaussian", "knn", "softmax")
 #: scorers any model with a Gaussian on its embeddings also offers (`--scorers floor ensemble gaussian_top`), beside
 #: its own: the spectral floor on the clip's band statistics, the floor and the Gaussian standardised per ID and
 #: added, and the Gaussian on the 32 leading principal directions of a machine known from more clips than the
-#: embedding has dimensions (lathe and VMC +4 / +2, steady synthetic machines -3: experiments/results/quality_realistic.md)
+#: embedding has dimensions, whether or not its clips drift (the classifier's own Gaussian does so only for machines
+#: whose clips drift; on steady synthetic machines -3: experiments/results/quality_realistic.md)
 EMBEDDING_SCORERS = {
     "floor": {"kind": "floor"},
     "ensemble": {"kind": "combined", "members": ("gaussian", "floor")},

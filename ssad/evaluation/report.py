@@ -30,6 +30,7 @@ def write_evaluation(
     thresholds: Mapping[str, GammaThreshold] | None = None,
     fallbacks: Mapping[str, Mapping[str, str]] | None = None,
     covariances: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
+    directions: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
 ) -> list[ResultRow]:
     """Evaluate every scorer in `test` and write the results into `out_dir`; returns the result rows.
 
@@ -39,7 +40,8 @@ def write_evaluation(
     ``thresholds.json``, ``results.csv``/``results.md`` (labelled test clips only; precision/recall/F1 of
     the decisions included) and, if `plots`, ROC curves and score histograms in ``plots/``. `fallbacks`
     (scorer -> id -> what a thin ID got) and the thresholds' own go into a section of ``results.md``, and so do
-    `covariances` (scorer -> machine type -> the covariance a Gaussian chose from normal clips, and why).
+    `covariances` (scorer -> machine type -> the covariance a Gaussian chose from normal clips, and why) and
+    `directions` (scorer -> machine ID -> its file-order drift and the principal directions its Gaussian keeps).
     """
     out_dir = Path(out_dir)
     scorers = test.scorers
@@ -68,7 +70,8 @@ def write_evaluation(
     ScoreTable.concat([train, test]).to_csv(out_dir / "scores.csv")
     rows = evaluate(test, decisions=decisions, max_fpr=max_fpr)
     write_results(rows, out_dir)
-    notes = covariance_notes(covariances or {}) + thin_id_notes(train, fallbacks or {}, fitted)
+    notes = (covariance_notes(covariances or {}) + direction_notes(directions or {})
+             + thin_id_notes(train, fallbacks or {}, fitted))
     if notes:
         with open(out_dir / "results.md", "a", encoding="utf-8") as md:
             md.write("\n" + "\n".join(notes) + "\n")
@@ -94,6 +97,22 @@ def covariance_notes(covariances: Mapping[str, Mapping[str, Mapping[str, object]
         own, pooled = c.get("nll_per_id"), c.get("nll_type")
         lines.append(f"| {scorer} | {machine_type} | {c['covariance']} | {'' if own is None else f'{own:.1f}'} | "
                      f"{'' if pooled is None else f'{pooled:.1f}'} | {c.get('why', 'the lower NLL')} |")
+    return lines + [""]
+
+
+def direction_notes(directions: Mapping[str, Mapping[str, Mapping[str, object]]]) -> list[str]:
+    """Markdown lines saying, per machine known from many clips, how much its clips drift and which directions count."""
+    rows = [(scorer, name, r) for scorer, by_id in directions.items() for name, r in sorted(by_id.items())]
+    if not rows:
+        return []
+    lines = ["## Directions kept per machine", "",
+             "From normal training clips only: how much a machine's clips drift along their file order (1 = as in",
+             "random order; from 4 on, its sound wanders between recordings and only the leading principal directions",
+             "of its Gaussian count, the faint ones holding more recording noise than fault).", "",
+             "| scorer | machine | file-order drift | directions kept |", "|---|---|---|---|"]
+    for scorer, name, r in rows:
+        kept = r.get("components")
+        lines.append(f"| {scorer} | {name} | {r['drift']:.1f} | {'all' if kept is None else f'the {kept} leading'} |")
     return lines + [""]
 
 

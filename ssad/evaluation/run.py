@@ -131,7 +131,8 @@ def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers:
     rows = write_evaluation(train_table, test_table, out, percentile=percentile, plots=plots,
                             thresholds=detector.thresholds,
                             fallbacks={name: s.fallbacks_ for name, s in detector.scorers.items()},
-                            covariances={name: getattr(s, "covariance_by_type_", {}) for name, s in detector.scorers.items()})
+                            covariances={name: getattr(s, "covariance_by_type_", {}) for name, s in detector.scorers.items()},
+                            directions={name: getattr(s, "leading_by_id_", {}) for name, s in detector.scorers.items()})
     if plots and "embedding" in test_outputs:
         _tsne_plots(test, test_raw, test_outputs["embedding"], out)
     detector.save(out / "detector")

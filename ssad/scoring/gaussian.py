@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 from scipy.linalg import pinvh
 from sklearn.covariance import LedoitWolf
+from sklearn.metrics import calinski_harabasz_score
 
 from ssad.data.clips import machine_type_of
 from ssad.scoring.base import THIN_CLIPS, Scorer
 
-__all__ = ["COVARIANCES", "GaussianScorer", "SHRINKAGES", "SpectrumScorer"]
+__all__ = ["COMPONENTS_WHEN", "COVARIANCES", "GaussianScorer", "SHRINKAGES", "SpectrumScorer", "file_order_drift"]
 
 log = logging.getLogger("ssad")
 
@@ -25,6 +26,14 @@ COVARIANCES = ("per_id", "type", "auto")
 #: needs for the comparison (fewer: the type keeps its per-ID covariances)
 CHOICE_FOLDS = 5
 CHOICE_MIN_CLIPS = 2 * CHOICE_FOLDS
+#: when `components` applies to a machine with enough clips: always, or only when its normal clips drift along
+#: their file order (recording sessions, operating conditions), measured by `file_order_drift`
+COMPONENTS_WHEN = ("always", "drifting")
+#: contiguous blocks of a machine's clips in file order that `file_order_drift` compares, and the drift from which
+#: its normal sound counts as wandering: clips in random order give about 1 (0.7-1.7 measured on steady synthetic
+#: machines), the lathe's and the VMC's recordings 17-48
+DRIFT_BLOCKS = 8
+DRIFT_MIN = 4.0
 #: IDs with up to this many clips get exact leave-one-out training scores; larger ones are cross-fitted
 LEAVE_ONE_OUT_MAX_CLIPS = 200
 #: folds of the cross-fitting (each clip scored by a Gaussian fitted on the other 95 % of its ID's clips)
@@ -65,21 +74,26 @@ class GaussianScorer(Scorer):
             that many clips the shrinkage barely acts, and the faintest directions of the normal clips weigh
             most in a Mahalanobis distance: on machines whose normal sound wanders they hold more recording noise
             than fault (lathe / VMC +4 / +2 AUC with 32), on steady ones the faults (synthetic: -3).
+        components_when: ``"always"``, or ``"drifting"``: only for a machine whose normal clips, in file order,
+            drift (`file_order_drift` >= `DRIFT_MIN`), the sign of a sound that wanders between recordings; a
+            steady machine keeps every direction. Chosen from normal clips only; `leading_by_id_` records it.
 
     Fitted attributes: `ids_` (sorted ids), `means_` (n_ids, d), `precisions_` (n_ids, d, d), `covariance_by_type_`
     (machine type -> "per_id" or "type", with the held-out mean negative log-likelihood of each when compared),
     `train_ids_` and `train_scores_` (leave-one-out distances of the training clips; in-sample for IDs of
-    `THIN_CLIPS` clips or fewer).
+    `THIN_CLIPS` clips or fewer), `leading_by_id_` (for each ID with as many clips as dimensions under
+    `components`: its file-order drift and the directions kept, None = all).
     """
 
     input_name: str = "embedding"
 
     def __init__(self, shrinkage: str = "ledoit_wolf", ridge: float = 1e-3, covariance: str = "per_id",
-                 components: int | None = None) -> None:
+                 components: int | None = None, components_when: str = "always") -> None:
         self.shrinkage = shrinkage
         self.ridge = ridge
         self.covariance = covariance
         self.components = components
+        self.components_when = components_when
 
     def _check_params(self) -> None:
         if self.shrinkage not in SHRINKAGES:
@@ -90,10 +104,28 @@ class GaussianScorer(Scorer):
             raise ValueError(f"covariance={self.covariance!r} is not supported; allowed: {list(COVARIANCES)}")
         if self.components is not None and not (isinstance(self.components, int) and self.components >= 1):
             raise ValueError(f"components={self.components!r} must be None or an integer >= 1")
+        if self.components_when not in COMPONENTS_WHEN:
+            raise ValueError(f"components_when={self.components_when!r} is not supported; allowed: {list(COMPONENTS_WHEN)}")
 
     def _fits_leading(self, X: np.ndarray) -> bool:
-        """Whether `components` applies to a covariance of these rows: set, and as many clips as dimensions."""
-        return self.components is not None and len(X) >= X.shape[1]
+        """Whether `components` applies to a covariance of these rows (in file order): set, as many clips as
+        dimensions, and for ``components_when="drifting"`` rows that drift."""
+        if self.components is None or len(X) < X.shape[1]:
+            return False
+        return self.components_when == "always" or file_order_drift(X) >= DRIFT_MIN
+
+    def _leading_record(self, groups: Mapping[str, np.ndarray], X: np.ndarray) -> dict[str, dict[str, Any]]:
+        """Per ID that `components` could apply to: its file-order drift and the directions its Gaussian keeps."""
+        if self.components is None:
+            return {}
+        out = {}
+        for name, idx in groups.items():
+            if len(idx) >= X.shape[1]:
+                kept = self.components if self._fits_leading(X[idx]) and self.components < X.shape[1] else None
+                out[name] = {"drift": round(file_order_drift(X[idx]), 2), "components": kept}
+                log.info("GaussianScorer: %s: file-order drift %.1f: %s", name, out[name]["drift"],
+                         "every direction" if kept is None else f"the {kept} leading directions")
+        return out
 
     def _mean_precision(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self._fits_leading(X) or self.components >= X.shape[1]:
@@ -138,6 +170,7 @@ class GaussianScorer(Scorer):
         self.means_ = np.stack([mean_of[n] for n in groups])
         self.precisions_ = np.stack([precision_of[n] for n in groups])
         self.n_features_in_ = X.shape[1]
+        self.leading_by_id_ = self._leading_record({n: idx for n, idx in own.items() if n not in thin}, X)
         self.train_ids_ = ids
         self.train_scores_ = self._held_out_distances(X, own, thin) if own else np.empty(len(X))
         if pooled_by_type:
@@ -271,6 +304,7 @@ class GaussianScorer(Scorer):
         fresh.means_ = np.stack([m for m, _ in fitted])
         fresh.precisions_ = np.stack([p for _, p in fitted])
         fresh.n_features_in_ = X.shape[1]
+        fresh.leading_by_id_ = self._leading_record(groups, X)
         fresh.train_ids_ = ids
         train = np.zeros(len(X))
         for idx in groups.values():
@@ -295,6 +329,8 @@ class GaussianScorer(Scorer):
         sources |= {name: (fresh, k) for k, name in enumerate(fresh.ids_)}
         merged.means_ = np.stack([src.means_[k] for src, k in (sources[n] for n in merged.ids_)])
         merged.precisions_ = np.stack([src.precisions_[k] for src, k in (sources[n] for n in merged.ids_)])
+        merged.leading_by_id_ = {n: r for n, r in getattr(self, "leading_by_id_", {}).items() if n not in fresh.ids_}
+        merged.leading_by_id_ |= getattr(fresh, "leading_by_id_", {})
         return merged
 
     def _empty_arrays(self, n_features: int) -> dict[str, np.ndarray]:
@@ -303,7 +339,8 @@ class GaussianScorer(Scorer):
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"means": self.means_, "precisions": self.precisions_}
-        return arrays, {"covariance_by_type": dict(getattr(self, "covariance_by_type_", {}))}
+        return arrays, {"covariance_by_type": dict(getattr(self, "covariance_by_type_", {})),
+                        "leading_by_id": dict(getattr(self, "leading_by_id_", {}))}
 
     def _set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         ids = self.ids_
@@ -316,6 +353,20 @@ class GaussianScorer(Scorer):
             )
         self.means_, self.precisions_, self.n_features_in_ = means, precisions, d
         self.covariance_by_type_ = dict(meta.get("covariance_by_type") or {})
+        self.leading_by_id_ = dict(meta.get("leading_by_id") or {})
+
+
+def file_order_drift(X: np.ndarray) -> float:
+    """How much a machine's normal embeddings (rows in file order) drift: the Calinski-Harabasz index of
+    `DRIFT_BLOCKS` contiguous blocks, about 1 for clips in random order, far above for recording sessions that differ.
+
+    File order stands in for recording order (names that count up or carry a timestamp); shuffled names read as
+    steady. Fewer than two clips per block: 0.
+    """
+    n = len(X)
+    if n < 2 * DRIFT_BLOCKS:
+        return 0.0
+    return float(calinski_harabasz_score(X, np.arange(n) * DRIFT_BLOCKS // n))
 
 
 def _enrolment_fit(X: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

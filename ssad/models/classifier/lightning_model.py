@@ -77,8 +77,10 @@ class MachineIDClassifier(SsadModule):
     output_names = ("embedding", "neg_log_prob")
     default_scorers = {
         # per machine type, the covariance (each ID's own or pooled over the type's IDs) that better predicts
-        # held-out normal clips: pooled won on every synthetic type (27 clips per ID in 64-192 dimensions)
-        "gaussian": {"kind": "gaussian", "covariance": "auto"},
+        # held-out normal clips: pooled won on every synthetic type (27 clips per ID in 64-192 dimensions); a
+        # machine with as many clips as dimensions whose normal clips drift along their file order is scored
+        # within its 32 leading directions (lathe / VMC +4.1 / +1.9; steady machines keep every direction)
+        "gaussian": {"kind": "gaussian", "covariance": "auto", "components": 32, "components_when": "drifting"},
         "knn": {"kind": "knn", "k": 1, "metric": "cosine"},
         "softmax": {"kind": "softmax"},
     }
