@@ -31,7 +31,7 @@ CHOICE_MIN_CLIPS = 2 * CHOICE_FOLDS
 COMPONENTS_WHEN = ("always", "drifting")
 #: contiguous blocks of a machine's clips in file order that `file_order_drift` compares, and the drift from which
 #: its normal sound counts as wandering: clips in random order give about 1 (0.7-1.7 measured on steady synthetic
-#: machines), the lathe's and the VMC's recordings 17-48
+#: machines), the lathe's and the VMC's recordings 15-61
 DRIFT_BLOCKS = 8
 DRIFT_MIN = 4.0
 #: IDs with up to this many clips get exact leave-one-out training scores; larger ones are cross-fitted
