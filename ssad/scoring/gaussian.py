@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,11 @@ class GaussianScorer(Scorer):
             return False
         return self.components_when == "always" or file_order_drift(X) >= DRIFT_MIN
 
+    def _leading(self, X: np.ndarray) -> int | None:
+        """How many leading principal directions a Gaussian of these rows keeps: `components` where it applies
+        and is fewer than the dimensions, else None (every direction)."""
+        return self.components if self._fits_leading(X) and self.components < X.shape[1] else None
+
     def _leading_record(self, groups: Mapping[str, np.ndarray], X: np.ndarray) -> dict[str, dict[str, Any]]:
         """Per ID that `components` could apply to: its file-order drift and the directions its Gaussian keeps."""
         if self.components is None:
@@ -121,17 +127,21 @@ class GaussianScorer(Scorer):
         out = {}
         for name, idx in groups.items():
             if len(idx) >= X.shape[1]:
-                kept = self.components if self._fits_leading(X[idx]) and self.components < X.shape[1] else None
+                kept = self._leading(X[idx])
                 out[name] = {"drift": round(file_order_drift(X[idx]), 2), "components": kept}
                 log.info("GaussianScorer: %s: file-order drift %.1f: %s", name, out[name]["drift"],
                          "every direction" if kept is None else f"the {kept} leading directions")
         return out
 
     def _mean_precision(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not self._fits_leading(X) or self.components >= X.shape[1]:
+        return self._mean_precision_within(X, self._leading(X))
+
+    def _mean_precision_within(self, X: np.ndarray, leading: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and precision of these rows within their `leading` principal directions (None: every direction)."""
+        if leading is None:
             return self._full_mean_precision(X)
         mean = X.mean(axis=0)
-        basis = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, : self.components]  # leading directions
+        basis = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :leading]  # leading directions
         inner = self._full_mean_precision((X - mean) @ basis)[1]
         return mean, basis @ inner @ basis.T
 
@@ -161,18 +171,20 @@ class GaussianScorer(Scorer):
         mean_of = {n: X[idx].mean(axis=0) for n, idx in pooled_by_type.items()}
         thin = [name for name, idx in own.items() if len(idx) < THIN_CLIPS]
         pooled = self._pooled(X, groups) if thin else None
+        # each ID's directions are chosen once, from all its clips, so its held-out folds are fitted alike
+        self.leading_by_id_ = self._leading_record({n: idx for n, idx in own.items() if n not in thin}, X)
+        leading = {name: record["components"] for name, record in self.leading_by_id_.items()}
         for name, idx in own.items():
             mean_of[name], precision_of[name] = ((X[idx].mean(axis=0), pooled[0]) if name in thin
-                                                 else self._mean_precision(X[idx]))
+                                                 else self._mean_precision_within(X[idx], leading.get(name)))
             if name in thin:
                 notes[name] = _thin_note(len(idx), pooled[1])
         self.ids_ = list(groups)
         self.means_ = np.stack([mean_of[n] for n in groups])
         self.precisions_ = np.stack([precision_of[n] for n in groups])
         self.n_features_in_ = X.shape[1]
-        self.leading_by_id_ = self._leading_record({n: idx for n, idx in own.items() if n not in thin}, X)
         self.train_ids_ = ids
-        self.train_scores_ = self._held_out_distances(X, own, thin) if own else np.empty(len(X))
+        self.train_scores_ = self._held_out_distances(X, own, thin, leading) if own else np.empty(len(X))
         if pooled_by_type:
             shared = self._distances(X, pooled_by_type)
             for idx in pooled_by_type.values():
@@ -245,8 +257,9 @@ class GaussianScorer(Scorer):
             precision_of |= {n: precision for n in names}
         return precision_of, notes
 
-    def _held_out_distances(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str]) -> np.ndarray:
-        """Each training clip's distance to its ID's Gaussian fitted without it.
+    def _held_out_distances(self, X: np.ndarray, groups: Mapping[str, np.ndarray], thin: Sequence[str],
+                            leading: Mapping[str, int | None]) -> np.ndarray:
+        """Each training clip's distance to its ID's Gaussian fitted without it (within the ID's `leading` directions).
 
         In-sample distances are far smaller than a new normal clip's when there are few clips per dimension,
         so thresholds and ensemble z-scores taken from them would sit far too low. IDs that would keep fewer
@@ -259,7 +272,7 @@ class GaussianScorer(Scorer):
         out = self._distances(X, in_sample)  # the other rows are filled below
         for name, idx in groups.items():
             if name not in in_sample:
-                out[idx] = _held_out(X[idx], self._mean_precision)
+                out[idx] = _held_out(X[idx], partial(self._mean_precision_within, leading=leading.get(name)))
         return out
 
     def _pooled(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
@@ -295,25 +308,29 @@ class GaussianScorer(Scorer):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features but the scorer was fitted on {self.n_features_in_}")
         fresh = GaussianScorer(**self.get_params())
+        fresh.leading_by_id_ = self._leading_record(groups, X)
+        as_fit = {name for name, idx in groups.items() if self._fits_leading(X[idx])}  # enough clips: as `fit` does
 
-        def fit_one(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return self._mean_precision(rows) if self._fits_leading(rows) else _enrolment_fit(rows, prior)
+        def fitter(name: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+            """How an ID's Gaussian is fitted, chosen once from all its clips and kept for its held-out folds."""
+            if name in as_fit:
+                return partial(self._mean_precision_within, leading=fresh.leading_by_id_[name]["components"])
+            return partial(_enrolment_fit, prior=prior)
 
-        fitted = [fit_one(X[idx]) for idx in groups.values()]
+        fitted = [fitter(name)(X[idx]) for name, idx in groups.items()]
         fresh.ids_ = list(groups)
         fresh.means_ = np.stack([m for m, _ in fitted])
         fresh.precisions_ = np.stack([p for _, p in fitted])
         fresh.n_features_in_ = X.shape[1]
-        fresh.leading_by_id_ = self._leading_record(groups, X)
         fresh.train_ids_ = ids
         train = np.zeros(len(X))
-        for idx in groups.values():
+        for name, idx in groups.items():
             if len(idx) > 1:
-                train[idx] = _held_out(X[idx], fit_one)
+                train[idx] = _held_out(X[idx], fitter(name))
         fresh.train_scores_ = train
         fresh._note_fallbacks({name: f"{len(idx)} clip(s): covariance drawn towards the other machines' shared "
                                f"covariance ({len(idx) - 1} of {len(idx) - 1 + X.shape[1]} weight on its own)"
-                               for name, idx in groups.items() if not self._fits_leading(X[idx])})
+                               for name, idx in groups.items() if name not in as_fit})
         return fresh
 
     def _shared_covariance(self, exclude: set[str]) -> np.ndarray | None:
