@@ -148,7 +148,7 @@ def test_ddp_on_two_cpu_processes(tiny_root: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Starting with 2 processes" in result.stderr + result.stdout
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert ssad.load(run).embed(next(tiny_root.rglob("test/*.wav"))).shape == (32,)
+    assert ssad.load(run).embed(next(tiny_root.rglob("test/*.wav"))).shape == (2 * 32,)  # windows' mean and spread
 
 
 def test_embed_accepts_paths_lists_waveforms_and_batches(tiny_run: Path, tiny_root: Path) -> None:
@@ -160,7 +160,7 @@ def test_embed_accepts_paths_lists_waveforms_and_batches(tiny_run: Path, tiny_ro
     from_wave = model.embed(wave)
     batch = model.embed(np.stack([sf.read(p, dtype="float32")[0] for p in paths]))
     from_tensor = model.embed(torch.from_numpy(wave))
-    assert one.shape == (32,) and many.shape == (3, 32) and batch.shape == (3, 32)
+    assert one.shape == (64,) and many.shape == (3, 64) and batch.shape == (3, 64)  # 32 dims: mean and spread
     assert np.allclose(one, many[0], atol=1e-5) and np.allclose(one, from_wave, atol=1e-5)
     assert np.allclose(many, batch, atol=1e-5) and np.allclose(one, from_tensor, atol=1e-5)
     assert np.isfinite(many).all()

@@ -1,4 +1,4 @@
-"""The classifier's levers for fault-sensitive embeddings: AdaCos heads, the stats branch, mixup."""
+"""The classifier's levers for fault-sensitive embeddings: AdaCos heads, the stats branch, mixup, clip pooling."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_mixup_classifier_fits_from_the_cli(tiny_root: Path, tmp_path: Path, one
     model = ssad.load(tmp_path)
     clip = next((tiny_root / "fan" / "test").glob("*.wav"))
     embedding = model.embed(clip)
-    assert embedding.shape == (model.module.net.embedding_dim,) and torch.isfinite(torch.as_tensor(embedding)).all()
+    assert embedding.shape == (2 * model.module.net.embedding_dim,) and torch.isfinite(torch.as_tensor(embedding)).all()
 
 
 @pytest.mark.slow  # the ONNX exporter takes seconds
@@ -187,7 +187,7 @@ def test_ensemble_classifier_trains_each_member_and_starts_from_one_network(
     members = model.module.net.members
     assert len(members) == 2 and not torch.equal(members[0].embedding[1].weight, members[1].embedding[1].weight)
     clip = next((tiny_root / "fan" / "test").glob("*.wav"))
-    assert model.embed(clip).shape == (2 * 32,)
+    assert model.embed(clip).shape == (2 * 2 * 32,)  # two members, each window's mean and spread
 
     single = ssad.load(tiny_run).module
     hp = single.hparams
@@ -200,3 +200,54 @@ def test_ensemble_classifier_trains_each_member_and_starts_from_one_network(
         for key, value in member.state_dict().items():
             if not key.startswith("head."):
                 assert torch.equal(value, source[key]), key
+
+
+def test_mean_std_clip_pooling_keeps_how_a_clip_varies_over_its_windows() -> None:
+    """Two clips with the same mean window embedding: "mean" pools them alike, "mean_std" tells them apart by their
+    spread; the softmax outputs stay averaged, and a window explains itself beside its clip's spread."""
+    from ssad.models import MachineIDClassifier
+
+    steady = torch.zeros(4, 3)
+    steady[:, 0] = 1.0
+    varying = steady.clone()
+    varying[:2, 1], varying[2:, 1] = 1.0, -1.0
+    mean, both = MachineIDClassifier(), MachineIDClassifier(clip_pooling="mean_std")
+    torch.testing.assert_close(mean.pool_windows("embedding", varying), mean.pool_windows("embedding", steady))
+    pooled = both.pool_windows("embedding", varying)
+    torch.testing.assert_close(pooled, torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+    torch.testing.assert_close(both.pool_windows("embedding", steady), torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(both.pool_windows("embedding", varying[:1]), torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(both.pool_windows("neg_log_prob", varying), varying.mean(0))
+    rows = both.window_rows("embedding", varying)
+    torch.testing.assert_close(rows, torch.cat([varying, pooled[3:].expand(4, 3)], dim=1))
+    torch.testing.assert_close(mean.window_rows("embedding", varying), varying)
+    with pytest.raises(ValueError, match="clip_pooling"):
+        MachineIDClassifier(clip_pooling="max")
+
+
+@pytest.mark.parametrize(("longest_frames", "pooling"), [(32, "mean"), (64, "mean"), (95, "mean"), (96, "mean_std"),
+                                                         (313, "mean_std")])
+def test_mean_std_pooling_falls_back_to_the_mean_when_every_training_clip_is_one_window(longest_frames: int,
+                                                                                         pooling: str) -> None:
+    """64-frame windows every 32 frames: a clip needs 96 frames for a second window, and so a spread."""
+    from ssad.models import MachineIDClassifier
+
+    model = MachineIDClassifier(clip_pooling="mean_std", window_frames=64)
+    model._settle_clip_pooling(longest_frames)
+    assert model.hparams.clip_pooling == pooling
+
+
+@pytest.mark.slow
+def test_a_trained_run_embeds_a_clip_as_its_windows_mean_and_spread(tiny_run: Path, tiny_root: Path) -> None:
+    """configs/tiny.yaml pools as the demo does: a 2-s clip's embedding is its windows' mean beside their spread."""
+    import ssad
+
+    model = ssad.load(tiny_run)
+    clip = sorted((tiny_root / "valve" / "test").glob("anomaly_*.wav"))[0]
+    per_window, counts = model.per_window_outputs(model.log_mels([clip]))
+    windows = per_window["embedding"]
+    assert counts == [len(windows)] and len(windows) >= 2
+    expected = torch.cat([windows.mean(0), windows.std(0, unbiased=False)]).numpy()
+    assert model.embed(clip).shape == expected.shape == (2 * windows.shape[1],)
+    assert float(expected[windows.shape[1]:].max()) > 0
+    torch.testing.assert_close(torch.from_numpy(model.embed(clip)), torch.from_numpy(expected), rtol=1e-5, atol=1e-6)

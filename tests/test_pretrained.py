@@ -229,7 +229,7 @@ def test_fit_one_epoch_from_the_pretrained_encoder(package_dir: Path, tiny_root:
                  "--model.init_from", "pretrained", "--trainer.default_root_dir", str(tmp_path / "run")])
     assert code == 0
     assert read_checkpoint(tmp_path / "run")["hyper_parameters"]["init_from"] == "pretrained"
-    assert ssad.load(tmp_path / "run").embed(normal_clips(tiny_root, n=2)).shape == (2, 32)
+    assert ssad.load(tmp_path / "run").embed(normal_clips(tiny_root, n=2)).shape == (2, 2 * 32)  # mean and spread
     record = json.loads((publish(tmp_path / "run", provenance={}, directory=tmp_path / "pub") / "provenance.json").read_text())
     assert record["epochs"] == 1 and record["steps"] > 0 and record["source"] in ("best.ckpt", "last.ckpt")
     assert record["corpus"]["data_module"] == "ssad.data.MachineIDDataModule"

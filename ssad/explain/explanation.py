@@ -140,10 +140,9 @@ def format_hz(low: float, high: float) -> str:
 
 
 def _per_window_rows(detector: Detector, per_window: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Each window's outputs pooled alone, so a window has the shape of a clip's outputs and scores like one."""
+    """Each window's outputs as a clip-shaped row (the model says how), so that a window scores like a clip."""
     module = detector.model.module
-    return {name: torch.stack([module.pool_windows(name, values[i : i + 1]) for i in range(len(values))]).cpu().numpy()
-            for name, values in per_window.items()}
+    return {name: module.window_rows(name, values).cpu().numpy() for name, values in per_window.items()}
 
 
 def _percentile(score: float, normal: np.ndarray) -> float:

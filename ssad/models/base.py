@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from torch import Tensor
 
-__all__ = ["SsadModule", "CHECKPOINT_KEY"]
+__all__ = ["SsadModule", "CHECKPOINT_KEY", "mean_and_spread"]
 
 #: Key under which a checkpoint stores what `ssad.load` needs beside the weights and hyper-parameters.
 CHECKPOINT_KEY = "ssad"
@@ -38,6 +39,12 @@ class SsadModule(L.LightningModule):
     def pool_windows(self, name: str, values: Tensor) -> Tensor:
         """(n_windows, ...) outputs `name` of one clip's windows -> the clip's output: their mean by default."""
         return values.mean(0)
+
+    def window_rows(self, name: str, values: Tensor) -> Tensor:
+        """(n_windows, ...) outputs of one clip -> one row per window shaped like the clip's output, so that a
+        window scores like a clip (what tells *when* in a clip the anomaly is): each window pooled alone by default.
+        """
+        return torch.stack([self.pool_windows(name, values[i : i + 1]) for i in range(len(values))])
 
     def extra_metadata(self) -> dict[str, Any]:
         """Anything else inference needs (e.g. class names); stored in the checkpoint."""
@@ -81,3 +88,9 @@ class SsadModule(L.LightningModule):
             "output_names": list(self.output_names),
             **self.extra_metadata(),
         }
+
+
+def mean_and_spread(values: Tensor) -> Tensor:
+    """(n_windows, dim) -> (2 dim,): the mean over a clip's windows and their standard deviation (0 for one window)."""
+    spread = values.std(0, unbiased=False) if len(values) > 1 else torch.zeros_like(values[0])
+    return torch.cat([values.mean(0), spread])

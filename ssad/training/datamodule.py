@@ -259,6 +259,11 @@ class MachineIDDataModule(L.LightningDataModule):
         return len(self._train.waves) if self._train is not None else 0
 
     @property
+    def longest_clip_frames(self) -> int:
+        """Log-mel frames of the longest recording read (known after `setup`; 0 before)."""
+        return self.log_mel.num_frames(max(len(w) for w in self._train.waves)) if self._train is not None else 0
+
+    @property
     def num_classes(self) -> int:
         """Real plus synthesized classes (known after `setup`)."""
         return len(self.class_names)

@@ -11,13 +11,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssad.features import sliding_windows
-from ssad.models.base import CHECKPOINT_KEY, SsadModule
+from ssad.models.base import CHECKPOINT_KEY, SsadModule, mean_and_spread
 from ssad.models.classifier.torch_model import MachineIDEnsemble, MachineIDNet
 from ssad.models.components.heads import AdaCosHead
 
-__all__ = ["MachineIDClassifier"]
+__all__ = ["CLIP_POOLINGS", "MachineIDClassifier"]
 
 log = logging.getLogger("ssad")
+#: how a clip's embedding is pooled from its windows' (see `MachineIDClassifier`'s `clip_pooling`)
+CLIP_POOLINGS = ("mean", "mean_std")
 #: the prefix of an ensemble member's state-dict keys ("members.2.backbone..." -> "backbone...")
 _MEMBER_PREFIX = re.compile(r"^members\.\d+\.")
 
@@ -68,6 +70,11 @@ class MachineIDClassifier(SsadModule):
         init_from: run folder, checkpoint, saved detector or "pretrained" (the encoder shipped with ssad) to start
             from (fine-tuning); head rows are kept for classes whose names match.
         inference_hop: frames between sliding windows at validation and inference (None = half a crop).
+        clip_pooling: how a clip's embedding is made from its windows' embeddings: "mean", or "mean_std" (their
+            mean and their standard deviation over the clip, concatenated: a fault that comes and goes, or that
+            makes the sound less steady, moves the second half even when the average stays; synthetic fan +3 to +9
+            and valve +3 to +6 AUC on 3200 fresh test clips per seed). A clip of one window has zero spread, and a
+            model whose training clips are all one window long pools the mean alone (`setup` says so).
         class_names: filled from the data module; given only when rebuilding from a checkpoint.
         n_mels: filled from the data module.
         window_frames: filled from the data module (its `crop_frames`).
@@ -111,12 +118,16 @@ class MachineIDClassifier(SsadModule):
         compile: bool = False,
         init_from: str | None = None,
         inference_hop: int | None = None,
+        clip_pooling: str = "mean",
         class_names: list[str] | None = None,
         n_mels: int | None = None,
         window_frames: int | None = None,
         n_clips: int | None = None,
     ) -> None:
         super().__init__()
+        if clip_pooling not in CLIP_POOLINGS:
+            msg = f"clip_pooling must be one of {CLIP_POOLINGS}, got {clip_pooling!r}"
+            raise ValueError(msg)
         self.save_hyperparameters()
         self.net: MachineIDNet | MachineIDEnsemble | None = None
         self.clip_head: AdaCosHead | None = None
@@ -167,9 +178,20 @@ class MachineIDClassifier(SsadModule):
         self.hparams.n_mels = int(datamodule.feature_params["n_mels"])
         self.hparams.window_frames = int(datamodule.hparams.crop_frames)
         self.hparams.n_clips = int(getattr(datamodule, "num_clips", 0)) or None
+        self._settle_clip_pooling(int(getattr(datamodule, "longest_clip_frames", 0)))
         self._build()
         if self.hparams.init_from:
             self._initialise_from(self.hparams.init_from)
+
+    def _settle_clip_pooling(self, longest_clip_frames: int) -> None:
+        """Pool the mean alone when no training clip is longer than one window: every clip's spread would be zero,
+        and the zeros would only dilute the embedding the scorers model (lathe_vmc's 1-s clips: lathe -5 AUC)."""
+        if self.hparams.clip_pooling != "mean_std" or not longest_clip_frames:
+            return
+        if 1 + max(longest_clip_frames - self.window_frames, 0) // self.window_hop < 2:
+            log.info("clip_pooling mean_std -> mean: the longest training clip (%d frames) is one window of %d frames,"
+                     " so no clip has a spread over windows", longest_clip_frames, self.window_frames)
+            self.hparams.clip_pooling = "mean"
 
     def _initialise_from(self, source: str) -> None:
         """Copy weights from another model: everything whose shape fits, and head rows by class name.
@@ -213,6 +235,18 @@ class MachineIDClassifier(SsadModule):
     def window_outputs(self, log_mel_windows: Tensor) -> dict[str, Tensor]:
         logits, embedding = self.net(log_mel_windows)
         return {"embedding": embedding, "neg_log_prob": -F.log_softmax(logits, dim=-1)}
+
+    def pool_windows(self, name: str, values: Tensor) -> Tensor:
+        if name == "embedding" and self.hparams.get("clip_pooling", "mean") == "mean_std":
+            return mean_and_spread(values)
+        return values.mean(0)
+
+    def window_rows(self, name: str, values: Tensor) -> Tensor:
+        """Per window, its own embedding beside the whole clip's spread (a window alone has none)."""
+        if name == "embedding" and self.hparams.get("clip_pooling", "mean") == "mean_std":
+            spread = mean_and_spread(values)[values.shape[1]:]
+            return torch.cat([values, spread.expand(len(values), -1)], dim=1)
+        return super().window_rows(name, values)
 
     def extra_metadata(self) -> dict[str, Any]:
         return {"class_names": self.class_names}

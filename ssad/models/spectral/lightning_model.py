@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ssad.models.base import SsadModule
+from ssad.models.base import SsadModule, mean_and_spread
 
 __all__ = ["SpectralStatsModule"]
 
@@ -69,8 +69,7 @@ class SpectralStatsModule(SsadModule):
 
     def pool_windows(self, name: str, values: Tensor) -> Tensor:
         """One clip's per-frame vectors -> their mean and standard deviation per band."""
-        std = values.std(0, unbiased=False) if len(values) > 1 else torch.zeros_like(values[0])
-        return torch.cat([values.mean(0), std])
+        return mean_and_spread(values)
 
     def configure_optimizers(self) -> None:
         return None
