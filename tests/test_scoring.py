@@ -27,6 +27,7 @@ from ssad.scoring import (
     standardize_per_id,
 )
 from ssad.scoring.gaussian import DRIFT_MIN, file_order_drift
+from ssad.scoring.thresholds import GammaThreshold
 
 D = 16
 IDS = ("fan/id_00", "fan/id_02")
@@ -124,7 +125,9 @@ def test_type_covariance_is_shared_by_the_ids_of_a_type_only() -> None:
     assert not np.allclose(fan_a, pump)
     np.testing.assert_allclose(scorer.means_[1], X[30:60].mean(axis=0))
     in_sample = scorer.score(X, ids)
-    np.testing.assert_allclose(scorer.train_scores_, in_sample * 30 / 29)
+    # out of its mean (n / (n - 1) times farther) and out of the covariance: with 30 clips in 4 dimensions, a little more
+    assert np.mean(scorer.train_scores_) > np.mean(in_sample * 30 / 29)
+    np.testing.assert_allclose(scorer.train_scores_, in_sample * 30 / 29, rtol=0.25)
     with pytest.raises(ValueError, match="covariance='shared'"):
         GaussianScorer(covariance="shared").fit(X, ids)
 
@@ -153,6 +156,36 @@ def test_auto_covariance_pools_a_type_only_where_held_out_clips_say_so(tmp_path:
     back = Scorer.load(tmp_path / "g")
     assert back.covariance_by_type_ == fan.covariance_by_type_
     np.testing.assert_allclose(back.score(X, ids[:60]), fan.score(X, ids[:60]))
+
+
+def test_type_pooled_training_scores_leave_each_clip_out_of_the_covariance_too() -> None:
+    """covariance="type" with fewer clips than dimensions: a training clip's score is its distance to its ID's mean
+    and the pooled covariance both fitted without it, so it sits where a new normal clip's does (in the covariance,
+    it sat at about half), and a 90 % threshold flags about a tenth of new normal clips instead of all."""
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(4)
+    shape = rng.normal(size=(80, 80)) / np.sqrt(80)
+    draw = lambda n, k: rng.normal(size=(n, 80)) @ shape + 3.0 * k  # noqa: E731
+    names = ["fan/id_00", "fan/id_01"]
+    X = np.concatenate([draw(5, 0), draw(5, 1)])  # 10 clips in 80 dimensions: one clip per fold
+    ids = np.repeat(names, 5)
+    scorer = GaussianScorer(covariance="type").fit(X, ids)
+    for i in range(len(X)):
+        kept = np.arange(len(X)) != i
+        means = {n: X[kept & (ids == n)].mean(axis=0) for n in names}
+        deviations = np.stack([X[j] - means[ids[j]] for j in np.flatnonzero(kept)])
+        diff = X[i] - means[ids[i]]
+        assert scorer.train_scores_[i] == pytest.approx(np.sqrt(diff @ LedoitWolf().fit(deviations).precision_ @ diff))
+
+    X = np.concatenate([draw(20, 0), draw(20, 1)])  # 40 clips: 20 folds of 2 (in the covariance: ratio 0.76, 94 % flagged)
+    ids = np.repeat(names, 20)
+    scorer = GaussianScorer(covariance="type").fit(X, ids)
+    new = np.concatenate([draw(200, 0), draw(200, 1)])
+    new_scores = scorer.score(new, np.repeat(names, 200))
+    assert 0.9 < np.median(scorer.train_scores_) / np.median(new_scores) < 1.15
+    flagged = GammaThreshold().fit(scorer.train_scores_, ids).decide(new_scores, np.repeat(names, 200))
+    assert 0.02 < flagged.mean() < 0.25
 
 
 def test_components_score_only_the_leading_directions_and_only_with_enough_clips(tmp_path: Path) -> None:
