@@ -235,13 +235,14 @@ class GaussianScorer(Scorer):
         """One precision per machine type from its IDs' deviations from their own means, by ID; notes for fallbacks.
 
         `fit` then keeps each ID's own mean; a training clip's held-out distance leaves it out of that mean and of
-        the pooled covariance (`_held_out_pooled`). A type whose IDs give fewer than two deviations takes the covariance pooled over every ID (`_pooled`).
+        the pooled covariance (`_held_out_pooled`). A type whose IDs give fewer than two deviations takes the
+        covariance pooled over every ID (`_pooled`).
         """
         precision_of, notes = {}, {}
         for names in _by_type(groups).values():
-            deviations = [X[groups[n]] - X[groups[n]].mean(axis=0) for n in names if len(groups[n]) > 1]
-            if sum(len(d) for d in deviations) >= 2:
-                precision = self._mean_precision(np.concatenate(deviations))[1]
+            deviations = _deviations(X, [groups[n] for n in names])
+            if deviations is not None:
+                precision = self._mean_precision(deviations)[1]
             else:
                 precision, note = self._pooled(X, groups)
                 notes |= {n: _thin_note(len(groups[n]), note) for n in names}
@@ -274,8 +275,11 @@ class GaussianScorer(Scorer):
         new normal clip whenever the type has fewer clips than dimensions (the synthetic default: 9.6 against 18 for
         test normals), and thresholds taken from such distances flag every new clip. An ID with no clip left in a
         fold keeps its in-sample distance there (x minus the mean of the others: n / (n - 1) times x minus the mean).
+        The leading directions are chosen once, from all the type's deviations, as `_type_precisions` chose them.
         """
         names = list(groups)
+        everything = _deviations(X, [groups[n] for n in names])
+        leading = None if everything is None else self._leading(everything)
         rows = np.concatenate([groups[n] for n in names])
         owner = np.concatenate([np.full(len(groups[n]), k) for k, n in enumerate(names)])
         within = np.concatenate([np.arange(len(groups[n])) for n in names])
@@ -286,9 +290,8 @@ class GaussianScorer(Scorer):
         for fold in range(folds):
             held = fold_of == fold
             kept_by_id = [rows[~held & (owner == k)] for k in range(len(names))]
-            deviations = [X[kept] - X[kept].mean(axis=0) for kept in kept_by_id if len(kept) > 1]
-            precision = (self._mean_precision(np.concatenate(deviations))[1]
-                         if sum(len(d) for d in deviations) >= 2 else None)
+            deviations = _deviations(X, kept_by_id)
+            precision = None if deviations is None else self._mean_precision_within(deviations, leading)[1]
             for k, name in enumerate(names):
                 target = rows[held & (owner == k)]
                 if precision is None or len(kept_by_id[k]) == 0:
@@ -301,9 +304,8 @@ class GaussianScorer(Scorer):
 
     def _pooled(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
         """A precision for thin IDs and what it is: within-ID covariance pooled over all IDs, else coarser."""
-        deviations = np.concatenate([X[idx] - X[idx].mean(axis=0) for idx in groups.values() if len(idx) > 1]
-                                    or [np.empty((0, X.shape[1]))])
-        if len(deviations) >= 2:
+        deviations = _deviations(X, list(groups.values()))
+        if deviations is not None:
             return self._mean_precision(deviations)[1], "the covariance pooled over every ID's clips"
         if len(X) >= 2:
             return self._mean_precision(X)[1], "the covariance of all training clips (no ID has two)"
@@ -395,6 +397,12 @@ class GaussianScorer(Scorer):
         self.means_, self.precisions_, self.n_features_in_ = means, precisions, d
         self.covariance_by_type_ = dict(meta.get("covariance_by_type") or {})
         self.leading_by_id_ = dict(meta.get("leading_by_id") or {})
+
+
+def _deviations(X: np.ndarray, id_rows: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Each row's deviation from its own ID's mean, pooled over the IDs of two rows or more; None if fewer than two."""
+    parts = [X[rows] - X[rows].mean(axis=0) for rows in id_rows if len(rows) > 1]
+    return np.concatenate(parts) if sum(len(p) for p in parts) >= 2 else None
 
 
 def _by_type(names: Iterable[str]) -> dict[str, list[str]]:

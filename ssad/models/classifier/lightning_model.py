@@ -236,14 +236,16 @@ class MachineIDClassifier(SsadModule):
         logits, embedding = self.net(log_mel_windows)
         return {"embedding": embedding, "neg_log_prob": -F.log_softmax(logits, dim=-1)}
 
+    def _pools_spread(self, name: str) -> bool:
+        """Whether output `name` of a clip is pooled with its spread over the windows (`clip_pooling`)."""
+        return name == "embedding" and self.hparams.clip_pooling == "mean_std"
+
     def pool_windows(self, name: str, values: Tensor) -> Tensor:
-        if name == "embedding" and self.hparams.get("clip_pooling", "mean") == "mean_std":
-            return mean_and_spread(values)
-        return values.mean(0)
+        return mean_and_spread(values) if self._pools_spread(name) else values.mean(0)
 
     def window_rows(self, name: str, values: Tensor) -> Tensor:
         """Per window, its own embedding beside the whole clip's spread (a window alone has none)."""
-        if name == "embedding" and self.hparams.get("clip_pooling", "mean") == "mean_std":
+        if self._pools_spread(name):
             spread = mean_and_spread(values)[values.shape[1]:]
             return torch.cat([values, spread.expand(len(values), -1)], dim=1)
         return super().window_rows(name, values)
