@@ -212,7 +212,7 @@ def test_onnx_export_scores_match_torch(tiny_run: Path, tiny_root: Path, tmp_pat
 
 def test_refit_ids_replaces_one_id_and_keeps_the_others() -> None:
     from ssad.scoring import GaussianScorer, KNNScorer
-    from ssad.scoring.thresholds import GammaThreshold
+    from ssad.scoring.thresholds import AlarmThreshold
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4))
@@ -230,7 +230,7 @@ def test_refit_ids_replaces_one_id_and_keeps_the_others() -> None:
         np.testing.assert_array_equal(replaced.score(probe, ["c"] * 6), merged.score(probe, ["c"] * 6))
     knn = KNNScorer(k=2).fit(X, ids).refit_ids(new, ["c"] * 5)
     np.testing.assert_array_equal(knn.score(probe, ["c"] * 6), KNNScorer(k=2).fit(new, ["c"] * 5).score(probe, ["c"] * 6))
-    thresholds = GammaThreshold().fit(rng.gamma(4.0, size=60), ids)
+    thresholds = AlarmThreshold().fit(rng.gamma(4.0, size=60), ids)
     merged = thresholds.refit_ids([1.0, 2.0], ["c", "c"])  # too few clips: the median of the others
     assert merged.threshold_["a"] == thresholds.threshold_["a"]
     assert merged.threshold_["c"] == pytest.approx(np.median(list(thresholds.threshold_.values())))

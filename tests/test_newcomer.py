@@ -152,12 +152,12 @@ def test_files_written_atomically_get_the_umask_not_a_private_mode(tmp_path: Pat
     assert stat.S_IMODE((tmp_path / "versions" / "0001").stat().st_mode) == 0o755
 
 
-def test_a_failed_gamma_fit_names_its_scorer(caplog: pytest.LogCaptureFixture) -> None:
-    from ssad.scoring.thresholds import GammaThreshold
+def test_a_thin_machine_s_threshold_fallback_names_its_scorer(caplog: pytest.LogCaptureFixture) -> None:
+    from ssad.scoring.thresholds import AlarmThreshold
 
     with caplog.at_level(logging.WARNING, logger="ssad.scoring.thresholds"):
-        GammaThreshold(0.9, "knn").fit(np.ones(8), ["fan/id_00"] * 8)
-    assert "knn threshold of fan/id_00: gamma fit failed" in caplog.text
+        AlarmThreshold(0.1, "knn").fit(np.r_[np.ones(8), [2.0]], ["fan/id_00"] * 8 + ["fan/id_02"])
+    assert "knn threshold of fan/id_02: 1 training score(s): the median threshold" in caplog.text
 
 
 @pytest.mark.slow

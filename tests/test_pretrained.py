@@ -188,7 +188,7 @@ def test_first_machine_needs_four_clips_later_ones_borrow_a_threshold(package_di
     detector = ssad.Detector.load(folder)
     for name, threshold in detector.thresholds.items():
         assert threshold.threshold_["site-a/pump-y"] == threshold.threshold_[MACHINE] == update.thresholds[name]
-        assert "median threshold of the other IDs" in threshold.fallbacks_["site-a/pump-y"]
+        assert "median threshold of the other machines" in threshold.fallbacks_["site-a/pump-y"]
 
 
 def test_detector_command_refuses_pretrained_with_a_run(tmp_path: Path, capsys) -> None:

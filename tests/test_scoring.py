@@ -27,7 +27,7 @@ from ssad.scoring import (
     standardize_per_id,
 )
 from ssad.scoring.gaussian import DRIFT_MIN, file_order_drift
-from ssad.scoring.thresholds import GammaThreshold
+from ssad.scoring.thresholds import AlarmThreshold
 
 D = 16
 IDS = ("fan/id_00", "fan/id_02")
@@ -184,7 +184,7 @@ def test_type_pooled_training_scores_leave_each_clip_out_of_the_covariance_too()
     new = np.concatenate([draw(200, 0), draw(200, 1)])
     new_scores = scorer.score(new, np.repeat(names, 200))
     assert 0.9 < np.median(scorer.train_scores_) / np.median(new_scores) < 1.15
-    flagged = GammaThreshold().fit(scorer.train_scores_, ids).decide(new_scores, np.repeat(names, 200))
+    flagged = AlarmThreshold(0.1, method="gamma").fit(scorer.train_scores_, ids).decide(new_scores, np.repeat(names, 200))
     assert 0.02 < flagged.mean() < 0.25
 
 

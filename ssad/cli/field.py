@@ -1,4 +1,5 @@
-"""The field commands of `ssad`: enroll a new machine, feedback on a false alarm (and undo), export to ONNX."""
+"""The field commands of `ssad`: enroll a new machine, calibrate it on site, feedback on a false alarm (and undo),
+export to ONNX."""
 
 from __future__ import annotations
 
@@ -13,8 +14,16 @@ __all__ = ["add_field_commands"]
 def _cmd_enroll(args: argparse.Namespace) -> None:
     from ssad.detector.enrollment import enroll
 
-    update = enroll(args.detector, args.machine, args.files, progress=not args.quiet)
+    update = enroll(args.detector, args.machine, args.files, progress=not args.quiet,
+                    false_alarm_rate=args.false_alarm_rate)
     print(f"enrolled {update.format()}")
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> None:
+    from ssad.detector.enrollment import calibrate
+
+    update = calibrate(args.detector, args.machine, args.files, progress=not args.quiet)
+    print(f"calibrated on {len(args.files)} site recording(s): {update.format()}")
 
 
 def _cmd_feedback(args: argparse.Namespace) -> None:
@@ -41,11 +50,23 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def add_field_commands(commands: Any) -> None:
     """Register `enroll`, `feedback` and `export` on the `ssad` sub-command parser."""
     enroll = commands.add_parser("enroll", help="add a new machine to a saved detector from a few normal recordings",
-                                 parents=shared_options(quiet=True))
+                                 parents=shared_options(quiet=True, rate="the detector's, 0.05 unless it was made "
+                                                                         "with another"))
     enroll.add_argument("--detector", required=True)
     enroll.add_argument("--machine", required=True, help="any name, e.g. site-a/fan-7")
     enroll.add_argument("files", nargs="*", help="normal recordings of the machine")
     enroll.set_defaults(handler=_cmd_enroll)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="a learning period: recordings of the normal machine where it stands set its thresholds",
+        description="Scores recordings of a machine in its normal state, made where it stands (after enrolment), "
+        "and sets its thresholds anew from them beside its enrolment recordings, so that the false-alarm rate it "
+        "aims at holds on site. The model is not changed; `ssad feedback --undo` rolls it back.",
+        parents=shared_options(quiet=True))
+    calibrate.add_argument("--detector", required=True)
+    calibrate.add_argument("--machine", required=True, help="the machine, as enrolled")
+    calibrate.add_argument("files", nargs="+", help="normal recordings of it made on site")
+    calibrate.set_defaults(handler=_cmd_calibrate)
 
     feedback = commands.add_parser("feedback", help="a false alarm: add normal clips to a machine and refit it; "
                                    "or --undo the last update", parents=shared_options(quiet=True))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ssad.cli.explain import add_explain_command
 from ssad.cli.field import add_field_commands
 from ssad.cli.monitor import add_monitor_command
-from ssad.cli.options import shared_options
+from ssad.cli.options import DEFAULT_FALSE_ALARM_RATE, shared_options
 from ssad.cli.pretrained import add_pretrained_command
 from ssad.core.errors import SsadError
 
@@ -76,7 +76,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from ssad.evaluation.run import evaluate_run
 
     evaluate_run(
-        args.run, args.data, args.out, scorers=args.scorers, percentile=args.percentile,
+        args.run, args.data, args.out, scorers=args.scorers, false_alarm_rate=args.false_alarm_rate,
         plots=not args.no_plots, device=args.device, cache_dir=args.cache_dir, skip_bad=args.skip_bad,
         progress=not args.quiet, floor=not args.no_floor,
     )
@@ -89,19 +89,21 @@ def _cmd_detector(args: argparse.Namespace) -> None:
         if args.run or args.data:
             raise SsadError("--pretrained makes a detector of the encoder shipped with ssad and no machine: give "
                             "no --run or --data (machines are added with `ssad enroll`)")
-        detector = Detector.pretrained(scorers=args.scorers, percentile=args.percentile, device=args.device)
+        detector = Detector.pretrained(scorers=args.scorers, false_alarm_rate=args.false_alarm_rate, device=args.device)
         detector.save(args.out)
         print(f"detector saved to {args.out}: the encoder shipped with ssad, no machine yet; scorers "
-              f"{', '.join(detector.scorers)} (default {detector.default_scorer}). Add a machine: "
+              f"{', '.join(detector.scorers)} (default {detector.default_scorer}); thresholds aim at "
+              f"{args.false_alarm_rate:g} false alarms on later recordings (--false-alarm-rate). Add a machine: "
               f"ssad enroll --detector {args.out} --machine NAME FILES...")
         return
     if not (args.run and args.data):
         raise SsadError("give --run and --data (a trained run and the recordings to fit on), or --pretrained")
-    detector = Detector.fit(args.run, args.data, scorers=args.scorers, percentile=args.percentile,
+    detector = Detector.fit(args.run, args.data, scorers=args.scorers, false_alarm_rate=args.false_alarm_rate,
                             device=args.device, skip_bad=args.skip_bad, progress=not args.quiet)
     detector.save(args.out)
     print(f"detector saved to {args.out}: machines {', '.join(detector.machine_ids)}; scorers "
-          f"{', '.join(detector.scorers)} (default {detector.default_scorer})")
+          f"{', '.join(detector.scorers)} (default {detector.default_scorer}); thresholds aim at "
+          f"{args.false_alarm_rate:g} false alarms on later recordings (--false-alarm-rate)")
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
@@ -121,7 +123,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
 def _cmd_ensemble(args: argparse.Namespace) -> None:
     from ssad.evaluation.run import evaluate_ensemble
 
-    evaluate_ensemble(args.members, args.out, weights=args.weights, percentile=args.percentile, plots=not args.no_plots)
+    evaluate_ensemble(args.members, args.out, weights=args.weights, false_alarm_rate=args.false_alarm_rate, plots=not args.no_plots)
 
 
 def _add_detector_arguments(parser: argparse.ArgumentParser, data_help: str, out_help: str,
@@ -131,7 +133,6 @@ def _add_detector_arguments(parser: argparse.ArgumentParser, data_help: str, out
     parser.add_argument("--data", required=required, help=data_help)
     parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--scorers", nargs="+", default=None, help="default: every scorer the model supports")
-    parser.add_argument("--percentile", type=float, default=0.9, help="gamma threshold percentile")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -175,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     download.set_defaults(handler=_cmd_data_download)
 
     evaluate = commands.add_parser("evaluate", help="fit scorers on training clips, score test clips, write results",
-                                   parents=shared_options(device="auto", skip_bad=True, quiet=True))
+                                   parents=shared_options(device="auto", skip_bad=True, quiet=True, rate=DEFAULT_FALSE_ALARM_RATE))
     _add_detector_arguments(evaluate, "corpus root", "folder for results, score files and plots")
     evaluate.add_argument("--no-plots", action="store_true")
     evaluate.add_argument("--no-floor", action="store_true",
@@ -185,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
 
     detector = commands.add_parser("detector", help="fit scorers and thresholds on a root's normal training clips "
                                    "and save a detector (no test clips needed); or --pretrained: an empty one",
-                                   parents=shared_options(device="cpu", skip_bad=True, quiet=True))
+                                   parents=shared_options(device="cpu", skip_bad=True, quiet=True, rate=DEFAULT_FALSE_ALARM_RATE))
     _add_detector_arguments(detector, "corpus root, or a folder of one machine's recordings",
                             "folder to save the detector in (for `ssad score`)", required=False)
     detector.add_argument("--pretrained", action="store_true",
@@ -210,12 +211,12 @@ def _parser() -> argparse.ArgumentParser:
     add_monitor_command(commands)
     add_explain_command(commands)
 
-    ensemble = commands.add_parser("ensemble", help="combine evaluated detectors' scores and evaluate the mix")
+    ensemble = commands.add_parser("ensemble", help="combine evaluated detectors' scores and evaluate the mix",
+                                   parents=shared_options(rate=DEFAULT_FALSE_ALARM_RATE))
     ensemble.add_argument("--members", nargs="+", required=True,
                           help="EVAL_DIR[:SCORER] of `ssad evaluate` outputs (all scorers of a folder without :SCORER)")
     ensemble.add_argument("--weights", nargs="+", type=float, default=None)
     ensemble.add_argument("--out", required=True)
-    ensemble.add_argument("--percentile", type=float, default=0.9)
     ensemble.add_argument("--no-plots", action="store_true")
     ensemble.set_defaults(handler=_cmd_ensemble)
     return parser

@@ -65,6 +65,11 @@ def add_monitor_command(commands: Any) -> None:
                         help="recent non-overlapping windows tested against the training score distribution; no drift verdict "
                         "before that many windows' audio (default: %(default)s)")
     parser.add_argument("--drift-alpha", type=float, default=1e-3, help="drift when the test's p-value is below (default: %(default)s)")
+    parser.add_argument("--learn", type=duration, default=0.0, metavar="DURATION",
+                        help="a learning period per machine (e.g. 90s, 10m, 1h): its first DURATION of audio raises no "
+                        "alert, and its scores set the machine's threshold where it stands; then an 'armed' event. The "
+                        "threshold is saved as a new detector version (`ssad feedback --undo` rolls it back) when the "
+                        "detector folder is writable")
     parser.add_argument("--max-windows", type=int, default=None, help="stop after this many windows")
     parser.add_argument("--scorer", default=None, help="default: the detector's own choice")
     parser.add_argument("--batch", type=int, default=16, help="most windows scored in one pass (default: %(default)s)")
@@ -73,6 +78,38 @@ def add_monitor_command(commands: Any) -> None:
     parser.add_argument("--settle", type=float, default=1.0,
                         help="folder: a file is read once unchanged for this many seconds (default: %(default)s)")
     parser.set_defaults(handler=run_monitor)
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(text: str) -> float:
+    """argparse type of a duration: seconds, or a number with s, m, min, h or d (e.g. 90s, 10m, 1h)."""
+    number = text.rstrip("smhind")
+    unit = text[len(number):] or "s"
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a duration such as 90s, 10m or 1h") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration cannot be negative")
+    return seconds
+
+
+def _keeper(directory: str) -> Any:
+    """What saves a machine's threshold after its learning period: a new version of the detector in `directory`."""
+    from ssad.detector.enrollment import keep_calibration
+
+    def keep(machine: str, scorer: str, thresholds: Any) -> None:
+        try:
+            update = keep_calibration(directory, machine, scorer, thresholds, source="ssad monitor --learn")
+        except (OSError, SsadError) as error:
+            log.warning("could not save %s's learned threshold in %s (%s); it holds until this monitor stops",
+                        machine, directory, error)
+            return
+        log.info("saved %s's learned threshold as version %d of %s", machine, update.version, directory)
+
+    return keep
 
 
 def _machine(args: argparse.Namespace, detector: Any, known: list[str]) -> str | None:
@@ -178,13 +215,16 @@ def run_monitor(args: argparse.Namespace) -> None:
         settings = MonitorSettings(window=window, hop=args.hop or window / 2, smoothing=args.smoothing,
                                    smooth_windows=args.smooth_windows, alert_after=args.alert_after,
                                    drift_windows=args.drift_windows, drift_alpha=args.drift_alpha,
-                                   batch_size=args.batch)
+                                   batch_size=args.batch, learn=args.learn)
         publisher = MqttPublisher(args.alerts) if args.alerts else None
         monitor = Monitor(detector, settings, scorer=scorer, publish=publisher.publish if publisher else None,
-                          health=health)
+                          health=health, keep=_keeper(args.detector) if args.learn else None)
         source = _source(args, machine, monitor.sample_rate, health, events)
         log.info("monitoring %s: windows of %g s every %g s, %s scorer; drift from about %g s of audio on",
                  args.source, settings.window, settings.hop, scorer, settings.drift_seconds)
+        if settings.learn:
+            log.info("learning period: each machine's first %g s of audio raise no alert and set its threshold",
+                     settings.learn)
         monitor.run(source, max_windows=args.max_windows)
     except KeyboardInterrupt:
         done = f"{monitor.windows_scored} window(s) scored and written, {monitor.alerts_raised} alert(s)" \

@@ -15,12 +15,14 @@ import torch
 from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import BadInputError, SsadError
 from ssad.data.clips import Clip, clip_key, machine_key, machine_type_of
+from ssad.data.recordings import groups_by_machine
 from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
 from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
 from ssad.models.weights import UNIT_CLASSES
 from ssad.scoring import Scorer, make_scorer, select_input
-from ssad.scoring.thresholds import GammaThreshold, load_thresholds, save_thresholds
+from ssad.scoring.held_out import held_out_scores
+from ssad.scoring.thresholds import DEFAULT_FALSE_ALARM_RATE, AlarmThreshold, load_thresholds, save_thresholds
 
 if TYPE_CHECKING:
     from ssad.explain.explanation import Explanation
@@ -84,10 +86,19 @@ def typical_seconds(paths: Sequence[str | Path]) -> float | None:
 
 @dataclass
 class References:
-    """The normal reference clips each machine's scorers were fitted on, as per-clip model outputs."""
+    """The normal reference clips each machine's scorers were fitted on, as per-clip model outputs.
+
+    `groups` labels each row's recording within its machine (`ssad.data.recordings`): thresholds hold out whole
+    recordings. References saved without them read as contiguous blocks of each machine's rows.
+    """
 
     outputs: dict[str, np.ndarray]
     ids: np.ndarray
+    groups: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids, dtype=str)
+        self.groups = groups_by_machine(None, self.ids) if self.groups is None else np.asarray(self.groups, np.int64)
 
     @property
     def machines(self) -> list[str]:
@@ -99,23 +110,32 @@ class References:
         rows = self.ids == machine
         return {name: value[rows] for name, value in self.outputs.items()}
 
-    def replaced(self, machine: str, outputs: Mapping[str, np.ndarray]) -> References:
-        """A copy in which `machine`'s references are `outputs`; outputs that `outputs` lacks are dropped for all.
+    def groups_of(self, machine: str) -> np.ndarray:
+        """One machine's recording-group labels, row by row."""
+        return self.groups[self.ids == machine]
+
+    def replaced(self, machine: str, outputs: Mapping[str, np.ndarray], groups: Sequence[int] | None = None) -> References:
+        """A copy in which `machine`'s references are `outputs` (their recording groups `groups`, default blocks);
+        outputs that `outputs` lacks are dropped for all.
 
         References of no machine yet (an empty detector's) take every output the first machine has.
         """
         keep = self.ids != machine
         n = len(next(iter(outputs.values())))
+        new_groups = groups_by_machine(None, [machine] * n) if groups is None else np.asarray(groups, np.int64)
         if not len(self.ids):
-            return References({name: np.asarray(value) for name, value in outputs.items()}, np.full(n, machine))
+            return References({name: np.asarray(value) for name, value in outputs.items()}, np.full(n, machine),
+                              new_groups)
         merged = {name: np.concatenate([value[keep], np.asarray(outputs[name], dtype=value.dtype)])
                   for name, value in self.outputs.items() if name in outputs}
-        return References(merged, np.concatenate([self.ids[keep], np.full(n, machine)]))
+        return References(merged, np.concatenate([self.ids[keep], np.full(n, machine)]),
+                          np.concatenate([self.groups[keep], new_groups]))
 
     def save(self, path: Path) -> None:
-        """Plain npz: one array per output plus the machine of each row (no pickle)."""
+        """Plain npz: one array per output plus the machine and recording group of each row (no pickle)."""
         with atomic_path(path) as tmp:
-            np.savez(tmp, ids=self.ids.astype(str), **{f"output.{k}": v for k, v in self.outputs.items()})
+            np.savez(tmp, ids=self.ids.astype(str), groups=self.groups,
+                     **{f"output.{k}": v for k, v in self.outputs.items()})
 
     @classmethod
     def load(cls, path: Path) -> References | None:
@@ -125,12 +145,13 @@ class References:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 ids = npz["ids"].astype(str)
+                groups = npz["groups"] if "groups" in npz.files else None
                 outputs = {k.removeprefix("output."): npz[k] for k in npz.files if k.startswith("output.")}
         except (OSError, ValueError, KeyError) as error:
             raise SsadError(f"{path}: unreadable reference outputs ({error})") from None
-        if any(len(v) != len(ids) for v in outputs.values()):
-            raise SsadError(f"{path}: reference outputs and machine ids differ in length")
-        return cls(outputs, ids)
+        if any(len(v) != len(ids) for v in outputs.values()) or (groups is not None and len(groups) != len(ids)):
+            raise SsadError(f"{path}: reference outputs, machine ids and groups differ in length")
+        return cls(outputs, ids, groups)
 
 
 def _label(item: ClipInput, index: int) -> str:
@@ -223,7 +244,7 @@ class Detector:
     Attributes:
         model: the loaded network with its features.
         scorers: fitted scorers by name.
-        thresholds: a fitted `GammaThreshold` per scorer.
+        thresholds: a fitted `AlarmThreshold` per scorer.
         default_scorer: the scorer `score` uses when none is named.
         clip_seconds: typical length of the clips the scorers were fitted on (None = not recorded); a live
             monitor scores windows of this length so that scores match the thresholds.
@@ -233,7 +254,7 @@ class Detector:
         version: the saved state version this detector was loaded from (0 = the base state; see `ssad.detector.store`).
     """
 
-    def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, GammaThreshold],
+    def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, AlarmThreshold],
                  default_scorer: str | None = None, references: References | None = None,
                  clip_seconds: float | None = None, normal_bands: BandProfile | None = None) -> None:
         self.model = model
@@ -260,7 +281,7 @@ class Detector:
         return self.machine_ids
 
     @classmethod
-    def empty(cls, model: LoadedModel, *, scorers: Sequence[str] | None = None, percentile: float = 0.9) -> Detector:
+    def empty(cls, model: LoadedModel, *, scorers: Sequence[str] | None = None, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE) -> Detector:
         """A detector with a network and no machine yet: `ssad enroll` adds each machine to it.
 
         Its scorers are the model's that can take any machine (named in `scorers`, the first the default; else
@@ -279,12 +300,12 @@ class Detector:
                 log.info("scorer %s left out: %s", name, error)
         if not fitted:
             raise SsadError(f"no scorer of {type(model.module).__name__} can start without machines")
-        thresholds = {name: GammaThreshold(percentile, name).fit_empty() for name in fitted}
+        thresholds = {name: AlarmThreshold(false_alarm_rate, name).fit_empty() for name in fitted}
         return cls(model, fitted, thresholds, default_scorer=next(iter(fitted)) if scorers else None,
                    references=References({}, np.empty(0, dtype=str)))
 
     @classmethod
-    def pretrained(cls, *, scorers: Sequence[str] | None = None, percentile: float = 0.9,
+    def pretrained(cls, *, scorers: Sequence[str] | None = None, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
                    device: str = "cpu") -> Detector:
         """An empty detector (`empty`) on the encoder shipped with ssad: no training, no data; enrol machines next.
 
@@ -292,25 +313,30 @@ class Detector:
         """
         from ssad.modelio.pretrained import load_pretrained
 
-        return cls.empty(load_pretrained(device), scorers=scorers or PRETRAINED_SCORERS, percentile=percentile)
+        return cls.empty(load_pretrained(device), scorers=scorers or PRETRAINED_SCORERS, false_alarm_rate=false_alarm_rate)
 
     @classmethod
     def from_outputs(cls, model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str], *,
-                     scorers: Sequence[str] | None = None, percentile: float = 0.9,
-                     clip_seconds: float | None = None) -> Detector:
-        """Fit scorers and thresholds on already computed training outputs."""
+                     scorers: Sequence[str] | None = None, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
+                     clip_seconds: float | None = None, groups: Sequence[int] | None = None) -> Detector:
+        """Fit scorers and thresholds on already computed training outputs (in file order per machine).
+
+        Each threshold aims at `false_alarm_rate` on later recordings: it is set from the clips' scores with their
+        recording group held out (`groups`, a label per clip; default: contiguous blocks of each machine's clips).
+        """
         fitted = fit_scorers(model, outputs, ids, scorers)
+        groups = np.asarray(groups) if groups is not None else groups_by_machine(None, ids)
         thresholds = {}
         for name, scorer in fitted.items():
-            # train_scores_ are leave-one-out where it matters (kNN): re-scoring the training clips would not be
-            thresholds[name] = GammaThreshold(percentile, name).fit(scorer.train_scores_, list(ids))
-        references = References({k: np.asarray(v) for k, v in outputs.items()}, np.asarray(ids, dtype=str))
+            held_out = held_out_scores(scorer, select_input(scorer, outputs), ids, groups)
+            thresholds[name] = AlarmThreshold(false_alarm_rate, name).fit(held_out, list(ids), groups)
+        references = References({k: np.asarray(v) for k, v in outputs.items()}, np.asarray(ids, dtype=str), groups)
         return cls(model, fitted, thresholds, references=references, clip_seconds=clip_seconds,
                    normal_bands=BandProfile.from_outputs(dict(outputs), ids))
 
     @classmethod
     def fit(cls, run: str | Path, train_root: str | Path, *, scorers: Sequence[str] | None = None,
-            percentile: float = 0.9, machine_types: Sequence[str] | None = None, device: str = "cpu",
+            false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, machine_types: Sequence[str] | None = None, device: str = "cpu",
             cache_dir: str | Path | None = None, skip_bad: bool = False, progress: bool = False) -> Detector:
         """Load a run, embed the normal training clips under `train_root`, fit scorers and thresholds."""
         from ssad.data.layout import index_root, select
@@ -320,17 +346,19 @@ class Detector:
                        split="train", label="normal")
         if not clips:
             raise SsadError(f"{train_root}: no normal training clips to fit the detector on")
-        return cls.from_clips(model, clips, scorers=scorers, percentile=percentile, cache_dir=cache_dir,
+        return cls.from_clips(model, clips, scorers=scorers, false_alarm_rate=false_alarm_rate, cache_dir=cache_dir,
                               progress=progress)
 
     @classmethod
     def from_clips(cls, model: LoadedModel, clips: Sequence[Clip], *, scorers: Sequence[str] | None = None,
-                   percentile: float = 0.9, cache_dir: str | Path | None = None,
+                   false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, cache_dir: str | Path | None = None,
                    progress: bool = False) -> Detector:
         """Fit on these normal training clips (their outputs stay in the detector's `references`)."""
         outputs = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
-        return cls.from_outputs(model, outputs, [clip_key(c) for c in clips], scorers=scorers,
-                                percentile=percentile, clip_seconds=typical_seconds([c.path for c in clips]))
+        ids = [clip_key(c) for c in clips]
+        return cls.from_outputs(model, outputs, ids, scorers=scorers, false_alarm_rate=false_alarm_rate,
+                                clip_seconds=typical_seconds([c.path for c in clips]),
+                                groups=groups_by_machine([c.path for c in clips], ids))
 
     def resolve_machine(self, name: str) -> str:
         """The machine `name` means: itself when known, else the only machine of that type (`press` for `press/id_00`)."""

@@ -10,17 +10,22 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ssad.core.errors import SsadError
 from ssad.data.clips import THIN_CLIPS
+from ssad.data.recordings import groups_by_machine
 from ssad.detector import store
 from ssad.detector.detector import Detector, typical_seconds
 from ssad.explain.bands import MEASURES, BandProfile, output_name
-from ssad.scoring import select_input
+from ssad.scoring import Scorer, select_input
+from ssad.scoring.held_out import held_out_scores
+from ssad.scoring.thresholds import AlarmThreshold, RecordingShift
 
-__all__ = ["FIRST_MACHINE_CLIPS", "Update", "enroll", "feedback", "refit_machine", "undo"]
+__all__ = ["FIRST_MACHINE_CLIPS", "Update", "calibrate", "enroll", "feedback", "keep_calibration", "refit_machine",
+           "undo"]
 
 log = logging.getLogger("ssad")
 
@@ -34,45 +39,68 @@ FIRST_MACHINE_CLIPS = THIN_CLIPS + 1
 
 @dataclass
 class Update:
-    """What an update did: the new version, the machine, its reference clips now, and each scorer's threshold."""
+    """What an update did: the new version, the machine, its reference clips now, and each scorer's threshold.
+
+    `false_alarm_rate` is what the machine's thresholds aim at; `shift` how much its default scorer's held-out
+    normal scores move between its recordings (`RecordingShift`: a learning period is advised where they do).
+    """
 
     version: int
     machine: str
     references: int
     thresholds: dict[str, float]
     skipped: list[str]
+    false_alarm_rate: float | None = None
+    shift: RecordingShift | None = None
 
     def format(self) -> str:
-        """One line for the command line."""
+        """The command line's report: one line, and a second about the last recordings where they were checked."""
         limits = ", ".join(f"{name} {value:.4g}" for name, value in self.thresholds.items())
         skipped = f"; not scored by {', '.join(self.skipped)} (not a class of the model)" if self.skipped else ""
-        return f"{self.machine}: {self.references} normal reference clips, thresholds {limits}{skipped} (version {self.version})"
+        rate = f" aiming at {self.false_alarm_rate:.3g} false alarms" if self.false_alarm_rate is not None else ""
+        line = (f"{self.machine}: {self.references} normal reference clips, thresholds {limits}{rate}{skipped} "
+                f"(version {self.version})")
+        return line if self.shift is None else f"{line}\n{self.machine}: {self.shift.format()}"
 
 
-def refit_machine(detector: Detector, machine: str, outputs: Mapping[str, np.ndarray]) -> tuple[Detector, list[str]]:
+def _held_out_threshold(scorer: Scorer, base: Scorer, thresholds: AlarmThreshold, machine: str,
+                        X: Any, groups: np.ndarray, rate: float | None) -> tuple[Scorer, AlarmThreshold]:
+    """`machine` refitted into `base` on X, and its threshold set from X's scores with each recording held out."""
+    ids = [machine] * len(groups)
+    refit = base.refit_ids(X, ids)
+    held_out = held_out_scores(refit, X, ids, groups, base=base)
+    return refit, thresholds.refit_ids(held_out, ids, groups, false_alarm_rate=rate)
+
+
+def refit_machine(detector: Detector, machine: str, outputs: Mapping[str, np.ndarray],
+                  groups: Sequence[int] | None = None, *,
+                  false_alarm_rate: float | None = None) -> tuple[Detector, list[str]]:
     """A detector whose scorers and thresholds for `machine` are fitted on `outputs` alone; other machines kept.
 
-    Returns it and the scorers that cannot take the machine (a classifier's softmax scores only its classes).
+    `groups` labels each clip's recording (default: contiguous blocks): the thresholds are set from scores with
+    whole recordings held out, aiming at `false_alarm_rate` (default: the machine's own so far, else the
+    detector's). Returns the detector and the scorers that cannot take the machine (a classifier's softmax).
     """
     n = len(next(iter(outputs.values())))
-    ids = [machine] * n
+    groups = groups_by_machine(None, [machine] * n) if groups is None else np.asarray(groups, dtype=np.int64)
     scorers, thresholds, skipped = dict(detector.scorers), dict(detector.thresholds), []
     for name, scorer in detector.scorers.items():
         if not scorer.supports_id(machine):
             skipped.append(name)
             continue
-        refit = scorer.refit_ids(select_input(scorer, outputs), ids)
-        scorers[name] = refit
-        own = np.asarray(refit.train_ids_) == machine
-        thresholds[name] = detector.thresholds[name].refit_ids(refit.train_scores_[own], ids)
+        scorers[name], thresholds[name] = _held_out_threshold(
+            scorer, scorer, detector.thresholds[name], machine, select_input(scorer, outputs), groups,
+            false_alarm_rate)
     if detector.default_scorer in skipped:
         raise SsadError(f"the detector's default scorer {detector.default_scorer!r} cannot score {machine} "
                         f"(not a class of the model); it needs a scorer such as gaussian or knn")
     for name in skipped:
         log.info("scorer %s skipped for %s: it scores only the machines the model was trained on", name, machine)
-    references = detector.references.replaced(machine, outputs) if detector.references is not None else None
+    references = (detector.references.replaced(machine, outputs, groups) if detector.references is not None
+                  else None)
     bands = detector.normal_bands
     if all(output_name(m) in outputs for m in MEASURES):
+        ids = [machine] * n
         bands = BandProfile.from_outputs(dict(outputs), ids) if bands is None else bands.refit(machine, dict(outputs))
     updated = Detector(detector.model, scorers, thresholds, detector.default_scorer, references,
                        clip_seconds=detector.clip_seconds, normal_bands=bands)
@@ -101,11 +129,18 @@ def _commit(directory: Path, detector: Detector, machine: str, action: str, file
     refs = detector.references.of(machine) if detector.references is not None else {}
     count = len(next(iter(refs.values()))) if refs else len(files)
     limits = {name: thr.threshold_[machine] for name, thr in detector.thresholds.items() if machine in thr.threshold_}
-    return Update(version, machine, count, limits, skipped)
+    threshold = detector.thresholds[detector.default_scorer]
+    return Update(version, machine, count, limits, skipped, threshold.rate_of(machine), threshold.shift_of(machine))
 
 
-def enroll(directory: str | Path, machine: str, files: Sequence[str | Path], *, progress: bool = False) -> Update:
-    """Add a new machine from a few normal recordings: fit its scorers and threshold, save a new version."""
+def enroll(directory: str | Path, machine: str, files: Sequence[str | Path], *, progress: bool = False,
+           false_alarm_rate: float | None = None) -> Update:
+    """Add a new machine from a few normal recordings: fit its scorers and thresholds, save a new version.
+
+    The thresholds aim at `false_alarm_rate` (default: the detector's) on recordings made later: they are set
+    from the clips' scores with each recording held out (`ssad.data.recordings` tells the recordings apart).
+    Where its held-out scores shift between recordings, a learning period is advised (`Update.shift`, logged).
+    """
     directory, machine = Path(directory), _check_name(machine)
     files = _check_files(files, f"enroll {machine}")
     with store.update_lock(directory):
@@ -118,7 +153,11 @@ def enroll(directory: str | Path, machine: str, files: Sequence[str | Path], *, 
                             f"from its own clips alone: give at least {FIRST_MACHINE_CLIPS} normal recordings of it, "
                             f"not {len(files)}")
         outputs = _outputs(detector, files, progress)
-        updated, skipped = refit_machine(detector, machine, outputs)
+        groups = groups_by_machine(files, [machine] * len(files))
+        updated, skipped = refit_machine(detector, machine, outputs, groups, false_alarm_rate=false_alarm_rate)
+        shift = updated.thresholds[updated.default_scorer].shift_of(machine)
+        if shift.shifting:
+            log.warning("%s: %s", machine, shift.format())
         if updated.clip_seconds is None:
             updated.clip_seconds = typical_seconds(files)
             log.info("clip length of this detector, from %s's recordings: %g s (what `ssad monitor` scores at once)",
@@ -126,23 +165,70 @@ def enroll(directory: str | Path, machine: str, files: Sequence[str | Path], *, 
         return _commit(directory, updated, machine, "enroll", files, skipped)
 
 
+def _known(detector: Detector, directory: Path, machine: str) -> None:
+    """SsadError unless the detector knows `machine` and keeps its reference clips."""
+    if machine not in detector.machine_ids:
+        raise SsadError(f"{directory}: unknown machine {machine!r}; it knows {detector.machine_ids} "
+                        f"(a new machine is added with `ssad enroll`)")
+    if detector.references is None or machine not in detector.references.machines:
+        raise SsadError(f"{directory}: no stored reference clips for {machine} (the detector was saved before "
+                        f"ssad kept them); save it again with `ssad detector` or `ssad evaluate`")
+
+
 def feedback(directory: str | Path, machine: str, normal: Sequence[str | Path], *, progress: bool = False) -> Update:
-    """A false alarm: add the clips to the machine's normal references and refit its scorers and threshold."""
+    """A false alarm: add the clips to the machine's normal references, as a recording of their own, and refit its
+    scorers and thresholds: the threshold moves with the references, since it now sees how far that recording sat."""
     directory = Path(directory)
     files = _check_files(normal, f"feedback for {machine}")
     with store.update_lock(directory):
         detector = Detector.load(directory)
-        if machine not in detector.machine_ids:
-            raise SsadError(f"{directory}: unknown machine {machine!r}; it knows {detector.machine_ids} "
-                            f"(a new machine is added with `ssad enroll`)")
-        if detector.references is None or machine not in detector.references.machines:
-            raise SsadError(f"{directory}: no stored reference clips for {machine} (the detector was saved before "
-                            f"ssad kept them); save it again with `ssad detector` or `ssad evaluate`")
-        old = detector.references.of(machine)
+        _known(detector, directory, machine)
+        old, old_groups = detector.references.of(machine), detector.references.groups_of(machine)
         new = _outputs(detector, files, progress)
         outputs = {name: np.concatenate([old[name], new[name].astype(old[name].dtype)]) for name in old}
-        updated, skipped = refit_machine(detector, machine, outputs)
+        groups = np.concatenate([old_groups, np.full(len(files), old_groups.max() + 1 if len(old_groups) else 0)])
+        updated, skipped = refit_machine(detector, machine, outputs, groups)
         return _commit(directory, updated, machine, "feedback", files, skipped)
+
+
+def calibrate(directory: str | Path, machine: str, files: Sequence[str | Path], *, progress: bool = False) -> Update:
+    """A learning period from recordings of the normal machine where it stands: move its thresholds, not its model.
+
+    The clips are scored by the detector as it is (they are new to it), and join the machine's held-out scores as
+    a recording of their own; each threshold is read anew from all of them (`AlarmThreshold.calibrated`).
+    """
+    directory = Path(directory)
+    files = _check_files(files, f"calibrate {machine}")
+    with store.update_lock(directory):
+        detector = Detector.load(directory)
+        machine = detector.resolve_machine(machine)
+        outputs = _outputs(detector, files, progress)
+        thresholds = dict(detector.thresholds)
+        for name, scorer in detector.scorers.items():
+            if machine in scorer.ids_:
+                scores = scorer.score(select_input(scorer, outputs), [machine] * len(files))
+                thresholds[name] = detector.thresholds[name].calibrated(machine, scores)
+        updated = Detector(detector.model, detector.scorers, thresholds, detector.default_scorer,
+                           detector.references, clip_seconds=detector.clip_seconds,
+                           normal_bands=detector.normal_bands)
+        return _commit(directory, updated, machine, "calibrate", files, [])
+
+
+def keep_calibration(directory: str | Path, machine: str, scorer: str, thresholds: AlarmThreshold,
+                     source: str) -> Update:
+    """Save one scorer's threshold of `machine`, calibrated elsewhere (a monitor's learning period on `source`),
+    as a new version of the detector in `directory`."""
+    directory = Path(directory)
+    with store.update_lock(directory):
+        detector = Detector.load(directory)
+        _known(detector, directory, machine)
+        if scorer not in detector.thresholds:
+            raise SsadError(f"{directory}: no scorer {scorer!r}; it has {sorted(detector.thresholds)}")
+        kept = dict(detector.thresholds)
+        kept[scorer] = detector.thresholds[scorer].adopted(thresholds, machine)
+        updated = Detector(detector.model, detector.scorers, kept, detector.default_scorer, detector.references,
+                           clip_seconds=detector.clip_seconds, normal_bands=detector.normal_bands)
+        return _commit(directory, updated, machine, "calibrate", [source], [])
 
 
 def undo(directory: str | Path, machine: str) -> dict:

@@ -1,6 +1,6 @@
 """Evaluation: score tables, DCASE AUC/pAUC, the challenge's files, reports, plots, and the evaluation run (`run`).
 
-Decision thresholds (`GammaThreshold`) live in `ssad.scoring.thresholds`, beside the scores they decide on.
+Decision thresholds (`AlarmThreshold`) live in `ssad.scoring.thresholds`, beside the scores they decide on.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ssad.evaluation.metrics import (
 from ssad.evaluation.plots import plot_histograms, plot_roc, plot_tsne_pair
 from ssad.evaluation.report import write_evaluation
 from ssad.evaluation.table import COLUMNS, ScoreTable, ensemble_tables, machine_key
-from ssad.scoring.thresholds import GammaThreshold, load_thresholds, save_thresholds
+from ssad.scoring.thresholds import AlarmThreshold, load_thresholds, save_thresholds
 
 __all__ = [
     "ScoreTable",
@@ -43,7 +43,7 @@ __all__ = [
     "evaluate",
     "summarize",
     "decision_metrics",
-    "GammaThreshold",
+    "AlarmThreshold",
     "RESULTS_HEADER",
     "anomaly_score_name",
     "decision_result_name",

@@ -103,19 +103,23 @@ def results_markdown(rows: Sequence[ResultRow], summaries: Sequence[Summary] | N
         head = ["machine type", "AUC (%)", "pAUC (%)"]
         if has_domains:
             head += ["AUC source (%)", "AUC target (%)", "official (%)"]
+        if has_decisions:
+            head += ["false alarms (%)", "recall (%)"]
         lines += [f"## {scorer}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in means:
             cells = [r.machine_type, _pct(r.auc), _pct(r.pauc)]
             if has_domains:
                 cells += [_pct(r.auc_source), _pct(r.auc_target), _pct(r.official)]
+            if has_decisions:
+                cells += [_pct(r.false_alarms), _pct(r.recall)]
             lines.append("| " + " | ".join(cells) + " |")
         s = by_scorer.get(scorer)
         if s is not None:
-            pad = ["", "", ""] if has_domains else []
+            pad = (["", "", ""] if has_domains else []) + (["", ""] if has_decisions else [])
             lines.append(
                 "| **arithmetic mean** | " + " | ".join([_pct(s.auc_mean), _pct(s.pauc_mean), *pad]) + " |"
             )
-            official = [" ", " ", _pct(s.official)] if has_domains else []
+            official = ([" ", " ", _pct(s.official)] if has_domains else []) + (["", ""] if has_decisions else [])
             lines.append(
                 "| **harmonic mean** | "
                 + " | ".join([_pct(s.auc_hmean), _pct(s.pauc_hmean), *official])
@@ -125,7 +129,7 @@ def results_markdown(rows: Sequence[ResultRow], summaries: Sequence[Summary] | N
         if has_domains:
             detail += ["AUC source (%)", "AUC target (%)"]
         if has_decisions:
-            detail += ["precision (%)", "recall (%)", "F1 (%)"]
+            detail += ["false alarms (%)", "precision (%)", "recall (%)", "F1 (%)"]
         detail += ["normal", "anomalous"]
         lines += [
             "",
@@ -141,7 +145,7 @@ def results_markdown(rows: Sequence[ResultRow], summaries: Sequence[Summary] | N
             if has_domains:
                 cells += [_pct(r.auc_source), _pct(r.auc_target)]
             if has_decisions:
-                cells += [_pct(r.precision), _pct(r.recall), _pct(r.f1)]
+                cells += [_pct(r.false_alarms), _pct(r.precision), _pct(r.recall), _pct(r.f1)]
             cells += [str(r.n_normal), str(r.n_anomaly)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")

@@ -90,7 +90,8 @@ class ResultRow:
     `auc`/`pauc` use all labelled test clips of the ID. With domains (DCASE 2022+): `auc_source` uses source
     normal clips and all anomalous clips, `auc_target` likewise for target, and `official` is the harmonic
     mean of AUC (source), AUC (target) and pAUC (over all of a type's sections in the mean row).
-    Precision/recall/F1 are those of the thresholded decisions, when given.
+    Precision/recall/F1 are those of the thresholded decisions, when given, and `false_alarms` the share of the
+    normal test clips they flag (what a threshold's false-alarm rate promises).
     """
 
     scorer: str
@@ -106,6 +107,7 @@ class ResultRow:
     f1: float = _NAN
     n_normal: int = 0
     n_anomaly: int = 0
+    false_alarms: float = _NAN
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -199,6 +201,7 @@ def evaluate(table: ScoreTable, decisions: Any = None, max_fpr: float = 0.1) -> 
                     section_values += values
                 if decisions is not None:
                     row.precision, row.recall, row.f1 = decision_metrics(y, decisions[sel])
+                    row.false_alarms = float(np.mean(decisions[sel][y == 0]))
                 id_rows.append(row)
             if not id_rows:
                 continue
@@ -214,6 +217,7 @@ def evaluate(table: ScoreTable, decisions: Any = None, max_fpr: float = 0.1) -> 
                 precision=_mean(r.precision for r in id_rows),
                 recall=_mean(r.recall for r in id_rows),
                 f1=_mean(r.f1 for r in id_rows),
+                false_alarms=_mean(r.false_alarms for r in id_rows),
                 n_normal=sum(r.n_normal for r in id_rows),
                 n_anomaly=sum(r.n_anomaly for r in id_rows),
             )

@@ -99,7 +99,7 @@ def plot_histograms(
     """One PNG per (scorer, machine type) (``hist_<scorer>_<type>.png``): per machine ID, histograms of the
     normal, anomalous (and unlabelled) test scores with the ID's decision threshold as a vertical line.
 
-    `thresholds` maps scorer -> a fitted `GammaThreshold` or a dict ``"type/id"`` -> threshold (or is None).
+    `thresholds` maps scorer -> a fitted `AlarmThreshold` or a dict ``"type/id"`` -> threshold (or is None).
     """
     test = table.filter(split="test")
     written = []

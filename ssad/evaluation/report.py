@@ -12,7 +12,7 @@ from ssad.evaluation.files import write_challenge_files, write_results
 from ssad.evaluation.metrics import ResultRow, evaluate
 from ssad.evaluation.plots import plot_histograms, plot_roc, safe_name
 from ssad.evaluation.table import ScoreTable
-from ssad.scoring.thresholds import GammaThreshold, save_thresholds
+from ssad.scoring.thresholds import DEFAULT_FALSE_ALARM_RATE, AlarmThreshold, save_thresholds
 
 __all__ = ["covariance_notes", "write_evaluation", "thin_id_notes"]
 
@@ -24,18 +24,18 @@ def write_evaluation(
     test: ScoreTable,
     out_dir: str | Path,
     *,
-    percentile: float = 0.9,
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
     plots: bool = True,
     max_fpr: float = 0.1,
-    thresholds: Mapping[str, GammaThreshold] | None = None,
+    thresholds: Mapping[str, AlarmThreshold] | None = None,
     fallbacks: Mapping[str, Mapping[str, str]] | None = None,
     covariances: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
     directions: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
 ) -> list[ResultRow]:
     """Evaluate every scorer in `test` and write the results into `out_dir`; returns the result rows.
 
-    Per scorer a `GammaThreshold` is fitted on its rows of `train` (normal training scores; or taken from
-    `thresholds`), test clips are decided, and `out_dir/<scorer>/` receives the challenge's
+    Per scorer an `AlarmThreshold` aiming at `false_alarm_rate` is fitted on its rows of `train` (normal training
+    scores, each clip held out alone: pass `thresholds` set from whole recordings held out where there are any), test clips are decided, and `out_dir/<scorer>/` receives the challenge's
     ``anomaly_score_*``/``decision_result_*`` files. `out_dir` gets ``scores.csv`` (train + test rows),
     ``thresholds.json``, ``results.csv``/``results.md`` (labelled test clips only; precision/recall/F1 of
     the decisions included) and, if `plots`, ROC curves and score histograms in ``plots/``. `fallbacks`
@@ -50,7 +50,7 @@ def write_evaluation(
     folders = {s: safe_name(s) for s in scorers}
     if len(set(folders.values())) < len(folders):
         raise ValueError(f"scorer names {scorers} collide once made safe for folder names: {folders}")
-    fitted: dict[str, GammaThreshold] = {}
+    fitted: dict[str, AlarmThreshold] = {}
     decisions = np.zeros(len(test), dtype=np.int64)
     for scorer in scorers:
         if thresholds is not None and scorer in thresholds:
@@ -61,7 +61,7 @@ def write_evaluation(
                 raise ValueError(
                     f"no training scores for scorer {scorer!r}; the train table has {train.scorers}"
                 )
-            fitted[scorer] = GammaThreshold(percentile, scorer).fit(tr.score, tr.ids)
+            fitted[scorer] = AlarmThreshold(false_alarm_rate, scorer).fit(tr.score, tr.ids)
         sel = test.scorer == scorer
         part = test.take(sel)
         decisions[sel] = fitted[scorer].decide(part.score, part.ids)
@@ -117,7 +117,7 @@ def direction_notes(directions: Mapping[str, Mapping[str, Mapping[str, object]]]
 
 
 def thin_id_notes(train: ScoreTable, fallbacks: Mapping[str, Mapping[str, str]],
-                  thresholds: Mapping[str, GammaThreshold]) -> list[str]:
+                  thresholds: Mapping[str, AlarmThreshold]) -> list[str]:
     """Markdown lines saying, per thin ID and scorer, what the scorer and the threshold fell back to (logged too)."""
     rows = []
     for scorer, threshold in thresholds.items():

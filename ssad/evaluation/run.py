@@ -21,6 +21,8 @@ from ssad.evaluation.table import ScoreTable, ensemble_tables
 from ssad.modelio import LoadedModel, load
 from ssad.modelio.loading import SPECTRUM
 from ssad.scoring import SpectrumScorer, select_input
+from ssad.scoring.held_out import held_out_scores
+from ssad.scoring.thresholds import DEFAULT_FALSE_ALARM_RATE, AlarmThreshold
 
 __all__ = ["FLOOR", "evaluate_run", "evaluate_ensemble", "default_cache_dir"]
 
@@ -94,7 +96,7 @@ def _log_to_wandb(out_dir: Path, rows: list[ResultRow], run: str | Path) -> None
 
 
 def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers: Sequence[str] | None = None,
-                 percentile: float = 0.9, plots: bool = True, device: str = "auto",
+                 false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, plots: bool = True, device: str = "auto",
                  cache_dir: str | Path | None = None, skip_bad: bool = False, progress: bool = True,
                  machine_types: Sequence[str] | None = None, floor: bool = True) -> list[ResultRow]:
     """Fit the scorers on `data`'s normal training clips, score its test clips, write everything into `out`.
@@ -115,21 +117,26 @@ def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers:
     if not train or not test:
         raise SsadError(f"{data}: needs normal training clips and test clips (found {len(train)} and {len(test)})")
     cache = cache_dir or default_cache_dir()
-    detector = Detector.from_clips(model, train, scorers=scorers, percentile=percentile, cache_dir=cache,
+    detector = Detector.from_clips(model, train, scorers=scorers, false_alarm_rate=false_alarm_rate, cache_dir=cache,
                                    progress=progress)
     test_outputs = clip_outputs(model, [c.path for c in test], cache_dir=cache, progress=progress)
     train_table = _train_table(detector, train)
     test_table = _test_table(detector, test, test_outputs)
+    thresholds = dict(detector.thresholds)
     if floor:
         spectral = SpectrumScorer()
-        spectral.fit(select_input(spectral, detector.references.outputs), [clip_key(c) for c in train])
+        ids = [clip_key(c) for c in train]
+        references = select_input(spectral, detector.references.outputs)
+        spectral.fit(references, ids)
+        held_out = held_out_scores(spectral, references, ids, detector.references.groups)
+        thresholds[FLOOR] = AlarmThreshold(false_alarm_rate, FLOOR).fit(held_out, ids, detector.references.groups)
         train_table = ScoreTable.concat([train_table, ScoreTable.from_clips(list(train), spectral.train_scores_, FLOOR)])
         test_scores = spectral.score(select_input(spectral, test_outputs), [clip_key(c) for c in test])
         test_table = ScoreTable.concat([test_table, ScoreTable.from_clips(list(test), test_scores, FLOOR)])
     test_raw = test_outputs[SPECTRUM][:, : model.log_mel.n_mels]
     out.mkdir(parents=True, exist_ok=True)
-    rows = write_evaluation(train_table, test_table, out, percentile=percentile, plots=plots,
-                            thresholds=detector.thresholds,
+    rows = write_evaluation(train_table, test_table, out, false_alarm_rate=false_alarm_rate, plots=plots,
+                            thresholds=thresholds,
                             fallbacks={name: s.fallbacks_ for name, s in detector.scorers.items()},
                             covariances={name: getattr(s, "covariance_by_type_", {}) for name, s in detector.scorers.items()},
                             directions={name: getattr(s, "leading_by_id_", {}) for name, s in detector.scorers.items()})
@@ -162,7 +169,7 @@ def _member_tables(spec: str) -> tuple[ScoreTable, list[str], str]:
 
 
 def evaluate_ensemble(members: Sequence[str], out: str | Path, *, weights: Sequence[float] | None = None,
-                      percentile: float = 0.9, plots: bool = True, name: str = "ensemble") -> list[ResultRow]:
+                      false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, plots: bool = True, name: str = "ensemble") -> list[ResultRow]:
     """Combine evaluated detectors' scores (per-ID standardised on training clips, weighted) and evaluate."""
     tables, names = [], []
     for spec in members:
@@ -175,6 +182,6 @@ def evaluate_ensemble(members: Sequence[str], out: str | Path, *, weights: Seque
     train, test = everything.filter(split="train"), everything.filter(split="test")
     weight_map = dict(zip(names, weights, strict=True)) if weights is not None else None
     ensemble_train, ensemble_test = ensemble_tables(train, test, names, name=name, weights=weight_map)
-    rows = write_evaluation(ensemble_train, ensemble_test, out, percentile=percentile, plots=plots)
+    rows = write_evaluation(ensemble_train, ensemble_test, out, false_alarm_rate=false_alarm_rate, plots=plots)
     print((Path(out) / "results.md").read_text())
     return rows

@@ -1,10 +1,10 @@
 """Drift: do a machine's recent window scores still follow the score distribution it was fitted (or enrolled) on?
 
-The detector's `GammaThreshold` holds that distribution per machine: a fitted gamma, or, where no gamma fitted,
-only its percentile point. With a gamma, the recent scores are tested against it (one-sample
-Kolmogorov-Smirnov); without, the share of recent scores above the threshold is tested against the
-1 - percentile expected (binomial). Overlapping windows share audio, so only every `every`-th score (windows
-that do not overlap) enters the test, keeping its samples close to independent.
+The detector's `AlarmThreshold` keeps, per machine, the held-out scores of its normal clips that its threshold was
+set from. With `MIN_REFERENCE` of them, the recent scores are tested against them (two-sample Kolmogorov-Smirnov);
+with fewer, the share of recent scores above the threshold is tested against the false-alarm rate it aims at
+(binomial). Overlapping windows share audio, so only every `every`-th score (windows that do not overlap) enters
+the test, keeping its samples close to independent.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from ssad.scoring.thresholds import GammaThreshold
+from ssad.scoring.thresholds import AlarmThreshold
 
-__all__ = ["DriftState", "DriftTest"]
+__all__ = ["MIN_REFERENCE", "DriftState", "DriftTest"]
+
+#: held-out normal scores a machine needs for the two-sample test (fewer: the share above its threshold)
+MIN_REFERENCE = 20
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class DriftTest:
         every: keep every `every`-th score (1 = all).
     """
 
-    def __init__(self, threshold: GammaThreshold, machine: str, *, windows: int = 30, alpha: float = 1e-3,
+    def __init__(self, threshold: AlarmThreshold, machine: str, *, windows: int = 30, alpha: float = 1e-3,
                  every: int = 1) -> None:
         if windows < 5:
             msg = f"drift windows={windows}: need at least 5 scores to test"
@@ -48,9 +51,10 @@ class DriftTest:
         if not 0 < alpha < 1:
             msg = f"drift alpha={alpha} must be between 0 and 1"
             raise ValueError(msg)
-        self.gamma = (threshold.gamma_params_ or {}).get(machine)
+        reference = getattr(threshold, "normal_scores_", {}).get(machine)
+        self.reference = reference if reference is not None and len(reference) >= MIN_REFERENCE else None
         self.threshold = float(threshold.threshold_[machine])
-        self.percentile = float(threshold.percentile)
+        self.rate = threshold.rate_of(machine)
         self.alpha = alpha
         self.every = max(1, every)
         self._recent: deque[float] = deque(maxlen=windows)
@@ -66,13 +70,13 @@ class DriftTest:
         if len(self._recent) < self._recent.maxlen:
             return False
         was = self.state.drifting if self.state else False
-        if self.gamma is not None:
-            result = stats.kstest(list(self._recent), "gamma", args=tuple(self.gamma))
+        if self.reference is not None:
+            result = stats.ks_2samp(list(self._recent), self.reference)
             self.state = DriftState(float(result.statistic), float(result.pvalue),
-                                    float(result.pvalue) < self.alpha, "ks-gamma")
+                                    float(result.pvalue) < self.alpha, "ks-held-out")
         else:
             above = sum(s > self.threshold for s in self._recent)
-            p_value = stats.binomtest(above, len(self._recent), 1 - self.percentile).pvalue
+            p_value = stats.binomtest(above, len(self._recent), self.rate).pvalue
             self.state = DriftState(above / len(self._recent), float(p_value), float(p_value) < self.alpha,
                                     "share-above-threshold")
         return self.state.drifting != was

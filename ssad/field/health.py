@@ -140,6 +140,10 @@ class Health:
         self._send(event)
         return event
 
+    def event(self, kind: str, **fields: object) -> None:
+        """Emit one event of the monitor's life (e.g. a machine armed after its learning period)."""
+        self._send({"event": kind, **fields})
+
     def _send(self, event: dict) -> None:
         if self.emit is not None:
             self.emit({"time": now_iso(), "monitor": self.name, **event})

@@ -1,7 +1,9 @@
 """The live monitor: chunks in, sliding windows scored in batches by a saved detector, one JSON line per window out.
 
 Per machine it keeps a smoothed score, an alert (smoothed score above the machine's threshold for N windows
-running) and a drift test against the machine's training score distribution. A window scored while its
+running) and a drift test against the machine's training score distribution. With a learning period
+(`MonitorSettings.learn`), a machine's first seconds of audio raise no alert: their scores set its threshold where
+it stands (`AlarmThreshold.calibrated`, what `ssad calibrate` does with files), then an "armed" event says so. A window scored while its
 machine is alerting is explained (`Detector.explain`): its line gains `when` (seconds into the stream),
 `where`, `kind` and a one-line `explanation`. Alerts and drift changes are
 also logged on stderr, and alerts optionally published (e.g. to MQTT).
@@ -29,6 +31,7 @@ from ssad.field.drift import DriftTest
 from ssad.field.health import Health
 from ssad.field.sources import Chunk
 from ssad.field.windows import WindowCutter
+from ssad.scoring.thresholds import AlarmThreshold
 
 __all__ = ["Monitor", "MonitorSettings"]
 
@@ -47,6 +50,7 @@ class MonitorSettings:
     drift_windows: int = 30
     drift_alpha: float = 1e-3
     batch_size: int = 16
+    learn: float = 0.0
 
     @property
     def drift_every(self) -> int:
@@ -66,6 +70,9 @@ class MonitorSettings:
         if self.batch_size < 1:
             msg = f"batch_size={self.batch_size} must be >= 1"
             raise ValueError(msg)
+        if self.learn and self.learn < self.window:
+            msg = f"a learning period of {self.learn:g} s is shorter than one window ({self.window:g} s)"
+            raise ValueError(msg)
 
 
 @dataclass(frozen=True)
@@ -82,18 +89,36 @@ class _MachineState:
     """What the monitor remembers about one machine."""
 
     def __init__(self, detector: Detector, scorer: str, machine: str, settings: MonitorSettings) -> None:
-        thresholds = detector.thresholds[scorer]
         self.machine = machine
-        self.thresholds = thresholds
+        self.settings = settings
         self.smoother = Smoother(settings.smoothing, settings.smooth_windows)
         self.rule = AlertRule(settings.alert_after)
-        self.drift = DriftTest(thresholds, machine, windows=settings.drift_windows, alpha=settings.drift_alpha,
-                               every=settings.drift_every)
+        self.use(detector.thresholds[scorer])
+        self.learning = settings.learn > 0
+        self.heard = 0.0  # seconds of audio scored during the learning period
+        self.site_scores: list[float] = []
+
+    def use(self, thresholds: AlarmThreshold) -> None:
+        """Decide with these thresholds from now on (and test drift against the scores they were set from)."""
+        self.thresholds = thresholds
+        self.drift = DriftTest(thresholds, self.machine, windows=self.settings.drift_windows,
+                               alpha=self.settings.drift_alpha, every=self.settings.drift_every)
 
     @property
     def threshold(self) -> float:
         """The machine's threshold, read at each window (an updated detector changes it)."""
         return float(self.thresholds.threshold_[self.machine])
+
+    def learn(self, score: float) -> bool:
+        """Take one window's score during the learning period; return True when the period is over.
+
+        Only windows that do not overlap count (every `drift_every`-th), so that the site's scores are close to
+        independent clips, as enrolment's were.
+        """
+        if len(self.site_scores) * self.settings.drift_every <= round(self.heard / self.settings.hop):
+            self.site_scores.append(score)
+        self.heard += self.settings.hop
+        return self.heard + self.settings.window - self.settings.hop >= self.settings.learn
 
 
 def _some(names: set[str], most: int = 6) -> str:
@@ -116,12 +141,16 @@ class Monitor:
         out: where JSON lines go (one per scored window, flushed after each batch).
         publish: called with a JSON text for each alert raised or cleared (e.g. an MQTT publisher).
         health: counts scored windows, their lag and bad input, and emits heartbeats (default: counts only).
+        keep: called with (machine, scorer, calibrated thresholds) when a machine's learning period ends, e.g. to
+            save them as a new detector version.
     """
 
     def __init__(self, detector: Detector, settings: MonitorSettings, *, scorer: str | None = None,
                  out: TextIO | None = None, publish: Callable[[str], None] | None = None,
-                 health: Health | None = None) -> None:
+                 health: Health | None = None,
+                 keep: Callable[[str, str, AlarmThreshold], None] | None = None) -> None:
         self.detector = detector
+        self.keep = keep
         self.settings = settings
         self.scorer = scorer or detector.default_scorer
         if self.scorer not in detector.scorers:
@@ -194,8 +223,14 @@ class Monitor:
             state = self.machines[window.machine] = _MachineState(self.detector, self.scorer, window.machine,
                                                                   self.settings)
         smoothed = state.smoother.update(score)
-        alert_changed = state.rule.update(smoothed, state.threshold)
-        drift_changed = state.drift.update(score)
+        learning = state.learning
+        if learning:
+            alert_changed = drift_changed = False
+            if state.learn(score):
+                self._arm(state)
+        else:
+            alert_changed = state.rule.update(smoothed, state.threshold)
+            drift_changed = state.drift.update(score)
         drift = state.drift.state
         line = {
             "time": _now(), "machine": window.machine, "score": score, "threshold": state.threshold,
@@ -204,6 +239,8 @@ class Monitor:
             "drift_p": drift.p_value if drift else None,
             "stream": window.stream, "start": round(window.start / self.sample_rate, 3),
         }
+        if learning:
+            line["learning"] = True
         if window.sent is not None:
             line["sent"] = window.sent
         if state.rule.alerting:  # only what alarms is explained: other windows cost nothing more
@@ -221,6 +258,22 @@ class Monitor:
             else:
                 log.info("drift over: %s's recent scores follow its training distribution again (p=%.2g)",
                          window.machine, drift.p_value)
+
+    def _arm(self, state: _MachineState) -> None:
+        """End a machine's learning period: its threshold from the site's scores, an "armed" event, kept if asked."""
+        was, heard = state.threshold, state.heard + self.settings.window - self.settings.hop
+        calibrated = self.detector.thresholds[self.scorer].calibrated(state.machine, state.site_scores)
+        self.detector.thresholds[self.scorer] = calibrated
+        state.use(calibrated)
+        state.learning = False
+        log.info("armed %s after a learning period of %.0f s (%d windows): threshold %.4g (was %.4g), aiming at "
+                 "%.3g false alarms", state.machine, heard, len(state.site_scores), state.threshold, was,
+                 calibrated.rate_of(state.machine))
+        self.health.event("armed", machine=state.machine, threshold=state.threshold, was=was,
+                          learned_s=round(heard, 3), windows=len(state.site_scores),
+                          false_alarm_rate=calibrated.rate_of(state.machine))
+        if self.keep is not None:
+            self.keep(state.machine, self.scorer, calibrated)
 
     def _alert(self, line: dict) -> None:
         if line["alert"]:

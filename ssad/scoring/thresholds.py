@@ -1,4 +1,17 @@
-"""Decision thresholds per machine ID from a gamma fit to the normal training scores, as the DCASE 2021+ baselines set them."""
+"""Decision thresholds per machine that aim at a stated false-alarm rate on recordings made later.
+
+A machine's threshold is set from its normal clips' **held-out scores** (`ssad.scoring.held_out`: each clip scored
+by the scorer fitted without its whole recording group), so the shift from one recording to the next is in them.
+How the (1 - rate) point of those scores is read (`METHODS`):
+- ``"predictive"`` (the default): the recordings as a random effect. Each recording group's mean score varies
+  around the machine's, and its clips around their recording's: a new recording's score is predicted with both
+  spreads and the uncertainty of their estimates (Student's t with Satterthwaite's degrees of freedom), so few
+  recordings or few clips widen the margin and many steady ones shrink it to the plain quantile;
+- ``"gamma"``: the point of a gamma fitted to the held-out scores (the DCASE 2021+ baselines' rule), the empirical
+  quantile where no gamma fits;
+- ``"quantile"``: the empirical quantile.
+A learning period on site (`AlarmThreshold.calibrated`) adds recordings of the machine where it stands.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +20,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +33,45 @@ from ssad.core.atomic import write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.scoring.base import THIN_CLIPS, check_ids, check_known_ids, group_indices
 
-__all__ = ["GammaThreshold", "load_thresholds", "save_thresholds"]
+__all__ = ["DEFAULT_FALSE_ALARM_RATE", "METHODS", "SHIFT_P", "AlarmThreshold", "RecordingShift", "check_rate",
+           "load_thresholds", "recording_shift", "save_thresholds", "threshold_at"]
 
 logger = logging.getLogger(__name__)
 
+#: the share of a normal machine's later recordings a threshold lets through as alarms, unless told otherwise
+DEFAULT_FALSE_ALARM_RATE = 0.05
+METHODS = ("predictive", "gamma", "quantile")
+#: a machine's held-out normal scores differ between its recordings when a one-way ANOVA says so at this p-value
+#: (3 recordings or more): lathe and VMC 1e-32 and 1e-65, fault3's machines and the MIMII machine 0.05-0.4
+SHIFT_P = 1e-3
 _MIN_FIT = 5
 _NAN = float("nan")
 
 
-def _gamma_threshold(scores: np.ndarray, percentile: float) -> tuple[float, list[float] | None]:
-    """Threshold at `percentile` of a gamma fitted to `scores`, and [shape, loc, scale]; (NaN, None) if no fit is usable.
+def check_rate(rate: Any) -> float:
+    """A false-alarm rate as a float strictly between 0 and 1; ValueError naming the bad value otherwise."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
+        msg = f"false_alarm_rate={rate!r} must be a number strictly between 0 and 1 (e.g. 0.05: 5 % of normal clips)"
+        raise ValueError(msg)
+    return float(rate)
+
+
+def _gamma_point(scores: np.ndarray, percentile: float) -> float:
+    """The `percentile` point of a gamma fitted to `scores`; NaN when no fit is usable.
 
     Two fits are tried and the one closer to the data (Kolmogorov-Smirnov) is kept: a free-location fit on
-    standardised scores (right for bell-shaped scores far from zero, e.g. Mahalanobis distances or NLLs)
-    and a fit on scores shifted so the lowest maps to a small positive value (right for skewed scores near
-    their lower bound). A fit farther from the data than `_max_ks`, or whose threshold leaves a share of
-    the training scores above it far from 1 - percentile, is rejected.
+    standardised scores (right for bell-shaped scores far from zero) and a fit on scores shifted so the lowest
+    maps to a small positive value (right for skewed scores near their lower bound). A fit farther from the data
+    than the 1 % critical value (at least 0.1), or whose point leaves a share of the scores above it far from
+    1 - percentile, is rejected.
     """
     lo, hi = float(scores.min()), float(scores.max())
     spread = hi - lo
     if scores.size < _MIN_FIT or not spread > 1e-12 * max(1.0, abs(hi)):
-        return _NAN, None
+        return _NAN
     center, sd = float(scores.mean()), float(scores.std())
     shift = lo - 0.01 * spread
-    best: tuple[float, float, list[float]] | None = None
+    best: tuple[float, float] | None = None
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         for attempt in ("free_loc", "shifted"):
@@ -53,164 +82,313 @@ def _gamma_threshold(scores: np.ndarray, percentile: float) -> tuple[float, list
                 else:
                     a, _, scale = stats.gamma.fit(scores - shift, floc=0.0)
                     loc = shift
-                params = [float(a), float(loc), float(scale)]
-                if not all(math.isfinite(v) for v in params) or params[0] <= 0 or params[2] <= 0:
+                if not all(math.isfinite(v) for v in (a, loc, scale)) or a <= 0 or scale <= 0:
                     continue
-                t = float(stats.gamma.ppf(percentile, *params))
-                ks = float(stats.kstest(scores, "gamma", args=tuple(params)).statistic)
+                point = float(stats.gamma.ppf(percentile, a, loc, scale))
+                ks = float(stats.kstest(scores, "gamma", args=(a, loc, scale)).statistic)
             except (ValueError, RuntimeError, FloatingPointError, OverflowError):
                 continue
-            if math.isfinite(t) and math.isfinite(ks) and (best is None or ks < best[0]):
-                best = (ks, t, params)
-    if best is None or best[0] > _max_ks(scores.size):
-        return _NAN, None
-    # the tail matters most: the threshold must leave about 1 - percentile of the training scores above it
-    above = float(np.mean(scores > best[1]))
+            if math.isfinite(point) and math.isfinite(ks) and (best is None or ks < best[0]):
+                best = (ks, point)
+    if best is None or best[0] > max(0.1, 1.63 / math.sqrt(scores.size)):
+        return _NAN
     n = scores.size
-    if abs(above - (1 - percentile)) > 3 * math.sqrt(percentile * (1 - percentile) / n) + 1 / n:
-        return _NAN, None
-    return best[1], best[2]
+    if abs(float(np.mean(scores > best[1])) - (1 - percentile)) > 3 * math.sqrt(percentile * (1 - percentile) / n) + 1 / n:
+        return _NAN
+    return best[1]
 
 
-def _max_ks(n: int) -> float:
-    """Largest Kolmogorov-Smirnov distance accepted: the 1% critical value, but never below 0.1."""
-    return max(0.1, 1.63 / math.sqrt(n))
+@dataclass(frozen=True)
+class _Spread:
+    """One machine's held-out scores as recordings: their means, the variance between and within them."""
+
+    means: np.ndarray
+    sizes: np.ndarray
+    between: float
+    within: float
+
+    @classmethod
+    def of(cls, scores: np.ndarray, groups: np.ndarray) -> _Spread:
+        labels, inverse = np.unique(groups, return_inverse=True)
+        sizes = np.bincount(inverse)
+        means = np.bincount(inverse, weights=scores) / sizes
+        within = float(np.sum((scores - means[inverse]) ** 2)) / max(len(scores) - len(labels), 1)
+        between = (max(0.0, float(np.var(means, ddof=1)) - within * float(np.mean(1.0 / sizes)))
+                   if len(labels) > 1 else 0.0)
+        return cls(means, sizes, between, within)
+
+    def point(self, center: float, between_weight: float, within_weight: float, rate: float) -> float:
+        """`center` + Student's t (Satterthwaite's degrees of freedom) times the predictive spread."""
+        a, b = self.between * between_weight, self.within * within_weight
+        if a + b <= 0:
+            return center
+        count, n = len(self.means), int(self.sizes.sum())
+        dof = (a + b) ** 2 / (a ** 2 / max(count - 1, 1) + b ** 2 / max(n - count, 1))
+        return float(center + stats.t.ppf(1 - rate, dof) * math.sqrt(a + b))
 
 
-class GammaThreshold(BaseEstimator):
-    """Per machine ID, the `percentile` point of a gamma distribution fitted to the normal training scores.
+def _predictive_point(scores: np.ndarray, groups: np.ndarray, rate: float) -> float:
+    """The (1 - rate) point of a new recording's normal scores, recordings as a random effect (module docstring)."""
+    spread = _Spread.of(scores, groups)
+    count, n = len(spread.means), len(scores)
+    return spread.point(float(np.mean(spread.means)), 1 + 1 / count, 1 + 1 / n, rate)
 
-    The gamma's location is fitted too (scores may be negative or tiny, e.g. log-likelihoods): of a
-    free-location fit and a fit with the lowest score shifted to a small positive value, the one closer to
-    the data is kept; when neither fits (too few or constant scores, or a tail a gamma cannot follow), the
-    empirical quantile is used with a logged warning.
 
-    An ID with fewer than `THIN_CLIPS` training scores gets the median threshold of the IDs with enough
-    (warned, named in `fallbacks_`); when no ID has enough, each gets its empirical quantile.
+def _site_point(scores: np.ndarray, groups: np.ndarray, site: np.ndarray, rate: float) -> float:
+    """The (1 - rate) point of the site's later normal scores: centred on the site's own mean, with the spreads
+    between and within recordings of all the machine's held-out scores, the site's among them."""
+    spread = _Spread.of(np.concatenate([scores, site]),
+                        np.concatenate([groups, np.full(site.size, (groups.max() + 1) if groups.size else 0)]))
+    return spread.point(float(site.mean()), 1.0, 1 + 1 / site.size, rate)
 
-    Fitted attributes: `threshold_` (id -> threshold), `gamma_params_` (id -> [shape, loc, scale] or None
-    where the empirical quantile or the median was used), `fallbacks_` (thin id -> what it got).
+
+@dataclass(frozen=True)
+class RecordingShift:
+    """How much a machine's held-out normal scores move from one recording to the next (one-way ANOVA by recording).
+
+    `between` is the share of their variance that lies between recordings (the intraclass correlation).
     """
 
-    def __init__(self, percentile: float = 0.9, scorer: str = "") -> None:
-        self.percentile = percentile
+    recordings: int
+    between: float
+    p_value: float
+
+    @property
+    def shifting(self) -> bool:
+        """Whether the recordings differ clearly (`SHIFT_P`), the sign of a sound that wanders between recordings."""
+        return self.recordings >= 3 and self.p_value < SHIFT_P
+
+    def format(self) -> str:
+        """One line: what was measured, and the advice when the recordings differ."""
+        seen = (f"{self.recordings} recordings; {100 * self.between:.0f} % of its normal score spread lies between "
+                f"them (p={self.p_value:.2g})")
+        if not self.shifting:
+            return seen
+        return (f"{seen}: its normal sound shifts from one recording to the next. The thresholds allow for the "
+                f"shifts seen so far; where it stands it may shift further, so a learning period on site is advised "
+                f"(`ssad calibrate --detector DIR --machine NAME FILES` with recordings made there, or "
+                f"`ssad monitor --learn 1h`)")
+
+
+def recording_shift(scores: Any, groups: Any) -> RecordingShift:
+    """`RecordingShift` of one machine's held-out normal scores and their recording groups."""
+    scores, groups = np.asarray(scores, dtype=np.float64), np.asarray(groups)
+    labels, inverse = np.unique(groups, return_inverse=True)
+    if len(labels) < 2 or len(scores) <= len(labels):
+        return RecordingShift(len(labels), 0.0, 1.0)
+    sizes = np.bincount(inverse)
+    means = np.bincount(inverse, weights=scores) / sizes
+    within = float(np.sum((scores - means[inverse]) ** 2)) / (len(scores) - len(labels))
+    between = float(np.sum(sizes * (means - scores.mean()) ** 2)) / (len(labels) - 1)
+    if within <= 0:
+        return RecordingShift(len(labels), 1.0 if between > 0 else 0.0, 0.0 if between > 0 else 1.0)
+    p_value = float(stats.f.sf(between / within, len(labels) - 1, len(scores) - len(labels)))
+    m0 = (len(scores) - float(np.sum(sizes ** 2)) / len(scores)) / (len(labels) - 1)  # mean group size, unbalanced
+    share = max(0.0, (between - within) / (between + (m0 - 1) * within))
+    return RecordingShift(len(labels), share, p_value)
+
+
+def threshold_at(scores: Any, groups: Any, rate: float, method: str = "predictive") -> tuple[float, str]:
+    """A machine's threshold from its held-out normal scores (and their recording groups), and what was used."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if method == "predictive" and scores.size >= _MIN_FIT:
+        return _predictive_point(scores, np.asarray(groups), rate), "predictive"
+    if method in ("predictive", "gamma"):
+        point = _gamma_point(scores, 1 - rate)
+        if math.isfinite(point):
+            return point, "gamma"
+    return float(np.quantile(scores, 1 - rate)), "quantile"
+
+
+class AlarmThreshold(BaseEstimator):
+    """Per machine, the score above which a clip raises an alarm, aiming at `false_alarm_rate` on later recordings.
+
+    Args:
+        false_alarm_rate: the share of a normal machine's clips allowed to raise an alarm.
+        scorer: the scorer whose scores it decides on (for messages).
+        method: how the threshold is read from the held-out scores (`METHODS`).
+
+    `fit` takes each machine's normal clips' held-out scores and their recording groups. A machine with fewer than
+    `THIN_CLIPS` scores gets the median threshold of the others (`fallbacks_` says so). Fitted attributes:
+    `threshold_` (machine -> threshold), `rate_` (machine -> the false-alarm rate it aims at: `false_alarm_rate`
+    unless the machine was given its own), `normal_scores_` and `groups_` (machine -> the held-out scores and groups
+    it was set from), `how_` (machine -> the method used, and "calibrated" after a learning period).
+    """
+
+    _STATE = ("threshold_", "rate_", "normal_scores_", "groups_", "how_", "fallbacks_")
+
+    def __init__(self, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, scorer: str = "",
+                 method: str = "predictive") -> None:
+        self.false_alarm_rate = false_alarm_rate
         self.scorer = scorer
+        self.method = method
 
     def _of(self, name: str) -> str:
-        """How warnings name one ID's threshold: with the scorer it belongs to, when known."""
         return f"{self.scorer} threshold of {name}" if self.scorer else f"threshold of {name}"
 
-    def fit(self, train_scores: Any, ids: Sequence[str]) -> GammaThreshold:
-        """Fit one gamma per ID to the normal training scores and keep its `percentile` point as the threshold."""
-        if (
-            isinstance(self.percentile, bool)
-            or not isinstance(self.percentile, (int, float))
-            or not 0 < self.percentile < 1
-        ):
-            raise ValueError(f"percentile={self.percentile!r} must be a number strictly between 0 and 1")
-        scores = np.asarray(train_scores, dtype=np.float64)
-        if scores.ndim != 1 or not np.all(np.isfinite(scores)):
-            raise ValueError(f"train_scores must be 1-D and finite, got shape {scores.shape}")
-        groups = group_indices(check_ids(ids, len(scores)))
-        if not groups:
-            raise ValueError("no training scores to fit thresholds on")
-        self.threshold_: dict[str, float] = {}
-        self.gamma_params_: dict[str, list[float] | None] = {}
-        self.fallbacks_: dict[str, str] = {}
-        thin = [name for name, idx in groups.items() if len(idx) < THIN_CLIPS]
-        for name, idx in groups.items():
-            if name in thin and len(thin) < len(groups):
-                continue  # set below from the IDs with enough scores
-            s = scores[idx]
-            t, params = _gamma_threshold(s, float(self.percentile))
-            if params is None:
-                t = float(np.quantile(s, self.percentile))
-                logger.warning(
-                    "%s: gamma fit failed (%d training scores); using the empirical %.3g quantile %.6g",
-                    self._of(name),
-                    s.size,
-                    self.percentile,
-                    t,
-                )
-                if name in thin:
-                    self.fallbacks_[name] = f"{s.size} training score(s): their empirical {self.percentile:.3g} quantile"
-            self.threshold_[name] = t
-            self.gamma_params_[name] = params
-        if len(thin) < len(groups):
-            self._pool_thin({name: len(groups[name]) for name in thin}, list(self.threshold_.values()))
-        self.fallbacks_ = dict(sorted(self.fallbacks_.items()))
-        return self
+    def _check(self) -> float:
+        if self.method not in METHODS:
+            msg = f"method={self.method!r} is not supported; allowed: {list(METHODS)}"
+            raise ValueError(msg)
+        return check_rate(self.false_alarm_rate)
 
-    def fit_empty(self) -> GammaThreshold:
+    def fit(self, scores: Any, ids: Sequence[str], groups: Sequence[Any] | None = None) -> AlarmThreshold:
+        """Set each machine's threshold from its normal clips' held-out scores (groups: their recordings)."""
+        self._clear()
+        return self._fit_machines(scores, ids, groups, others=None, rate=None)
+
+    def fit_empty(self) -> AlarmThreshold:
         """Thresholds for no machine yet (an empty detector's): `refit_ids` adds each machine's."""
-        self.threshold_, self.gamma_params_, self.fallbacks_ = {}, {}, {}
+        self._check()
+        self._clear()
         return self
 
-    def refit_ids(self, train_scores: Any, ids: Sequence[str]) -> GammaThreshold:
-        """A copy with the IDs in `ids` fitted anew on their training scores, every other ID's threshold unchanged.
+    def _clear(self) -> None:
+        for attribute in self._STATE:
+            setattr(self, attribute, {})
 
-        A refit ID with fewer than `THIN_CLIPS` scores gets the median threshold of the others, as in `fit`.
+    def _copy(self, without: set[str] = frozenset()) -> AlarmThreshold:
+        out = AlarmThreshold(self.false_alarm_rate, self.scorer, self.method)
+        for attribute in self._STATE:
+            setattr(out, attribute, {k: v for k, v in getattr(self, attribute, {}).items() if k not in without})
+        return out
+
+    def refit_ids(self, scores: Any, ids: Sequence[str], groups: Sequence[Any] | None = None, *,
+                  false_alarm_rate: float | None = None) -> AlarmThreshold:
+        """A copy with the machines in `ids` set anew from their held-out scores, every other machine unchanged.
+
+        `false_alarm_rate` is theirs (default: what they aimed at before, else the detector's `false_alarm_rate`).
         """
         check_is_fitted(self, "threshold_")
-        fresh = GammaThreshold(self.percentile, self.scorer).fit(train_scores, ids)
-        merged = GammaThreshold(self.percentile, self.scorer)
-        others = [k for k in self.threshold_ if k not in fresh.threshold_]
-        merged.threshold_ = {k: self.threshold_[k] for k in others} | fresh.threshold_
-        merged.gamma_params_ = {k: self.gamma_params_.get(k) for k in others} | fresh.gamma_params_
-        merged.fallbacks_ = {k: v for k, v in self.fallbacks_.items() if k in others} | fresh.fallbacks_
-        counts = dict(zip(*np.unique(check_ids(ids, len(np.asarray(train_scores))), return_counts=True), strict=True))
-        thin = [str(k) for k, n in counts.items() if n < THIN_CLIPS]
-        if thin and others:
-            merged._pool_thin({name: counts[name] for name in thin}, [self.threshold_[k] for k in others])
-        merged.threshold_ = dict(sorted(merged.threshold_.items()))
-        merged.fallbacks_ = dict(sorted(merged.fallbacks_.items()))
-        return merged
+        new = set(np.asarray(ids, dtype=str).tolist())
+        merged = self._copy(without=new)
+        rate = false_alarm_rate
+        if rate is None and len(new) == 1 and next(iter(new)) in getattr(self, "rate_", {}):
+            rate = self.rate_[next(iter(new))]
+        return merged._fit_machines(scores, ids, groups, others=list(merged.threshold_.values()), rate=rate)
 
-    def _pool_thin(self, thin: Mapping[str, int], others: Sequence[float]) -> None:
-        """Give each thin ID (name -> its training scores) the median of the other IDs' thresholds, and say so."""
-        pooled = float(np.median(others))
-        for name, count in thin.items():
-            self.threshold_[name], self.gamma_params_[name] = pooled, None
-            self.fallbacks_[name] = f"{count} training score(s): the median threshold of the other IDs, {pooled:.6g}"
-            logger.warning("%s: %s", self._of(name), self.fallbacks_[name])
+    def shift_of(self, machine: str) -> RecordingShift:
+        """How the machine's held-out normal scores move between its recordings (`RecordingShift`)."""
+        check_is_fitted(self, "threshold_")
+        return recording_shift(self.normal_scores_.get(machine, np.empty(0)),
+                               self.groups_.get(machine, np.empty(0, dtype=np.int64)))
+
+    def rate_of(self, machine: str) -> float:
+        """The false-alarm rate `machine`'s threshold aims at."""
+        return float(getattr(self, "rate_", {}).get(machine, self.false_alarm_rate))
+
+    def _fit_machines(self, scores: Any, ids: Sequence[str], groups: Sequence[Any] | None,
+                      others: list[float] | None, rate: float | None) -> AlarmThreshold:
+        default = self._check()
+        rate = default if rate is None else check_rate(rate)
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.ndim != 1 or not np.all(np.isfinite(scores)):
+            raise ValueError(f"held-out scores must be 1-D and finite, got shape {scores.shape}")
+        ids = check_ids(ids, len(scores))
+        groups = np.arange(len(scores)) if groups is None else np.asarray(groups)
+        by_machine = group_indices(ids)
+        if not by_machine:
+            raise ValueError("no scores to set thresholds from")
+        thin = {name: len(idx) for name, idx in by_machine.items() if len(idx) < THIN_CLIPS}
+        for name, idx in by_machine.items():
+            self.rate_[name] = rate
+            self.normal_scores_[name] = scores[idx]
+            self.groups_[name] = np.unique(groups[idx], return_inverse=True)[1]
+            if name in thin and (len(thin) < len(by_machine) or others):
+                continue
+            self.threshold_[name], self.how_[name] = threshold_at(scores[idx], self.groups_[name], rate, self.method)
+        kept = [*(others or []), *(self.threshold_[n] for n in by_machine if n not in thin)]
+        if thin and kept:
+            pooled = float(np.median(kept))
+            for name, count in thin.items():
+                self.threshold_[name], self.how_[name] = pooled, "median of the other machines"
+                self.fallbacks_[name] = f"{count} training score(s): the median threshold of the other machines, {pooled:.6g}"
+                logger.warning("%s: %s", self._of(name), self.fallbacks_[name])
+        self.threshold_ = dict(sorted(self.threshold_.items()))
+        return self
+
+    def calibrated(self, machine: str, site_scores: Any, anchored: bool = True) -> AlarmThreshold:
+        """A copy whose threshold for `machine` also counts `site_scores`, normal clips recorded where it stands.
+
+        The site clips join the machine's held-out scores as a recording of their own (they were scored by a model
+        that never saw them), and the threshold is read anew from all of them: a site that sounds unlike the
+        enrolment recordings raises the spread between recordings, and with it the threshold.
+        """
+        check_is_fitted(self, "threshold_")
+        check_known_ids([machine], list(self.threshold_))
+        site = np.asarray(site_scores, dtype=np.float64).ravel()
+        if not site.size or not np.all(np.isfinite(site)):
+            raise ValueError("calibration needs finite scores of at least one normal clip")
+        old = self.normal_scores_.get(machine, np.empty(0))
+        old_groups = self.groups_.get(machine, np.zeros(len(old), dtype=np.int64))
+        scores = np.concatenate([old, site])
+        groups = np.concatenate([old_groups, np.full(site.size, (old_groups.max() + 1) if old_groups.size else 0)])
+        out = self._copy()
+        if anchored and self.method == "predictive" and scores.size >= _MIN_FIT:
+            out.threshold_[machine], how = _site_point(old, old_groups, site, self.rate_of(machine)), "site"
+        else:
+            out.threshold_[machine], how = threshold_at(scores, groups, self.rate_of(machine), self.method)
+        out.normal_scores_[machine], out.groups_[machine] = scores, groups
+        out.how_[machine] = f"{how}, calibrated on {site.size} site clip(s)"
+        out.fallbacks_.pop(machine, None)
+        return out
+
+    def adopted(self, other: AlarmThreshold, machine: str) -> AlarmThreshold:
+        """A copy with `machine`'s threshold (and the scores it was set from) taken from `other`."""
+        check_known_ids([machine], list(other.threshold_))
+        out = self._copy()
+        for attribute in self._STATE:
+            theirs = getattr(other, attribute, {})
+            if machine in theirs:
+                getattr(out, attribute)[machine] = theirs[machine]
+            else:
+                getattr(out, attribute).pop(machine, None)
+        return out
 
     def decide(self, scores: Any, ids: Sequence[str]) -> np.ndarray:
-        """(n,) int decisions, 1 = anomalous (score above its ID's threshold), 0 = normal."""
+        """(n,) int decisions, 1 = anomalous (score above its machine's threshold), 0 = normal."""
+        return (np.asarray(scores, dtype=np.float64) > self.thresholds_of(ids, len(np.atleast_1d(scores)))).astype(np.int64)
+
+    def thresholds_of(self, ids: Sequence[str], n: int | None = None) -> np.ndarray:
+        """(n,) each clip's machine's threshold."""
         check_is_fitted(self, "threshold_")
-        scores = np.asarray(scores, dtype=np.float64)
-        if scores.ndim != 1:
-            raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
-        ids = check_ids(ids, len(scores))
+        ids = check_ids(ids, len(ids) if n is None else n)
         uniq, inverse = np.unique(ids, return_inverse=True)
         check_known_ids(uniq.tolist(), list(self.threshold_))
-        thresholds = np.array([self.threshold_[u] for u in uniq.tolist()], dtype=np.float64)[inverse]
-        return (scores > thresholds).astype(np.int64)
+        return np.array([self.threshold_[u] for u in uniq.tolist()], dtype=np.float64)[inverse]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form: the percentile, each ID's threshold and gamma parameters."""
+        """JSON-able form: the rate, the method, and per machine its threshold and the scores it was set from."""
         check_is_fitted(self, "threshold_")
         return {
             "class": type(self).__name__,
-            "percentile": float(self.percentile),
+            "false_alarm_rate": float(self.false_alarm_rate),
+            "method": self.method,
             "scorer": self.scorer,
             "thresholds": dict(self.threshold_),
-            "gamma_params": dict(self.gamma_params_),
-            "fallbacks": dict(getattr(self, "fallbacks_", {})),
+            "rates": dict(getattr(self, "rate_", {})),
+            "how": dict(self.how_),
+            "normal_scores": {k: [round(float(v), 6) for v in s] for k, s in self.normal_scores_.items()},
+            "groups": {k: [int(g) for g in s] for k, s in self.groups_.items()},
+            "fallbacks": dict(self.fallbacks_),
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GammaThreshold:
-        """Rebuild from `to_dict` output."""
-        if not isinstance(data, Mapping) or data.get("class") != cls.__name__:
-            raise SsadError(f"not a saved {cls.__name__}: expected a JSON object with class={cls.__name__!r}")
+    def from_dict(cls, data: Mapping[str, Any]) -> AlarmThreshold:
+        """Rebuild from `to_dict` output (or a GammaThreshold of earlier ssad: its percentile becomes the rate)."""
+        if not isinstance(data, Mapping) or data.get("class") not in (cls.__name__, "GammaThreshold"):
+            raise SsadError(f"not saved thresholds: expected a JSON object with class={cls.__name__!r}")
         try:
-            out = cls(float(data["percentile"]), str(data.get("scorer") or ""))
+            rate = data["false_alarm_rate"] if "false_alarm_rate" in data else 1 - float(data["percentile"])
+            out = cls(float(rate), str(data.get("scorer") or ""), str(data.get("method") or "gamma"))
             out.threshold_ = {str(k): float(v) for k, v in data["thresholds"].items()}
-            params = data.get("gamma_params") or {}
-            out.gamma_params_ = {
-                k: (None if params.get(k) is None else [float(v) for v in params[k]]) for k in out.threshold_
-            }
+            out.how_ = {str(k): str(v) for k, v in dict(data.get("how") or {}).items()}
+            out.rate_ = {str(k): check_rate(float(v)) for k, v in dict(data.get("rates") or {}).items()}
+            out.normal_scores_ = {str(k): np.asarray(v, dtype=np.float64)
+                                  for k, v in dict(data.get("normal_scores") or {}).items()}
+            out.groups_ = {str(k): np.asarray(v, dtype=np.int64) for k, v in dict(data.get("groups") or {}).items()}
             out.fallbacks_ = {str(k): str(v) for k, v in dict(data.get("fallbacks") or {}).items()}
+            out._check()
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise SsadError(f"saved {cls.__name__} is malformed: {err!r}") from None
         return out
@@ -220,35 +398,33 @@ class GammaThreshold(BaseEstimator):
         return _write_json(self.to_dict(), path)
 
     @classmethod
-    def load(cls, path: str | Path) -> GammaThreshold:
+    def load(cls, path: str | Path) -> AlarmThreshold:
         """Read thresholds written by `save`."""
         return cls.from_dict(_read_json(path))
 
 
-def save_thresholds(thresholds: Mapping[str, GammaThreshold], path: str | Path) -> Path:
-    """Write scorer -> fitted `GammaThreshold` as one JSON object."""
+def save_thresholds(thresholds: Mapping[str, AlarmThreshold], path: str | Path) -> Path:
+    """Write scorer -> fitted `AlarmThreshold` as one JSON object."""
     return _write_json({scorer: thr.to_dict() for scorer, thr in thresholds.items()}, path)
 
 
-def load_thresholds(path: str | Path) -> dict[str, GammaThreshold]:
-    """Read scorer -> `GammaThreshold` written by `save_thresholds` / `write_evaluation`."""
+def load_thresholds(path: str | Path) -> dict[str, AlarmThreshold]:
+    """Read scorer -> `AlarmThreshold` written by `save_thresholds`."""
     doc = _read_json(path)
     if not isinstance(doc, dict):
         raise SsadError(f"{path}: expected a JSON object scorer -> thresholds")
-    thresholds = {str(scorer): GammaThreshold.from_dict(d) for scorer, d in doc.items()}
+    thresholds = {str(scorer): AlarmThreshold.from_dict(d) for scorer, d in doc.items()}
     for scorer, threshold in thresholds.items():
-        threshold.scorer = threshold.scorer or scorer  # files written before thresholds knew their scorer
+        threshold.scorer = threshold.scorer or scorer
     return thresholds
 
 
 def _write_json(doc: Mapping[str, Any], path: str | Path) -> Path:
-    """Thresholds as indented JSON, written atomically."""
     write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
     return Path(path)
 
 
 def _read_json(path: str | Path) -> Any:
-    """A thresholds file's JSON; a clear error naming the file when it cannot be read."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

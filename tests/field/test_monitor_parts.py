@@ -15,7 +15,7 @@ from ssad.field.drift import DriftTest
 from ssad.field.mqtt import machine_from_topic, parse_mqtt_url
 from ssad.field.sources import StdinSource, pcm_bytes_to_float
 from ssad.field.windows import WindowCutter
-from ssad.scoring.thresholds import GammaThreshold
+from ssad.scoring.thresholds import AlarmThreshold
 
 
 def test_window_cutter_cuts_overlapping_windows_across_chunk_boundaries() -> None:
@@ -55,26 +55,24 @@ def test_alert_needs_n_consecutive_windows_above_threshold_and_clears() -> None:
     assert changes == [False, False, False, False, False, True, False, True]
 
 
-def _threshold(machine: str, scores: np.ndarray) -> GammaThreshold:
-    return GammaThreshold(0.9).fit(scores, [machine] * len(scores))
+def _threshold(machine: str, scores: np.ndarray) -> AlarmThreshold:
+    return AlarmThreshold(0.1).fit(scores, [machine] * len(scores))
 
 
-def test_drift_against_the_fitted_gamma_flags_shifted_scores_only() -> None:
+def test_drift_against_the_held_out_scores_flags_shifted_scores_only() -> None:
     rng = np.random.default_rng(0)
     fitted = _threshold("fan/id_00", stats.gamma.rvs(4.0, scale=1.0, size=400, random_state=rng))
-    assert fitted.gamma_params_["fan/id_00"] is not None
     same = DriftTest(fitted, "fan/id_00", windows=40, alpha=1e-3)
     for s in stats.gamma.rvs(4.0, scale=1.0, size=40, random_state=rng):
         same.update(float(s))
-    assert same.state is not None and not same.drifting and same.state.test == "ks-gamma"
+    assert same.state is not None and not same.drifting and same.state.test == "ks-held-out"
     shifted = DriftTest(fitted, "fan/id_00", windows=40, alpha=1e-3)
     changed = [shifted.update(float(s)) for s in stats.gamma.rvs(4.0, scale=1.0, size=40, random_state=rng) + 4.0]
     assert shifted.drifting and changed.count(True) == 1 and shifted.state.p_value < 1e-3
 
 
-def test_drift_without_a_gamma_tests_the_share_above_threshold() -> None:
-    fitted = _threshold("pump/id_00", np.linspace(0.0, 1.0, 50))
-    fitted.gamma_params_["pump/id_00"] = None  # as when no gamma fitted: only the threshold is known
+def test_drift_with_few_held_out_scores_tests_the_share_above_threshold() -> None:
+    fitted = _threshold("pump/id_00", np.linspace(0.0, 1.0, 10))  # fewer than MIN_REFERENCE scores
     test = DriftTest(fitted, "pump/id_00", windows=20, alpha=1e-3)
     for _ in range(20):
         test.update(fitted.threshold_["pump/id_00"] + 1.0)  # every recent score above: expected 10 %
