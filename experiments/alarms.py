@@ -187,26 +187,33 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
         cut = (len(normal) + 4) // 5
         record(m.name, "learned", calibrated_by_method(threshold, m.name, normal[:cut], rate), normal[cut:],
                anomalous, shift)
-    # dev: each machine's last recordings held out from its training normals
-    early, late = {}, {}
+    # dev: each machine's last recordings held out from its training normals (and the ones before them as the site)
+    early, site, late = {}, {}, {}
     for m in machines:
         labels = np.unique(groups[m.name])
         if len(labels) < 3:
             continue
-        last = np.isin(groups[m.name], labels[-max(1, round(LEARN_SHARE * len(labels))):])
-        early[m.name] = (_rows(data[m.name]["train"], np.flatnonzero(~last)), groups[m.name][~last])
-        late[m.name] = np.flatnonzero(last)
+        k = max(1, round(LEARN_SHARE * len(labels)))
+        last = np.isin(groups[m.name], labels[-k:])
+        before = np.isin(groups[m.name], labels[-2 * k:-k])
+        early[m.name] = (_rows(data[m.name]["train"], np.flatnonzero(~last & ~before)), groups[m.name][~last & ~before])
+        site[m.name], late[m.name] = np.flatnonzero(before), np.flatnonzero(last)
     if early:
         fitted = detectors(early)
         for machine, index in late.items():
             detector = fitted[machine]
             scorer = detector.scorers[detector.default_scorer]
             threshold = detector.thresholds[detector.default_scorer]
-            outputs = _rows(data[machine]["train"], index)
-            held = scorer.score(select_input(scorer, outputs), [machine] * len(index))
+
+            def held(index: np.ndarray, scorer=scorer, machine=machine) -> np.ndarray:
+                return scorer.score(select_input(scorer, _rows(data[machine]["train"], index)), [machine] * len(index))
+
             own = np.asarray(scorer.train_ids_) == machine
-            record(machine, "dev", thresholds_by_method(threshold, machine, scorer.train_scores_[own], rate), held,
-                   np.empty(0), threshold.shift_of(machine))
+            shift = threshold.shift_of(machine)
+            record(machine, "dev", thresholds_by_method(threshold, machine, scorer.train_scores_[own], rate),
+                   held(index), np.empty(0), shift)
+            record(machine, "dev learned", calibrated_by_method(threshold, machine, held(site[machine]), rate),
+                   held(index), np.empty(0), shift)
     return rows
 
 
@@ -230,11 +237,12 @@ def markdown(rows: list[dict], rate: float, seconds: float, default: str) -> str
              "on scores held out one clip at a time). Each cell: false alarms / recall at the threshold "
              "(share of normal / anomalous test clips flagged). *now*: straight after enrolment; *learned*: after a "
              f"learning period on the first {LEARN_SHARE:.0%} of the machine's test normals (file order), the rest "
-             "decided; *dev*: training normals only, the last 20 % of recordings held out (false alarms alone).", ""]
+             "decided; *dev*: training normals only, the last 20 % of recordings held out (false alarms alone), enrolled from "
+             "the earlier ones; *dev learned*: the same after a learning period on the 20 % before the last.", ""]
     by = defaultdict(list)
     for r in rows:
         by[(r["set"], r["path"], r["stage"], r["method"])].append(r)
-    for stage in ("now", "learned", "dev"):
+    for stage in ("now", "learned", "dev", "dev learned"):
         lines += [f"## {stage}", "", "| set | path | machine | AUC | shift p | " + " | ".join(methods) + " |",
                   "|---|---|---|---|---|" + "---|" * len(methods)]
         keys = sorted({(s, p) for s, p, st, _ in by if st == stage})

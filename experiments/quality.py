@@ -35,7 +35,7 @@ FLOOR = "spectral_stats:gaussian"
 #: The ensemble's members, chosen on synthetic seed 1 and lathe_vmc (the development data).
 ENSEMBLE = [FLOOR, "classifier:gaussian"]
 REAL_SETS = ("lathe_vmc", "mimii_mini", "fault3")
-FIELDS = ["dataset", "seed", "detector", "machine_type", "auc", "pauc"]
+FIELDS = ["dataset", "seed", "detector", "machine_type", "auc", "pauc", "false_alarms", "recall"]
 REFERENCE = HERE / "reference" / "dcase2020_dev.csv"
 REFERENCE_TYPES = ("fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor")
 
@@ -48,7 +48,9 @@ def _results(eval_dir: Path, family: str) -> list[dict]:
             if row["machine_id"] == "mean":
                 name = f"{family}:{row['scorer']}" if family else row["scorer"]
                 rows.append({"detector": name, "machine_type": row["machine_type"],
-                             "auc": float(row["auc"]), "pauc": float(row["pauc"])})
+                             "auc": float(row["auc"]), "pauc": float(row["pauc"]),
+                             "false_alarms": float(row.get("false_alarms") or "nan"),
+                             "recall": float(row.get("recall") or "nan")})
     return rows
 
 
@@ -149,7 +151,9 @@ def _datasets(args: argparse.Namespace, work: Path) -> list[tuple[str, Path, lis
 def read_rows(path: Path) -> list[dict]:
     """The rows of a quality CSV, with seed, AUC and pAUC as numbers."""
     with path.open() as f:
-        return [{**r, "auc": float(r["auc"]), "pauc": float(r["pauc"]), "seed": int(r["seed"])} for r in csv.DictReader(f)]
+        return [{**r, "auc": float(r["auc"]), "pauc": float(r["pauc"]), "seed": int(r["seed"]),
+                 "false_alarms": float(r.get("false_alarms") or "nan"), "recall": float(r.get("recall") or "nan")}
+                for r in csv.DictReader(f)]
 
 
 def _merge(path: Path, new: list[dict]) -> list[dict]:
@@ -161,7 +165,9 @@ def _merge(path: Path, new: list[dict]) -> list[dict]:
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
-        writer.writerows({**r, "auc": f"{r['auc']:.4f}", "pauc": f"{r['pauc']:.4f}"} for r in rows)
+        writer.writerows({**r, "auc": f"{r['auc']:.4f}", "pauc": f"{r['pauc']:.4f}",
+                          "false_alarms": f"{r.get('false_alarms', float('nan')):.4f}",
+                          "recall": f"{r.get('recall', float('nan')):.4f}"} for r in rows)
     tmp.replace(path)
     return rows
 
@@ -169,15 +175,19 @@ def _merge(path: Path, new: list[dict]) -> list[dict]:
 def summary(rows: list[dict]) -> dict[tuple[str, str], dict]:
     """(dataset, detector) -> per-seed mean AUC/pAUC over machine types, and their mean and spread."""
     per: dict[tuple[str, str], dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    decisions: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
         per[(r["dataset"], r["detector"])][int(r["seed"])].append((r["auc"], r["pauc"]))
+        decisions[(r["dataset"], r["detector"])].append((r.get("false_alarms", np.nan), r.get("recall", np.nan)))
     out = {}
     for key, seeds in per.items():
         by_seed = {s: (float(np.mean([a for a, _ in v])), float(np.mean([p for _, p in v]))) for s, v in seeds.items()}
         aucs = np.array([a for a, _ in by_seed.values()])
         paucs = np.array([p for _, p in by_seed.values()])
         out[key] = {"seeds": by_seed, "auc": aucs.mean(), "auc_sd": aucs.std(ddof=1) if len(aucs) > 1 else 0.0,
-                    "pauc": paucs.mean(), "pauc_sd": paucs.std(ddof=1) if len(paucs) > 1 else 0.0}
+                    "pauc": paucs.mean(), "pauc_sd": paucs.std(ddof=1) if len(paucs) > 1 else 0.0,
+                    "false_alarms": float(np.mean([f for f, _ in decisions[key]])),
+                    "recall": float(np.mean([r for _, r in decisions[key]]))}
     return out
 
 
@@ -187,20 +197,22 @@ def markdown(rows: list[dict], seconds: float | None = None) -> str:
     lines = ["# Detector quality", "",
              "Mean AUC / pAUC (FPR ≤ 0.1, McClish) over machine types, in %; `±` is the standard deviation over "
              f"seeds; Δ floor is the difference in mean AUC to the spectral floor (`{FLOOR}`) on the same seeds. "
-             "Made by `make quality` (`experiments/quality.py`).", ""]
+             "False alarms / recall: the share of normal / anomalous test clips above the threshold (aiming at 0.05 "
+             "false alarms), mean over machine types and seeds. Made by `make quality` (`experiments/quality.py`).", ""]
     for dataset in sorted({d for d, _ in table}, key=lambda d: (d != "synthetic", d)):
         entries = {det: v for (d, det), v in table.items() if d == dataset}
         seeds = sorted({s for v in entries.values() for s in v["seeds"]})
         floor = entries.get(FLOOR)
         lines += [f"## {dataset}", "",
                   "| detector | " + " | ".join(f"seed {s} AUC / pAUC" for s in seeds)
-                  + " | mean AUC | mean pAUC | Δ floor |", "|" + "---|" * (len(seeds) + 4)]
+                  + " | mean AUC | mean pAUC | Δ floor | false alarms / recall |", "|" + "---|" * (len(seeds) + 5)]
         for det, v in sorted(entries.items(), key=lambda kv: -kv[1]["auc"]):
             cols = " | ".join(f"{100 * v['seeds'][s][0]:.1f} / {100 * v['seeds'][s][1]:.1f}" if s in v["seeds"]
                               else "–" for s in seeds)
             delta = "" if floor is None else f"{100 * (v['auc'] - floor['auc']):+.1f}"
+            decided = "–" if np.isnan(v["false_alarms"]) else f"{v['false_alarms']:.3f} / {v['recall']:.2f}"
             lines.append(f"| {det} | {cols} | {100 * v['auc']:.1f} ± {100 * v['auc_sd']:.1f} | "
-                         f"{100 * v['pauc']:.1f} ± {100 * v['pauc_sd']:.1f} | {delta} |")
+                         f"{100 * v['pauc']:.1f} ± {100 * v['pauc_sd']:.1f} | {delta} | {decided} |")
         lines.append("")
     if seconds is not None:
         lines.append(f"Wall time of the last run: {seconds / 60:.0f} min.")

@@ -170,6 +170,11 @@ class Scorer(BaseEstimator):
         check_known_ids(groups, self.ids_)
         return X, groups
 
+    def fold_copy(self) -> Scorer:
+        """An unfitted copy to fit on a held-out fold of this scorer's clips (`ssad.scoring.held_out`): it scores the
+        held-out clips as this scorer would have, had it not seen them. Scorers with data-driven choices keep them."""
+        return clone(self)
+
     def fit_empty(self, X: Any) -> Scorer:
         """Fitted on no machine yet: a start that `refit_ids` adds machines to (an empty detector's state).
 

@@ -159,6 +159,14 @@ class CombinedScorer(Scorer):
         X = self._check_X(X)
         for member in self.members.values():
             member.fit(select_input(member, X), ids)
+        frozen = getattr(self, "_frozen", None)
+        if frozen:  # a held-out fold's copy: scored on the full fit's scale, no training scores of its own
+            self.ids_, self.means_, self.stds_ = frozen
+            self.weights_ = np.array([weights[n] for n in self.members])
+            self.train_ids_ = check_ids(ids, len(np.asarray(ids)))
+            self.train_scores_ = np.full(len(self.train_ids_), np.nan)
+            self.fallbacks_ = {}
+            return self
         self._standardise(weights)
         counts = dict(zip(*np.unique(self.train_ids_, return_counts=True), strict=True))
         self.fallbacks_ = {
@@ -208,6 +216,12 @@ class CombinedScorer(Scorer):
         ids = check_ids(ids, len(scores[0]))
         check_known_ids(set(ids.tolist()), self.ids_)
         return self._combine(scores, ids)
+
+    def fold_copy(self) -> CombinedScorer:
+        """An unfitted copy for held-out folds: its members' fold copies, standardised as this fit standardised."""
+        copy = CombinedScorer({name: m.fold_copy() for name, m in self.members.items()}, self.weights)
+        copy._frozen = (list(self.ids_), self.means_, self.stds_)
+        return copy
 
     def refit_ids(self, X: Mapping[str, Any], ids: Sequence[str]) -> CombinedScorer:
         """A copy with the IDs in `ids` refitted in every member and standardised anew; other IDs unchanged."""

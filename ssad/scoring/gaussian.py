@@ -163,7 +163,8 @@ class GaussianScorer(Scorer):
         """
         self._check_params()
         X, ids, groups = self._grouped(X, ids)
-        self.covariance_by_type_ = self._choose_covariances(X, groups)
+        frozen = getattr(self, "_frozen", None)  # a held-out fold's copy keeps the full fit's choices
+        self.covariance_by_type_ = frozen[0] if frozen else self._choose_covariances(X, groups)
         pooled_by_type = {n: idx for n, idx in groups.items()
                           if self.covariance_by_type_[machine_type_of(n)]["covariance"] == "type"}
         own = {n: idx for n, idx in groups.items() if n not in pooled_by_type}
@@ -172,7 +173,8 @@ class GaussianScorer(Scorer):
         thin = [name for name, idx in own.items() if len(idx) < THIN_CLIPS]
         pooled = self._pooled(X, groups) if thin else None
         # each ID's directions are chosen once, from all its clips, so its held-out folds are fitted alike
-        self.leading_by_id_ = self._leading_record({n: idx for n, idx in own.items() if n not in thin}, X)
+        self.leading_by_id_ = ({n: r for n, r in frozen[1].items() if n in own and n not in thin} if frozen else
+                               self._leading_record({n: idx for n, idx in own.items() if n not in thin}, X))
         leading = {name: record["components"] for name, record in self.leading_by_id_.items()}
         for name, idx in own.items():
             mean_of[name], precision_of[name] = ((X[idx].mean(axis=0), pooled[0]) if name in thin
@@ -184,12 +186,23 @@ class GaussianScorer(Scorer):
         self.precisions_ = np.stack([precision_of[n] for n in groups])
         self.n_features_in_ = X.shape[1]
         self.train_ids_ = ids
+        if frozen:  # a held-out fold's copy only scores the clips held out of it
+            self.train_scores_ = np.full(len(X), np.nan)
+            self._note_fallbacks(notes)
+            return self
         self.train_scores_ = self._held_out_distances(X, own, thin, leading) if own else np.empty(len(X))
         for names in _by_type(pooled_by_type).values():
             for name, scores in self._held_out_pooled(X, {n: pooled_by_type[n] for n in names}).items():
                 self.train_scores_[pooled_by_type[name]] = scores
         self._note_fallbacks(notes)
         return self
+
+    def fold_copy(self) -> GaussianScorer:
+        """An unfitted copy for held-out folds: the covariance and leading directions chosen as this fit chose them
+        (a fold decides nothing anew), and no training scores of its own."""
+        copy = super().fold_copy()
+        copy._frozen = (dict(self.covariance_by_type_), dict(getattr(self, "leading_by_id_", {})))
+        return copy
 
     def _choose_covariances(self, X: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
         """Per machine type, which covariance its IDs get (`covariance`), and for "auto" the held-out likelihoods.

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 
 from ssad.scoring.base import Scorer, check_ids
 
@@ -45,7 +44,7 @@ def held_out_scores(scorer: Scorer, X: Any, ids: Sequence[str], groups: Sequence
     """Each clip's score by `scorer` fitted on its machine's other recording groups (`groups`: a label per clip).
 
     `scorer` is the fitted scorer (on all of `X`); its own training scores stand in for a machine of one group.
-    Without `base` every machine is refitted from scratch per fold (`clone(scorer).fit`), as `Detector.fit`
+    Without `base` every machine is refitted from scratch per fold (`scorer.fold_copy().fit`), as `Detector.fit`
     does; with `base` (the scorer before these machines were added) each fold refits the machines into it
     (`base.refit_ids`), as enrolment does, so the held-out fits borrow from the other machines as the real one did.
     """
@@ -57,7 +56,7 @@ def held_out_scores(scorer: Scorer, X: Any, ids: Sequence[str], groups: Sequence
         held = folds == fold
         kept = np.flatnonzero(~held)
         fitted = (base.refit_ids(rows_of(X, kept), ids[kept]) if base is not None
-                  else clone(scorer).fit(rows_of(X, kept), ids[kept]))
+                  else scorer.fold_copy().fit(rows_of(X, kept), ids[kept]))
         target = np.flatnonzero(held)
         out[target] = fitted.score(rows_of(X, target), ids[target])
     single = folds < 0
