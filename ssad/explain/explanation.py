@@ -1,8 +1,9 @@
 """Why a clip scored as it did: its score against the machine's normal clips, when, in which frequencies, what kind.
 
-`explain_clip` reuses the detector's own path: one log-mel, the network's per-window outputs pooled into the
-clip's score exactly as `Detector.score` does, and each window scored alone by the same scorer for "when"
-(when no window stands out, the frames whose level in the strongest frequency range departs most).
+`explain_clip` reuses the detector's own path: one log-mel, and every model output of the clip and of each of
+its windows from one call (`LoadedModel.encode`, the spectral floor's input included), so the clip's score is
+`Detector.score`'s for any scorer, and each window is scored alone by the same scorer for "when" (when no window
+stands out, the frames whose level in the strongest frequency range departs most).
 "Where" compares the clip's band group levels and variabilities with the machine's normal statistics
 (`ssad.explain.bands`); "kind" is a plain-word rule on those numbers (`ssad.explain.rules`).
 """
@@ -139,12 +140,6 @@ def format_hz(low: float, high: float) -> str:
     return f"{low:.0f}-{high:.0f} Hz"
 
 
-def _per_window_rows(detector: Detector, per_window: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Each window's outputs as a clip-shaped row (the model says how), so that a window scores like a clip."""
-    module = detector.model.module
-    return {name: module.window_rows(name, values).cpu().numpy() for name, values in per_window.items()}
-
-
 def _percentile(score: float, normal: np.ndarray) -> float:
     """Share (%) of the normal scores below `score`, ties counted half."""
     if normal.size == 0:
@@ -262,13 +257,11 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
     """Score one clip of a known machine with the named scorer and explain the score (see the module's docstring)."""
     model = detector.model
     log_mel = model.log_mels([clip], sample_rate)[0]
-    per_window, counts = model.per_window_outputs([log_mel])
-    clip_outputs = {name: model.module.pool_windows(name, values).unsqueeze(0).cpu().numpy()
-                    for name, values in per_window.items()}
+    outputs = model.encode([log_mel], windows=True)
     scorer = detector.scorers[scorer_name]
-    score = float(scorer.score(select_input(scorer, clip_outputs), [machine])[0])
-    window_scores = np.asarray(scorer.score(select_input(scorer, _per_window_rows(detector, per_window)),
-                                            [machine] * counts[0]), dtype=np.float64)
+    score = float(scorer.score(select_input(scorer, outputs.clips), [machine])[0])
+    window_scores = np.asarray(scorer.score(select_input(scorer, outputs.windows), [machine] * outputs.window_counts[0]),
+                               dtype=np.float64)
     threshold = float(detector.thresholds[scorer_name].threshold_[machine])
     normal_scores = np.asarray(scorer.train_scores_)[np.asarray(scorer.train_ids_) == machine]
 
@@ -276,7 +269,7 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
     log_mel = log_mel.cpu().numpy().astype(np.float64)
     frame_s = features.frame_seconds()
     duration = features.num_samples(log_mel.shape[1]) / features.sample_rate  # within a frame of the clip's end
-    starts = np.arange(counts[0]) * model.window_hop * frame_s
+    starts = np.arange(len(window_scores)) * model.window_hop * frame_s
     ends = np.minimum(starts + model.window_frames * frame_s, duration)
     when = time_spans(window_scores, starts, ends, duration)
     edges = features.band_edges_hz()
