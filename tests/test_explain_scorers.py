@@ -15,17 +15,16 @@ import soundfile as sf
 import torch
 
 import ssad
-from ssad.detector import clip_outputs, enrollment
-from ssad.features import LogMel
+from ssad.detector import enrollment
 from ssad.modelio.loading import SPECTRUM
 from ssad.models import weights
-from ssad.models.classifier.lightning_model import MachineIDClassifier
 from ssad.scoring import SpectrumScorer
 
 SSAD = [sys.executable, "-m", "ssad.cli"]
 MACHINE = "site-a/fan-x"
 #: every scorer the shipped encoder's detector can hold (softmax, which knows only a classifier's classes, below)
 ENCODER_SCORERS = ("ensemble", "gaussian", "knn", "floor", "gaussian_top")
+#: every scorer `classifier_detector` (tests/conftest.py) holds
 ALL_SCORERS = ("gaussian", "knn", "softmax", "floor", "ensemble", "gaussian_top")
 shipped = pytest.mark.skipif(not (weights.PACKAGE_DIR / "encoder.safetensors").is_file(),
                              reason="no encoder shipped in this checkout")
@@ -53,22 +52,6 @@ def test_the_shipped_encoders_detector_explains_with_every_scorer(tiny_root: Pat
     assert detector.default_scorer == "ensemble" and isinstance(detector.scorers["floor"], SpectrumScorer)
     for clip in _clips(tiny_root, "test/anomaly")[:2]:
         _explains_as_it_scores(detector, clip, MACHINE, ENCODER_SCORERS)
-
-
-@pytest.fixture(scope="module")
-def classifier_detector(tiny_root: Path) -> ssad.Detector:
-    """An untrained classifier of two tiny machines pooling its windows' mean and spread, with all six scorers."""
-    torch.manual_seed(0)
-    classes = ["fan/id_00", "fan/id_02"]
-    module = MachineIDClassifier(width_mult=0.25, last_channels=64, embedding_dim=16, head="softmax",
-                                 clip_pooling="mean_std", class_names=classes, n_mels=64, window_frames=16).eval()
-    metadata = {"model_class": f"{MachineIDClassifier.__module__}.MachineIDClassifier", "machine_types": None,
-                "feature_params": LogMel(n_mels=64).params, "window_frames": 16, "window_hop": 8,
-                "output_names": list(module.output_names), "class_names": classes}
-    model = ssad.modelio.LoadedModel(module, metadata)
-    paths = [p for machine_id in ("id_00", "id_02") for p in _clips(tiny_root, machine_id=machine_id)]
-    ids = [f"fan/{Path(p).stem.split('_', 1)[1][:5]}" for p in paths]
-    return ssad.Detector.from_outputs(model, clip_outputs(model, paths), ids, scorers=ALL_SCORERS)
 
 
 def test_every_window_row_is_shaped_like_a_clip_row(classifier_detector: ssad.Detector, tiny_root: Path) -> None:
