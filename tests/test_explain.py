@@ -259,6 +259,61 @@ def test_a_flagged_clip_names_a_kind_and_its_windows(classifier_detector, tiny_r
     assert all(span.peak_score <= scores.max() for span in explanation.when)
 
 
+class _ScriptedKinds:
+    """Stands in for `Detector.explain`: the real explanation, with the kinds of a script in turn."""
+
+    def __init__(self, explain, kinds: list[str]) -> None:
+        self.explain, self.kinds, self.calls = explain, iter(kinds), []
+
+    def __call__(self, *args, **kwargs):
+        import dataclasses
+
+        self.calls.append(kwargs.get("flagged"))
+        return dataclasses.replace(self.explain(*args, **kwargs), kind=next(self.kinds))
+
+
+def test_the_monitor_settles_one_kind_per_alert(classifier_detector, tiny_root: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import soundfile as sf
+
+    from ssad.field.monitor import Monitor, MonitorSettings
+    from ssad.field.sources import Chunk
+
+    machine = "fan/id_00"
+    wave = np.concatenate([sf.read(c, dtype="float32")[0] for c in _test_clips(tiny_root)] * 2)  # 8 s
+    threshold = classifier_detector.thresholds[classifier_detector.default_scorer]
+    monkeypatch.setitem(threshold.threshold_, machine, -1e12)  # every window above it: an alert
+    script = [UNSPECIFIED, IMPULSIVE, NEW_LINE, RHYTHM, NEW_LINE, MOVED_LINE, IMPULSIVE, RHYTHM, NEW_LINE, RHYTHM,
+              IMPULSIVE, NEW_LINE, RHYTHM, IMPULSIVE]
+    scripted = _ScriptedKinds(classifier_detector.explain, script)
+    monkeypatch.setattr(classifier_detector, "explain", scripted)
+    out = io.StringIO()
+    monitor = Monitor(classifier_detector, MonitorSettings(window=1.0, hop=0.5, alert_after=2, smooth_windows=1),
+                      out=out)
+    monitor.run([Chunk("s", machine, wave[:64000], final=False)])
+    monkeypatch.setitem(threshold.threshold_, machine, 1e12)  # the alert clears...
+    monitor.run([Chunk("s", machine, wave[64000:72000], final=False)])
+    monkeypatch.setitem(threshold.threshold_, machine, -1e12)  # ...and a new one starts
+    monitor.run([Chunk("s", machine, wave[72000:], final=True)])
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    alerting = [line for line in lines if line["alert"]]
+    assert scripted.calls and set(scripted.calls) == {True}  # explained as part of the alert
+    events, current = [], None
+    for line in lines:
+        if line["alert"] and current is None:
+            current = []
+            events.append(current)
+        if line["alert"]:
+            current.append(line["kind"])
+            assert line["explanation"].endswith(line["kind"])
+        else:
+            current = None
+    assert len(events) == 2 and all(len(event) >= 2 for event in events) and len(alerting) == sum(map(len, events))
+    # the first event: "unspecified" gives way to the first named kind, which stays to the end
+    assert events[0] == [UNSPECIFIED] + [IMPULSIVE] * (len(events[0]) - 1)
+    assert len(set(events[1])) == 1 and events[1][0] == script[len(events[0])]
+
+
 @pytest.fixture(scope="module")
 def explain_detector(tiny_run: Path, tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A detector of the tiny run saved by `ssad detector`, with its normal band statistics."""

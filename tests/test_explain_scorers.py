@@ -119,3 +119,4 @@ def test_explain_and_monitor_commands_on_the_shipped_encoders_detector(tiny_root
     assert all(line["start"] >= 10.0 for line in alerting)  # only once the tone is on (after 12 s of normal audio)
     for line in alerting:
         assert line["explanation"] and line["kind"] in line["explanation"] and line["where"] and line["when"]
+    assert len({line["kind"] for line in alerting}) == 1  # one event, one kind

@@ -2,9 +2,13 @@
 
 Per machine it keeps a smoothed score, an alert (smoothed score above the machine's threshold for N windows
 running) and a drift test against the machine's training score distribution. A window scored while its
-machine is alerting is explained (`Detector.explain`): its line gains `when` (seconds into the stream),
-`where`, `kind` and a one-line `explanation`. Alerts and drift changes are
-also logged on stderr, and alerts optionally published (e.g. to MQTT).
+machine is alerting is explained (`Detector.explain`) as part of a flagged event, whatever its own score (the
+alert is the verdict): its line gains `when` (seconds into the stream), `where`, `kind` and a one-line
+`explanation`. Alerts and drift changes are also logged on stderr, and alerts optionally published (e.g. to MQTT).
+
+One alert is one event, and an event has one kind: the kind of the window that raised the alert, repeated on
+every following window of the alert until it clears. Only "unspecified" gives way, to the first window of the
+event that names a kind; `when` and `where` stay each window's own. The next alert settles its kind afresh.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TextIO
 
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 
 from ssad.detector import Detector
+from ssad.explain.rules import UNSPECIFIED
 from ssad.field.alerts import AlertRule, Smoother
 from ssad.field.drift import DriftTest
 from ssad.field.health import Health
@@ -89,6 +94,13 @@ class _MachineState:
         self.rule = AlertRule(settings.alert_after)
         self.drift = DriftTest(thresholds, machine, windows=settings.drift_windows, alpha=settings.drift_alpha,
                                every=settings.drift_every)
+        self.event_kind: str | None = None  # the kind of the alert going on (see the module's docstring)
+
+    def settle_kind(self, kind: str) -> str:
+        """The kind of the alert going on, given one more of its windows' kind: the first, unless "unspecified"."""
+        if self.event_kind is None or self.event_kind == UNSPECIFIED:
+            self.event_kind = kind
+        return self.event_kind
 
     @property
     def threshold(self) -> float:
@@ -207,9 +219,12 @@ class Monitor:
         if window.sent is not None:
             line["sent"] = window.sent
         if state.rule.alerting:  # only what alarms is explained: other windows cost nothing more
-            explanation = self.detector.explain(window.samples, window.machine, scorer=self.scorer)
+            explanation = self.detector.explain(window.samples, window.machine, scorer=self.scorer, flagged=True)
+            explanation = replace(explanation, kind=state.settle_kind(explanation.kind))
             line |= explanation.alert_fields(offset_s=line["start"])
             line["explanation"] = explanation.summary(offset_s=line["start"])
+        else:
+            state.event_kind = None
         self.out.write(json.dumps(line) + "\n")
         if alert_changed:
             self._alert(line)
