@@ -59,7 +59,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def classifier_detector(tiny_root: Path) -> Detector:
     """A detector on an untrained classifier of fan/id_00 and fan/id_02 (no training) pooling its windows' mean and
     spread, with every scorer a classifier offers: gaussian, knn, softmax, floor, ensemble and gaussian_top."""

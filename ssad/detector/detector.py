@@ -467,8 +467,7 @@ class Detector:
                 sample_rate: int | None = None, flagged: bool | None = None) -> Explanation:
         """Score one recording and say why: when in the clip, in which frequencies and what kind of change.
 
-        The machine comes from the file name unless `machine` is given (see `score`). A clip is explained as its
-        own score decides, unless `flagged` says otherwise (a monitor's alert, raised by the smoothed score).
+        The machine comes from the file name unless `machine` is given (see `score`); `flagged` overrides the decision.
         """
         from ssad.explain.explanation import explain_clip
 
