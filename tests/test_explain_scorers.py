@@ -24,8 +24,9 @@ SSAD = [sys.executable, "-m", "ssad.cli"]
 MACHINE = "site-a/fan-x"
 #: every scorer the shipped encoder's detector can hold (softmax, which knows only a classifier's classes, below)
 ENCODER_SCORERS = ("ensemble", "gaussian", "knn", "floor", "gaussian_top")
-#: every scorer `classifier_detector` (tests/conftest.py) holds
-ALL_SCORERS = ("gaussian", "knn", "softmax", "floor", "ensemble", "gaussian_top")
+#: every scorer `classifier_detector` (tests/conftest.py) holds: the classifier's own, and the ensemble whose floor
+#: member scores the spectrum (the floor alone is the shipped encoder's test's)
+ALL_SCORERS = ("gaussian", "knn", "softmax", "ensemble", "gaussian_top")
 shipped = pytest.mark.skipif(not (weights.PACKAGE_DIR / "encoder.safetensors").is_file(),
                              reason="no encoder shipped in this checkout")
 
@@ -45,13 +46,13 @@ def _explains_as_it_scores(detector: ssad.Detector, clip: str, machine: str, sco
 
 
 @shipped
+@pytest.mark.slow  # fitting the floor and the ensemble on the shipped encoder's outputs takes seconds
 def test_the_shipped_encoders_detector_explains_with_every_scorer(tiny_root: Path, tmp_path: Path) -> None:
     folder = ssad.Detector.pretrained(scorers=ENCODER_SCORERS).save(tmp_path / "det")
     enrollment.enroll(folder, MACHINE, _clips(tiny_root)[:5])
     detector = ssad.Detector.load(folder)
     assert detector.default_scorer == "ensemble" and isinstance(detector.scorers["floor"], SpectrumScorer)
-    for clip in _clips(tiny_root, "test/anomaly")[:2]:
-        _explains_as_it_scores(detector, clip, MACHINE, ENCODER_SCORERS)
+    _explains_as_it_scores(detector, _clips(tiny_root, "test/anomaly")[0], MACHINE, ENCODER_SCORERS)
 
 
 def test_every_window_row_is_shaped_like_a_clip_row(classifier_detector: ssad.Detector, tiny_root: Path) -> None:
