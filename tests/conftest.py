@@ -8,8 +8,12 @@ os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("SSAD_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "ssad-test-cache"))
 
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    from ssad.detector import Detector
 
 #: fixtures that train a model: every test that needs one, directly or through another fixture, is slow
 TRAINING_FIXTURES = frozenset({"tiny_run", "stats_run"})
@@ -53,3 +57,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def classifier_detector(tiny_root: Path) -> Detector:
+    """A detector on an untrained classifier of fan/id_00 and fan/id_02 (no training) pooling its windows' mean and
+    spread, with the scorers a classifier offers: gaussian, knn, softmax, ensemble (the floor's Gaussian among its
+    members) and gaussian_top."""
+    import torch
+
+    import ssad
+    from ssad.detector import clip_outputs
+    from ssad.features import LogMel
+    from ssad.models.classifier.lightning_model import MachineIDClassifier
+
+    torch.manual_seed(0)
+    classes = ["fan/id_00", "fan/id_02"]
+    module = MachineIDClassifier(width_mult=0.25, last_channels=64, embedding_dim=16, head="softmax",
+                                 clip_pooling="mean_std", class_names=classes, n_mels=64, window_frames=16).eval()
+    metadata = {"model_class": f"{MachineIDClassifier.__module__}.MachineIDClassifier", "machine_types": None,
+                "feature_params": LogMel(n_mels=64).params, "window_frames": 16, "window_hop": 8,
+                "output_names": list(module.output_names), "class_names": classes}
+    model = ssad.modelio.LoadedModel(module, metadata)
+    paths = [str(p) for machine_id in ("id_00", "id_02") for p in sorted(tiny_root.glob(f"fan/train/normal_{machine_id}_*.wav"))]
+    ids = [f"fan/{Path(p).stem.split('_', 1)[1][:5]}" for p in paths]
+    return ssad.Detector.from_outputs(model, clip_outputs(model, paths), ids,
+                                      scorers=("gaussian", "knn", "softmax", "ensemble", "gaussian_top"))

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 
 from ssad.explain.bands import MEASURES, BandProfile, MachineBands, band_groups, band_statistics, output_name
-from ssad.explain.explanation import FrequencyRange, TimeSpan, band_time_spans, frequency_ranges, time_spans
+from ssad.explain.explanation import (
+    FrequencyRange,
+    TimeSpan,
+    band_time_spans,
+    consistent_spans,
+    frequency_ranges,
+    time_spans,
+)
 from ssad.explain.rules import (
     BROADBAND_DROP,
     BROADBAND_RISE,
@@ -24,7 +31,9 @@ from ssad.explain.rules import (
     NEW_LINE,
     RHYTHM,
     UNSPECIFIED,
+    WITHIN_NORMAL,
     kind_of_change,
+    tonal_rise,
 )
 from ssad.features import LogMel
 
@@ -118,6 +127,24 @@ def test_time_spans_find_a_burst_and_say_throughout_for_a_flat_curve() -> None:
     assert len(flat) == 1 and flat[0].whole_clip and flat[0].end_s == 10.0
 
 
+def test_no_span_sits_at_windows_scoring_lower_than_a_window_left_out() -> None:
+    starts = np.arange(9.0)
+    ends = starts + 2.0
+    scores = np.array([30.0, 31.0, 36.0, 35.0, 29.0, 28.0, 30.0, 33.0, 31.0])
+    spans = [TimeSpan(3.0, 3.1, 36.0), TimeSpan(8.5, 8.6, 33.0), TimeSpan(5.6, 5.7, 29.0)]  # the third: at 28-29
+    kept = consistent_spans(spans, scores, starts, ends)
+    assert [s.peak_score for s in kept] == [36.0, 33.0]  # 29 < 31 and 30, scored by windows no span holds
+    held = np.zeros(9, dtype=bool)
+    for span in kept:
+        held |= (starts < span.end_s) & (ends > span.start_s)
+    assert min(s.peak_score for s in kept) >= scores[~held].max()
+    assert consistent_spans([TimeSpan(5.6, 5.7, 29.0)], scores, starts, ends) == []  # none left: the caller's whole clip
+    four_runs = np.array([9.0, 1.0, 8.0, 1.0, 7.0, 1.0, 6.5, 1.0, 1.0])  # four raised runs, at most three spans
+    spans = time_spans(four_runs, starts, ends, 10.0)
+    assert len(spans) <= 3 and [s.peak_score for s in spans] == sorted((s.peak_score for s in spans), reverse=True)
+    assert min(s.peak_score for s in spans) > 6.5 or len(spans) < 3
+
+
 def _range(low: int, high: int, z: float, measure: str = "level", normal_db: float = 0.0) -> FrequencyRange:
     return FrequencyRange(float(EDGES[low]), float(EDGES[high]), z, z, measure, normal_db)
 
@@ -127,38 +154,164 @@ def test_band_time_spans_follow_the_strongest_range_when_no_window_stands_out() 
     rng = np.random.default_rng(0)
     log_mel = rng.normal(0.0, 0.5, (N_MELS, frames))
     log_mel[10:14, 30:50] -= 6.0  # a 2-s drop in bands 10-13 only (a blockage)
+    normal, _ = _normal()  # every band's level 0 dB, varying 1 dB over frames
     starts = np.arange(0.0, 9.0)
     ends, scores = starts + 2.0, np.linspace(1.0, 1.1, 9)
-    (span,) = band_time_spans(log_mel, _range(10, 14, -4.0), EDGES, frame_s, scores, starts, ends, 10.0)
+    (span,) = band_time_spans(log_mel, _range(10, 14, -4.0), normal, EDGES, frame_s, scores, starts, ends, 10.0)
     assert 2.7 <= span.start_s <= 3.1 and 4.9 <= span.end_s <= 5.3
     assert span.peak_score == scores[(starts < span.end_s) & (ends > span.start_s)].max()
-    assert band_time_spans(log_mel, _range(10, 14, 4.0), EDGES, frame_s, scores, starts, ends, 10.0) == []  # a rise
+    assert band_time_spans(log_mel, _range(10, 14, 4.0), normal, EDGES, frame_s, scores, starts, ends, 10.0) == []
     log_mel[10:14, 30:50] += 6.0
     log_mel[10:14, 5:95] -= 6.0  # the drop covers most of the clip: throughout, no span
-    assert band_time_spans(log_mel, _range(10, 14, -4.0), EDGES, frame_s, scores, starts, ends, 10.0) == []
+    assert band_time_spans(log_mel, _range(10, 14, -4.0), normal, EDGES, frame_s, scores, starts, ends, 10.0) == []
+    clicks = rng.normal(0.0, 0.5, (N_MELS, frames))
+    clicks[40:44, 3:100:7] += 12.0  # loud clicks every 0.7 s all through the clip: throughout
+    peaks = _range(40, 44, 8.0, "peaks", 1.0)
+    assert band_time_spans(clicks, peaks, normal, EDGES, frame_s, scores, starts, ends, 10.0) == []
+    clicks[40:44, 3:100:7] -= 12.0
+    clicks[40:44, 60:75:4] += 12.0  # a crackle from 6 to 7.5 s
+    (span,) = band_time_spans(clicks, peaks, normal, EDGES, frame_s, scores, starts, ends, 10.0)
+    assert 5.9 <= span.start_s and span.end_s <= 7.6
+
+
+def _kind(where: list[FrequencyRange], *, level: float | np.ndarray = 0.0, normal_level: np.ndarray | None = None,
+          variability_db: float = 1.0, when: list[TimeSpan] = WHOLE, log_mel: np.ndarray | None = None) -> str:
+    """The rules' kind for a clip whose single bands' levels are `level` dB against a normal spectrum `normal_level`."""
+    bands_level = np.broadcast_to(np.asarray(level, dtype=float), (N_MELS,))
+    normal_bands = np.zeros(N_MELS) if normal_level is None else normal_level
+    group_level = np.array([bands_level[a:b].mean() for a, b in GROUPS])
+    normal_group = np.array([normal_bands[a:b].mean() for a, b in GROUPS])
+    zeros = np.zeros(len(GROUPS))
+    normal = MachineBands({"level": normal_group, "variability": np.full(len(GROUPS), variability_db), "peaks": zeros},
+                          {m: np.ones(len(GROUPS)) for m in MEASURES}, 30)
+    statistics = {"level": normal_group + group_level, "variability": zeros + variability_db, "peaks": zeros}
+    return kind_of_change(statistics, normal, GROUPS, where, when,
+                          np.zeros((N_MELS, 100)) if log_mel is None else log_mel, EDGES)
 
 
 def test_rules_name_each_kind() -> None:
-    quiet, flat_mel = np.zeros(len(GROUPS)), np.zeros((N_MELS, 100))
-    assert kind_of_change(np.full(len(GROUPS), 4.0), GROUPS, [], WHOLE, flat_mel, EDGES) == BROADBAND_RISE
-    assert kind_of_change(np.full(len(GROUPS), -4.0), GROUPS, [], WHOLE, flat_mel, EDGES) == BROADBAND_DROP
-    assert kind_of_change(quiet, GROUPS, [_range(16, 64, 4.0)], WHOLE, flat_mel, EDGES) == BROADBAND_RISE
+    assert _kind([], level=4.0) == BROADBAND_RISE
+    assert _kind([], level=-4.0) == BROADBAND_DROP
+    assert _kind([_range(16, 64, 4.0)]) == BROADBAND_RISE
     line = [_range(40, 41, 6.0)]
-    assert kind_of_change(quiet, GROUPS, line, WHOLE, flat_mel, EDGES) == NEW_LINE
+    assert _kind(line) == NEW_LINE
+    assert _kind([_range(0, 1, 2.5)]) == NEW_LINE  # the lowest mel band spans octaves in Hz but is one band
     moved = [*line, _range(36, 37, -4.0)]
-    assert kind_of_change(quiet, GROUPS, moved, WHOLE, flat_mel, EDGES) == MOVED_LINE
-    assert kind_of_change(quiet, GROUPS, [_range(20, 24, 6.0, "peaks", 4.0)], WHOLE, flat_mel, EDGES) == IMPULSIVE
-    # the same rise where the machine's normal clips have loud events of their own: their timing changed
-    assert kind_of_change(quiet, GROUPS, [_range(20, 24, 6.0, "peaks", 12.0)], WHOLE, flat_mel, EDGES) == RHYTHM
-    bursty = flat_mel.copy()
+    assert _kind(moved) == MOVED_LINE
+    assert _kind([_range(16, 64, 6.0, "peaks", 4.0)]) == IMPULSIVE  # far above anything normal
+    assert _kind([_range(20, 21, 4.0, "peaks", 4.0)]) == NEW_LINE  # a weaker rise in one band: a sound coming and going
+    wider = [_range(20, 30, 4.0, "peaks", 4.0)]
+    assert _kind(wider, variability_db=3.0) == RHYTHM  # on a machine made of events (a valve): its events changed
+    assert _kind(wider, variability_db=1.0) == IMPULSIVE  # on a steady machine (a fan): new events
+    assert _kind([_range(20, 30, -4.0, "peaks", 4.0)]) == RHYTHM  # its events weaker or fewer
+    bursty = np.zeros((N_MELS, 100))
     bursty[20:30, 50:53] = 20.0
     spread = [_range(20, 30, 5.0, "variability")]
-    assert kind_of_change(quiet, GROUPS, spread, WHOLE, bursty, EDGES) == IMPULSIVE
-    rhythm = flat_mel.copy()
+    assert _kind(spread, log_mel=bursty) == IMPULSIVE
+    rhythm = np.zeros((N_MELS, 100))
     rhythm[20:30, ::2] = 3.0
-    assert kind_of_change(quiet, GROUPS, spread, WHOLE, rhythm, EDGES) == RHYTHM
-    assert kind_of_change(quiet, GROUPS, [], [TimeSpan(2.0, 3.0, 5.0)], flat_mel, EDGES) == RHYTHM
-    assert kind_of_change(quiet, GROUPS, [], WHOLE, flat_mel, EDGES) == UNSPECIFIED
+    assert _kind(spread, log_mel=rhythm) == RHYTHM
+    assert _kind([], when=[TimeSpan(2.0, 3.0, 5.0)]) == RHYTHM
+    assert _kind([]) == UNSPECIFIED
+    assert _kind([_range(20, 30, 2.5)]) == UNSPECIFIED  # neither narrow nor an octave: no reading
+
+
+def test_a_rise_on_the_machines_lines_is_tonal_not_broadband() -> None:
+    lines = np.zeros(N_MELS)
+    lines[2::4] = 8.0  # a machine with a line in every fourth band
+    on_lines = np.where(lines > 0, 12.0, 0.0)  # its lines 12 dB up, the noise between them as it was
+    assert tonal_rise(on_lines, lines) and not tonal_rise(np.full(N_MELS, 3.0), lines)
+    assert not tonal_rise(on_lines, np.zeros(N_MELS))  # no lines to sit on
+    assert _kind([], level=on_lines, normal_level=lines) == NEW_LINE  # every wide group rose 3 dB, on the lines
+    assert _kind([], level=3.0, normal_level=lines) == BROADBAND_RISE  # 3 dB everywhere
+    assert _kind([_range(8, 64, 3.0)], level=on_lines, normal_level=lines) == NEW_LINE
+    assert _kind([_range(2, 3, -3.0)], normal_level=lines) == MOVED_LINE  # one of its lines dropped: it left its place
+    assert _kind([_range(3, 4, -3.0)], normal_level=lines) == UNSPECIFIED  # a drop between the lines
+
+
+def _with_threshold(detector, monkeypatch: pytest.MonkeyPatch, machine: str, value: float) -> None:
+    """Every scorer's threshold for `machine` set to `value` for one test."""
+    for threshold in detector.thresholds.values():
+        monkeypatch.setitem(threshold.threshold_, machine, value)
+
+
+def test_a_clip_judged_normal_claims_no_fault(classifier_detector, tiny_root: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    clip, machine = _test_clips(tiny_root)[1], "fan/id_00"  # an anomalous clip, judged normal by a high threshold
+    _with_threshold(classifier_detector, monkeypatch, machine, 1e12)
+    explanation = classifier_detector.explain(clip, machine)
+    assert explanation.decision == 0 and explanation.kind == WITHIN_NORMAL
+    assert explanation.summary() == WITHIN_NORMAL and explanation.as_dict()["summary"] == WITHIN_NORMAL
+    assert [s.whole_clip for s in explanation.when] == [True]  # no span singled out
+    assert all(r.measure in MEASURES for r in explanation.where)  # observations may stay
+    alerting = classifier_detector.explain(clip, machine, flagged=True)  # a monitor's alert: explained as a fault
+    assert alerting.decision == 0 and alerting.kind != WITHIN_NORMAL and alerting.summary() != WITHIN_NORMAL
+
+
+def test_a_flagged_clip_names_a_kind_and_its_windows(classifier_detector, tiny_root: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    clip, machine = _test_clips(tiny_root)[0], "fan/id_00"  # a normal clip, flagged by a threshold below every score
+    _with_threshold(classifier_detector, monkeypatch, machine, -1e12)
+    explanation = classifier_detector.explain(clip, machine)
+    assert explanation.decision == 1 and explanation.kind not in (WITHIN_NORMAL, "")
+    assert explanation.summary().endswith(explanation.kind) and explanation.when
+    scores = explanation.evidence.window_scores
+    assert all(span.peak_score <= scores.max() for span in explanation.when)
+
+
+class _ScriptedKinds:
+    """Stands in for `Detector.explain`: the real explanation, with the kinds of a script in turn."""
+
+    def __init__(self, explain, kinds: list[str]) -> None:
+        self.explain, self.kinds, self.calls = explain, iter(kinds), []
+
+    def __call__(self, *args, **kwargs):
+        import dataclasses
+
+        self.calls.append(kwargs.get("flagged"))
+        return dataclasses.replace(self.explain(*args, **kwargs), kind=next(self.kinds))
+
+
+def test_the_monitor_settles_one_kind_per_alert(classifier_detector, tiny_root: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import soundfile as sf
+
+    from ssad.field.monitor import Monitor, MonitorSettings
+    from ssad.field.sources import Chunk
+
+    machine = "fan/id_00"
+    wave = np.concatenate([sf.read(c, dtype="float32")[0] for c in _test_clips(tiny_root)] * 2)  # 8 s
+    threshold = classifier_detector.thresholds[classifier_detector.default_scorer]
+    monkeypatch.setitem(threshold.threshold_, machine, -1e12)  # every window above it: an alert
+    script = [UNSPECIFIED, IMPULSIVE, NEW_LINE, RHYTHM, NEW_LINE, MOVED_LINE, IMPULSIVE, RHYTHM, NEW_LINE, RHYTHM,
+              IMPULSIVE, NEW_LINE, RHYTHM, IMPULSIVE]
+    scripted = _ScriptedKinds(classifier_detector.explain, script)
+    monkeypatch.setattr(classifier_detector, "explain", scripted)
+    out = io.StringIO()
+    monitor = Monitor(classifier_detector, MonitorSettings(window=1.0, hop=0.5, alert_after=2, smooth_windows=1),
+                      out=out)
+    monitor.run([Chunk("s", machine, wave[:64000], final=False)])
+    monkeypatch.setitem(threshold.threshold_, machine, 1e12)  # the alert clears...
+    monitor.run([Chunk("s", machine, wave[64000:72000], final=False)])
+    monkeypatch.setitem(threshold.threshold_, machine, -1e12)  # ...and a new one starts
+    monitor.run([Chunk("s", machine, wave[72000:], final=True)])
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    alerting = [line for line in lines if line["alert"]]
+    assert scripted.calls and set(scripted.calls) == {True}  # explained as part of the alert
+    events, current = [], None
+    for line in lines:
+        if line["alert"] and current is None:
+            current = []
+            events.append(current)
+        if line["alert"]:
+            current.append(line["kind"])
+            assert line["explanation"].endswith(line["kind"])
+        else:
+            current = None
+    assert len(events) == 2 and all(len(event) >= 2 for event in events) and len(alerting) == sum(map(len, events))
+    # the first event: "unspecified" gives way to the first named kind, which stays to the end
+    assert events[0] == [UNSPECIFIED] + [IMPULSIVE] * (len(events[0]) - 1)
+    assert len(set(events[1])) == 1 and events[1][0] == script[len(events[0])]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +346,7 @@ def test_explain_cli_gives_json_text_and_a_picture(explain_detector: Path, tiny_
     picture = tmp_path / "why.png"
     text = subprocess.run([*SSAD, "explain", "--detector", str(explain_detector), "--plot", str(picture), anomaly],
                           check=True, capture_output=True, text=True).stdout
-    assert "kind:" in text and "when:" in text and str(picture) in text
+    assert "kind:" in text and ("when:" in text) == bool(items[1]["decision"]) and str(picture) in text
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     bad = subprocess.run([*SSAD, "explain", "--detector", str(explain_detector), str(tmp_path / "nope.wav")],
@@ -210,7 +363,8 @@ def test_a_detector_saved_without_band_statistics_still_explains(explain_detecto
     (old / "normal_bands.npz").unlink()
     normal, _ = _test_clips(tiny_root)
     explanation = ssad.Detector.load(old).explain(normal)
-    assert explanation.where == [] and explanation.kind == UNSPECIFIED and explanation.when
+    assert explanation.where == [] and explanation.when
+    assert explanation.kind == (UNSPECIFIED if explanation.decision else WITHIN_NORMAL)
     assert "without normal band statistics" in explanation.note
     text = subprocess.run([*SSAD, "explain", "--detector", str(old), normal], check=True, capture_output=True,
                           text=True).stdout

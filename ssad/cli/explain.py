@@ -41,13 +41,17 @@ def plot_paths(out: str | Path, clips: list[str]) -> list[Path]:
 
 
 def _text(explanation: Any) -> str:
+    from ssad.explain.rules import WITHIN_NORMAL
+
+    normal = explanation.kind == WITHIN_NORMAL
     lines = [f"{explanation.path}", f"  {explanation.verdict()}", f"  kind: {explanation.kind}"]
-    for span in explanation.when:
+    for span in explanation.when if not normal else ():
         where = "throughout the clip" if span.whole_clip else f"{span.start_s:.2f}-{span.end_s:.2f} s"
         lines.append(f"  when: {where} (window score up to {span.peak_score:.4g})")
-    lines += [f"  where: {r.low_hz:.0f}-{r.high_hz:.0f} Hz, {r.measure} {r.change_db:+.1f} dB (z {r.z:+.1f})"
+    label = "observed, within normal range" if normal else "where"
+    lines += [f"  {label}: {r.low_hz:.0f}-{r.high_hz:.0f} Hz, {r.measure} {r.change_db:+.1f} dB (z {r.z:+.1f})"
               for r in explanation.where]
-    if not explanation.where and explanation.note is None:
+    if not explanation.where and explanation.note is None and not normal:
         lines.append("  where: no frequency range departs from the machine's normal clips")
     if explanation.note:
         lines.append(f"  note: {explanation.note}")

@@ -492,10 +492,10 @@ class Detector:
         return DetectionResult(labels, ids, np.asarray(scores, dtype=np.float64), np.asarray(decisions), name)
 
     def explain(self, clip: ClipInput, machine: str | None = None, *, scorer: str | None = None,
-                sample_rate: int | None = None) -> Explanation:
+                sample_rate: int | None = None, flagged: bool | None = None) -> Explanation:
         """Score one recording and say why: when in the clip, in which frequencies and what kind of change.
 
-        The machine comes from the file name unless `machine` is given (see `score`).
+        The machine comes from the file name unless `machine` is given (see `score`); `flagged` overrides the decision.
         """
         from ssad.explain.explanation import explain_clip
 
@@ -506,7 +506,7 @@ class Detector:
         if machine not in self.machine_ids or machine not in self.scorers[name].ids_:
             raise SsadError(f"machine {machine!r} unknown to this detector's {name} scorer; it knows "
                             f"{self.scorers[name].ids_}")
-        return explain_clip(self, clip, machine, name, sample_rate=sample_rate)
+        return explain_clip(self, clip, machine, name, sample_rate=sample_rate, flagged=flagged)
 
     def save(self, directory: str | Path) -> Path:
         """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds.

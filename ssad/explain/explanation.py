@@ -1,10 +1,25 @@
 """Why a clip scored as it did: its score against the machine's normal clips, when, in which frequencies, what kind.
 
-`explain_clip` reuses the detector's own path: one log-mel, the network's per-window outputs pooled into the
-clip's score exactly as `Detector.score` does, and each window scored alone by the same scorer for "when"
-(when no window stands out, the frames whose level in the strongest frequency range departs most).
-"Where" compares the clip's band group levels and variabilities with the machine's normal statistics
-(`ssad.explain.bands`); "kind" is a plain-word rule on those numbers (`ssad.explain.rules`).
+`explain_clip` reuses the detector's own path: one log-mel, and every model output of the clip and of each of
+its windows from one call (`LoadedModel.encode`), so the clip's score is `Detector.score`'s for any scorer and
+each window is scored alone by the same scorer for "when". "Where" compares the clip's band group levels and
+variabilities with the machine's normal statistics (`ssad.explain.bands`); "kind" is a plain-word rule on those
+numbers (`ssad.explain.rules`).
+
+An explanation never contradicts the verdict:
+- a clip the detector does not flag is "within normal range" (its kind, and its whole summary): no fault is
+  claimed, so no time span is singled out (`when` is the whole clip). Its `where` still lists the ranges that
+  departed most from the machine's normal clips, as observations: an operator watching a machine drift towards a
+  fault wants to see which frequencies move before the score crosses the threshold. The one-line summary leaves
+  them out, and `ssad explain`'s text calls them observations;
+- a flagged clip changed throughout unless part of it stands out: windows whose scores stand out from the clip's
+  other windows (`time_spans`), or, when none does, the frames where its strongest frequency range departs from
+  the machine's normal clips (`band_time_spans`), unless those cover most of the clip. No span is reported at
+  windows scoring lower than a window left out (`consistent_spans`). Window scores are compared with each other,
+  not with the clip's threshold: a window is scored as a clip of its own (`LoadedModel.encode`), noisier than the
+  pooled clip and, for a classifier pooling its windows' spread, carrying the whole clip's spread, so on synthetic
+  seed 1 98 % of the windows of normal test clips score above their clip's threshold; "every window above the
+  threshold" would call every flagged clip "throughout".
 """
 
 from __future__ import annotations
@@ -17,14 +32,14 @@ import numpy as np
 import torch
 
 from ssad.explain.bands import MEASURES, MachineBands, band_groups, band_statistics
-from ssad.explain.rules import UNSPECIFIED, bands_of, kind_of_change
+from ssad.explain.rules import UNSPECIFIED, WITHIN_NORMAL, bands_of, kind_of_change
 from ssad.scoring import select_input
 
 if TYPE_CHECKING:
     from ssad.detector import Detector
     from ssad.modelio import ClipInput
 
-__all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "explain_clip", "format_hz"]
+__all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "consistent_spans", "explain_clip", "format_hz"]
 
 #: a band group departs from normal when a measure is this many normal spreads away; "peaks" vary more from
 #: clip to clip than a normal spread says (a normal clip's loudest 1 % of frames is itself a rare event)
@@ -37,12 +52,15 @@ MAX_SPANS = 3
 #: a window stands out when its score rose by this share of the way from the clip's median to its peak
 SPAN_SHARE = 0.5
 #: ...and only when that peak sits this many robust standard deviations above the median; else "throughout"
-PEAK_SPREADS = 4.0
-#: when no window stands out, frames whose level in the strongest frequency range, averaged over this many
-#: frames, departs from the clip's median there by this many robust spreads (toward the range's change) mark
-#: the span; a spread below the floor (dB) is raised to it. Chosen on synthetic seed 1 (explain.md).
-BAND_SPAN_FRAMES = 4
-BAND_SPAN_SPREADS = 2.0
+PEAK_SPREADS = 2.0
+#: when no window stands out, the strongest frequency range marks the span (`band_time_spans`): its level over
+#: this many seconds departing from the machine's normal level by this many normal spreads of such a level, or its
+#: frames louder than the machine's normal loudest frames by this many normal spreads of their height; marks
+#: closer than this are one span; a spread below the floor (dB) is raised to it. Chosen on synthetic seed 1.
+LEVEL_SECONDS = 0.5
+LEVEL_SPREADS = 3.0
+EVENT_SPREADS = 1.0
+EVENT_GAP_S = 2.0
 BAND_SPAN_FLOOR_DB = 0.25
 #: marked frames covering more than this share of the clip are no span: the change is throughout
 MOST_OF_CLIP = 0.8
@@ -118,7 +136,9 @@ class Explanation:
         return {"when": when, "where": [asdict(r) for r in self.where], "kind": self.kind}
 
     def summary(self, offset_s: float = 0.0) -> str:
-        """One line an operator reads: '2.1-2.6 kHz +9 dB, 12.4-13.0 s, new narrowband line'."""
+        """One line an operator reads: '2.1-2.6 kHz +9 dB, 12.4-13.0 s, new narrowband line', or 'within normal range'."""
+        if self.kind == WITHIN_NORMAL:
+            return WITHIN_NORMAL
         parts = [" ".join([format_hz(r.low_hz, r.high_hz), *([r.measure] if r.measure != "level" else []),
                            f"{r.change_db:+.0f} dB"]) for r in self.where[:1]]
         parts += ["throughout" if s.whole_clip else f"{s.start_s + offset_s:.1f}-{s.end_s + offset_s:.1f} s"
@@ -137,12 +157,6 @@ def format_hz(low: float, high: float) -> str:
     if high >= 1000 and high - low >= 200:
         return f"{low / 1000:.1f}-{high / 1000:.1f} kHz"
     return f"{low:.0f}-{high:.0f} Hz"
-
-
-def _per_window_rows(detector: Detector, per_window: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Each window's outputs as a clip-shaped row (the model says how), so that a window scores like a clip."""
-    module = detector.model.module
-    return {name: module.window_rows(name, values).cpu().numpy() for name, values in per_window.items()}
 
 
 def _percentile(score: float, normal: np.ndarray) -> float:
@@ -170,32 +184,66 @@ def time_spans(window_scores: np.ndarray, starts_s: np.ndarray, ends_s: np.ndarr
         if start >= end:
             start, end = (starts_s[run[0]] + ends_s[run[0]]) / 2, (starts_s[run[-1]] + ends_s[run[-1]]) / 2
         spans.append(TimeSpan(round(float(start), 3), round(float(min(end, duration_s)), 3), float(scores[run].max())))
-    return sorted(spans, key=lambda s: -s.peak_score)[:MAX_SPANS]
+    return consistent_spans(sorted(spans, key=lambda s: -s.peak_score), scores, starts_s, ends_s)
 
 
-def band_time_spans(log_mel: np.ndarray, top: FrequencyRange, edges_hz: np.ndarray, frame_s: float,
-                    window_scores: np.ndarray, starts_s: np.ndarray, ends_s: np.ndarray,
+def consistent_spans(spans: list[TimeSpan], window_scores: np.ndarray, starts_s: np.ndarray,
+                     ends_s: np.ndarray) -> list[TimeSpan]:
+    """The first `MAX_SPANS` of `spans` (strongest first), less any that would sit at windows scoring lower than a
+    window no span reported holds.
+
+    A span's score is its `peak_score`, the highest score of a window it overlaps; the lowest-scoring span is
+    dropped until every window left out scores no higher than every span kept ([] when none is left). The order
+    of the spans kept is theirs.
+    """
+    kept = list(spans[:MAX_SPANS])
+    scores, starts_s, ends_s = np.asarray(window_scores), np.asarray(starts_s), np.asarray(ends_s)
+    while kept:
+        held = np.zeros(len(scores), dtype=bool)
+        for span in kept:
+            held |= (starts_s < span.end_s) & (ends_s > span.start_s)
+        weakest = min(kept, key=lambda s: s.peak_score)
+        if held.all() or weakest.peak_score >= float(scores[~held].max()):
+            return kept
+        kept.remove(weakest)
+    return []
+
+
+def band_time_spans(log_mel: np.ndarray, top: FrequencyRange, normal: MachineBands, edges_hz: np.ndarray,
+                    frame_s: float, window_scores: np.ndarray, starts_s: np.ndarray, ends_s: np.ndarray,
                     duration_s: float) -> list[TimeSpan]:
-    """Runs of frames where the strongest range's level departs from the clip's median, strongest first; [] if none or most.
+    """Where in the clip the strongest range departs from the machine's normal clips, strongest first; [] if nowhere
+    or (nearly) everywhere.
 
     The window scores of a long fault rise everywhere a little, so "when" falls back on the frequencies the
-    fault changed: a level rise (drop) is looked for above (below) the median, variability and peaks either way.
-    Each span's `peak_score` is the highest score of a window overlapping it.
+    fault changed. A level change is looked for in the range's level over `LEVEL_SECONDS`, against the
+    machine's normal level there (in normal frame spreads); a rise of peaks or variability in its frames louder
+    than the machine's normal loudest frames (`EVENT_SPREADS` normal spreads above their normal height over the
+    clip's median). Marked frames less than `EVENT_GAP_S` apart are one span; spans covering most of the clip
+    (`MOST_OF_CLIP`) are no span, the change is throughout. Each span's `peak_score` is the highest score of a
+    window overlapping it.
     """
-    series = log_mel[bands_of(top, edges_hz)].mean(axis=0)
-    series = np.convolve(series, np.ones(BAND_SPAN_FRAMES) / BAND_SPAN_FRAMES, mode="same")
-    median = float(np.median(series))
-    spread = max(1.4826 * float(np.median(np.abs(series - median))), BAND_SPAN_FLOOR_DB)
-    departure = (series - median) / spread
+    bands = bands_of(top, edges_hz)
+    series = log_mel[bands].mean(axis=0)
     if top.measure == "level":
-        departure = departure if top.z >= 0 else -departure
-    else:
-        departure = np.abs(departure)
-    marked = departure > BAND_SPAN_SPREADS
-    if not marked.any() or marked.mean() > MOST_OF_CLIP:
+        frames = max(1, round(LEVEL_SECONDS / frame_s))
+        smoothed = np.convolve(series, np.ones(frames) / frames, mode="same")
+        noise = max(_normal_of_bands(normal.means["variability"], bands) / np.sqrt(frames), BAND_SPAN_FLOOR_DB)
+        departure = np.sign(top.z) * (smoothed - _normal_of_bands(normal.means["level"], bands)) / noise
+        marked = departure > LEVEL_SPREADS
+    elif top.z > 0:
+        height = series - float(np.median(series))
+        spread = max(_normal_of_bands(normal.spreads["peaks"], bands), BAND_SPAN_FLOOR_DB)
+        departure = (height - _normal_of_bands(normal.means["peaks"], bands)) / spread
+        marked = departure > EVENT_SPREADS
+    else:  # fewer or weaker events than normal: nothing to point at
         return []
     index = np.flatnonzero(marked)
-    runs = np.split(index, np.flatnonzero(np.diff(index) > BAND_SPAN_FRAMES) + 1)
+    if not index.size:
+        return []
+    runs = np.split(index, np.flatnonzero(np.diff(index) * frame_s > EVENT_GAP_S) + 1)
+    if sum(run[-1] - run[0] + 1 for run in runs) > MOST_OF_CLIP * len(series):
+        return []
     runs.sort(key=lambda run: -float(departure[run].sum()))
     starts_s, ends_s, spans = np.asarray(starts_s), np.asarray(ends_s), []
     for run in runs[:MAX_SPANS]:
@@ -204,6 +252,11 @@ def band_time_spans(log_mel: np.ndarray, top: FrequencyRange, edges_hz: np.ndarr
         peak = float(np.max(window_scores[overlapping])) if overlapping.any() else float(np.max(window_scores))
         spans.append(TimeSpan(round(start, 3), round(end, 3), peak))
     return spans
+
+
+def _normal_of_bands(per_group: np.ndarray, bands: slice) -> float:
+    """A machine's normal statistic averaged over these mel bands (single bands are the first groups of `band_groups`)."""
+    return float(np.mean(per_group[bands]))
 
 
 def _runs(mask: np.ndarray) -> list[np.ndarray]:
@@ -258,34 +311,39 @@ class _Bands:
 
 @torch.inference_mode()
 def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name: str, *,
-                 sample_rate: int | None = None) -> Explanation:
-    """Score one clip of a known machine with the named scorer and explain the score (see the module's docstring)."""
+                 sample_rate: int | None = None, flagged: bool | None = None) -> Explanation:
+    """Score one clip of a known machine with the named scorer and explain the score (see the module's docstring).
+
+    `flagged` explains the clip as flagged (True) or normal (False) whatever its own score says, as a monitor
+    does with a window of an alert its smoothed score raised; None follows the clip's own decision.
+    """
     model = detector.model
     log_mel = model.log_mels([clip], sample_rate)[0]
-    per_window, counts = model.per_window_outputs([log_mel])
-    clip_outputs = {name: model.module.pool_windows(name, values).unsqueeze(0).cpu().numpy()
-                    for name, values in per_window.items()}
+    outputs = model.encode([log_mel], windows=True)
     scorer = detector.scorers[scorer_name]
-    score = float(scorer.score(select_input(scorer, clip_outputs), [machine])[0])
-    window_scores = np.asarray(scorer.score(select_input(scorer, _per_window_rows(detector, per_window)),
-                                            [machine] * counts[0]), dtype=np.float64)
+    score = float(scorer.score(select_input(scorer, outputs.clips), [machine])[0])
+    window_scores = np.asarray(scorer.score(select_input(scorer, outputs.windows), [machine] * outputs.window_counts[0]),
+                               dtype=np.float64)
     threshold = float(detector.thresholds[scorer_name].threshold_[machine])
     normal_scores = np.asarray(scorer.train_scores_)[np.asarray(scorer.train_ids_) == machine]
+    decision = int(score > threshold)
+    flagged = bool(decision) if flagged is None else flagged
 
     features = model.log_mel
     log_mel = log_mel.cpu().numpy().astype(np.float64)
     frame_s = features.frame_seconds()
     duration = features.num_samples(log_mel.shape[1]) / features.sample_rate  # within a frame of the clip's end
-    starts = np.arange(counts[0]) * model.window_hop * frame_s
+    starts = np.arange(len(window_scores)) * model.window_hop * frame_s
     ends = np.minimum(starts + model.window_frames * frame_s, duration)
-    when = time_spans(window_scores, starts, ends, duration)
+    throughout = [TimeSpan(0.0, round(duration, 3), float(window_scores.max()), whole_clip=True)]
+    when = time_spans(window_scores, starts, ends, duration) if flagged else throughout
     edges = features.band_edges_hz()
     evidence = Evidence(log_mel, edges, frame_s, (starts + ends) / 2, window_scores, normal_scores)
 
     normal = detector.normal_bands.of(machine) if detector.normal_bands is not None else None
     groups = band_groups(log_mel.shape[0])
     where: list[FrequencyRange] = []
-    kind, note = UNSPECIFIED, None
+    kind, note = (UNSPECIFIED if flagged else WITHIN_NORMAL), None
     if detector.normal_bands is None:
         note = NO_BANDS_NOTE
     elif normal is None:
@@ -296,11 +354,13 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
     else:
         statistics = band_statistics(log_mel)
         where = frequency_ranges(statistics, normal, groups, edges)
-        if not where and score > threshold:  # flagged: say where it departs most, if anywhere near
-            where = frequency_ranges(statistics, normal, groups, edges, share=FLAGGED_SHARE)[:1]
-        if where and when[0].whole_clip:
-            when = band_time_spans(log_mel, where[0], edges, frame_s, window_scores, starts, ends, duration) or when
-        kind = kind_of_change(normal.z_scores(statistics)["level"], groups, where, when, log_mel, edges)
+        if flagged:
+            if not where:  # say where it departs most, if anywhere near
+                where = frequency_ranges(statistics, normal, groups, edges, share=FLAGGED_SHARE)[:1]
+            if where and when[0].whole_clip:
+                spans = band_time_spans(log_mel, where[0], normal, edges, frame_s, window_scores, starts, ends, duration)
+                when = consistent_spans(spans, window_scores, starts, ends) or when
+            kind = kind_of_change(statistics, normal, groups, where, when, log_mel, edges)
     label = str(clip) if isinstance(clip, (str, Path)) else "waveform"
-    return Explanation(label, machine, scorer_name, score, threshold, int(score > threshold),
-                       _percentile(score, normal_scores), when, where, kind, note, evidence)
+    return Explanation(label, machine, scorer_name, score, threshold, decision, _percentile(score, normal_scores),
+                       when, where, kind, note, evidence)

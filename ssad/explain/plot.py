@@ -10,6 +10,7 @@ import numpy as np
 from ssad.core.atomic import write_bytes_atomic
 from ssad.core.errors import SsadError
 from ssad.explain.explanation import Explanation, format_hz
+from ssad.explain.rules import WITHIN_NORMAL
 
 __all__ = ["plot_explanation"]
 
@@ -49,14 +50,17 @@ def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
     ticks = np.linspace(0, n_mels, 7)
     spec_ax.set_yticks(ticks, [_hz_label(np.interp(t, np.arange(n_mels + 1), evidence.band_edges_hz)) for t in ticks])
     spec_ax.set_ylabel("frequency (Hz, mel scale)")
+    observed = explanation.kind == WITHIN_NORMAL  # a normal clip's ranges are observations, drawn dashed
     for number, r in enumerate(explanation.where, start=1):
         low, high = _band_position(evidence.band_edges_hz, r.low_hz), _band_position(evidence.band_edges_hz, r.high_hz)
-        spec_ax.axhspan(low, high, facecolor="none", edgecolor="cyan", linewidth=1.5,
+        spec_ax.axhspan(low, high, facecolor="none", edgecolor="lightgrey" if observed else "cyan", linewidth=1.5,
+                        linestyle="--" if observed else "-",
                         label=f"{number}: {format_hz(r.low_hz, r.high_hz)} {r.measure} {r.change_db:+.1f} dB (z {r.z:+.1f})")
         spec_ax.annotate(str(number), (1.0, (low + high) / 2 / n_mels), xycoords="axes fraction", xytext=(3, 0),
                          textcoords="offset points", va="center", fontsize=8, color="black")
     if explanation.where:
-        spec_ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
+        spec_ax.legend(loc="upper left", fontsize=7, framealpha=0.8,
+                       title="observed, within normal range" if observed else None, title_fontsize=7)
     for span in explanation.when:
         if not span.whole_clip:
             spec_ax.axvspan(span.start_s, span.end_s, facecolor="none", edgecolor=_FLAG, linewidth=1.5)

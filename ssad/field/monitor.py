@@ -3,10 +3,15 @@
 Per machine it keeps a smoothed score, an alert (smoothed score above the machine's threshold for N windows
 running) and a drift test against the machine's training score distribution. With a learning period
 (`MonitorSettings.learn`), a machine's first seconds of audio raise no alert: their scores set its threshold where
-it stands (`AlarmThreshold.calibrated`, what `ssad calibrate` does with files), then an "armed" event says so. A window scored while its
-machine is alerting is explained (`Detector.explain`): its line gains `when` (seconds into the stream),
-`where`, `kind` and a one-line `explanation`. Alerts and drift changes are
-also logged on stderr, and alerts optionally published (e.g. to MQTT).
+it stands (`AlarmThreshold.calibrated`, what `ssad calibrate` does with files), then an "armed" event says so.
+A window scored while its machine is alerting is explained (`Detector.explain`) as part of a flagged event, whatever
+its own score (the alert is the verdict): its line gains `when` (seconds into the stream), `where`, `kind` and a
+one-line `explanation`. Alerts and drift changes are also logged on stderr, and alerts optionally published (e.g. to
+MQTT).
+
+One alert is one event, and an event has one kind: the kind of the window that raised the alert, repeated on
+every following window of the alert until it clears. Only "unspecified" gives way, to the first window of the
+event that names a kind; `when` and `where` stay each window's own. The next alert settles its kind afresh.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TextIO
 
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 
 from ssad.detector import Detector
+from ssad.explain.rules import UNSPECIFIED
 from ssad.field.alerts import AlertRule, Smoother
 from ssad.field.drift import DriftTest
 from ssad.field.health import Health
@@ -97,12 +103,19 @@ class _MachineState:
         self.learning = settings.learn > 0
         self.heard = 0.0  # seconds of audio scored during the learning period
         self.site_scores: list[float] = []
+        self.event_kind: str | None = None  # the kind of the alert going on (see the module's docstring)
 
     def use(self, thresholds: AlarmThreshold) -> None:
         """Decide with these thresholds from now on (and test drift against the scores they were set from)."""
         self.thresholds = thresholds
         self.drift = DriftTest(thresholds, self.machine, windows=self.settings.drift_windows,
                                alpha=self.settings.drift_alpha, every=self.settings.drift_every)
+
+    def settle_kind(self, kind: str) -> str:
+        """The kind of the alert going on, given one more of its windows' kind: the first, unless "unspecified"."""
+        if self.event_kind is None or self.event_kind == UNSPECIFIED:
+            self.event_kind = kind
+        return self.event_kind
 
     @property
     def threshold(self) -> float:
@@ -223,7 +236,7 @@ class Monitor:
             state = self.machines[window.machine] = _MachineState(self.detector, self.scorer, window.machine,
                                                                   self.settings)
         smoothed = state.smoother.update(score)
-        learning = state.learning
+        learning, threshold = state.learning, state.threshold  # the last learning window still shows the old one
         if learning:
             alert_changed = drift_changed = False
             if state.learn(score):
@@ -233,7 +246,7 @@ class Monitor:
             drift_changed = state.drift.update(score)
         drift = state.drift.state
         line = {
-            "time": _now(), "machine": window.machine, "score": score, "threshold": state.threshold,
+            "time": _now(), "machine": window.machine, "score": score, "threshold": threshold,
             "alert": state.rule.alerting, "smoothed": smoothed, "above_for": state.rule.run,
             "drift": state.drift.drifting, "drift_stat": drift.statistic if drift else None,
             "drift_p": drift.p_value if drift else None,
@@ -244,9 +257,12 @@ class Monitor:
         if window.sent is not None:
             line["sent"] = window.sent
         if state.rule.alerting:  # only what alarms is explained: other windows cost nothing more
-            explanation = self.detector.explain(window.samples, window.machine, scorer=self.scorer)
+            explanation = self.detector.explain(window.samples, window.machine, scorer=self.scorer, flagged=True)
+            explanation = replace(explanation, kind=state.settle_kind(explanation.kind))
             line |= explanation.alert_fields(offset_s=line["start"])
             line["explanation"] = explanation.summary(offset_s=line["start"])
+        else:
+            state.event_kind = None
         self.out.write(json.dumps(line) + "\n")
         if alert_changed:
             self._alert(line)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ssad.modelio.loading import (
            ClipInput,
            LoadedModel,
+           ModelOutputs,
            build_module,
            load,
            load_model_files,
@@ -14,5 +15,5 @@ from ssad.modelio.loading import (
 from ssad.modelio.pretrained import load_pretrained
 from ssad.models.checkpoint import read_checkpoint, resolve_checkpoint
 
-__all__ = ["ClipInput", "LoadedModel", "build_module", "load", "load_model_files", "load_pretrained", "save_model_files",
+__all__ = ["ClipInput", "LoadedModel", "ModelOutputs", "build_module", "load", "load_model_files", "load_pretrained", "save_model_files",
            "read_checkpoint", "resolve_checkpoint"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ssad.models.weights import MODEL_FILES, read_model_files, read_weights, wri
 __all__ = [
     "ClipInput",
     "LoadedModel",
+    "ModelOutputs",
     "build_module",
     "from_weights",
     "load",
@@ -51,6 +53,27 @@ def _model_class(dotted: str) -> type[SsadModule]:
     if not (isinstance(cls, type) and issubclass(cls, SsadModule)):
         raise SsadError(f"refusing to load model class {dotted!r}: not an ssad model")
     return cls
+
+
+def _spectrum(log_mel: Tensor) -> Tensor:
+    """(..., n_mels, frames) -> (..., 2 n_mels): each band's log-mel mean and std over the frames (`SPECTRUM`)."""
+    return torch.cat([log_mel.mean(dim=-1), log_mel.std(dim=-1, unbiased=False)], dim=-1)
+
+
+@dataclass
+class ModelOutputs:
+    """What `LoadedModel.encode` gives: every output per clip and, when asked, per window.
+
+    Attributes:
+        clips: output name -> (clips, ...) array, one row per clip.
+        windows: output name -> (windows, ...) array, every clip's windows stacked in clip order, each row shaped
+            like a clip's (None unless asked for).
+        window_counts: how many windows each clip has.
+    """
+
+    clips: dict[str, np.ndarray]
+    windows: dict[str, np.ndarray] | None
+    window_counts: list[int]
 
 
 def _is_single(inputs: object) -> bool:
@@ -146,6 +169,10 @@ class LoadedModel:
         """Log-mels (batch, n_mels, frames) of same-length waveforms (another backend, e.g. ONNX, replaces this)."""
         return self.log_mel(waveforms)
 
+    def _windows(self, log_mel: Tensor) -> Tensor:
+        """(windows, n_mels, window_frames): the sliding windows the network sees of one clip's log-mel."""
+        return sliding_windows(log_mel.to(self.device), self.window_frames, self.window_hop)
+
     @torch.inference_mode()
     def per_window_outputs(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> tuple[dict[str, Tensor], list[int]]:
         """Model outputs of every clip's sliding windows, stacked in clip order, and how many windows each clip has.
@@ -153,7 +180,7 @@ class LoadedModel:
         `batch_size` windows go through the network at once: on a CPU, batches of a few dozen windows
         stay in cache and run faster than larger ones.
         """
-        windows = [sliding_windows(m.to(self.device), self.window_frames, self.window_hop) for m in log_mels]
+        windows = [self._windows(m) for m in log_mels]
         counts = [len(w) for w in windows]
         stacked = torch.cat(windows) if windows else torch.empty(0)
         parts: dict[str, list[Tensor]] = {}
@@ -163,20 +190,34 @@ class LoadedModel:
         return {name: torch.cat(chunks) for name, chunks in parts.items()}, counts
 
     @torch.inference_mode()
-    def outputs_from_log_mels(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> dict[str, np.ndarray]:
-        """Clip-level model outputs: each window output pooled over the clip's sliding windows (the model says how).
+    def encode(self, log_mels: Sequence[Tensor], *, windows: bool = False, batch_size: int = 64) -> ModelOutputs:
+        """Every model output a scorer may need, per clip and, with `windows`, per window as clip-shaped rows.
 
-        Beside the network's outputs, `SPECTRUM`: each band's log-mel mean and std over the clip, what the
-        spectral floor (`ssad.scoring.SpectrumScorer`) scores.
+        A clip's outputs are the network's window outputs pooled over its sliding windows (the model says how),
+        and `SPECTRUM`, each band's log-mel mean and std over the clip's frames (what the spectral floor,
+        `ssad.scoring.SpectrumScorer`, scores). A window's row holds the same outputs of that window alone, of the
+        same width as a clip's: the network's from `window_rows` (a classifier pooling its windows' mean and
+        spread puts the clip's spread beside each window's embedding), the spectrum over the window's frames.
+        So any scorer scores a window as it scores a clip, which is what tells *when* in a clip it rose.
         """
         per_window, counts = self.per_window_outputs(log_mels, batch_size)
-        result = {}
+        clips: dict[str, np.ndarray] = {}
+        rows: dict[str, np.ndarray] = {}
         for name, values in per_window.items():
-            per_clip = [self.module.pool_windows(name, chunk) for chunk in torch.split(values, counts)]
-            result[name] = torch.stack(per_clip).cpu().numpy()
-        result[SPECTRUM] = np.stack([torch.cat([m.mean(dim=1), m.std(dim=1, unbiased=False)]).cpu().numpy()
-                                     for m in log_mels]) if log_mels else np.empty((0, 2 * self.log_mel.n_mels))
-        return result
+            chunks = torch.split(values, counts)
+            clips[name] = torch.stack([self.module.pool_windows(name, chunk) for chunk in chunks]).cpu().numpy()
+            if windows:
+                rows[name] = torch.cat([self.module.window_rows(name, chunk) for chunk in chunks]).cpu().numpy()
+        clips[SPECTRUM] = np.stack([_spectrum(m).cpu().numpy() for m in log_mels]) if log_mels \
+            else np.empty((0, 2 * self.log_mel.n_mels), dtype=np.float32)
+        if windows:
+            rows[SPECTRUM] = np.concatenate([_spectrum(self._windows(m)).cpu().numpy() for m in log_mels]) \
+                if log_mels else np.empty((0, 2 * self.log_mel.n_mels), dtype=np.float32)
+        return ModelOutputs(clips, rows if windows else None, counts)
+
+    def outputs_from_log_mels(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Clip-level model outputs, `SPECTRUM` among them (`encode`'s per-clip part)."""
+        return self.encode(log_mels, batch_size=batch_size).clips
 
     def window_outputs(self, windows: Tensor) -> dict[str, Tensor]:
         """The network's outputs for a batch of log-mel windows (another backend, e.g. ONNX, replaces this)."""
