@@ -135,10 +135,13 @@ def _predictive_point(scores: np.ndarray, groups: np.ndarray, rate: float) -> fl
 
 
 def _site_point(scores: np.ndarray, groups: np.ndarray, site: np.ndarray, rate: float) -> float:
-    """The (1 - rate) point of the site's later normal scores: centred on the site's own mean, with the spreads
-    between and within recordings of all the machine's held-out scores, the site's among them."""
-    spread = _Spread.of(np.concatenate([scores, site]),
-                        np.concatenate([groups, np.full(site.size, (groups.max() + 1) if groups.size else 0)]))
+    """The (1 - rate) point of the site's later normal scores: centred on the site's own mean; the spread between
+    recordings from the enrolment recordings alone (how far one day's recording moves from the next, where the
+    machine stands as where it was enrolled), the spread within recordings from all of them, the site's included."""
+    enrolment = _Spread.of(scores, groups)
+    both = _Spread.of(np.concatenate([scores, site]),
+                      np.concatenate([groups, np.full(site.size, (groups.max() + 1) if groups.size else 0)]))
+    spread = _Spread(both.means, both.sizes, enrolment.between, both.within)
     return spread.point(float(site.mean()), 1.0, 1 + 1 / site.size, rate)
 
 
