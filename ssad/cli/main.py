@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ssad.cli.explain import add_explain_command
 from ssad.cli.field import add_field_commands
 from ssad.cli.monitor import add_monitor_command
-from ssad.cli.options import shared_options
+from ssad.cli.options import SuggestingParser, shared_options
 from ssad.cli.pretrained import add_pretrained_command
 from ssad.core.errors import SsadError
 
@@ -134,14 +134,28 @@ def _add_detector_arguments(parser: argparse.ArgumentParser, data_help: str, out
     parser.add_argument("--percentile", type=float, default=0.9, help="gamma threshold percentile")
 
 
+def version_text() -> str:
+    """`ssad --version`: ssad's version, with torch's and Python's read from their metadata (no torch import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ssad import __version__
+
+    try:
+        torch = f"torch {version('torch')}"
+    except PackageNotFoundError:
+        torch = "torch not installed"
+    return f"ssad {__version__} ({torch}, Python {sys.version.split()[0]})"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SuggestingParser(
         prog="ssad",
         description="Self-supervised anomalous machine-sound detection (DCASE Task 2 style).",
         epilog="Training: `ssad fit --config configs/tiny.yaml --data.root ROOT` (Lightning's CLI; "
         "`ssad fit --help` lists every option).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--version", action="version", version=version_text(), help="print ssad's version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:
         commands.add_parser(name, help=f"{name} a model from YAML configs (Lightning CLI)", add_help=False)
