@@ -265,10 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verbose:
         logger.setLevel(logging.DEBUG)
     try:
-        from ssad.core.runtime import configure_threads, tune_allocator
+        from ssad.core.runtime import configure_runtime
 
-        configure_threads()
-        tune_allocator()
+        configure_runtime()
         if lightning is not None:
             _lightning_cli(lightning)
             return 0
