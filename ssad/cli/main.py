@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -25,7 +26,8 @@ GLOBAL_FLAGS = ("-v", "--verbose")
 
 #: Python parameters that library messages name -> the flags that set them, in ssad's own commands and in
 #: Lightning's (`ssad fit`), so that a message tells the user what to type.
-_FLAGS = {"skip_bad=True": "--skip-bad", "skip_bad": "--skip-bad", "machine_ids": "--machine"}
+_FLAGS = {"skip_bad=True": "--skip-bad", "skip_bad": "--skip-bad", "machine_ids": "--machine",
+          "replace=True": "--force", "undo_enrolment=True": "--undo-enrolment"}
 _LIGHTNING_FLAGS = {"skip_bad=True": "--data.skip_bad true", "skip_bad": "--data.skip_bad",
                     "n_warped": "--data.n_warped", "n_mixed": "--data.n_mixed"}
 
@@ -84,22 +86,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_detector(args: argparse.Namespace) -> None:
     from ssad.detector import Detector
+    from ssad.detector.store import refuse_replacing
 
+    if args.pretrained and (args.run or args.data):
+        raise SsadError("--pretrained makes a detector of the encoder shipped with ssad and no machine: give "
+                        "no --run or --data (machines are added with `ssad enroll`)")
+    if not args.pretrained and not (args.run and args.data):
+        raise SsadError("give --run and --data (a trained run and the recordings to fit on), or --pretrained")
+    if not args.force:
+        refuse_replacing(args.out)  # before any work: fitting takes minutes
     if args.pretrained:
-        if args.run or args.data:
-            raise SsadError("--pretrained makes a detector of the encoder shipped with ssad and no machine: give "
-                            "no --run or --data (machines are added with `ssad enroll`)")
         detector = Detector.pretrained(scorers=args.scorers, percentile=args.percentile, device=args.device)
-        detector.save(args.out)
+        detector.save(args.out, replace=args.force)
         print(f"detector saved to {args.out}: the encoder shipped with ssad, no machine yet; scorers "
               f"{', '.join(detector.scorers)} (default {detector.default_scorer}). Add a machine: "
               f"ssad enroll --detector {args.out} --machine NAME FILES...")
         return
-    if not (args.run and args.data):
-        raise SsadError("give --run and --data (a trained run and the recordings to fit on), or --pretrained")
     detector = Detector.fit(args.run, args.data, scorers=args.scorers, percentile=args.percentile,
                             device=args.device, skip_bad=args.skip_bad, progress=not args.quiet)
-    detector.save(args.out)
+    detector.save(args.out, replace=args.force)
     print(f"detector saved to {args.out}: machines {', '.join(detector.machine_ids)}; scorers "
           f"{', '.join(detector.scorers)} (default {detector.default_scorer})")
 
@@ -113,9 +118,11 @@ def _cmd_score(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
+    if sys.stdout.isatty():
+        print(f"score ({result.scorer})\tthreshold\tmargin\tdecision\tfile")
     for row in rows:
         verdict = "ANOMALY" if row["decision"] else "normal"
-        print(f"{row['score']:.6g}\t{verdict}\t{row['path']}")
+        print(f"{row['score']:.6g}\t{row['threshold']:.6g}\t{row['margin']:+.4g}\t{verdict}\t{row['path']}")
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
@@ -202,6 +209,8 @@ def _parser() -> argparse.ArgumentParser:
                                    parents=shared_options(device="cpu", skip_bad=True, quiet=True))
     _add_detector_arguments(detector, "corpus root, or a folder of one machine's recordings",
                             "folder to save the detector in (for `ssad score`)", required=False)
+    detector.add_argument("--force", action="store_true",
+                          help="replace a detector already in --out; it is kept whole in OUT/replaced/<time>/")
     detector.add_argument("--pretrained", action="store_true",
                           help="no --run or --data: the encoder shipped with ssad and no machine yet; add machines "
                           "with `ssad enroll`")
@@ -210,7 +219,8 @@ def _parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score recordings with a saved detector",
                                 parents=shared_options(device="cpu", skip_bad=True))
     score.add_argument("--detector", required=True)
-    score.add_argument("files", nargs="+")
+    score.add_argument("files", nargs="+", help="recordings: files, folders (the .wav files directly in them) or "
+                       "quoted patterns such as 'new/*.wav'")
     score.add_argument("--scorer", default=None, help="default: the detector's own choice")
     score.add_argument("--json", action="store_true")
     score.add_argument("--machine", default=None, help="the machine all files are from: type/id, or a type of one "
@@ -286,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ssad: interrupted (a training run resumes with --ckpt_path last)", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ssad score ... | head`): stop quietly, as command-line tools do on SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         logger.setLevel(level)  # a second call in the same process starts from the same level
 

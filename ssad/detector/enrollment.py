@@ -1,26 +1,33 @@
-"""A saved detector in the field: enrol a new machine from a few normal clips, learn from false alarms, undo.
+"""A detector in the field: enrol a new machine from a few normal clips, learn from false alarms, keep confirmed
+faults, undo and redo.
 
 Nothing is retrained: the clips go through the detector's network, and only that machine's scorers and
-thresholds are refitted on its normal reference clips. Every update is a new saved version (`ssad.detector.store`).
+thresholds are refitted on its normal reference clips. `enroll_machine` and `add_feedback` update a detector in
+memory; `enroll`, `feedback`, `undo` and `redo` update a detector's folder, each a new saved version
+(`ssad.detector.store`). Recordings come in as `ssad score` takes them (`ssad.data.inputs`): files, folders, patterns.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+import ssad.detector.store as store
 from ssad.core.errors import SsadError
 from ssad.data.clips import THIN_CLIPS
-from ssad.detector import store
-from ssad.detector.detector import Detector, typical_seconds
+from ssad.data.inputs import expand_inputs, read_inputs
+from ssad.detector.outputs import clip_outputs, typical_seconds
+from ssad.detector.state import DetectorState, not_a_detector
 from ssad.explain.bands import MEASURES, BandProfile, output_name
 from ssad.scoring import select_input
 
-__all__ = ["FIRST_MACHINE_CLIPS", "Update", "enroll", "feedback", "refit_machine", "undo"]
+__all__ = ["FIRST_MACHINE_CLIPS", "Update", "add_feedback", "enroll", "enroll_machine", "feedback", "redo",
+           "refit_machine", "undo"]
 
 log = logging.getLogger("ssad")
 
@@ -34,22 +41,41 @@ FIRST_MACHINE_CLIPS = THIN_CLIPS + 1
 
 @dataclass
 class Update:
-    """What an update did: the new version, the machine, its reference clips now, and each scorer's threshold."""
+    """What an update did: the machine, its reference clips now, each scorer's threshold, the clips it took and the
+    version it made (None for a detector only in memory)."""
 
-    version: int
+    version: int | None
     machine: str
     references: int
     thresholds: dict[str, float]
     skipped: list[str]
+    action: str = "enroll"
+    files: list[str] = field(default_factory=list)
+    anomalies: list[str] = field(default_factory=list)
+    confirmed: int = 0
+
+    def record(self) -> dict:
+        """What the saved version records of it (`ssad.detector.store.version_record`)."""
+        return {"action": self.action, "machine": self.machine, "files": self.files,
+                **({"anomalies": self.anomalies} if self.anomalies else {})}
 
     def format(self) -> str:
         """One line for the command line."""
         limits = ", ".join(f"{name} {value:.4g}" for name, value in self.thresholds.items())
         skipped = f"; not scored by {', '.join(self.skipped)} (not a class of the model)" if self.skipped else ""
-        return f"{self.machine}: {self.references} normal reference clips, thresholds {limits}{skipped} (version {self.version})"
+        version = f" (version {self.version})" if self.version is not None else ""
+        refit = f"{self.machine}: {self.references} normal reference clips, thresholds {limits}{skipped}"
+        if self.action == "enroll":
+            return f"enrolled {refit}{version}"
+        parts = [f"learned from {len(self.files)} false alarm(s): {refit}"] if self.files else []
+        if self.anomalies:
+            parts.append(f"recorded {len(self.anomalies)} confirmed fault(s) of {self.machine} ({self.confirmed} in "
+                         "all)" + ("" if self.files else "; its normal references and thresholds are unchanged"))
+        return "; ".join(parts) + version
 
 
-def refit_machine(detector: Detector, machine: str, outputs: Mapping[str, np.ndarray]) -> tuple[Detector, list[str]]:
+def refit_machine(detector: DetectorState, machine: str,
+                  outputs: Mapping[str, np.ndarray]) -> tuple[DetectorState, list[str]]:
     """A detector whose scorers and thresholds for `machine` are fitted on `outputs` alone; other machines kept.
 
     Returns it and the scorers that cannot take the machine (a classifier's softmax scores only its classes).
@@ -74,18 +100,10 @@ def refit_machine(detector: Detector, machine: str, outputs: Mapping[str, np.nda
     bands = detector.normal_bands
     if all(output_name(m) in outputs for m in MEASURES):
         bands = BandProfile.from_outputs(dict(outputs), ids) if bands is None else bands.refit(machine, dict(outputs))
-    updated = Detector(detector.model, scorers, thresholds, detector.default_scorer, references,
-                       clip_seconds=detector.clip_seconds, normal_bands=bands)
+    updated = type(detector)(detector.model, scorers, thresholds, detector.default_scorer, references,
+                             clip_seconds=detector.clip_seconds, normal_bands=bands,
+                             confirmed_anomalies=detector.confirmed_anomalies)
     return updated, skipped
-
-
-def _check_files(files: Sequence[str | Path], what: str) -> list[str]:
-    if not files:
-        raise SsadError(f"{what}: no recordings given")
-    missing = [str(f) for f in files if not Path(f).is_file()]
-    if missing:
-        raise SsadError(f"{what}: no such file(s): {', '.join(missing)}")
-    return [str(f) for f in files]
 
 
 def _check_name(machine: str) -> str:
@@ -94,69 +112,139 @@ def _check_name(machine: str) -> str:
     return machine
 
 
-def _commit(directory: Path, detector: Detector, machine: str, action: str, files: Sequence[str],
-            skipped: list[str]) -> Update:
-    record = {"action": action, "machine": machine, "files": [str(f) for f in files]}
-    version = store.commit(directory, detector.save_state, record)
+def _usable(detector: DetectorState, files: Sequence[str | Path], action: str, skip_bad: bool) -> list[str]:
+    """The recordings `files` stands for (folders and patterns expanded) that can be used, as `ssad score` reads
+    them: every bad one named at once, or with `skip_bad` left out and listed."""
+    items = expand_inputs([str(f) if isinstance(f, Path) else f for f in files])
+    if not items and not items.problems:
+        raise SsadError(f"{action}: no recordings given")
+    batch = read_inputs(items, sample_rate=detector.model.sample_rate, min_samples=detector.model.log_mel.n_fft,
+                        skip_bad=skip_bad, action=action, keep=False, problems=items.problems)
+    return [str(items[k]) for k in batch.kept]
+
+
+def _known(detector: DetectorState, machine: str) -> None:
+    if machine not in detector.machine_ids:
+        raise SsadError(f"unknown machine {machine!r}; the detector knows {detector.machine_ids or 'no machine yet'} "
+                        "(a new machine is added with `ssad enroll`)")
+
+
+def _limits(detector: DetectorState, machine: str) -> dict[str, float]:
+    return {name: thr.threshold_[machine] for name, thr in detector.thresholds.items() if machine in thr.threshold_}
+
+
+def _reference_count(detector: DetectorState, machine: str) -> int:
     refs = detector.references.of(machine) if detector.references is not None else {}
-    count = len(next(iter(refs.values()))) if refs else len(files)
-    limits = {name: thr.threshold_[machine] for name, thr in detector.thresholds.items() if machine in thr.threshold_}
-    return Update(version, machine, count, limits, skipped)
+    return len(next(iter(refs.values()))) if refs else 0
 
 
-def enroll(directory: str | Path, machine: str, files: Sequence[str | Path], *, progress: bool = False) -> Update:
-    """Add a new machine from a few normal recordings: fit its scorers and threshold, save a new version."""
-    directory, machine = Path(directory), _check_name(machine)
-    files = _check_files(files, f"enroll {machine}")
-    with store.update_lock(directory):
-        detector = Detector.load(directory)
-        if machine in detector.machine_ids:
-            raise SsadError(f"{directory}: {machine} is already known to this detector; add normal clips with "
-                            f"`ssad feedback --machine {machine} --normal FILES`")
-        if not detector.machine_ids and len(files) < FIRST_MACHINE_CLIPS:
-            raise SsadError(f"{directory}: {machine} would be this detector's first machine, whose thresholds come "
-                            f"from its own clips alone: give at least {FIRST_MACHINE_CLIPS} normal recordings of it, "
-                            f"not {len(files)}")
-        outputs = _outputs(detector, files, progress)
-        updated, skipped = refit_machine(detector, machine, outputs)
-        if updated.clip_seconds is None:
-            updated.clip_seconds = typical_seconds(files)
-            log.info("clip length of this detector, from %s's recordings: %g s (what `ssad monitor` scores at once)",
-                     machine, updated.clip_seconds)
-        return _commit(directory, updated, machine, "enroll", files, skipped)
+def enroll_machine(detector: DetectorState, machine: str, files: Sequence[str | Path], *, skip_bad: bool = False,
+                   progress: bool = False) -> tuple[DetectorState, Update]:
+    """Add a new machine from a few normal recordings, in memory: fit its scorers and threshold."""
+    machine = _check_name(machine)
+    if machine in detector.machine_ids:
+        raise SsadError(f"{machine} is already known to this detector; add normal clips with "
+                        f"`ssad feedback --machine {machine} --normal FILES`")
+    files = _usable(detector, files, f"enrol {machine} from", skip_bad)
+    if not detector.machine_ids and len(files) < FIRST_MACHINE_CLIPS:
+        raise SsadError(f"{machine} would be this detector's first machine, whose thresholds come from its own "
+                        f"clips alone: give at least {FIRST_MACHINE_CLIPS} normal recordings of it, not {len(files)}")
+    updated, skipped = refit_machine(detector, machine, _outputs(detector, files, progress))
+    if updated.clip_seconds is None:
+        updated.clip_seconds = typical_seconds(files)
+        log.info("clip length of this detector, from %s's recordings: %g s (what `ssad monitor` scores at once)",
+                 machine, updated.clip_seconds)
+    count = _reference_count(updated, machine) or len(files)
+    return updated, Update(None, machine, count, _limits(updated, machine), skipped, "enroll", files)
 
 
-def feedback(directory: str | Path, machine: str, normal: Sequence[str | Path], *, progress: bool = False) -> Update:
-    """A false alarm: add the clips to the machine's normal references and refit its scorers and threshold."""
-    directory = Path(directory)
-    files = _check_files(normal, f"feedback for {machine}")
-    with store.update_lock(directory):
-        detector = Detector.load(directory)
-        if machine not in detector.machine_ids:
-            raise SsadError(f"{directory}: unknown machine {machine!r}; it knows {detector.machine_ids} "
-                            f"(a new machine is added with `ssad enroll`)")
+def add_feedback(detector: DetectorState, machine: str, *, normal: Sequence[str | Path] = (),
+                 anomaly: Sequence[str | Path] = (), skip_bad: bool = False,
+                 progress: bool = False) -> tuple[DetectorState, Update]:
+    """An operator's word on recordings of a known machine, in memory: `normal` ones (false alarms) join its
+    references and refit its scorers and threshold; `anomaly` ones (confirmed faults) are kept as labelled clips
+    (`DetectorState.confirmed_anomalies`), which change neither."""
+    if not normal and not anomaly:
+        raise SsadError("feedback needs recordings: --normal FILES (false alarms) or --anomaly FILES (confirmed faults)")
+    _known(detector, machine)
+    updated, skipped, files, faults = detector, [], [], []
+    if normal:
         if detector.references is None or machine not in detector.references.machines:
-            raise SsadError(f"{directory}: no stored reference clips for {machine} (the detector was saved before "
-                            f"ssad kept them); save it again with `ssad detector` or `ssad evaluate`")
+            raise SsadError(f"no stored reference clips for {machine} (the detector was saved before ssad kept them); "
+                            "save it again with `ssad detector` or `ssad evaluate`")
+        files = _usable(detector, normal, f"learn {machine}'s normal sound from", skip_bad)
         old = detector.references.of(machine)
         new = _outputs(detector, files, progress)
         outputs = {name: np.concatenate([old[name], new[name].astype(old[name].dtype)]) for name in old}
         updated, skipped = refit_machine(detector, machine, outputs)
-        return _commit(directory, updated, machine, "feedback", files, skipped)
+    if anomaly:
+        faults = _usable(detector, anomaly, f"record faults of {machine} from", skip_bad)
+        known = set(detector.confirmed_anomalies.paths_of(machine))
+        again = [f for f in faults if os.path.abspath(f) in known]
+        if again:
+            log.info("already confirmed faults of %s, not recorded twice: %s", machine, ", ".join(again))
+        faults = [f for f in faults if os.path.abspath(f) not in known]
+        if not faults and not files:
+            raise SsadError(f"every recording given is already a confirmed fault of {machine}")
+        if faults:
+            confirmed = updated.confirmed_anomalies.added(machine, _outputs(detector, faults, progress),
+                                                          [os.path.abspath(f) for f in faults])
+            updated = type(updated)(updated.model, updated.scorers, updated.thresholds, updated.default_scorer,
+                                    updated.references, updated.clip_seconds, updated.normal_bands, confirmed)
+    update = Update(None, machine, _reference_count(updated, machine), _limits(updated, machine), skipped,
+                    "feedback", files, faults, len(updated.confirmed_anomalies.paths_of(machine)))
+    return updated, update
 
 
-def undo(directory: str | Path, machine: str) -> dict:
-    """Roll back the detector's last update, which must be of `machine`; returns what that update was."""
+def _detector_folder(directory: str | Path) -> Path:
+    """`directory`, when it holds a saved detector; else SsadError saying what it is (before taking its lock)."""
     directory = Path(directory)
-    Detector.load(directory)  # a clear error for a folder that is no detector
+    if not store.holds_detector(directory):
+        raise SsadError(not_a_detector(directory))
+    return directory
+
+
+def _commit(directory: Path, updated: DetectorState, update: Update) -> Update:
+    update.version = store.commit(directory, updated.save_state, update.record())
+    return update
+
+
+def enroll(directory: str | Path, machine: str, files: Sequence[str | Path], *, skip_bad: bool = False,
+           progress: bool = False) -> Update:
+    """Add a new machine to the detector saved in `directory` (`enroll_machine`) as a new version."""
+    directory = _detector_folder(directory)
     with store.update_lock(directory):
-        return store.undo(directory, machine)
+        updated, update = enroll_machine(DetectorState.load(directory), machine, files, skip_bad=skip_bad,
+                                         progress=progress)
+        return _commit(directory, updated, update)
 
 
-def _outputs(detector: Detector, files: Sequence[str], progress: bool) -> dict[str, np.ndarray]:
+def feedback(directory: str | Path, machine: str, normal: Sequence[str | Path] = (), *,
+             anomaly: Sequence[str | Path] = (), skip_bad: bool = False, progress: bool = False) -> Update:
+    """Feedback on a machine of the detector saved in `directory` (`add_feedback`) as a new version."""
+    directory = _detector_folder(directory)
+    with store.update_lock(directory):
+        updated, update = add_feedback(DetectorState.load(directory), machine, normal=normal, anomaly=anomaly,
+                                       skip_bad=skip_bad, progress=progress)
+        return _commit(directory, updated, update)
+
+
+def undo(directory: str | Path, machine: str, *, undo_enrolment: bool = False) -> store.Rollback:
+    """Roll back the detector's last update, which must be of `machine` (its enrolment only with `undo_enrolment`)."""
+    directory = _detector_folder(directory)
+    with store.update_lock(directory):
+        return store.undo(directory, machine, undo_enrolment=undo_enrolment)
+
+
+def redo(directory: str | Path, machine: str) -> store.Rollback:
+    """Re-apply the update of `machine` undone last, if no update came since."""
+    directory = _detector_folder(directory)
+    with store.update_lock(directory):
+        return store.redo(directory, machine)
+
+
+def _outputs(detector: DetectorState, files: Sequence[str], progress: bool) -> dict[str, np.ndarray]:
     """The network's per-clip outputs of the files (and band statistics), with only the outputs the references keep."""
-    from ssad.detector.detector import clip_outputs
-
     outputs = clip_outputs(detector.model, files, progress=progress)
     if detector.references is not None:
         # references of no machine yet keep what the scorers take
