@@ -152,6 +152,8 @@ def write_detector(directory: str | Path, write: Callable[[Path], None], *, extr
     detector (or, once moved, no manifest and the old one in ``replaced/``), never a mix of the two.
     """
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise SsadError(f"{directory} is a file: a detector is saved into a folder")
     directory.mkdir(parents=True, exist_ok=True)
     with update_lock(directory):
         if not replace:
