@@ -47,7 +47,9 @@ class SuggestingParser(argparse.ArgumentParser):
 
     _argv: list[str] | None = None
 
-    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201  (argparse's signature)
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """argparse's, remembering the command line it parses (for `error`'s suggestions)."""
         self._argv = None if args is None else list(args)
         return super().parse_known_args(args, namespace)
 
