@@ -288,6 +288,7 @@ def test_the_library_enrols_as_the_cli_does_with_the_same_scores(enrolled: Path,
 
 
 @needs_encoder
+@pytest.mark.slow
 def test_the_library_sets_up_threads_as_the_command_does() -> None:
     """The first model the library builds sets numpy's BLAS to one thread (as `ssad` does) and keeps a lower torch
     count the user chose; the spinning BLAS threads made Detector.fit 10x slower from Python than from the command."""
