@@ -89,7 +89,7 @@ def prepare_detector(machines: int) -> tuple[Path, str]:
     outputs = {name: np.concatenate([value] * machines) for name, value in references.items()}
     ids = [f"m{i:03d}" for i in range(machines) for _ in range(clips)]
     Detector.from_outputs(fitted.model, outputs, ids, scorers=["gaussian"],
-                          clip_seconds=fitted.clip_seconds).save(target)
+                          clip_seconds=fitted.clip_seconds).save(target, replace=True, keep_replaced=False)
     note_file.write_text(note)
     return target, note
 

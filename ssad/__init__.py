@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: importing torch and Lightning costs seconds, and `ssad --help` needs neither.
+    # Lazy: importing torch and Lightning costs seconds, and `ssad --help` needs neither. Threads are set before
+    # torch loads, as the `ssad` command sets them (ssad/core/runtime.py).
+    if name in ("load", "Detector"):
+        from ssad.core.runtime import configure_runtime
+
+        configure_runtime()
     if name == "load":
         from ssad.modelio import load
 

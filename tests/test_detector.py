@@ -108,10 +108,14 @@ def test_score_command_prints_a_line_per_file_and_json(evaluation: Path, tiny_ro
     files = sorted(str(p) for p in tiny_root.rglob("test/*.wav"))[:3]
     assert main(["score", "--detector", str(evaluation / "detector"), *files]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and all(line.split("\t")[2] in files for line in lines)
+    assert len(lines) == 3 and all(line.split("\t")[-1] in files for line in lines)
     assert main(["score", "--detector", str(evaluation / "detector"), "--json", *files]) == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["path"] for r in records] == files and all(r["decision"] in (0, 1) for r in records)
+    # each row says what it was judged by: the threshold, and the margin above it (positive = anomalous)
+    assert all(r["margin"] == pytest.approx(r["score"] - r["threshold"]) and r["decision"] == (r["margin"] > 0)
+               for r in records)
+    assert [float(line.split("\t")[1]) for line in lines] == pytest.approx([r["threshold"] for r in records], rel=1e-5)
 
 
 def test_score_command_names_a_bad_file(evaluation: Path, tmp_path: Path, capsys) -> None:

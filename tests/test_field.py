@@ -86,10 +86,13 @@ def test_feedback_grows_the_references_and_undo_rolls_back(det: Path, tiny_root:
     back = ssad.Detector.load(det)
     assert back.version == enrolled.version == 1
     np.testing.assert_array_equal(back.references.of(NEW)["embedding"], enrolled.references.of(NEW)["embedding"])
-    assert main(["feedback", "--detector", str(det), "--machine", NEW, "--undo"]) == 0  # undoes the enrolment
+    capsys.readouterr()
+    assert main(["feedback", "--detector", str(det), "--machine", NEW, "--undo"]) == 2  # the enrolment: not unasked
+    assert "--undo-enrolment" in capsys.readouterr().err and NEW in ssad.Detector.load(det).machine_ids
+    assert main(["feedback", "--detector", str(det), "--machine", NEW, "--undo-enrolment"]) == 0
     assert NEW not in ssad.Detector.load(det).machine_ids
     capsys.readouterr()
-    assert main(["feedback", "--detector", str(det), "--machine", NEW, "--undo"]) == 2
+    assert main(["feedback", "--detector", str(det), "--machine", NEW, "--undo-enrolment"]) == 2
     assert "nothing to undo" in capsys.readouterr().err
     assert sorted(p.name for p in (det / store.VERSIONS_DIR).iterdir() if p.name.isdigit()) == ["0001", "0002", "0003"]
 
@@ -103,7 +106,7 @@ def test_a_crash_during_feedback_leaves_the_previous_version(det: Path, tiny_roo
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")  # after the scorers are written, before thresholds and references
 
-    monkeypatch.setattr("ssad.detector.detector.save_thresholds", crash)
+    monkeypatch.setattr("ssad.detector.state.save_thresholds", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         enrollment.feedback(det, NEW, clips(tiny_root, "fan/test/normal_id_06_*.wav", 2))
     monkeypatch.undo()
@@ -125,19 +128,21 @@ def test_a_save_that_fails_leaves_the_earlier_detector_whole(det: Path, tiny_roo
 
     monkeypatch.setattr(ssad.Detector, "save_state", crash)
     with pytest.raises(RuntimeError, match="disk full"):
-        detector.save(det)
+        detector.save(det, replace=True)
     monkeypatch.undo()
     assert ssad.Detector.load(det).version == 1 and (det / "onnx" / "network.onnx").is_file()
-    detector.save(det)  # a save that completes is the new base state
+    detector.save(det, replace=True)  # a save that completes is the new base state; the old one is kept aside
     assert ssad.Detector.load(det).version == 0 and not (det / "onnx").exists()
+    (kept,) = (det / store.REPLACED_DIR).iterdir()
+    assert ssad.Detector.load(kept).version == 1 and (kept / "onnx" / "network.onnx").is_file()
 
 
 def test_a_process_killed_mid_update_leaves_the_detector_loadable(det: Path, tiny_root: Path) -> None:
     script = (
         "import os, signal, sys\n"
-        "import ssad.detector.detector, ssad.detector.enrollment\n"
+        "import ssad.detector.state, ssad.detector.enrollment\n"
         "def die(*a, **k): os.kill(os.getpid(), signal.SIGKILL)\n"
-        "ssad.detector.detector.save_thresholds = die\n"
+        "ssad.detector.state.save_thresholds = die\n"
         "ssad.detector.enrollment.enroll(sys.argv[1], 'site-b/pump-1', sys.argv[2:])\n"
     )
     done = subprocess.run([sys.executable, "-c", script, str(det), *clips(tiny_root, "pump/train/normal_id_00_*.wav", 3)],
@@ -159,7 +164,7 @@ def test_clear_errors(det: Path, tiny_root: Path, capsys) -> None:
         (["enroll", "--detector", str(det), "--machine", NEW, str(det / "missing.wav")], "no such file"),
         (["feedback", "--detector", str(det), "--machine", "site-z/none", "--normal", *files], "unknown machine"),
         (["feedback", "--detector", str(det), "--machine", NEW, "--undo"], "nothing to undo"),
-        (["feedback", "--detector", str(det), "--machine", NEW], "either --normal"),
+        (["feedback", "--detector", str(det), "--machine", NEW], "feedback needs one of"),
         (["score", "--detector", str(det), "--machine", NEW, *files], "unknown to this detector"),
         (["score", "--detector", str(det), "--backend", "onnx", *files], "no ONNX export"),
     ]

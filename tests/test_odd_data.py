@@ -177,7 +177,7 @@ def test_your_own_machine_in_three_commands(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["score", "--detector", str(run / "detector"), str(recordings / "recording 0.wav")]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.endswith("recording 0.wav") and line.split("\t")[1] in ("normal", "ANOMALY")
+    assert line.endswith("recording 0.wav") and line.split("\t")[3] in ("normal", "ANOMALY")
 
 
 def test_a_folder_of_recordings_is_one_machine_and_dcase_names_are_not(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -17,9 +19,17 @@ import torch
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from ssad.cli.options import suggestion
+from ssad.core.errors import SsadError
 from ssad.core.tracking import wandb_mode, wandb_project
 
-__all__ = ["SsadCLI", "run_lightning_cli", "default_logger_config"]
+__all__ = ["PACKAGE_CONFIGS", "SsadCLI", "default_logger_config", "packaged_config", "resolve_config_args",
+           "run_lightning_cli"]
+
+log = logging.getLogger("ssad")
+
+#: the configs shipped with ssad (package data; in a checkout, the top-level configs/ folder, which it links to)
+PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def default_logger_config(root_dir: str, run_name: str | None) -> dict[str, Any]:
@@ -134,8 +144,45 @@ def _import_ssad_classes() -> None:
             getattr(package, name)
 
 
+def packaged_config(value: str) -> Path | None:
+    """The config shipped with ssad that `value` names (`demo`, `demo.yaml`, `configs/demo.yaml`), or None."""
+    name = Path(value).name
+    if not name.endswith((".yaml", ".yml")):
+        name += ".yaml"
+    path = PACKAGE_CONFIGS / name
+    return path if path.is_file() else None
+
+
+def resolve_config_args(args: list[str]) -> list[str]:
+    """`args` with each `--config` that names no file here but a config shipped with ssad pointed at that one.
+
+    So `ssad fit --config demo` (or the README's `--config configs/demo.yaml`) works from any folder, an
+    installed ssad included; a file of that name here wins. A name that is neither is refused with the list.
+    """
+    resolved, follows = [], False
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        if follows or (flag == "--config" and eq):
+            value = arg if follows else value
+            if not Path(value).is_file() and re.fullmatch(r"[\w./\\~-]+", value):
+                shipped = packaged_config(value)
+                if shipped is None:
+                    names = sorted(p.stem for p in PACKAGE_CONFIGS.glob("*.yaml"))
+                    near = suggestion(Path(value).stem, names)
+                    raise SsadError(f"--config {value}: no such file, and no config of ssad's has that name"
+                                    f"{f' (did you mean {near}?)' if near else ''}; ssad ships {', '.join(names)} "
+                                    "(`--config demo` takes its demo.yaml)")
+                log.info("--config %s: no such file here; using the config shipped with ssad, %s", value, shipped)
+                value = str(shipped)
+            arg = value if follows else f"--config={value}"
+        follows = arg == "--config"
+        resolved.append(arg)
+    return resolved
+
+
 def run_lightning_cli(args: list[str], **cli_kwargs: Any) -> SsadCLI:
     """Run `ssad fit|validate|test|predict ...` with ssad's defaults; `cli_kwargs` go to `LightningCLI`."""
+    args = resolve_config_args(list(args))
     # The console script hands over sys.argv as `args`, which LightningCLI would warn about.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     _import_ssad_classes()

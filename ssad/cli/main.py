@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from ssad.cli.explain import add_explain_command
 from ssad.cli.field import add_field_commands
 from ssad.cli.monitor import add_monitor_command
-from ssad.cli.options import DEFAULT_FALSE_ALARM_RATE, shared_options
+from ssad.cli.options import DEFAULT_FALSE_ALARM_RATE, SuggestingParser, shared_options
 from ssad.cli.pretrained import add_pretrained_command
 from ssad.core.errors import SsadError
 
@@ -25,7 +26,8 @@ GLOBAL_FLAGS = ("-v", "--verbose")
 
 #: Python parameters that library messages name -> the flags that set them, in ssad's own commands and in
 #: Lightning's (`ssad fit`), so that a message tells the user what to type.
-_FLAGS = {"skip_bad=True": "--skip-bad", "skip_bad": "--skip-bad", "machine_ids": "--machine"}
+_FLAGS = {"skip_bad=True": "--skip-bad", "skip_bad": "--skip-bad", "machine_ids": "--machine",
+          "replace=True": "--force", "undo_enrolment=True": "--undo-enrolment"}
 _LIGHTNING_FLAGS = {"skip_bad=True": "--data.skip_bad true", "skip_bad": "--data.skip_bad",
                     "n_warped": "--data.n_warped", "n_mixed": "--data.n_mixed"}
 
@@ -84,23 +86,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_detector(args: argparse.Namespace) -> None:
     from ssad.detector import Detector
+    from ssad.detector.store import refuse_replacing
 
+    if args.pretrained and (args.run or args.data):
+        raise SsadError("--pretrained makes a detector of the encoder shipped with ssad and no machine: give "
+                        "no --run or --data (machines are added with `ssad enroll`)")
+    if not args.pretrained and not (args.run and args.data):
+        raise SsadError("give --run and --data (a trained run and the recordings to fit on), or --pretrained")
+    if not args.force:
+        refuse_replacing(args.out)  # before any work: fitting takes minutes
     if args.pretrained:
-        if args.run or args.data:
-            raise SsadError("--pretrained makes a detector of the encoder shipped with ssad and no machine: give "
-                            "no --run or --data (machines are added with `ssad enroll`)")
         detector = Detector.pretrained(scorers=args.scorers, false_alarm_rate=args.false_alarm_rate, device=args.device)
-        detector.save(args.out)
+        detector.save(args.out, replace=args.force)
         print(f"detector saved to {args.out}: the encoder shipped with ssad, no machine yet; scorers "
               f"{', '.join(detector.scorers)} (default {detector.default_scorer}); thresholds aim at "
               f"{args.false_alarm_rate:g} false alarms on later recordings (--false-alarm-rate). Add a machine: "
               f"ssad enroll --detector {args.out} --machine NAME FILES...")
         return
-    if not (args.run and args.data):
-        raise SsadError("give --run and --data (a trained run and the recordings to fit on), or --pretrained")
     detector = Detector.fit(args.run, args.data, scorers=args.scorers, false_alarm_rate=args.false_alarm_rate,
                             device=args.device, skip_bad=args.skip_bad, progress=not args.quiet)
-    detector.save(args.out)
+    detector.save(args.out, replace=args.force)
     print(f"detector saved to {args.out}: machines {', '.join(detector.machine_ids)}; scorers "
           f"{', '.join(detector.scorers)} (default {detector.default_scorer}); thresholds aim at "
           f"{args.false_alarm_rate:g} false alarms on later recordings (--false-alarm-rate)")
@@ -115,9 +120,11 @@ def _cmd_score(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
+    if sys.stdout.isatty():
+        print(f"score ({result.scorer})\tthreshold\tmargin\tdecision\tfile")
     for row in rows:
         verdict = "ANOMALY" if row["decision"] else "normal"
-        print(f"{row['score']:.6g}\t{verdict}\t{row['path']}")
+        print(f"{row['score']:.6g}\t{row['threshold']:.6g}\t{row['margin']:+.4g}\t{verdict}\t{row['path']}")
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
@@ -135,14 +142,28 @@ def _add_detector_arguments(parser: argparse.ArgumentParser, data_help: str, out
     parser.add_argument("--scorers", nargs="+", default=None, help="default: every scorer the model supports")
 
 
+def version_text() -> str:
+    """`ssad --version`: ssad's version, with torch's and Python's read from their metadata (no torch import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ssad import __version__
+
+    try:
+        torch = f"torch {version('torch')}"
+    except PackageNotFoundError:
+        torch = "torch not installed"
+    return f"ssad {__version__} ({torch}, Python {sys.version.split()[0]})"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SuggestingParser(
         prog="ssad",
         description="Self-supervised anomalous machine-sound detection (DCASE Task 2 style).",
         epilog="Training: `ssad fit --config configs/tiny.yaml --data.root ROOT` (Lightning's CLI; "
         "`ssad fit --help` lists every option).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--version", action="version", version=version_text(), help="print ssad's version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:
         commands.add_parser(name, help=f"{name} a model from YAML configs (Lightning CLI)", add_help=False)
@@ -189,6 +210,8 @@ def _parser() -> argparse.ArgumentParser:
                                    parents=shared_options(device="cpu", skip_bad=True, quiet=True, rate=DEFAULT_FALSE_ALARM_RATE))
     _add_detector_arguments(detector, "corpus root, or a folder of one machine's recordings",
                             "folder to save the detector in (for `ssad score`)", required=False)
+    detector.add_argument("--force", action="store_true",
+                          help="replace a detector already in --out; it is kept whole in OUT/replaced/<time>/")
     detector.add_argument("--pretrained", action="store_true",
                           help="no --run or --data: the encoder shipped with ssad and no machine yet; add machines "
                           "with `ssad enroll`")
@@ -197,7 +220,8 @@ def _parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score recordings with a saved detector",
                                 parents=shared_options(device="cpu", skip_bad=True))
     score.add_argument("--detector", required=True)
-    score.add_argument("files", nargs="+")
+    score.add_argument("files", nargs="+", help="recordings: files, folders (the .wav files directly in them) or "
+                       "quoted patterns such as 'new/*.wav'")
     score.add_argument("--scorer", default=None, help="default: the detector's own choice")
     score.add_argument("--json", action="store_true")
     score.add_argument("--machine", default=None, help="the machine all files are from: type/id, or a type of one "
@@ -252,10 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verbose:
         logger.setLevel(logging.DEBUG)
     try:
-        from ssad.core.runtime import configure_threads, tune_allocator
+        from ssad.core.runtime import configure_runtime
 
-        configure_threads()
-        tune_allocator()
+        configure_runtime()
         if lightning is not None:
             _lightning_cli(lightning)
             return 0
@@ -274,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ssad: interrupted (a training run resumes with --ckpt_path last)", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ssad score ... | head`): stop quietly, as command-line tools do on SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         logger.setLevel(level)  # a second call in the same process starts from the same level
 

@@ -12,17 +12,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ssad.core.atomic import atomic_path, write_text_atomic
+import ssad.detector.enrollment as enrollment
 from ssad.core.errors import BadInputError, SsadError
 from ssad.data.clips import Clip, clip_key, machine_key, machine_type_of
+from ssad.data.inputs import expand_inputs, input_label, read_inputs
 from ssad.data.recordings import groups_by_machine
-from ssad.detector.store import current_version, reset_versions, state_dir, update_lock
-from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile, band_statistics, output_name
-from ssad.modelio import ClipInput, LoadedModel, load, load_model_files, save_model_files
-from ssad.models.weights import UNIT_CLASSES
+from ssad.detector.outputs import clip_outputs, typical_seconds
+from ssad.detector.state import (
+    CONFIRMED_FILE,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    REFERENCES_FILE,
+    STATE_FILE,
+    DetectorState,
+    References,
+)
+from ssad.detector.store import POINTER_FILE, VERSIONS_DIR, describe_detector, write_detector
+from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile
+from ssad.modelio import ClipInput, LoadedModel, load, save_model_files
+from ssad.models.weights import MODEL_FILES, UNIT_CLASSES
 from ssad.scoring import Scorer, make_scorer, select_input
 from ssad.scoring.held_out import held_out_scores
-from ssad.scoring.thresholds import DEFAULT_FALSE_ALARM_RATE, AlarmThreshold, load_thresholds, save_thresholds
+from ssad.scoring.thresholds import DEFAULT_FALSE_ALARM_RATE, AlarmThreshold
 
 if TYPE_CHECKING:
     from ssad.explain.explanation import Explanation
@@ -31,11 +42,7 @@ __all__ = ["Detector", "DetectionResult", "References", "clip_outputs", "fit_sco
 
 log = logging.getLogger("ssad")
 
-FORMAT_VERSION = 1
-#: per-clip model outputs of each machine's normal reference clips, kept so one machine can be refitted alone
-REFERENCES_FILE = "references.npz"
-#: the scorer a detector uses when none is named: the first of these that the model supports
-PREFERRED_SCORERS = ("gaussian", "knn", "softmax")
+
 #: scorers any model with a Gaussian on its embeddings also offers (`--scorers floor ensemble gaussian_top`), beside
 #: its own: the spectral floor on the clip's band statistics, the floor and the Gaussian standardised per ID and
 #: added, and the Gaussian on the 32 leading principal directions of a machine known from more clips than the
@@ -50,149 +57,33 @@ EMBEDDING_SCORERS = {
 #: machine better beside its spectral floor than alone (chosen on lathe_vmc and synthetic seed 1: +0.8 and +0.9
 #: mean AUC over the Gaussian alone; experiments/results/cold_start.md)
 PRETRAINED_SCORERS = ("ensemble", "gaussian", "knn", "floor")
-#: what runs the network when scoring: torch, or onnxruntime on the graphs `ssad export` wrote
-BACKENDS = ("torch", "onnx")
-#: the versioned state's settings that updates may set: the clip length (an empty detector learns it at enrolment)
-STATE_FILE = "state.json"
-#: what scoring, explaining or monitoring a detector that knows no machine says
-NO_MACHINE = ("this detector knows no machine yet: add one first with `ssad enroll --detector DIR --machine NAME "
-              "FILES...` (a few normal recordings of it)")
 
 
 @dataclass
 class DetectionResult:
-    """Scores (higher = more anomalous) and decisions (1 = anomalous) for each input, by one scorer."""
+    """Scores (higher = more anomalous), the threshold each was judged by and decisions (1 = anomalous: the score
+    is above its threshold), for each input, by one scorer."""
 
     inputs: list[str]
     machine_ids: list[str]
     scores: np.ndarray
     decisions: np.ndarray
     scorer: str
-
-    def as_records(self) -> list[dict[str, Any]]:
-        """One dict per input: path (or waveform index), machine, score, decision, scorer."""
-        return [
-            {"path": p, "machine": m, "score": float(s), "decision": int(d), "scorer": self.scorer}
-            for p, m, s, d in zip(self.inputs, self.machine_ids, self.scores, self.decisions, strict=True)
-        ]
-
-
-def typical_seconds(paths: Sequence[str | Path]) -> float | None:
-    """Median length in seconds of these audio files, from their headers (None when there are none)."""
-    from ssad.data.audio import audio_info
-
-    return float(np.median([audio_info(p).duration for p in paths])) if paths else None
-
-
-@dataclass
-class References:
-    """The normal reference clips each machine's scorers were fitted on, as per-clip model outputs.
-
-    `groups` labels each row's recording within its machine (`ssad.data.recordings`): thresholds hold out whole
-    recordings. References saved without them read as contiguous blocks of each machine's rows.
-    """
-
-    outputs: dict[str, np.ndarray]
-    ids: np.ndarray
-    groups: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        self.ids = np.asarray(self.ids, dtype=str)
-        self.groups = groups_by_machine(None, self.ids) if self.groups is None else np.asarray(self.groups, np.int64)
+    thresholds: np.ndarray | None = None
 
     @property
-    def machines(self) -> list[str]:
-        """Machines with stored references."""
-        return sorted(set(self.ids.tolist()))
+    def margins(self) -> np.ndarray:
+        """Each score minus its threshold: positive = above it (anomalous), negative = how far below."""
+        return self.scores - self.thresholds
 
-    def of(self, machine: str) -> dict[str, np.ndarray]:
-        """One machine's reference outputs (empty arrays when it has none)."""
-        rows = self.ids == machine
-        return {name: value[rows] for name, value in self.outputs.items()}
-
-    def groups_of(self, machine: str) -> np.ndarray:
-        """One machine's recording-group labels, row by row."""
-        return self.groups[self.ids == machine]
-
-    def replaced(self, machine: str, outputs: Mapping[str, np.ndarray], groups: Sequence[int] | None = None) -> References:
-        """A copy in which `machine`'s references are `outputs` (their recording groups `groups`, default blocks);
-        outputs that `outputs` lacks are dropped for all.
-
-        References of no machine yet (an empty detector's) take every output the first machine has.
-        """
-        keep = self.ids != machine
-        n = len(next(iter(outputs.values())))
-        new_groups = groups_by_machine(None, [machine] * n) if groups is None else np.asarray(groups, np.int64)
-        if not len(self.ids):
-            return References({name: np.asarray(value) for name, value in outputs.items()}, np.full(n, machine),
-                              new_groups)
-        merged = {name: np.concatenate([value[keep], np.asarray(outputs[name], dtype=value.dtype)])
-                  for name, value in self.outputs.items() if name in outputs}
-        return References(merged, np.concatenate([self.ids[keep], np.full(n, machine)]),
-                          np.concatenate([self.groups[keep], new_groups]))
-
-    def save(self, path: Path) -> None:
-        """Plain npz: one array per output plus the machine and recording group of each row (no pickle)."""
-        with atomic_path(path) as tmp:
-            np.savez(tmp, ids=self.ids.astype(str), groups=self.groups,
-                     **{f"output.{k}": v for k, v in self.outputs.items()})
-
-    @classmethod
-    def load(cls, path: Path) -> References | None:
-        """Read `save`'s file; None when the detector was saved without references."""
-        if not path.is_file():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                ids = npz["ids"].astype(str)
-                groups = npz["groups"] if "groups" in npz.files else None
-                outputs = {k.removeprefix("output."): npz[k] for k in npz.files if k.startswith("output.")}
-        except (OSError, ValueError, KeyError) as error:
-            raise SsadError(f"{path}: unreadable reference outputs ({error})") from None
-        if any(len(v) != len(ids) for v in outputs.values()) or (groups is not None and len(groups) != len(ids)):
-            raise SsadError(f"{path}: reference outputs, machine ids and groups differ in length")
-        return cls(outputs, ids, groups)
-
-
-def _label(item: ClipInput, index: int) -> str:
-    """How results and messages name an input: its path, or `waveform[i]`."""
-    return str(item) if isinstance(item, (str, Path)) else f"waveform[{index}]"
-
-
-def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: str | Path | None = None,
-                 chunk: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
-    """Clip-level model outputs for many files, the floor's features (`SPECTRUM`) among them.
-
-    The outputs also hold each clip's band group statistics (`ssad.explain.bands`), which a detector
-    keeps per machine so that explanations can compare a clip's spectrum with the machine's normal clips.
-    Works through the files in chunks so that memory stays flat; log-mels go through the on-disk cache
-    when `cache_dir` is given. Logs which files are resampled or averaged to mono on the way.
-    """
-    from functools import partial
-
-    from tqdm import tqdm
-
-    from ssad.data.audio import audio_info, log_conversions, read_clip
-    from ssad.features import FeatureCache, compute_log_mels
-
-    log_conversions([audio_info(p) for p in paths], model.sample_rate)
-
-    read = partial(read_clip, sample_rate=model.sample_rate)
-    cache = FeatureCache(cache_dir, model.log_mel.params, {"sample_rate": model.sample_rate}) if cache_dir else None
-    parts: dict[str, list[np.ndarray]] = {}
-    with tqdm(total=len(paths), desc="scoring clips", unit="clip", disable=not progress) as bar:
-        for start in range(0, len(paths), chunk):
-            batch = list(paths[start : start + chunk])
-            log_mels = compute_log_mels(batch, model.log_mel, read=read, cache=cache, progress=False)
-            tensors = [torch.from_numpy(m) for m in log_mels]
-            for name, value in model.outputs_from_log_mels(tensors).items():
-                parts.setdefault(name, []).append(value)
-            statistics = [band_statistics(m) for m in log_mels]
-            for measure in statistics[0] if statistics else ():
-                parts.setdefault(output_name(measure), []).append(
-                    np.stack([s[measure] for s in statistics]).astype(np.float32))
-            bar.update(len(batch))
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    def as_records(self) -> list[dict[str, Any]]:
+        """One dict per input: path (or waveform index), machine, score, threshold, margin, decision, scorer."""
+        thresholds = self.thresholds if self.thresholds is not None else np.full(len(self.scores), np.nan)
+        return [
+            {"path": p, "machine": m, "score": float(s), "threshold": float(t), "margin": float(s - t),
+             "decision": int(d), "scorer": self.scorer}
+            for p, m, s, t, d in zip(self.inputs, self.machine_ids, self.scores, thresholds, self.decisions, strict=True)
+        ]
 
 
 def _scorer_specs(model: LoadedModel, names: Sequence[str] | None) -> dict[str, dict[str, Any]]:
@@ -238,47 +129,12 @@ def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequ
     return scorers
 
 
-class Detector:
-    """Model + fitted scorers + per-ID thresholds. Build with `Detector.fit(run, train_root)`.
-
-    Attributes:
-        model: the loaded network with its features.
-        scorers: fitted scorers by name.
-        thresholds: a fitted `AlarmThreshold` per scorer.
-        default_scorer: the scorer `score` uses when none is named.
-        clip_seconds: typical length of the clips the scorers were fitted on (None = not recorded); a live
-            monitor scores windows of this length so that scores match the thresholds.
-        references: each machine's normal reference outputs (None for detectors saved without them).
-        normal_bands: each machine's normal band statistics, for explanations (None for detectors saved
-            without them).
-        version: the saved state version this detector was loaded from (0 = the base state; see `ssad.detector.store`).
+class Detector(DetectorState):
+    """Model + fitted scorers + per-ID thresholds. Build with `Detector.fit(run, train_root)`, `Detector.pretrained()`
+    or `Detector.load(folder)`; see `DetectorState` for what it holds. A detector loaded from or saved to a folder
+    commits its updates there (`enroll`, `feedback`, `undo`, `redo`), each as a new version.
     """
 
-    def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, AlarmThreshold],
-                 default_scorer: str | None = None, references: References | None = None,
-                 clip_seconds: float | None = None, normal_bands: BandProfile | None = None) -> None:
-        self.model = model
-        self.normal_bands = normal_bands
-        self.clip_seconds = clip_seconds
-        self.scorers = dict(scorers)
-        self.thresholds = dict(thresholds)
-        self.references = references
-        self.version = 0
-        preferred = [n for n in PREFERRED_SCORERS if n in self.scorers]
-        self.default_scorer = default_scorer or (preferred[0] if preferred else next(iter(self.scorers)))
-        if self.default_scorer not in self.scorers:
-            raise SsadError(f"default scorer {self.default_scorer!r} is not one of {sorted(self.scorers)}")
-
-    @property
-    def machine_ids(self) -> list[str]:
-        """The machines (`type/id`) the detector knows."""
-        return sorted(self.thresholds[self.default_scorer].threshold_)
-
-    def require_machines(self) -> list[str]:
-        """The machines the detector knows; SsadError saying to enrol one when it knows none (an empty detector)."""
-        if not self.machine_ids:
-            raise SsadError(NO_MACHINE)
-        return self.machine_ids
 
     @classmethod
     def empty(cls, model: LoadedModel, *, scorers: Sequence[str] | None = None, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE) -> Detector:
@@ -412,7 +268,7 @@ class Detector:
             try:
                 result.append(self._machine_of(item))
             except SsadError as error:
-                problems.append((_label(item, k), str(error)))
+                problems.append((input_label(item, k), str(error)))
         if problems:
             raise BadInputError(problems, header="cannot tell which machine these recordings are from")
         unknown = sorted(set(result) - set(self.machine_ids))
@@ -422,74 +278,6 @@ class Detector:
                             "with `ssad enroll`)")
         return result
 
-    def _read(self, items: list[ClipInput], sample_rate: int | None,
-              skip_bad: bool) -> tuple[list[torch.Tensor], list[int]]:
-        """Every input as a waveform at the model's rate, and the index of each kept; every bad input named.
-
-        A file that cannot be read or is shorter than one FFT frame is a problem: all are raised together in one
-        BadInputError, or, with `skip_bad`, left out and logged.
-        """
-        from ssad.data.audio import load_clip, log_conversions
-        from ssad.data.validate import clip_problem
-
-        rate, n_fft = self.model.sample_rate, self.model.log_mel.n_fft
-        waves, kept, infos, problems = [], [], [], []
-        for k, item in enumerate(items):
-            if isinstance(item, (str, Path)):
-                try:
-                    wave, info = load_clip(item, sample_rate=rate)
-                except BadInputError as error:
-                    problems += error.problems
-                    continue
-                why = clip_problem(info, sample_rate=rate, min_samples=n_fft)
-                infos.append(info)
-                wave = torch.from_numpy(wave)
-            else:
-                wave = self.model.waveform(item, sample_rate)
-                why = None if len(wave) >= n_fft else (f"too short: {len(wave)} samples, less than one FFT frame "
-                                                       f"({n_fft} samples at {rate} Hz)")
-            if why:
-                problems.append((_label(item, k), why))
-                continue
-            waves.append(wave)
-            kept.append(k)
-        log_conversions(infos, rate)
-        if problems and not skip_bad:
-            raise BadInputError(problems, header=f"cannot score {len(problems)} of {len(items)} input(s) (pass "
-                                                 "skip_bad=True to score the others)")
-        if problems:
-            log.warning("skipped %d input(s) that cannot be scored:\n%s", len(problems),
-                        "\n".join(f"  {p}: {why}" for p, why in problems))
-        if not waves:
-            raise SsadError("nothing to score: every input was skipped")
-        return waves, kept
-
-    def score(self, inputs: ClipInput | Sequence[ClipInput], machine_ids: str | Sequence[str] | None = None, *,
-              scorer: str | None = None, sample_rate: int | None = None, skip_bad: bool = False) -> DetectionResult:
-        """Score recordings (paths or waveforms); machines come from file names unless `machine_ids` is given.
-
-        A file's name may be in any folder: only its machine is read from it (`new/anomaly_id_00_*.wav` is
-        ID id_00 of whichever machine has it), and a type alone names its only machine (`press`). Every
-        unreadable or too short input is named at once; `skip_bad` scores the others and leaves those out.
-        """
-        name = scorer or self.default_scorer
-        if name not in self.scorers:
-            raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(self.scorers)}")
-        single = isinstance(inputs, (str, Path)) or getattr(inputs, "ndim", None) == 1
-        items = [inputs] if single else list(inputs)
-        ids = self._machine_ids(items, machine_ids)
-        chosen = self.scorers[name]
-        missing = sorted(set(ids) - set(chosen.ids_))
-        if missing:
-            raise SsadError(f"scorer {name!r} cannot score machine(s) {missing} (enrolled after training, not "
-                            f"classes of the model); use {self.default_scorer!r} or another scorer that has them")
-        waves, kept = self._read(items, sample_rate, skip_bad)
-        ids = [ids[k] for k in kept]
-        outputs = self.model.outputs(waves)
-        scores = chosen.score(select_input(chosen, outputs), ids)
-        decisions = self.thresholds[name].decide(scores, ids)
-        labels = [_label(items[k], k) for k in kept]
-        return DetectionResult(labels, ids, np.asarray(scores, dtype=np.float64), np.asarray(decisions), name)
 
     def explain(self, clip: ClipInput, machine: str | None = None, *, scorer: str | None = None,
                 sample_rate: int | None = None, flagged: bool | None = None) -> Explanation:
@@ -508,73 +296,136 @@ class Detector:
                             f"{self.scorers[name].ids_}")
         return explain_clip(self, clip, machine, name, sample_rate=sample_rate, flagged=flagged)
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the detector as plain files: safetensors weights, npz/JSON scorers, JSON thresholds.
+    def score(self, inputs: ClipInput | Sequence[ClipInput], machine_ids: str | Sequence[str] | None = None, *,
+              scorer: str | None = None, sample_rate: int | None = None, skip_bad: bool = False) -> DetectionResult:
+        """Score recordings (paths, folders, glob patterns or waveforms); machines come from file names unless
+        `machine_ids` is given.
 
-        This is a new base state, written under the folder's update lock: its files replace an earlier
-        detector's one by one, each atomically, and only then are that detector's versions, its ONNX export
-        and the reference files this one has none of removed (they belong to the detector just replaced).
+        A folder stands for the `.wav` files directly in it, a pattern (`new/*.wav`) for the files it matches. A
+        file's name may be in any folder: only its machine is read from it (`new/anomaly_id_00_*.wav` is ID id_00
+        of whichever machine has it), and a type alone names its only machine (`press`). Every unreadable or too
+        short input is named at once; `skip_bad` scores the others and leaves those out.
         """
-        import shutil
+        name = scorer or self.default_scorer
+        if name not in self.scorers:
+            raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(self.scorers)}")
+        single = isinstance(inputs, (str, Path)) or getattr(inputs, "ndim", None) == 1
+        items = expand_inputs([inputs] if single else list(inputs))
+        if machine_ids is not None and not isinstance(machine_ids, str):  # one per input given, folders included
+            given = 1 if single else len(inputs)
+            if len(machine_ids) != given:
+                raise SsadError(f"{len(machine_ids)} machine ids for {given} inputs")
+            machine_ids = [machine_ids[k] for k in items.origins]
+        ids = self._machine_ids(list(items), machine_ids)
+        chosen = self.scorers[name]
+        missing = sorted(set(ids) - set(chosen.ids_))
+        if missing:
+            raise SsadError(f"scorer {name!r} cannot score machine(s) {missing} (enrolled after training, not "
+                            f"classes of the model); use {self.default_scorer!r} or another scorer that has them")
+        rate = self.model.sample_rate
+        batch = read_inputs(items, sample_rate=rate, min_samples=self.model.log_mel.n_fft, skip_bad=skip_bad,
+                            waveform=lambda wave: self.model.waveform(wave, sample_rate), problems=items.problems)
+        ids = [ids[k] for k in batch.kept]
+        outputs = self.model.outputs([torch.as_tensor(w) for w in batch.waves])
+        scores = np.asarray(chosen.score(select_input(chosen, outputs), ids), dtype=np.float64)
+        limits = self.thresholds[name].threshold_
+        thresholds = np.array([limits[i] for i in ids], dtype=np.float64)
+        decisions = np.asarray(self.thresholds[name].decide(scores, ids))
+        labels = [input_label(items[k], items.origins[k]) for k in batch.kept]
+        return DetectionResult(labels, ids, scores, decisions, name, thresholds)
 
+    def save(self, directory: str | Path, *, replace: bool = False, keep_replaced: bool = True) -> Path:
+        """Write the detector as plain files (safetensors weights, npz/JSON scorers, JSON thresholds): a new base state.
+
+        A folder that already holds a detector is refused, naming its machines and version, unless `replace`:
+        then that detector, its versions, feedback and confirmed faults included, is first moved whole into
+        `directory/replaced/<time>/` (`keep_replaced`, the default) or removed, and the log says where it went.
+        The new files are written into a temporary folder first, so an interrupted save leaves the old detector
+        or no detector (the old one then in `replaced/`), never a mix of the two.
+        """
         from ssad.modelio.onnx import ONNX_DIR
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
-                    "scorers": list(self.scorers)}
-        with update_lock(directory):
-            save_model_files(self.model, directory)
-            self.save_state(directory)
-            write_text_atomic(directory / "detector.json", json.dumps(manifest, indent=2))
-            reset_versions(directory)
-            shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
-            for name, kept in ((REFERENCES_FILE, self.references), (NORMAL_BANDS_FILE, self.normal_bands),
-                               (STATE_FILE, self.clip_seconds)):
-                if kept is None:
-                    (directory / name).unlink(missing_ok=True)
-        self.version = 0
+        old = describe_detector(directory) if replace and (directory / MANIFEST_FILE).is_file() else None
+
+        def write(folder: Path) -> None:
+            save_model_files(self.model, folder)
+            self.save_state(folder)
+            manifest = {"format_version": FORMAT_VERSION, "default_scorer": self.default_scorer,
+                        "scorers": list(self.scorers)}
+            (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+
+        extras = [*MODEL_FILES, "scorers", "thresholds.json", REFERENCES_FILE, NORMAL_BANDS_FILE, CONFIRMED_FILE,
+                  STATE_FILE, POINTER_FILE, VERSIONS_DIR, ONNX_DIR]
+        kept = write_detector(directory, write, extras=extras, replace=replace, keep_replaced=keep_replaced)
+        if old is not None:
+            where = (f"kept whole in {kept}: use it with --detector {kept}, or move its files back into {directory} "
+                     "to restore it") if kept else "removed"
+            log.warning("%s: replaced the detector that was there (%s); it is %s", directory, old, where)
+        self.version, self.directory = 0, directory
         return directory
 
-    def save_state(self, folder: str | Path) -> None:
-        """Write what updates change (scorers, thresholds, references) into `folder`: a base state or a version."""
-        folder = Path(folder)
-        for name, scorer in self.scorers.items():
-            scorer.save(folder / "scorers" / name)
-        save_thresholds(self.thresholds, folder / "thresholds.json")
-        if self.references is not None:
-            self.references.save(folder / REFERENCES_FILE)
-        if self.normal_bands is not None:
-            self.normal_bands.save(folder / NORMAL_BANDS_FILE)
-        if self.clip_seconds is not None:
-            write_text_atomic(folder / STATE_FILE, json.dumps({"clip_seconds": self.clip_seconds}, indent=2))
+    def enroll(self, machine: str, files: str | Path | Sequence[str | Path], *, skip_bad: bool = False,
+               progress: bool = False, false_alarm_rate: float | None = None) -> Detector:
+        """Add a new machine from a few normal recordings (files, folders or patterns, as `score` takes them).
 
-    @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu", backend: str = "torch") -> Detector:
-        """Read a detector written by `save`, at its current version; never unpickles anything.
-
-        `backend="onnx"` runs the network exported by `ssad export` with onnxruntime instead of torch.
+        Only the machine's scorers and thresholds are fitted; every other machine keeps its state. The thresholds
+        aim at `false_alarm_rate` (default: the detector's) on recordings made later. Returns the updated
+        detector; one loaded from or saved to a folder commits the update there as a new version (what `ssad
+        enroll` does), one only in memory stays so.
         """
-        if backend not in BACKENDS:
-            raise SsadError(f"backend {backend!r} is not one of {list(BACKENDS)}")
-        directory = Path(directory)
-        manifest_path = directory / "detector.json"
-        if not manifest_path.is_file():
-            raise SsadError(f"{directory}: not a saved ssad detector (no detector.json)")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise SsadError(f"{directory}: detector format {manifest.get('format_version')} is not {FORMAT_VERSION}")
-        model = load_model_files(directory, device)
-        if backend == "onnx":
-            from ssad.modelio.onnx import ONNX_DIR, OnnxModel
+        files = [files] if isinstance(files, (str, Path)) else list(files)
+        if self.directory is None:
+            updated, update = enrollment.enroll_machine(self, machine, files, skip_bad=skip_bad, progress=progress,
+                                                        false_alarm_rate=false_alarm_rate)
+            updated.last_update = update
+            return updated
+        return self._reloaded(enrollment.enroll(self.directory, machine, files, skip_bad=skip_bad, progress=progress,
+                                                false_alarm_rate=false_alarm_rate))
 
-            model = OnnxModel(model, directory / ONNX_DIR)
-        version = current_version(directory)
-        state = state_dir(directory, version)
-        scorers = {name: Scorer.load(state / "scorers" / name) for name in manifest["scorers"]}
-        thresholds = load_thresholds(state / "thresholds.json")
-        settings = json.loads((state / STATE_FILE).read_text()) if (state / STATE_FILE).is_file() else manifest
-        detector = cls(model, scorers, thresholds, manifest["default_scorer"], References.load(state / REFERENCES_FILE),
-                       settings.get("clip_seconds"), BandProfile.load(state / NORMAL_BANDS_FILE))
-        detector.version = version
-        return detector
+    def calibrate(self, machine: str, files: str | Path | Sequence[str | Path], *, skip_bad: bool = False,
+                  progress: bool = False) -> Detector:
+        """A learning period: recordings of the normal machine made where it stands set its thresholds there
+        (its model is unchanged). Returns the updated detector, committed as `enroll` is (`ssad calibrate`)."""
+        files = [files] if isinstance(files, (str, Path)) else list(files)
+        machine = self.resolve_machine(machine)
+        if self.directory is None:
+            updated, update = enrollment.calibrate_machine(self, machine, files, skip_bad=skip_bad, progress=progress)
+            updated.last_update = update
+            return updated
+        return self._reloaded(enrollment.calibrate(self.directory, machine, files, skip_bad=skip_bad,
+                                                   progress=progress))
+
+    def feedback(self, machine: str, *, normal: Sequence[str | Path] = (), anomaly: Sequence[str | Path] = (),
+                 skip_bad: bool = False, progress: bool = False) -> Detector:
+        """An operator's word on recordings of a known machine: `normal` ones (false alarms) join its normal
+        references and refit it; `anomaly` ones (confirmed faults) are kept as labelled clips
+        (`confirmed_anomalies`) and change nothing else. Returns the updated detector, committed as `enroll` is."""
+        if self.directory is None:
+            updated, update = enrollment.add_feedback(self, machine, normal=list(normal), anomaly=list(anomaly),
+                                                      skip_bad=skip_bad, progress=progress)
+            updated.last_update = update
+            return updated
+        return self._reloaded(enrollment.feedback(self.directory, machine, list(normal), anomaly=list(anomaly),
+                                                  skip_bad=skip_bad, progress=progress))
+
+    def undo(self, machine: str, *, undo_enrolment: bool = False) -> Detector:
+        """Roll the detector's folder back by one update, which must be of `machine` (an enrolment only with
+        `undo_enrolment`); returns the detector as it is now. Only a detector in a folder has versions to undo."""
+        return self._reloaded(enrollment.undo(self._folder("undo"), machine, undo_enrolment=undo_enrolment))
+
+    def redo(self, machine: str) -> Detector:
+        """Re-apply the update of `machine` undone last, if no update came since; returns the detector as it is now."""
+        return self._reloaded(enrollment.redo(self._folder("redo"), machine))
+
+    def _folder(self, what: str) -> Path:
+        if self.directory is None:
+            raise SsadError(f"{what} needs a detector saved in a folder (its versions live there): save() or "
+                            "load() it first")
+        return self.directory
+
+    def _reloaded(self, update: Any) -> Detector:
+        """This detector's folder as it is after `update` (an `Update` or a `Rollback`), loaded as this one was."""
+        fresh = type(self).load(self.directory, **self._load_options)
+        fresh.last_update = update
+        return fresh

@@ -14,6 +14,7 @@ from ssad.core.tracking import wandb_mode, wandb_project
 from ssad.data.clips import Clip, is_synthetic_class, machine_type_of
 from ssad.data.layout import index_root, select
 from ssad.detector import Detector, clip_key, clip_outputs
+from ssad.detector.store import has_updates
 from ssad.evaluation.metrics import ResultRow
 from ssad.evaluation.plots import plot_tsne_pair, safe_name
 from ssad.evaluation.report import write_evaluation
@@ -105,7 +106,8 @@ def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers:
     tables show what the model adds; it is not part of the saved detector.
 
     `out` receives results.csv/.md, scores.csv, thresholds.json, the challenge's per-scorer files,
-    plots/ (ROC, histograms, t-SNE) and detector/ (the fitted detector, for `ssad score`). Only the machine
+    plots/ (ROC, histograms, t-SNE) and detector/ (the fitted detector, for `ssad score`; one already there is
+    replaced, and kept in detector/replaced/<time>/ when it was updated by enrolment or feedback). Only the machine
     types the model was trained on are evaluated, unless `machine_types` names others.
     """
     out = Path(out)
@@ -142,7 +144,8 @@ def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers:
                             directions={name: getattr(s, "leading_by_id_", {}) for name, s in detector.scorers.items()})
     if plots and "embedding" in test_outputs:
         _tsne_plots(test, test_raw, test_outputs["embedding"], out)
-    detector.save(out / "detector")
+    # a re-run replaces the detector of the run before; one a user enrolled into or gave feedback is kept whole
+    detector.save(out / "detector", replace=True, keep_replaced=has_updates(out / "detector"))
     _log_to_wandb(out, rows, run)
     print((out / "results.md").read_text())
     return rows

@@ -2,7 +2,8 @@
 
 Every source yields `Chunk`s (mono float32 at the detector's rate, tagged with their stream and machine) and
 `None` whenever nothing more is ready right now, which tells the monitor to score what it holds. Malformed
-input is reported on stderr and skipped; it never stops a source.
+input in a stream of many parts (a file of a watched folder, a message) is reported on stderr and skipped; it never
+stops such a source. A single file that cannot be read is the whole source: it stops with its name and the reason.
 """
 
 from __future__ import annotations
@@ -64,11 +65,14 @@ def pcm_bytes_to_float(data: bytes) -> np.ndarray:
 
 
 def _file_chunks(path: Path, machine: str, sample_rate: int, block: int, realtime: bool,
-                 note: str = "") -> Iterator[Chunk]:
-    """One audio file as a stream of chunks of `block` samples; a bad file is reported (with `note`) and gives nothing."""
+                 note: str | None = None) -> Iterator[Chunk]:
+    """One audio file as a stream of chunks of `block` samples. A bad file raises BadInputError naming it, or, given
+    a `note` (one file of many, as in a watched folder), is reported with it and gives nothing."""
     try:
         wave, info = load_clip(path, sample_rate=sample_rate)
     except BadInputError as error:
+        if note is None:
+            raise BadInputError(error.problems, header="the source cannot be read, nothing was scored") from None
         for where, why in error.problems:
             log.warning("skipped %s: %s%s", where, why, note)
         return
@@ -81,7 +85,10 @@ def _file_chunks(path: Path, machine: str, sample_rate: int, block: int, realtim
 
 
 class FileSource:
-    """A WAV (or FLAC) file played as one stream, as fast as it can be scored or, with `realtime`, at 1x."""
+    """A WAV (or FLAC) file played as one stream, as fast as it can be scored or, with `realtime`, at 1x.
+
+    A file that cannot be read raises BadInputError naming it when iterated.
+    """
 
     def __init__(self, path: str | Path, machine: str, sample_rate: int, *, block_seconds: float = 1.0,
                  realtime: bool = False) -> None:

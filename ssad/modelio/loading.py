@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ssad.core.errors import SsadError
+from ssad.core.runtime import configure_runtime
 from ssad.features import LogMel, sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
 from ssad.models.checkpoint import read_checkpoint, resolve_checkpoint
@@ -88,6 +89,7 @@ class LoadedModel:
     """
 
     def __init__(self, module: SsadModule, metadata: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        configure_runtime()  # threads and allocator as the `ssad` command sets them, once per process
         self.module = module.eval()
         self.metadata = metadata
         self.log_mel = LogMel(**metadata["feature_params"])

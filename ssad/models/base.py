@@ -8,6 +8,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from ssad.models.checkpoint import TRAINING_KEY
+
 __all__ = ["SsadModule", "CHECKPOINT_KEY", "mean_and_spread"]
 
 #: Key under which a checkpoint stores what `ssad.load` needs beside the weights and hyper-parameters.
@@ -88,6 +90,8 @@ class SsadModule(L.LightningModule):
             "output_names": list(self.output_names),
             **self.extra_metadata(),
         }
+        if self._trainer is not None:  # what the run was to train, so that loading it can tell a stopped one
+            checkpoint[TRAINING_KEY] = {"max_epochs": self.trainer.max_epochs, "max_steps": self.trainer.max_steps}
 
 
 def mean_and_spread(values: Tensor) -> Tensor:

@@ -1,7 +1,9 @@
-"""Lightning checkpoints, found in a run folder and read without unpickling: what fine-tuning and loading start from."""
+"""Lightning checkpoints, found in a run folder and read without unpickling: what fine-tuning and loading start from;
+and whether the run that wrote them finished."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,13 @@ import torch
 
 from ssad.core.errors import SsadError
 
-__all__ = ["read_checkpoint", "resolve_checkpoint"]
+__all__ = ["TRAINING_KEY", "read_checkpoint", "resolve_checkpoint", "training_progress", "warn_if_unfinished"]
+
+log = logging.getLogger("ssad")
+
+#: what a checkpoint records of the training that wrote it (`SsadModule.on_save_checkpoint`): the epochs and steps
+#: it was to run, so that a run stopped early can be told from a finished one
+TRAINING_KEY = "ssad_training"
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
@@ -37,3 +45,60 @@ def read_checkpoint(source: str | Path) -> dict[str, Any]:
     except Exception as error:  # torch raises UnpicklingError and friends with long messages
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SsadError(f"{path}: not a loadable ssad checkpoint ({first})") from None
+
+
+def _run_config(run: Path) -> Path | None:
+    """The newest config.yaml `ssad fit` saved in a run folder (the logger's, not wandb's own)."""
+    found = [p for p in run.rglob("config.yaml") if "wandb" not in p.relative_to(run).parts]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _planned(checkpoint: dict[str, Any], run: Path) -> tuple[int | None, int | None]:
+    """The epochs and steps the run was to train: from the checkpoint, else from the config it saved."""
+    recorded = checkpoint.get(TRAINING_KEY) or {}
+    if recorded:
+        return recorded.get("max_epochs"), recorded.get("max_steps")
+    config = _run_config(run)
+    if config is None:
+        return None, None
+    try:
+        import yaml
+
+        trainer = (yaml.safe_load(config.read_text()) or {}).get("trainer") or {}
+    except (OSError, ValueError):
+        return None, None
+    return trainer.get("max_epochs"), trainer.get("max_steps")
+
+
+def training_progress(source: str | Path) -> tuple[int, int] | None:
+    """(epochs done, epochs planned) of an unfinished run, judged by its latest checkpoint (`last.ckpt`); None for a
+    finished run or when the checkpoints do not say."""
+    chosen = resolve_checkpoint(source)
+    latest = chosen.parent / "last.ckpt" if (chosen.parent / "last.ckpt").is_file() else chosen
+    run = chosen.parent.parent if chosen.parent.name == "checkpoints" else chosen.parent
+    try:
+        checkpoint = torch.load(latest, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # an unreadable checkpoint is reported by whoever reads it for its weights
+        return None
+    epochs, steps = _planned(checkpoint, run)
+    done = int(checkpoint.get("epoch", -1)) + 1
+    if not isinstance(epochs, int) or epochs <= 0 or done >= epochs:
+        return None
+    if isinstance(steps, int) and steps > 0 and int(checkpoint.get("global_step", 0)) >= steps:
+        return None  # stopped by its step budget, as planned
+    return done, epochs
+
+
+def warn_if_unfinished(source: str | Path) -> None:
+    """Log a warning when the run `source` belongs to stopped before its planned epochs, saying how to resume it."""
+    progress = training_progress(source)
+    if progress is None:
+        return
+    done, planned = progress
+    chosen = resolve_checkpoint(source)
+    run = chosen.parent.parent if chosen.parent.name == "checkpoints" else chosen.parent
+    config = _run_config(run)
+    resume = (f"ssad fit --config {config} --ckpt_path last" if config else
+              "the same `ssad fit` command with --ckpt_path last")
+    log.warning("%s: its training stopped after %d of %d epochs (interrupted?); using %s as it is. To finish "
+                "training it: %s", run, done, planned, chosen.name, resume)

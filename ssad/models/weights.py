@@ -21,7 +21,7 @@ from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.core.jsonable import jsonable
 from ssad.models.base import CHECKPOINT_KEY
-from ssad.models.checkpoint import read_checkpoint
+from ssad.models.checkpoint import read_checkpoint, warn_if_unfinished
 
 __all__ = [
     "ENCODER_FILES",
@@ -154,5 +154,6 @@ def read_weights(source: str | Path) -> dict[str, Any]:
         return read_model_files(path)
     if (path / ENCODER_FILES[0]).is_file():
         return read_pretrained(path)
+    warn_if_unfinished(path)
     return read_checkpoint(path)
 
