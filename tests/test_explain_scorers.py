@@ -80,15 +80,18 @@ def test_a_classifiers_detector_explains_with_every_scorer(classifier_detector: 
         _explains_as_it_scores(classifier_detector, clip, "fan/id_00", ALL_SCORERS)
 
 
-def _turning_anomalous(clips: list[str], out: Path) -> Path:
-    """The clips one after another, then again with a loud 1-kHz tone added: a machine that goes wrong mid-stream."""
+def _turning_anomalous(clips: list[str], out: Path) -> tuple[Path, Path]:
+    """The clips one after another, then again with a loud 1-kHz tone added: a machine that goes wrong mid-stream;
+    and the faulty half alone beside it (`out` with `_fault` in its name)."""
     waves = [sf.read(c, dtype="float32")[0] for c in clips]
     rate = sf.info(clips[0]).samplerate
     normal = np.concatenate(waves)
     t = np.arange(len(normal)) / rate
     tone = 4.0 * float(np.sqrt(np.mean(normal**2))) * np.sin(2 * np.pi * 1000.0 * t)
     sf.write(out, np.concatenate([normal, normal + tone]).astype(np.float32), rate)
-    return out
+    fault = out.with_name(f"{out.stem}_fault.wav")
+    sf.write(fault, (normal + tone).astype(np.float32), rate)
+    return out, fault
 
 
 @shipped
@@ -98,16 +101,16 @@ def test_explain_and_monitor_commands_on_the_shipped_encoders_detector(tiny_root
     for args in (["detector", "--pretrained", "--out", str(folder)],
                  ["enroll", "--detector", str(folder), "--machine", MACHINE, "--quiet", *_clips(tiny_root)[:5]]):
         subprocess.run([*SSAD, *args], check=True, capture_output=True)
-    stream = _turning_anomalous(_clips(tiny_root), tmp_path / "stream.wav")
+    stream, fault = _turning_anomalous(_clips(tiny_root), tmp_path / "stream.wav")
 
     picture = tmp_path / "why.png"
     done = subprocess.run([*SSAD, "explain", "--detector", str(folder), "--machine", MACHINE, "--json", "--plot",
-                           str(picture), str(stream)], capture_output=True, text=True)
+                           str(picture), str(fault)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (item,) = json.loads(done.stdout)
     assert item["scorer"] == "ensemble" and item["decision"] == 1 and item["kind"] and item["summary"]
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    scored = subprocess.run([*SSAD, "score", "--detector", str(folder), "--machine", MACHINE, "--json", str(stream)],
+    scored = subprocess.run([*SSAD, "score", "--detector", str(folder), "--machine", MACHINE, "--json", str(fault)],
                             check=True, capture_output=True, text=True)
     assert item["score"] == json.loads(scored.stdout)[0]["score"]
 

@@ -6,7 +6,9 @@ clips (`ssad.scoring.held_out`). What the files say about their recordings, in o
 1. **gaps in the numbers of their names**: ``rec_100 .. rec_104, rec_200 ..`` are two recordings (fault3's pieces);
 2. **gaps in their file times** of an hour or more: recording days, when the files kept their times;
 3. otherwise **contiguous blocks of the file order** (names that count up or carry a timestamp are in recording
-   order), `BLOCKS` of them, none smaller than `MIN_GROUP_CLIPS` clips.
+   order), `BLOCKS` of them, none smaller than `MIN_BLOCK_CLIPS` clips: a machine of fewer than twice that is one
+   group, and its clips are held out one at a time (a fold of a few clips left would be a poorer fit than a clip
+   held out, and blocks of file order are a guess at recordings, not a record of them).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BLOCKS", "MIN_GROUP_CLIPS", "TIME_GAP_S", "blocks", "groups_by_machine", "recording_groups"]
+__all__ = ["BLOCKS", "MIN_BLOCK_CLIPS", "MIN_GROUP_CLIPS", "TIME_GAP_S", "blocks", "groups_by_machine", "recording_groups"]
 
 #: contiguous blocks of the file order when neither names nor times tell the recordings apart
 BLOCKS = 5
 #: fewest clips a group should hold on average: groups of single clips would be clips held out, not recordings
 MIN_GROUP_CLIPS = 2
+#: fewest clips a block of the file order holds
+MIN_BLOCK_CLIPS = 4
 #: a pause between two files' times (modification times) this long starts a new recording
 TIME_GAP_S = 3600.0
 
@@ -30,8 +34,9 @@ _NUMBER = re.compile(r"\d+")
 
 
 def blocks(n: int, count: int = BLOCKS) -> np.ndarray:
-    """Group labels of `n` clips in `count` contiguous blocks of (nearly) equal size, fewer when `n` is small."""
-    count = max(1, min(count, n // MIN_GROUP_CLIPS))
+    """Group labels of `n` clips in `count` contiguous blocks of (nearly) equal size, fewer when `n` is small (none
+    under `MIN_BLOCK_CLIPS` clips)."""
+    count = max(1, min(count, n // MIN_BLOCK_CLIPS))
     return (np.arange(n) * count // max(n, 1)).astype(np.int64)
 
 

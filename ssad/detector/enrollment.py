@@ -79,7 +79,8 @@ class Update:
         rate = f" aiming at {self.false_alarm_rate:.3g} false alarms" if self.false_alarm_rate is not None else ""
         refit = f"{self.machine}: {self.references} normal reference clips, thresholds {limits}{rate}{skipped}"
         if self.action == "enroll":
-            shift = f"\n{self.machine}: {self.shift.format()}" if self.shift is not None else ""
+            shown = self.shift is not None and self.shift.recordings >= 2
+            shift = f"\n{self.machine}: {self.shift.format()}" if shown else ""
             return f"enrolled {refit}{version}{shift}"
         if self.action == "calibrate":
             return f"calibrated {self.machine} on {len(self.files)} site recording(s): thresholds {limits}{rate}{version}"

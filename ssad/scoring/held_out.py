@@ -15,10 +15,13 @@ import numpy as np
 
 from ssad.scoring.base import Scorer, check_ids
 
-__all__ = ["MAX_FOLDS", "held_out_scores", "rows_of"]
+__all__ = ["MAX_FOLDS", "MIN_KEPT", "held_out_scores", "rows_of"]
 
 #: most fits one held-out pass makes: a machine's groups beyond this many share folds
 MAX_FOLDS = 10
+#: fewest clips of a machine a held-out fold must keep: with fewer, the machine's clips are held out one at a time
+#: (its scorer's own training scores), since a fit on two or three clips scores far worse than a later recording
+MIN_KEPT = 4
 
 
 def rows_of(X: Any, index: np.ndarray) -> Any:
@@ -29,13 +32,14 @@ def rows_of(X: Any, index: np.ndarray) -> Any:
 
 
 def _folds(ids: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Each clip's fold: its group's rank within its machine, modulo the folds; -1 for a machine of one group."""
+    """Each clip's fold: its group's rank within its machine, modulo the folds; -1 for a machine of one group, or
+    whose folds would keep fewer than `MIN_KEPT` of its clips."""
     folds = np.full(len(ids), -1, dtype=np.int64)
     for machine in np.unique(ids):
         rows = np.flatnonzero(ids == machine)
-        ranks = np.unique(groups[rows], return_inverse=True)[1]
-        if ranks.max() > 0:
-            folds[rows] = ranks % MAX_FOLDS
+        ranks = np.unique(groups[rows], return_inverse=True)[1] % MAX_FOLDS
+        if ranks.max() > 0 and len(rows) - np.bincount(ranks).max() >= MIN_KEPT:
+            folds[rows] = ranks
     return folds
 
 

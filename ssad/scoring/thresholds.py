@@ -177,9 +177,9 @@ def recording_shift(scores: Any, groups: Any) -> RecordingShift:
     """`RecordingShift` of one machine's held-out normal scores and their recording groups."""
     scores, groups = np.asarray(scores, dtype=np.float64), np.asarray(groups)
     labels, inverse = np.unique(groups, return_inverse=True)
-    if len(labels) < 2 or len(scores) <= len(labels):
-        return RecordingShift(len(labels), 0.0, 1.0)
     sizes = np.bincount(inverse)
+    if len(labels) < 2 or sizes.min() < 2:  # recordings of one clip cannot show a spread within them
+        return RecordingShift(len(labels), 0.0, 1.0)
     means = np.bincount(inverse, weights=scores) / sizes
     within = float(np.sum((scores - means[inverse]) ** 2)) / (len(scores) - len(labels))
     between = float(np.sum(sizes * (means - scores.mean()) ** 2)) / (len(labels) - 1)
