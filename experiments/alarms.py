@@ -43,6 +43,8 @@ FIELDS = ["set", "path", "machine", "stage", "method", "target", "normal", "fals
 REAL_SETS = ("lathe_vmc", "fault3", "mimii_mini")
 TRAINED, SHIPPED = "trained", "shipped encoder"
 BEFORE = "before"
+#: the threshold ssad sets (its default method, and on a trained run the clips the network never trained on)
+SSAD = "ssad"
 #: share of a machine's test normals (first in file order) that the learning period hears
 LEARN_SHARE = 0.2
 
@@ -100,7 +102,8 @@ def thresholds_by_method(threshold, machine: str, train_scores: np.ndarray, rate
     from ssad.scoring.thresholds import METHODS, threshold_at
 
     scores, groups = threshold.normal_scores_[machine], threshold.groups_[machine]
-    out = {method: threshold_at(scores, groups, rate, method)[0] for method in METHODS}
+    out = {SSAD: threshold.threshold_[machine]}
+    out |= {method: threshold_at(scores, groups, rate, method)[0] for method in METHODS}
     out[BEFORE] = threshold_at(train_scores, np.arange(len(train_scores)), 0.1, "gamma")[0]
     return out
 
@@ -109,14 +112,12 @@ def calibrated_by_method(threshold, machine: str, site: np.ndarray, rate: float)
     """The machine's threshold under each method after a learning period on `site` scores."""
     from ssad.scoring.thresholds import METHODS, AlarmThreshold
 
-    out = {}
+    out = {SSAD: threshold.calibrated(machine, site).threshold_[machine]}
     for method in METHODS:
         fresh = AlarmThreshold(rate, threshold.scorer, method)
         fresh.fit(threshold.normal_scores_[machine], [machine] * len(threshold.normal_scores_[machine]),
                   threshold.groups_[machine])
         out[method] = fresh.calibrated(machine, site, anchored=False).threshold_[machine]
-        if method == "predictive":
-            out["site"] = fresh.calibrated(machine, site, anchored=True).threshold_[machine]
     return out
 
 
@@ -129,14 +130,16 @@ def _fit_shipped(encoder, machine: str, outputs: dict[str, np.ndarray], groups: 
     return refit_machine(empty, machine, outputs, groups)[0]
 
 
-def _fit_trained(model, ids: list[str], outputs: dict[str, np.ndarray], groups: np.ndarray, rate: float):
+def _fit_trained(model, ids: list[str], outputs: dict[str, np.ndarray], groups: np.ndarray, rate: float,
+                 unseen: np.ndarray | None):
     from ssad.detector import Detector
 
-    return Detector.from_outputs(model, outputs, ids, false_alarm_rate=rate, groups=groups)
+    return Detector.from_outputs(model, outputs, ids, false_alarm_rate=rate, groups=groups, unseen=unseen)
 
 
-def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: float) -> list[dict]:
-    """Every stage and method for every machine of one set on one path."""
+def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: float,
+                 unseen: set[str] | None = None) -> list[dict]:
+    """Every stage and method for every machine of one set on one path (`unseen`: a trained run's validation clips)."""
     from ssad.data.recordings import groups_by_machine
     from ssad.scoring import select_input
 
@@ -149,14 +152,18 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
                         for part, files in (("train", m.train), ("normal", m.normal), ("anomalous", m.anomalous))}
     rows = []
 
-    def detectors(train_of: dict[str, np.ndarray]):
+    unseen_of = {m.name: np.array([str(Path(p).resolve()) in (unseen or ()) for p in m.train]) for m in machines}
+
+    def detectors(train_of: dict[str, tuple], rows_of: dict[str, np.ndarray] | None = None):
         """machine -> fitted detector (one per machine on the shipped path, one for the set when trained)."""
         if path == SHIPPED:
             return {m: _fit_shipped(model, m, train_of[m][0], train_of[m][1], rate) for m in train_of}
         ids = [m for m in train_of for _ in range(len(train_of[m][1]))]
         outputs = {k: np.concatenate([train_of[m][0][k] for m in train_of]) for k in next(iter(train_of.values()))[0]}
         groups = np.concatenate([train_of[m][1] for m in train_of])
-        detector = _fit_trained(model, ids, outputs, groups, rate)
+        mask = (np.concatenate([unseen_of[m][rows_of[m]] if rows_of else unseen_of[m] for m in train_of])
+                if unseen else None)
+        detector = _fit_trained(model, ids, outputs, groups, rate, mask)
         return dict.fromkeys(train_of, detector)
 
     def record(machine: str, stage: str, thresholds: dict[str, float], normal: np.ndarray, anomalous: np.ndarray,
@@ -188,7 +195,7 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
         record(m.name, "learned", calibrated_by_method(threshold, m.name, normal[:cut], rate), normal[cut:],
                anomalous, shift)
     # dev: each machine's last recordings held out from its training normals (and the ones before them as the site)
-    early, site, late = {}, {}, {}
+    early, site, late, kept = {}, {}, {}, {}
     for m in machines:
         labels = np.unique(groups[m.name])
         if len(labels) < 3:
@@ -196,10 +203,11 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
         k = max(1, round(LEARN_SHARE * len(labels)))
         last = np.isin(groups[m.name], labels[-k:])
         before = np.isin(groups[m.name], labels[-2 * k:-k])
-        early[m.name] = (_rows(data[m.name]["train"], np.flatnonzero(~last & ~before)), groups[m.name][~last & ~before])
+        kept[m.name] = np.flatnonzero(~last & ~before)
+        early[m.name] = (_rows(data[m.name]["train"], kept[m.name]), groups[m.name][kept[m.name]])
         site[m.name], late[m.name] = np.flatnonzero(before), np.flatnonzero(last)
     if early:
-        fitted = detectors(early)
+        fitted = detectors(early, kept)
         for machine, index in late.items():
             detector = fitted[machine]
             scorer = detector.scorers[detector.default_scorer]
@@ -230,7 +238,7 @@ def markdown(rows: list[dict], rate: float, seconds: float, default: str) -> str
     """alarms.md: per set, path, stage and method the observed false alarms and recall, machines and pooled."""
     from ssad.scoring.thresholds import METHODS
 
-    methods = [*METHODS, "site", BEFORE]
+    methods = [SSAD, *METHODS, BEFORE]
     lines = ["# Alarms: the stated false-alarm rate against what later recordings raise", "",
              f"`python experiments/alarms.py` ({seconds / 60:.0f} min on this machine). Target: **{rate:g}** false "
              f"alarms. The default method is **{default}**; *before* is the rule ssad had (the 0.9 point of a gamma "
@@ -283,18 +291,21 @@ def main(argv: list[str] | None = None) -> int:
     sets = [(s, args.real_dev / s) for s in REAL_SETS if args.real_dev and (args.real_dev / s).is_dir()]
     sets += [(f"synthetic {root.name}", root) for root in args.synthetic]
     runs = dict(spec.split("=", 1) for spec in args.trained)
+    from ssad.models.checkpoint import unseen_clips
     start, rows = time.time(), []
     encoder = load_pretrained() if SHIPPED in args.paths else None
     for set_name, root in sets:
         for path in args.paths:
+            unseen = None
             if path == SHIPPED:
                 model = encoder
             elif set_name.removeprefix("synthetic ") in runs or set_name in runs:
-                model = load(runs.get(set_name, runs.get(set_name.removeprefix("synthetic "))))
+                run = runs.get(set_name, runs.get(set_name.removeprefix("synthetic ")))
+                model, unseen = load(run), unseen_clips(run)
             else:
                 print(f"{set_name}: no --trained run, trained path skipped", file=sys.stderr)
                 continue
-            rows += evaluate_set(set_name, root, path, model, args.work, args.rate)
+            rows += evaluate_set(set_name, root, path, model, args.work, args.rate, unseen)
             print(f"{set_name} / {path}: done ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "alarms.csv").open("w", newline="") as f:

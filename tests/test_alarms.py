@@ -197,3 +197,33 @@ def test_monitor_learns_then_arms_and_keeps_the_threshold(tmp_path: Path) -> Non
     assert not any(line["alert"] for line in lines if 8.0 <= line["start"] < 11.0)  # the site's normal sound
     record = json.loads((det / "versions" / "0002" / "version.json").read_text())
     assert record["action"] == "calibrate" and record["files"] == ["ssad monitor --learn"]
+
+
+def test_clips_the_model_never_trained_on_set_the_margin() -> None:
+    """A model knows its training clips better than a new recording: its validation clips show by how much."""
+    rng = np.random.default_rng(5)
+    machines = [f"m{k}" for k in range(6)]
+    seen = rng.normal(0.0, 1.0, size=(6, 40))
+    unseen = rng.normal(1.5, 1.3, size=(6, 4))  # what a new recording scores: higher and wider
+    scores = np.concatenate([np.r_[s, u] for s, u in zip(seen, unseen, strict=True)])
+    ids = np.repeat(machines, 44)
+    mask = np.tile(np.r_[np.zeros(40, bool), np.ones(4, bool)], 6)
+    groups = np.tile(np.r_[np.arange(40) // 8, np.full(4, 5)], 6)
+    plain = AlarmThreshold(0.05).fit(scores[~mask], ids[~mask], groups[~mask])
+    aware = AlarmThreshold(0.05).fit(scores, ids, groups, unseen=mask)
+    fresh = rng.normal(1.5, 1.3, size=20000)
+    flagged = {name: [np.mean(fresh > t.threshold_[m]) for m in machines] for name, t in (("plain", plain), ("aware", aware))}
+    assert np.mean(flagged["plain"]) > 0.3  # from the seen clips alone: far more alarms than promised
+    assert np.mean(flagged["aware"]) == pytest.approx(0.05, abs=0.035)  # 24 unseen clips: about the promise
+    assert "never trained on" in aware.how_["m0"]
+    few = AlarmThreshold(0.05).fit(scores, ids, groups, unseen=mask & (ids == "m0"))  # 4 unseen clips: too few
+    assert few.threshold_["m0"] == pytest.approx(AlarmThreshold(0.05).fit(scores, ids, groups).threshold_["m0"])
+
+
+def test_a_run_records_the_clips_its_network_never_trained_on(tiny_run: Path, tiny_root: Path) -> None:
+    from ssad.models.checkpoint import unseen_clips
+
+    held = unseen_clips(tiny_run)
+    train = {str(p.resolve()) for p in tiny_root.glob("*/train/*.wav")}
+    assert held and held < train  # configs/tiny.yaml holds out 20 % of each machine's clips
+    assert unseen_clips(tiny_root) is None

@@ -30,6 +30,7 @@ from ssad.detector.state import (
 from ssad.detector.store import POINTER_FILE, VERSIONS_DIR, describe_detector, write_detector
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile
 from ssad.modelio import ClipInput, LoadedModel, load, save_model_files
+from ssad.models.checkpoint import unseen_clips
 from ssad.models.weights import MODEL_FILES, UNIT_CLASSES
 from ssad.scoring import Scorer, make_scorer, select_input
 from ssad.scoring.held_out import held_out_scores
@@ -174,18 +175,20 @@ class Detector(DetectorState):
     @classmethod
     def from_outputs(cls, model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str], *,
                      scorers: Sequence[str] | None = None, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
-                     clip_seconds: float | None = None, groups: Sequence[int] | None = None) -> Detector:
+                     clip_seconds: float | None = None, groups: Sequence[int] | None = None,
+                     unseen: Sequence[bool] | None = None) -> Detector:
         """Fit scorers and thresholds on already computed training outputs (in file order per machine).
 
         Each threshold aims at `false_alarm_rate` on later recordings: it is set from the clips' scores with their
-        recording group held out (`groups`, a label per clip; default: contiguous blocks of each machine's clips).
+        recording group held out (`groups`, a label per clip; default: contiguous blocks of each machine's clips),
+        and from how far the clips the network never trained on (`unseen`, a run's validation clips) sit above.
         """
         fitted = fit_scorers(model, outputs, ids, scorers)
         groups = np.asarray(groups) if groups is not None else groups_by_machine(None, ids)
         thresholds = {}
         for name, scorer in fitted.items():
             held_out = held_out_scores(scorer, select_input(scorer, outputs), ids, groups)
-            thresholds[name] = AlarmThreshold(false_alarm_rate, name).fit(held_out, list(ids), groups)
+            thresholds[name] = AlarmThreshold(false_alarm_rate, name).fit(held_out, list(ids), groups, unseen)
         references = References({k: np.asarray(v) for k, v in outputs.items()}, np.asarray(ids, dtype=str), groups)
         return cls(model, fitted, thresholds, references=references, clip_seconds=clip_seconds,
                    normal_bands=BandProfile.from_outputs(dict(outputs), ids))
@@ -203,18 +206,21 @@ class Detector(DetectorState):
         if not clips:
             raise SsadError(f"{train_root}: no normal training clips to fit the detector on")
         return cls.from_clips(model, clips, scorers=scorers, false_alarm_rate=false_alarm_rate, cache_dir=cache_dir,
+                              unseen=unseen_clips(run),
                               progress=progress)
 
     @classmethod
     def from_clips(cls, model: LoadedModel, clips: Sequence[Clip], *, scorers: Sequence[str] | None = None,
                    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, cache_dir: str | Path | None = None,
-                   progress: bool = False) -> Detector:
-        """Fit on these normal training clips (their outputs stay in the detector's `references`)."""
+                   progress: bool = False, unseen: set[str] | None = None) -> Detector:
+        """Fit on these normal training clips (their outputs stay in the detector's `references`); `unseen`: the
+        resolved paths of those the network never trained on (`ssad.models.checkpoint.unseen_clips`)."""
         outputs = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
         ids = [clip_key(c) for c in clips]
+        mask = None if unseen is None else [str(Path(c.path).resolve()) in unseen for c in clips]
         return cls.from_outputs(model, outputs, ids, scorers=scorers, false_alarm_rate=false_alarm_rate,
                                 clip_seconds=typical_seconds([c.path for c in clips]),
-                                groups=groups_by_machine([c.path for c in clips], ids))
+                                groups=groups_by_machine([c.path for c in clips], ids), unseen=mask)
 
     def resolve_machine(self, name: str) -> str:
         """The machine `name` means: itself when known, else the only machine of that type (`press` for `press/id_00`)."""

@@ -14,7 +14,7 @@ from ssad.evaluation.plots import plot_histograms, plot_roc, safe_name
 from ssad.evaluation.table import ScoreTable
 from ssad.scoring.thresholds import DEFAULT_FALSE_ALARM_RATE, AlarmThreshold, save_thresholds
 
-__all__ = ["covariance_notes", "write_evaluation", "thin_id_notes"]
+__all__ = ["alarm_notes", "covariance_notes", "write_evaluation", "thin_id_notes"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def write_evaluation(
     ScoreTable.concat([train, test]).to_csv(out_dir / "scores.csv")
     rows = evaluate(test, decisions=decisions, max_fpr=max_fpr)
     write_results(rows, out_dir)
-    notes = (covariance_notes(covariances or {}) + direction_notes(directions or {})
+    notes = (alarm_notes(fitted) + covariance_notes(covariances or {}) + direction_notes(directions or {})
              + thin_id_notes(train, fallbacks or {}, fitted))
     if notes:
         with open(out_dir / "results.md", "a", encoding="utf-8") as md:
@@ -80,6 +80,23 @@ def write_evaluation(
         plot_histograms(test, fitted, out_dir / "plots")
     logger.info("evaluation of %d scorer(s) written to %s", len(scorers), out_dir)
     return rows
+
+
+def alarm_notes(thresholds: Mapping[str, AlarmThreshold]) -> list[str]:
+    """Markdown lines: the false-alarm rate the thresholds aim at, and the machines whose recordings shift."""
+    rates = sorted({t.rate_of(m) for t in thresholds.values() for m in t.threshold_})
+    lines = ["## Decisions", "",
+             f"Each machine's threshold aims at {' / '.join(f'{r:g}' for r in rates)} false alarms on recordings made "
+             "later (set from its training clips' scores with each recording held out); *false alarms* and *recall* "
+             "above are the shares of normal and anomalous test clips over it.", ""]
+    shifting = sorted({(m, t.shift_of(m)) for t in thresholds.values() for m in t.threshold_ if t.shift_of(m).shifting},
+                      key=lambda item: item[0])
+    seen: set[str] = set()
+    for machine, shift in shifting:
+        if machine not in seen:
+            seen.add(machine)
+            lines.append(f"- {machine}: {shift.format()}")
+    return lines + ([""] if seen else [])
 
 
 def covariance_notes(covariances: Mapping[str, Mapping[str, Mapping[str, object]]]) -> list[str]:

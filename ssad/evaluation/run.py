@@ -21,6 +21,7 @@ from ssad.evaluation.report import write_evaluation
 from ssad.evaluation.table import ScoreTable, ensemble_tables
 from ssad.modelio import LoadedModel, load
 from ssad.modelio.loading import SPECTRUM
+from ssad.models.checkpoint import unseen_clips
 from ssad.scoring import SpectrumScorer, select_input
 from ssad.scoring.held_out import held_out_scores
 from ssad.scoring.thresholds import DEFAULT_FALSE_ALARM_RATE, AlarmThreshold
@@ -120,7 +121,7 @@ def evaluate_run(run: str | Path, data: str | Path, out: str | Path, *, scorers:
         raise SsadError(f"{data}: needs normal training clips and test clips (found {len(train)} and {len(test)})")
     cache = cache_dir or default_cache_dir()
     detector = Detector.from_clips(model, train, scorers=scorers, false_alarm_rate=false_alarm_rate, cache_dir=cache,
-                                   progress=progress)
+                                   progress=progress, unseen=unseen_clips(run))
     test_outputs = clip_outputs(model, [c.path for c in test], cache_dir=cache, progress=progress)
     train_table = _train_table(detector, train)
     test_table = _test_table(detector, test, test_outputs)

@@ -11,7 +11,8 @@ import torch
 
 from ssad.core.errors import SsadError
 
-__all__ = ["TRAINING_KEY", "read_checkpoint", "resolve_checkpoint", "training_progress", "warn_if_unfinished"]
+__all__ = ["TRAINING_KEY", "read_checkpoint", "resolve_checkpoint", "training_progress", "unseen_clips",
+           "warn_if_unfinished"]
 
 log = logging.getLogger("ssad")
 
@@ -102,3 +103,20 @@ def warn_if_unfinished(source: str | Path) -> None:
               "the same `ssad fit` command with --ckpt_path last")
     log.warning("%s: its training stopped after %d of %d epochs (interrupted?); using %s as it is. To finish "
                 "training it: %s", run, done, planned, chosen.name, resume)
+
+
+def unseen_clips(source: str | Path) -> set[str] | None:
+    """The training clips a run held out for validation, which its network never trained on (resolved paths), as
+    its data module recorded them in the checkpoint; None for anything else (a detector's model, the shipped
+    encoder, a run that did not record them)."""
+    path = Path(source)
+    if not (path.is_dir() or path.suffix == ".ckpt"):
+        return None
+    try:
+        checkpoint = torch.load(resolve_checkpoint(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # no checkpoint here, or an unreadable one: whoever reads its weights reports it
+        return None
+    for value in checkpoint.values():
+        if isinstance(value, dict) and isinstance(value.get("validation_clips"), list):
+            return {str(p) for p in value["validation_clips"]}
+    return None

@@ -33,7 +33,7 @@ from ssad.core.atomic import write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.scoring.base import THIN_CLIPS, check_ids, check_known_ids, group_indices
 
-__all__ = ["DEFAULT_FALSE_ALARM_RATE", "METHODS", "SHIFT_P", "AlarmThreshold", "RecordingShift", "check_rate",
+__all__ = ["DEFAULT_FALSE_ALARM_RATE", "METHODS", "MIN_UNSEEN", "SHIFT_P", "AlarmThreshold", "RecordingShift", "check_rate",
            "load_thresholds", "recording_shift", "save_thresholds", "threshold_at"]
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ METHODS = ("predictive", "gamma", "quantile")
 #: a machine's held-out normal scores differ between its recordings when a one-way ANOVA says so at this p-value
 #: (3 recordings or more): lathe and VMC 1e-32 and 1e-65, fault3's machines and the MIMII machine 0.05-0.4
 SHIFT_P = 1e-3
+#: clips a model never trained on (over all machines) that a threshold needs before it learns from them
+MIN_UNSEEN = 10
 _MIN_FIT = 5
 _NAN = float("nan")
 
@@ -235,10 +237,47 @@ class AlarmThreshold(BaseEstimator):
             raise ValueError(msg)
         return check_rate(self.false_alarm_rate)
 
-    def fit(self, scores: Any, ids: Sequence[str], groups: Sequence[Any] | None = None) -> AlarmThreshold:
-        """Set each machine's threshold from its normal clips' held-out scores (groups: their recordings)."""
+    def fit(self, scores: Any, ids: Sequence[str], groups: Sequence[Any] | None = None,
+            unseen: Sequence[bool] | None = None) -> AlarmThreshold:
+        """Set each machine's threshold from its normal clips' held-out scores (groups: their recordings).
+
+        `unseen` marks the clips the model never trained on (a run's validation clips): with `MIN_UNSEEN` of them
+        over all machines, each threshold is read from how far they sit from the other clips (`_unseen_points`).
+        """
         self._clear()
-        return self._fit_machines(scores, ids, groups, others=None, rate=None)
+        self._fit_machines(scores, ids, groups, others=None, rate=None)
+        if unseen is not None and int(np.sum(unseen)) >= MIN_UNSEEN and self.method == "predictive":
+            self._unseen_points(np.asarray(scores, dtype=np.float64), check_ids(ids, len(np.asarray(scores))),
+                                np.asarray(unseen, dtype=bool))
+        return self
+
+    def _unseen_points(self, scores: np.ndarray, ids: np.ndarray, unseen: np.ndarray) -> None:
+        """Thresholds that allow for how much better a model knows the clips it trained on than a new recording.
+
+        Per machine, its seen clips' held-out scores give a centre and a predictive spread (recordings as a random
+        effect); the unseen clips' scores, in those units and pooled over the machines, give the point a new
+        clip's lies under with probability 1 - rate (Student's t on them), and each machine's threshold is its
+        centre plus that many of its spreads.
+        """
+        units = {}
+        for name in self.threshold_:
+            mine = ids == name
+            seen = mine & ~unseen
+            if name in self.fallbacks_ or seen.sum() < _MIN_FIT:
+                continue
+            spread = _Spread.of(scores[seen], np.unique(self.groups_[name][~unseen[mine]], return_inverse=True)[1])
+            count, n = len(spread.means), int(seen.sum())
+            scale = math.sqrt(spread.between * (1 + 1 / count) + spread.within * (1 + 1 / n))
+            if scale > 0:
+                units[name] = (float(np.mean(spread.means)), scale)
+        z = np.concatenate([(scores[(ids == name) & unseen] - c) / s for name, (c, s) in units.items()])
+        if z.size < MIN_UNSEEN:
+            return
+        for name, (center, scale) in units.items():
+            point = _Spread(np.zeros(1), np.array([z.size]), 0.0, float(np.var(z, ddof=1))).point(
+                float(z.mean()), 0.0, 1 + 1 / z.size, self.rate_[name])
+            self.threshold_[name] = center + point * scale
+            self.how_[name] = f"predictive, in the units of {z.size} clips the model never trained on"
 
     def fit_empty(self) -> AlarmThreshold:
         """Thresholds for no machine yet (an empty detector's): `refit_ids` adds each machine's."""

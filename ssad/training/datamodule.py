@@ -6,6 +6,7 @@ import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -254,6 +255,7 @@ class MachineIDDataModule(L.LightningDataModule):
         self.synthetic_classes: list[SyntheticClass] = []
         self._eq_gains: Tensor | None = None
         self._train: _CropDataset | None = None
+        self._validation_paths: list[str] = []
         self._val: _ClipDataset | None = None
 
     @property
@@ -344,13 +346,14 @@ class MachineIDDataModule(L.LightningDataModule):
 
         rng = np.random.default_rng(hp.seed)
         train_pools: dict[int, tuple[int, ...]] = {}
-        val_waves, val_labels = [], []
+        val_waves, val_labels, self._validation_paths = [], [], []
         for label, members in by_class.items():
             members = list(rng.permutation(members))
             n_val = int(round(hp.val_fraction * len(members))) if len(members) > 1 else 0
             train_pools[label] = tuple(int(m) for m in members[n_val:])
             val_waves += [waves[m] for m in members[:n_val]]
             val_labels += [label] * n_val
+            self._validation_paths += [str(Path(clips[m].path).resolve()) for m in members[:n_val]]
 
         examples, epoch_summary = self._epoch_examples(train_pools)
 
@@ -471,4 +474,7 @@ class MachineIDDataModule(L.LightningDataModule):
             self._train.epoch = epoch
 
     def state_dict(self) -> dict:
-        return {"class_names": list(self.class_names)}
+        """What a checkpoint keeps of the data: the class names, and the clips held out for validation, which the
+        network never trained on (`ssad.models.checkpoint.unseen_clips`: a detector's thresholds learn from them
+        how much better the network knows its training clips than a new recording)."""
+        return {"class_names": list(self.class_names), "validation_clips": list(self._validation_paths)}
