@@ -208,7 +208,7 @@ def test_clips_the_model_never_trained_on_set_the_margin() -> None:
     scores = np.concatenate([np.r_[s, u] for s, u in zip(seen, unseen, strict=True)])
     ids = np.repeat(machines, 50)
     mask = np.tile(np.r_[np.zeros(40, bool), np.ones(10, bool)], 6)
-    groups = np.tile(np.r_[np.arange(40) // 8, np.full(10, 5)], 6)
+    groups = np.tile(np.r_[np.arange(40) // 8, np.arange(10) // 2], 6)  # validation clips drawn from each recording
     plain = AlarmThreshold(0.05).fit(scores[~mask], ids[~mask], groups[~mask])
     aware = AlarmThreshold(0.05).fit(scores, ids, groups, unseen=mask)
     fresh = rng.normal(1.5, 1.3, size=20000)
@@ -216,7 +216,7 @@ def test_clips_the_model_never_trained_on_set_the_margin() -> None:
     assert np.mean(flagged["plain"]) > 0.3  # from the seen clips alone: far more alarms than promised
     assert np.mean(flagged["aware"]) == pytest.approx(0.05, abs=0.03)  # 60 unseen clips: about the promise
     assert "never trained on" in aware.how_["m0"]
-    few = AlarmThreshold(0.05).fit(scores, ids, groups, unseen=mask & (ids == "m0") & (groups == 5) & (np.arange(300) % 50 < 44))  # 4: too few
+    few = AlarmThreshold(0.05).fit(scores, ids, groups, unseen=mask & (ids == "m0") & (np.arange(300) % 50 < 44))  # 4: too few
     assert few.threshold_["m0"] == pytest.approx(AlarmThreshold(0.05).fit(scores, ids, groups).threshold_["m0"])
 
 

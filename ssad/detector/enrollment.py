@@ -24,7 +24,7 @@ import ssad.detector.store as store
 from ssad.core.errors import SsadError
 from ssad.data.clips import THIN_CLIPS
 from ssad.data.inputs import expand_inputs, read_inputs
-from ssad.data.recordings import groups_by_machine
+from ssad.data.recordings import groups_by_machine, recording_groups
 from ssad.detector.outputs import clip_outputs, typical_seconds
 from ssad.detector.state import DetectorState, not_a_detector
 from ssad.explain.bands import MEASURES, BandProfile, output_name
@@ -262,11 +262,13 @@ def calibrate_machine(detector: DetectorState, machine: str, files: Sequence[str
     _known(detector, machine)
     files = _usable(detector, files, f"calibrate {machine} on", skip_bad)
     outputs = _outputs(detector, files, progress)
+    groups, how = recording_groups(sorted(files))
+    groups = groups[np.argsort(np.argsort(files))] if how != "blocks" else None  # back in the files' order
     thresholds = dict(detector.thresholds)
     for name, scorer in detector.scorers.items():
         if machine in scorer.ids_:
             scores = scorer.score(select_input(scorer, outputs), [machine] * len(files))
-            thresholds[name] = detector.thresholds[name].calibrated(machine, scores)
+            thresholds[name] = detector.thresholds[name].calibrated(machine, scores, groups)
     updated = type(detector)(detector.model, detector.scorers, thresholds, detector.default_scorer,
                              detector.references, detector.clip_seconds, detector.normal_bands,
                              detector.confirmed_anomalies)

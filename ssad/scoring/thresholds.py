@@ -136,15 +136,24 @@ def _predictive_point(scores: np.ndarray, groups: np.ndarray, rate: float) -> fl
     return spread.point(float(np.mean(spread.means)), 1 + 1 / count, 1 + 1 / n, rate)
 
 
-def _site_point(scores: np.ndarray, groups: np.ndarray, site: np.ndarray, rate: float) -> float:
-    """The (1 - rate) point of the site's later normal scores: centred on the site's own mean; the spread between
-    recordings from the enrolment recordings alone (how far one day's recording moves from the next, where the
-    machine stands as where it was enrolled), the spread within recordings from all of them, the site's included."""
-    enrolment = _Spread.of(scores, groups)
-    both = _Spread.of(np.concatenate([scores, site]),
-                      np.concatenate([groups, np.full(site.size, (groups.max() + 1) if groups.size else 0)]))
-    spread = _Spread(both.means, both.sizes, enrolment.between, both.within)
-    return spread.point(float(site.mean()), 1.0, 1 + 1 / site.size, rate)
+def _site_point(scores: np.ndarray, groups: np.ndarray, site: np.ndarray, site_groups: np.ndarray,
+                rate: float) -> float:
+    """The (1 - rate) point of the site's later normal scores, centred on the site's own mean.
+
+    How far one recording moves from the next is measured at each place the machine was heard, the enrolment's and
+    the site's, and pooled (the jump from the enrolment to the site is the site's level, not a day-to-day spread);
+    the spread within recordings comes from all of them. Student's t on both estimates' degrees of freedom.
+    """
+    enrolment, there = _Spread.of(scores, groups), _Spread.of(site, site_groups)
+    dofs = (len(enrolment.means) - 1, len(there.means) - 1)
+    between = ((enrolment.between * dofs[0] + there.between * dofs[1]) / sum(dofs)) if sum(dofs) else 0.0
+    offset = (groups.max() + 1) if groups.size else 0
+    both = _Spread.of(np.concatenate([scores, site]), np.concatenate([groups, site_groups + offset]))
+    a, b = between * (1 + 1 / len(there.means)), both.within * (1 + 1 / site.size)
+    if a + b <= 0:
+        return float(site.max())
+    dof = (a + b) ** 2 / (a ** 2 / max(sum(dofs), 1) + b ** 2 / max(len(scores) + site.size - len(both.means), 1))
+    return float(site.mean() + stats.t.ppf(1 - rate, dof) * math.sqrt(a + b))
 
 
 @dataclass(frozen=True)
@@ -254,30 +263,38 @@ class AlarmThreshold(BaseEstimator):
     def _unseen_points(self, scores: np.ndarray, ids: np.ndarray, unseen: np.ndarray) -> None:
         """Thresholds that allow for how much better a model knows the clips it trained on than a new recording.
 
-        Per machine, its seen clips' held-out scores give a centre and a predictive spread (recordings as a random
-        effect); the unseen clips' scores, in those units and pooled over the machines, give the point a new
-        clip's lies under with probability 1 - rate (Student's t on them), and each machine's threshold is its
-        centre plus that many of its spreads.
+        A clip the model never trained on sits `d` above the mean of the seen clips of its recording; in units of
+        its machine's spread within recordings, pooled over the machines, these give the shift (their mean) and the
+        widening (their spread) of a new clip against the seen ones. Each machine's threshold is the predictive one
+        (recordings as a random effect) with its within-recording part shifted and widened so, and Student's t on
+        the degrees of freedom of both estimates (Satterthwaite).
         """
-        units = {}
+        parts, units = [], {}
         for name in self.threshold_:
-            mine = ids == name
-            seen = mine & ~unseen
-            if name in self.fallbacks_ or seen.sum() < _MIN_FIT:
+            mine = np.flatnonzero(ids == name)
+            if name in self.fallbacks_ or (~unseen[mine]).sum() < _MIN_FIT:
                 continue
-            spread = _Spread.of(scores[seen], np.unique(self.groups_[name][~unseen[mine]], return_inverse=True)[1])
-            count, n = len(spread.means), int(seen.sum())
-            scale = math.sqrt(spread.between * (1 + 1 / count) + spread.within * (1 + 1 / n))
-            if scale > 0:
-                units[name] = (float(np.mean(spread.means)), scale)
-        z = np.concatenate([(scores[(ids == name) & unseen] - c) / s for name, (c, s) in units.items()])
+            groups, hidden = self.groups_[name], unseen[mine]
+            spread = _Spread.of(scores[mine][~hidden], groups[~hidden])
+            if spread.within <= 0:
+                continue
+            seen_means = {g: float(scores[mine][~hidden & (groups == g)].mean()) for g in np.unique(groups[~hidden])}
+            offsets = [(h - seen_means[g]) / math.sqrt(spread.within)
+                       for h, g in zip(scores[mine][hidden], groups[hidden], strict=True) if g in seen_means]
+            parts += offsets
+            units[name] = spread
+        z = np.asarray(parts)
         if z.size < MIN_UNSEEN:
             return
-        for name, (center, scale) in units.items():
-            point = _Spread(np.zeros(1), np.array([z.size]), 0.0, float(np.var(z, ddof=1))).point(
-                float(z.mean()), 0.0, 1 + 1 / z.size, self.rate_[name])
-            self.threshold_[name] = center + point * scale
-            self.how_[name] = f"predictive, in the units of {z.size} clips the model never trained on"
+        shift, widening = float(z.mean()), float(np.var(z, ddof=1))
+        for name, spread in units.items():
+            count = len(spread.means)
+            a = spread.between * (1 + 1 / count)
+            b = spread.within * widening * (1 + 1 / z.size)
+            dof = (a + b) ** 2 / (a ** 2 / max(count - 1, 1) + b ** 2 / max(z.size - 1, 1))
+            center = float(np.mean(spread.means)) + shift * math.sqrt(spread.within)
+            self.threshold_[name] = float(center + stats.t.ppf(1 - self.rate_[name], dof) * math.sqrt(a + b))
+            self.how_[name] = f"predictive, within recordings as {z.size} clips the model never trained on sit"
 
     def fit_empty(self) -> AlarmThreshold:
         """Thresholds for no machine yet (an empty detector's): `refit_ids` adds each machine's."""
@@ -349,12 +366,16 @@ class AlarmThreshold(BaseEstimator):
         self.threshold_ = dict(sorted(self.threshold_.items()))
         return self
 
-    def calibrated(self, machine: str, site_scores: Any, anchored: bool = True) -> AlarmThreshold:
-        """A copy whose threshold for `machine` also counts `site_scores`, normal clips recorded where it stands.
+    def calibrated(self, machine: str, site_scores: Any, site_groups: Sequence[Any] | None = None,
+                   anchored: bool = True) -> AlarmThreshold:
+        """A copy whose threshold for `machine` is set where it stands, from `site_scores` of normal clips recorded
+        there (scored by a model that never saw them; `site_groups`: their recordings where the files tell them
+        apart, else one recording: blocks of a stream's file order are a guess, and a drifting machine's short
+        blocks would understate how far a later recording moves).
 
-        The site clips join the machine's held-out scores as a recording of their own (they were scored by a model
-        that never saw them), and the threshold is read anew from all of them: a site that sounds unlike the
-        enrolment recordings raises the spread between recordings, and with it the threshold.
+        The threshold is centred on the site's scores, with the spreads between and within recordings of every
+        place the machine was heard (`_site_point`); `anchored=False` reads it instead from all held-out scores
+        with the site as one more recording (measured in experiments/results/alarms.md, not used).
         """
         check_is_fitted(self, "threshold_")
         check_known_ids([machine], list(self.threshold_))
@@ -363,11 +384,14 @@ class AlarmThreshold(BaseEstimator):
             raise ValueError("calibration needs finite scores of at least one normal clip")
         old = self.normal_scores_.get(machine, np.empty(0))
         old_groups = self.groups_.get(machine, np.zeros(len(old), dtype=np.int64))
+        mine = (np.zeros(site.size, dtype=np.int64) if site_groups is None
+                else np.unique(np.asarray(site_groups), return_inverse=True)[1])
         scores = np.concatenate([old, site])
-        groups = np.concatenate([old_groups, np.full(site.size, (old_groups.max() + 1) if old_groups.size else 0)])
+        groups = np.concatenate([old_groups, mine + ((old_groups.max() + 1) if old_groups.size else 0)])
         out = self._copy()
         if anchored and self.method == "predictive" and scores.size >= _MIN_FIT:
-            out.threshold_[machine], how = _site_point(old, old_groups, site, self.rate_of(machine)), "site"
+            out.threshold_[machine] = _site_point(old, old_groups, site, mine, self.rate_of(machine))
+            how = "site"
         else:
             out.threshold_[machine], how = threshold_at(scores, groups, self.rate_of(machine), self.method)
         out.normal_scores_[machine], out.groups_[machine] = scores, groups
