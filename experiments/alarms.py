@@ -234,6 +234,41 @@ def _pooled(rows: list[dict]) -> tuple[float, float, int, int]:
     return fa, rec, n, a
 
 
+NOTES = """## What each option did, and what was chosen
+
+Settings were chosen on principle and on the *dev* stages (training normals only: enrolled from the earlier
+recordings, the last ones held out) and synthetic seed 1; the test clips were not used to choose, except where
+said below.
+
+- **Held out by recording, not by clip.** *before* sets the threshold from clip-by-clip held-out scores: on the
+  lathe and the VMC, whose recordings shift (one-way ANOVA of the held-out scores by recording, p < 1e-30), it
+  flags most later normal clips. Holding out whole recordings (five blocks of the file order there) is what moves
+  every column to the left of *before*.
+- **Reading the threshold from those scores**: *predictive* (recordings as a random effect, Student's t on the
+  uncertainty of both spreads), *gamma* (the DCASE 2021+ baselines' rule) and *quantile* (empirical). The three
+  agree on steady machines with many clips; with few clips (fault3: 15, the MIMII machine: 20) the predictive one
+  widens its margin, the others cannot extrapolate past their largest score. *ssad* is *predictive* plus, on a
+  trained run, the clips its network never trained on (below).
+- **A trained network knows its training clips.** Scored by a Gaussian held out by recording but embedded by a
+  network that trained on them, the synthetic seeds' held-out scores promise 0.05 and deliver 0.07-0.12 (*predictive*
+  on the trained path). The run's validation clips, which the network never trained on, sit higher within their
+  recordings: pooled over a detector's machines, their shift and spread widen each threshold (*ssad*).
+- **The learning period** is centred on the site's own scores (the level where the machine stands), with the spread
+  between recordings from every place it was heard and its uncertainty. Measured and not used: the site's clips as
+  one more recording among the enrolment's (*predictive* under *learned*): a site far from the enrolment then widens
+  its own threshold, and a 35-sd whine was missed in a test. Revised after looking at the learned figures (so those
+  figures are not held out): the site's own recordings count only where the files tell them apart (blocks of a
+  stream understated the VMC's drift: 0.074 against 0.006 now), and the site's mean is known up to one recording's
+  spread (fault3 machine 1: 1/8 against 0/8).
+- **Not reached**: fault3 straight after enrolment with the shipped encoder (4 of 30 normal clips; machine 1's
+  encoder scores move by about one normal spread between its training recordings 1-3 and its test recordings 4-5,
+  which the three training recordings do not show: a property of the encoder, issue 42); the trained VMC and
+  fault3 after a learning period (0.08 against 0.07: fault3 machine 3's fifth recording holds a clip 4 normal
+  spreads up). The lathe and the VMC are told to need a learning period (their recordings shift), and their
+  trained-path figures straight after enrolment are far above the target.
+"""
+
+
 def markdown(rows: list[dict], rate: float, seconds: float, default: str) -> str:
     """alarms.md: per set, path, stage and method the observed false alarms and recall, machines and pooled."""
     from ssad.scoring.thresholds import METHODS
@@ -250,6 +285,16 @@ def markdown(rows: list[dict], rate: float, seconds: float, default: str) -> str
     by = defaultdict(list)
     for r in rows:
         by[(r["set"], r["path"], r["stage"], r["method"])].append(r)
+    lines += ["## Summary", "", "Pooled over each set's machines (fault3: its three; the synthetic seeds: their 16). Real "
+              "machines one by one are in the tables below.", "",
+              "| set | path | before: now | ssad: now | ssad: after a learning period |", "|---|---|---|---|---|"]
+    for set_name, path in sorted({(s_, p_) for s_, p_, _, _ in by}):
+        cells = []
+        for stage, method in (("now", BEFORE), ("now", SSAD), ("learned", SSAD)):
+            fa, rec, _, a = _pooled(by[(set_name, path, stage, method)])
+            cells.append(f"{fa:.3f} / {rec:.2f}" if a else "–")
+        lines.append(f"| {set_name} | {path} | " + " | ".join(cells) + " |")
+    lines += ["", NOTES, ""]
     for stage in ("now", "learned", "dev", "dev learned"):
         lines += [f"## {stage}", "", "| set | path | machine | AUC | shift p | " + " | ".join(methods) + " |",
                   "|---|---|---|---|---|" + "---|" * len(methods)]
@@ -279,7 +324,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=PROJECT / "runs" / "alarms")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--paths", nargs="*", default=[TRAINED, SHIPPED])
+    parser.add_argument("--report", action="store_true", help="only write alarms.md again from --out's alarms.csv")
     args = parser.parse_args(argv)
+    if args.report:
+        with (args.out / "alarms.csv").open() as f:
+            rows = [{k: (float(v) if k in ("target", "false_alarms", "recall", "auc", "shift_p", "between") else
+                         int(v) if k in ("normal", "anomalous") else v) for k, v in r.items()} for r in csv.DictReader(f)]
+        seconds = float((args.out / "alarms.md").read_text().split("(", 2)[1].split(" min")[0]) * 60 \
+            if (args.out / "alarms.md").is_file() else 0.0
+        (args.out / "alarms.md").write_text(markdown(rows, args.rate, seconds, "predictive"))
+        return 0
     warnings.filterwarnings("ignore")
     logging.getLogger("ssad").setLevel(logging.ERROR)
     from ssad.core.runtime import configure_threads
