@@ -23,6 +23,36 @@ log = logging.getLogger("ssad")
 FALLBACK_WINDOW_S = 10.0
 
 
+def add_mqtt_login_options(parser: argparse.ArgumentParser) -> None:
+    """TLS and login options for the MQTT broker of --source and --alerts; never a password itself."""
+    group = parser.add_argument_group(
+        "MQTT broker login", "for mqtts:// (TLS) and brokers that want a user name and password; the password "
+        "comes from SSAD_MQTT_PASSWORD or a file, never from the command line (the process list shows it)")
+    group.add_argument("--mqtt-ca", default=None, metavar="FILE",
+                       help="CA certificate (PEM) the broker's certificate is checked against (default: the system's)")
+    group.add_argument("--mqtt-cert", default=None, metavar="FILE",
+                       help="client certificate (PEM), for a broker that asks for one")
+    group.add_argument("--mqtt-key", default=None, metavar="FILE",
+                       help="the client certificate's private key (PEM), when not in --mqtt-cert's file")
+    group.add_argument("--mqtt-username", default=None, metavar="NAME",
+                       help="user name on the broker (default: $SSAD_MQTT_USERNAME)")
+    group.add_argument("--mqtt-password-file", default=None, metavar="FILE",
+                       help="a file whose first line is the password (default: $SSAD_MQTT_PASSWORD)")
+
+
+def _credentials(args: argparse.Namespace) -> Any:
+    """The MQTT login the options and environment give; SsadError when they are given without an MQTT address."""
+    from ssad.field.connection import MqttCredentials
+    from ssad.field.mqtt import is_mqtt_url
+
+    given = [args.mqtt_ca, args.mqtt_cert, args.mqtt_key, args.mqtt_username, args.mqtt_password_file]
+    if any(given) and not (is_mqtt_url(args.source) or args.alerts):
+        raise SsadError("--mqtt-ca, --mqtt-cert, --mqtt-key, --mqtt-username and --mqtt-password-file apply to "
+                        "an MQTT --source or --alerts only")
+    return MqttCredentials.from_options(ca=args.mqtt_ca, cert=args.mqtt_cert, key=args.mqtt_key,
+                                        username=args.mqtt_username, password_file=args.mqtt_password_file)
+
+
 def add_monitor_command(commands: Any) -> None:
     """Register `ssad monitor` on the main parser's subcommands."""
     parser = commands.add_parser(
@@ -35,7 +65,7 @@ def add_monitor_command(commands: Any) -> None:
     parser.add_argument("--detector", required=True, help="saved detector folder (from ssad evaluate/detector)")
     parser.add_argument("--source", required=True,
                         help="a WAV file (played as a stream), a folder (watched for new files), '-' (raw 16-bit "
-                        "little-endian mono PCM at the detector's rate on stdin), or mqtt://HOST:PORT/TOPIC")
+                        "little-endian mono PCM at the detector's rate on stdin), or mqtt://HOST:PORT/TOPIC (mqtts:// for TLS)")
     parser.add_argument("--machine", default=None, help="machine (type/id) the audio is from; default: the "
                         "detector's only machine")
     parser.add_argument("--machine-from-topic", default=None, metavar="PATTERN",
@@ -61,6 +91,7 @@ def add_monitor_command(commands: Any) -> None:
     parser.add_argument("--alert-after", type=int, default=3,
                         help="alert when the smoothed score stays above the threshold this many windows (default: %(default)s)")
     parser.add_argument("--alerts", default=None, metavar="mqtt://HOST:PORT/TOPIC", help="also publish alerts here")
+    add_mqtt_login_options(parser)
     parser.add_argument("--drift-windows", type=int, default=30,
                         help="recent non-overlapping windows tested against the training score distribution; no drift verdict "
                         "before that many windows' audio (default: %(default)s)")
@@ -143,20 +174,23 @@ class _Events:
             self.client.publish(self.topic, text.encode(), qos=0)
 
 
-def _source(args: argparse.Namespace, machine: str | None, sample_rate: int, health: Any, events: _Events) -> Any:
+def _source(args: argparse.Namespace, machine: str | None, sample_rate: int, health: Any, events: _Events,
+            credentials: Any) -> Any:
     """The source `--source` names."""
     from ssad.field import sources
+    from ssad.field.mqtt import is_mqtt_url
 
     spec = args.source
-    if spec.startswith("mqtt://"):
+    if is_mqtt_url(spec):
         source = sources.MqttSource(spec, machine=machine, topic_pattern=args.machine_from_topic, share=args.share,
                                     client_id=health.name, session_expiry=args.session_expiry, health=health,
-                                    will=(events.topic, json.dumps({"event": "offline", "monitor": health.name})))
+                                    will=(events.topic, json.dumps({"event": "offline", "monitor": health.name})),
+                                    credentials=credentials)
         events.client = source.client
         return source
     if args.machine_from_topic or args.share or args.client_id or args.session_expiry or args.health_topic:
         raise SsadError("--machine-from-topic, --share, --client-id, --session-expiry and --health-topic apply to "
-                        "an mqtt:// source only")
+                        "an mqtt:// or mqtts:// source only")
     if machine is None:
         raise SsadError("give --machine for a file, folder or stdin source")
     if spec == "-":
@@ -198,6 +232,7 @@ def run_monitor(args: argparse.Namespace) -> None:
         raise SsadError("--session-expiry needs --client-id: the stable id a restarted monitor resumes its session by")
     if args.health_topic is not None and (not args.health_topic or any(c in args.health_topic for c in "+#")):
         raise SsadError(f"--health-topic {args.health_topic!r}: give one plain topic (no + or #), e.g. plant/health")
+    credentials = _credentials(args)
     name = args.client_id or f"ssad-monitor-{uuid.uuid4().hex[:8]}"
     events = _Events(args.health_topic or f"ssad/monitor/{name}/health")
     health = Health(events, interval=args.heartbeat, name=name)
@@ -216,16 +251,19 @@ def run_monitor(args: argparse.Namespace) -> None:
                                    smooth_windows=args.smooth_windows, alert_after=args.alert_after,
                                    drift_windows=args.drift_windows, drift_alpha=args.drift_alpha,
                                    batch_size=args.batch, learn=args.learn)
-        publisher = MqttPublisher(args.alerts) if args.alerts else None
+        publisher = MqttPublisher(args.alerts, credentials) if args.alerts else None
         monitor = Monitor(detector, settings, scorer=scorer, publish=publisher.publish if publisher else None,
                           health=health, keep=_keeper(args.detector) if args.learn else None)
-        source = _source(args, machine, monitor.sample_rate, health, events)
+        source = _source(args, machine, monitor.sample_rate, health, events, credentials)
         log.info("monitoring %s: windows of %g s every %g s, %s scorer; drift from about %g s of audio on",
                  args.source, settings.window, settings.hop, scorer, settings.drift_seconds)
         if settings.learn:
             log.info("learning period: each machine's first %g s of audio raise no alert and set its threshold",
                      settings.learn)
         monitor.run(source, max_windows=args.max_windows)
+        if publisher is not None:  # the last alerts' acknowledgements come at close
+            publisher.close()
+            publisher.check()
     except KeyboardInterrupt:
         done = f"{monitor.windows_scored} window(s) scored and written, {monitor.alerts_raised} alert(s)" \
             if monitor else "nothing scored yet"

@@ -40,19 +40,21 @@ class LocalBroker:
 
     Args:
         persistence: keep sessions and queued messages across a restart (written on a clean stop).
-        extra: more mosquitto.conf lines.
+        anonymous: let clients in without a user name (else: a `password_file` line in `extra`).
+        extra: more mosquitto.conf lines, of the listener (TLS files, password file, ACL file, ...).
     """
 
     def __init__(self, folder: str | Path, *, port: int | None = None, persistence: bool = False,
-                 extra: str = "") -> None:
+                 anonymous: bool = True, extra: str = "") -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.config = self.folder / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        # started as root, mosquitto would switch to the user "mosquitto", who cannot read or write our folder
+        lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1",
+                 f"allow_anonymous {str(anonymous).lower()}"]
         if persistence:
-            # started as root, mosquitto would switch to the user "mosquitto", who cannot write our folder
-            lines += ["persistence true", f"persistence_location {self.folder}/", f"user {getpass.getuser()}"]
+            lines += ["persistence true", f"persistence_location {self.folder}/"]
         self.config.write_text("\n".join(lines) + "\n" + extra)
         self.log = self.folder / "broker.log"
         self.process: subprocess.Popen | None = None

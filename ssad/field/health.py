@@ -22,12 +22,13 @@ log = logging.getLogger("ssad")
 BAD_KINDS = {
     "empty": "empty",
     "odd_bytes": "not whole 16-bit samples",
+    "oversized": "over the size limit",
     "short": "shorter than one window",
     "unknown_machine": "for a machine the detector does not know",
     "unknown_topic": "on a topic --machine-from-topic does not match",
 }
 #: the kinds that are audio gone wrong on the way (the others are audio nobody asked this monitor to score)
-MALFORMED = ("empty", "odd_bytes", "short")
+MALFORMED = ("empty", "odd_bytes", "oversized", "short")
 
 
 def now_iso() -> str:

@@ -22,9 +22,17 @@ from typing import BinaryIO
 import numpy as np
 
 from ssad.core.errors import BadInputError, SsadError
-from ssad.data.audio import load_clip, log_conversions, pcm16_to_float
+from ssad.data.audio import load_clip, log_conversions
 from ssad.field import mqtt as mqtt_io
+from ssad.field.connection import MqttCredentials
 from ssad.field.health import Health
+from ssad.field.payloads import (
+    MAX_PAYLOAD_BYTES,
+    PACKET_HEADROOM,
+    SAMPLE_BYTES,
+    payload_samples,
+    pcm_bytes_to_float,
+)
 
 __all__ = ["AUDIO_SUFFIXES", "Chunk", "FileSource", "FolderSource", "MqttSource", "StdinSource", "pcm_bytes_to_float"]
 
@@ -32,8 +40,6 @@ log = logging.getLogger("ssad")
 
 #: files a watched folder picks up
 AUDIO_SUFFIXES = (".wav", ".flac")
-#: raw PCM bytes per sample (16-bit little-endian mono)
-SAMPLE_BYTES = 2
 
 
 @dataclass(frozen=True)
@@ -57,11 +63,6 @@ class Chunk:
     sent: float | None = None
     received: float = field(default_factory=time.time)
     ack: Callable[[], None] | None = None
-
-
-def pcm_bytes_to_float(data: bytes) -> np.ndarray:
-    """16-bit little-endian PCM bytes (even length) -> float32 in [-1, 1), the scale WAVs are read at."""
-    return pcm16_to_float(np.frombuffer(data, dtype="<i2"))
 
 
 def _file_chunks(path: Path, machine: str, sample_rate: int, block: int, realtime: bool,
@@ -216,12 +217,17 @@ class StdinSource:
 class MqttSource:
     """Messages of an MQTT topic (filter), each payload a chunk of raw 16-bit little-endian mono PCM.
 
+    A message over `max_payload` bytes is not sent by an MQTT 5 broker (the client states its maximum packet
+    size when it connects) and is counted and skipped if a broker sends it anyway. The connection and the
+    subscription are checked before the source is returned: a refusal raises SsadError naming the broker.
+
     Messages are taken at QoS 1 and acknowledged only once the monitor has written the windows they complete,
     so a message a monitor dies holding is delivered again (to its resumed session). A message may carry the
     time it was sent as MQTT 5 user property `ts` (Unix seconds): lines and heartbeats then give the lag.
 
     Args:
-        url: `mqtt://HOST:PORT/TOPIC`; TOPIC may have wildcards, and may be left out when `topic_pattern` is given.
+        url: `mqtt[s]://HOST:PORT/TOPIC`; TOPIC may have wildcards, and may be left out when `topic_pattern` is
+            given.
         machine: the machine of every message, unless `topic_pattern` says.
         topic_pattern: e.g. `plant/+/+`: a message's machine is its topic's parts at the wildcards, joined by '/'.
         share: MQTT 5 shared-subscription group: monitors of one group each get a share of the messages. Each
@@ -231,11 +237,14 @@ class MqttSource:
             disconnection (0 = none): messages published meanwhile wait for the monitor's return.
         health: where connection changes and bad messages are counted and reported.
         will: (topic, text) the broker publishes if this monitor's connection dies uncleanly.
+        credentials: TLS files, user name and password (`ssad.field.connection`).
+        max_payload: the largest message taken, in bytes.
     """
 
     def __init__(self, url: str, *, machine: str | None = None, topic_pattern: str | None = None,
                  share: str | None = None, client_id: str | None = None, session_expiry: int = 0,
-                 health: Health | None = None, will: tuple[str, str] | None = None) -> None:
+                 health: Health | None = None, will: tuple[str, str] | None = None,
+                 credentials: MqttCredentials | None = None, max_payload: int = MAX_PAYLOAD_BYTES) -> None:
         self.address = mqtt_io.parse_mqtt_url(url)
         topic = self.address.topic or topic_pattern
         if not topic:
@@ -247,19 +256,35 @@ class MqttSource:
         self.share = share
         self.health = health if health is not None else Health(interval=0)
         self.subscription = f"$share/{share}/{topic}" if share else topic
-        self.where = f"mqtt://{self.address.host}:{self.address.port}"
+        self.where = self.address.where
+        self.max_payload = max_payload
+        self._refused: list[object] = []
         self._messages: queue.Queue = queue.Queue()
         self._count = 0
         self._closed = threading.Event()
         #: set once the broker has acknowledged the subscription
         self.subscribed = threading.Event()
         self.client = mqtt_io.connect(self.address, client_id=client_id, session_expiry=session_expiry,
-                                      manual_ack=True, will=will, on_message=self._on_message)
+                                      manual_ack=True, will=will, on_message=self._on_message,
+                                      credentials=credentials, max_packet=max_payload + PACKET_HEADROOM)
         self.health.connection(True, self.where)
         self.client.on_subscribe = self._on_subscribe
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.subscribe(self.subscription, qos=1)
+        self._await_subscription()
+
+    def _await_subscription(self, timeout: float = mqtt_io.CONNECT_TIMEOUT_S) -> None:
+        """Wait for the broker's answer to the subscription; SsadError if it refuses it (no right on the topic)."""
+        deadline = time.monotonic() + timeout
+        while not self.subscribed.is_set() and not self._refused and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._refused or not self.subscribed.is_set():
+            self._closed.set()
+            mqtt_io.close(self.client)
+            why = self._refused[0] if self._refused else f"no answer within {timeout:g} s"
+            raise SsadError(f"{self.where}: the MQTT broker refused the subscription to {self.subscription} ({why}); "
+                            "does this user have the right to read it?")
 
     @property
     def queued(self) -> int:
@@ -289,7 +314,9 @@ class MqttSource:
 
     def _on_subscribe(self, client: object, userdata: object, mid: int, reason_codes: list, properties: object) -> None:
         failed = [code for code in reason_codes if getattr(code, "is_failure", False)]
-        if failed:
+        if failed and not self.subscribed.is_set():
+            self._refused.append(failed[0])
+        elif failed:
             log.error("%s: the broker refused the subscription to %s (%s)", self.where, self.subscription, failed[0])
         elif not self.subscribed.is_set():
             log.info("subscribed to %s on %s", self.subscription, self.where)
@@ -312,19 +339,13 @@ class MqttSource:
                                       f"{self.topic_pattern}; its messages are skipped")
                 ack()
                 return None
-        if not payload:
-            self.health.count_bad("empty", f"{topic}: empty message skipped")
+        samples, problem = payload_samples(payload, self.max_payload)
+        if problem is not None:
+            self.health.count_bad(problem[0], f"{topic}: {problem[1]}")
+        if samples is None:
             ack()
             return None
-        if len(payload) % SAMPLE_BYTES:
-            self.health.count_bad("odd_bytes", f"{topic}: message of {len(payload)} bytes is not whole 16-bit "
-                                  "samples; its last byte was dropped")
-            payload = payload[: len(payload) - 1]
-            if not payload:
-                ack()
-                return None
         self._count += 1
-        samples = pcm_bytes_to_float(payload)
         if self.share:
             return Chunk(f"{topic}#{self._count}", machine, samples, final=True, sent=sent, received=received,
                          ack=ack)
