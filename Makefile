@@ -11,7 +11,7 @@ CONFIG = $(if $(wildcard configs/$(MACHINE).yaml),configs/$(MACHINE).yaml,config
 ARGS ?=
 SEED ?= 1
 
-.PHONY: setup broker demo test test-fast train finetune pretrain eval bench compare quality field-load lint clean help
+.PHONY: setup broker demo test test-fast train finetune pretrain eval bench compare quality field-load fuzz lint clean help
 
 help:
 	@echo "make setup                create .venv, install ssad and its tools (and the MQTT broker mosquitto when root)"
@@ -28,6 +28,8 @@ help:
 	@echo "make field-load           machines ssad monitor holds in real time over MQTT, and broker/monitor faults (ARGS=--quick: ~2 min)"
 	@echo "make quality [DATA=ROOT]  every detector on the synthetic default (seeds 1-3) and \$$SSAD_REAL_DEV sets, or on ROOT"
 	@echo "make cold-start           the pretrained encoder on machines it never heard, enrolled from 5/10/20/all clips (experiments/results/cold_start.md)"
+	@echo "make fuzz                 hostile WAV files, MQTT payloads, damaged detector folders: 100,000 cases each, and the"
+	@echo "                          broker's refusals (experiments/results/security.md; ARGS='--cases 2000 --jobs 3')"
 	@echo "make lint                 ruff over ssad, tests and experiments"
 	@echo "make clean                remove runs/ (every run, the demo's included) and unfinished result files"
 	@echo "make help                 this list"
@@ -108,6 +110,9 @@ cold-start: setup
 
 field-load: setup
 	$(BIN)/python experiments/field_load.py $(ARGS)
+
+fuzz: setup
+	$(BIN)/python experiments/fuzz.py $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check ssad tests experiments

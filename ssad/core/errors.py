@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["SsadError", "BadInputError"]
+__all__ = ["SsadError", "BadInputError", "DAMAGE", "reading"]
+
+#: what the readers of JSON, npz and safetensors files raise on a damaged file (zip, unicode and JSON errors among them)
+DAMAGE = (ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError, OSError, RuntimeError,
+          zipfile.BadZipFile)
 
 
 class SsadError(Exception):
@@ -20,3 +26,16 @@ class BadInputError(SsadError):
         lines = [f"{header}: {len(self.problems)} problem(s)"]
         lines += [f"  {p}: {why}" for p, why in self.problems]
         super().__init__("\n".join(lines))
+
+
+@contextmanager
+def reading(path: str | Path, what: str) -> Iterator[None]:
+    """Turn a damaged file's error (`DAMAGE`) while reading `path` into one SsadError naming it and `what` it is."""
+    try:
+        yield
+    except SsadError:
+        raise
+    except DAMAGE as error:
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise SsadError(f"{path}: damaged {what} ({reason}); restore the folder from a copy or save it again") \
+            from None

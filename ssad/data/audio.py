@@ -42,6 +42,8 @@ DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_N_FFT = 1024
 
 _UNKNOWN_SIZE = 0xFFFFFFFF
+#: samples (frames x channels) read at once: a header's claimed length is never allocated before the samples are there
+_READ_SAMPLES = 1 << 20
 _PCM_16_SCALE = 1.0 / 32768.0  # libsndfile's normalisation of 16-bit samples to [-1, 1)
 _WAV_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64")
 
@@ -167,9 +169,9 @@ def read_native(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
         with sf.SoundFile(str(path)) as f:
             info = AudioInfo(path, int(f.samplerate), int(f.channels), int(f.frames), f.subtype, f.format)
             if info.subtype == "PCM_16":
-                data = pcm16_to_float(f.read(dtype="int16", always_2d=True))
+                data = pcm16_to_float(_read_blocks(f, "int16"))
             else:
-                data = f.read(dtype="float32", always_2d=True)
+                data = _read_blocks(f, "float32")
     except (sf.SoundFileError, RuntimeError) as err:
         raise _unreadable(path, err) from None
     except OSError as err:
@@ -181,6 +183,22 @@ def read_native(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
     if info.subtype != "PCM_16" and not np.isfinite(data).all():
         raise _bad(path, f"contains NaN or infinite samples ({data.size - int(np.isfinite(data).sum())} of {data.size})")
     return data, info
+
+
+def _read_blocks(f: sf.SoundFile, dtype: str) -> np.ndarray:
+    """Every frame present, (frames, channels), read in blocks: soundfile would allocate all the frames a header
+    claims (4 GB for a lying one) before reading what is there."""
+    block = max(1, _READ_SAMPLES // max(1, f.channels))
+    blocks = []
+    while True:
+        got = f.read(block, dtype=dtype, always_2d=True)
+        if len(got):
+            blocks.append(got)
+        if len(got) < block:
+            break
+    if len(blocks) == 1:
+        return blocks[0]
+    return np.concatenate(blocks) if blocks else np.empty((0, f.channels), dtype=dtype)
 
 
 @functools.lru_cache(maxsize=8)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ssad.core.atomic import atomic_path, write_text_atomic
-from ssad.core.errors import SsadError
+from ssad.core.errors import SsadError, reading
 from ssad.data.recordings import groups_by_machine
 from ssad.detector.store import MANIFEST_FILE, REPLACED_DIR, current_version, state_dir
 from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile
@@ -287,23 +287,59 @@ class DetectorState:
         manifest_path = directory / MANIFEST_FILE
         if not manifest_path.is_file():
             raise SsadError(not_a_detector(directory))
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise SsadError(f"{directory}: detector format {manifest.get('format_version')} is not {FORMAT_VERSION}")
+        manifest = read_manifest(manifest_path)
         model = load_model_files(directory, device)
         if backend == "onnx":
             from ssad.modelio.onnx import ONNX_DIR, OnnxModel
 
             model = OnnxModel(model, directory / ONNX_DIR)
-        version = current_version(directory)
-        state = state_dir(directory, version)
-        scorers = {name: Scorer.load(state / "scorers" / name) for name in manifest["scorers"]}
-        thresholds = load_thresholds(state / "thresholds.json")
-        settings = json.loads((state / STATE_FILE).read_text()) if (state / STATE_FILE).is_file() else manifest
-        detector = cls(model, scorers, thresholds, manifest["default_scorer"], References.load(state / REFERENCES_FILE),
-                       settings.get("clip_seconds"), BandProfile.load(state / NORMAL_BANDS_FILE),
-                       ConfirmedAnomalies.load(state / CONFIRMED_FILE))
+        version, parts = read_state(directory, manifest)
+        detector = cls(model, *parts)
         detector.version = version
         detector.directory = directory
         detector._load_options = {"device": device, "backend": backend}
         return detector
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A detector's manifest (`detector.json`), checked: format version, scorer names, default scorer."""
+    with reading(path, "detector manifest"):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise SsadError(f"{path.parent}: detector format {manifest.get('format_version')} is not {FORMAT_VERSION}")
+        scorers, default = manifest["scorers"], manifest["default_scorer"]
+        if not isinstance(scorers, list) or not all(isinstance(n, str) and n and "/" not in n and n not in (".", "..")
+                                                    for n in scorers):
+            raise TypeError(f"scorers must be a list of names, not {scorers!r}")
+        if not isinstance(default, str):
+            raise TypeError(f"default_scorer must be a name, not {default!r}")
+    return manifest
+
+
+def read_state(directory: Path, manifest: Mapping[str, Any]) -> tuple[int, tuple]:
+    """The current version of a detector folder and what it holds besides the network, in `DetectorState`'s order
+    after the model: scorers, thresholds, default scorer, references, clip length, band profile, confirmed faults.
+    A damaged file raises SsadError naming it."""
+    version = current_version(directory)
+    state = state_dir(directory, version)
+    scorers = {}
+    for name in manifest["scorers"]:
+        with reading(state / "scorers" / name, "scorer"):
+            scorers[name] = Scorer.load(state / "scorers" / name)
+    with reading(state / "thresholds.json", "thresholds"):
+        thresholds = load_thresholds(state / "thresholds.json")
+    settings: Mapping[str, Any] = manifest
+    if (state / STATE_FILE).is_file():
+        with reading(state / STATE_FILE, "detector state"):
+            settings = json.loads((state / STATE_FILE).read_text(encoding="utf-8"))
+            settings.get("clip_seconds")
+    clip_seconds = settings.get("clip_seconds")
+    if clip_seconds is not None and not (isinstance(clip_seconds, int | float) and 0 < clip_seconds < 1e6):
+        raise SsadError(f"{state}: damaged detector state (clip length {clip_seconds!r})")
+    with reading(state / REFERENCES_FILE, "reference outputs"):
+        references = References.load(state / REFERENCES_FILE)
+    with reading(state / NORMAL_BANDS_FILE, "normal band statistics"):
+        bands = BandProfile.load(state / NORMAL_BANDS_FILE)
+    with reading(state / CONFIRMED_FILE, "confirmed anomalies"):
+        confirmed = ConfirmedAnomalies.load(state / CONFIRMED_FILE)
+    return version, (scorers, thresholds, manifest["default_scorer"], references, clip_seconds, bands, confirmed)

@@ -1,4 +1,5 @@
-"""A local mosquitto on 127.0.0.1 for tests and benchmarks: start, stop (as a restart would) and start again."""
+"""A local mosquitto on 127.0.0.1 for tests and benchmarks: start, stop (as a restart would) and start again; the
+certificates and password file of one that wants TLS and a login."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from ssad.core.errors import SsadError
 
-__all__ = ["LocalBroker", "free_port", "mosquitto_path"]
+__all__ = ["LocalBroker", "free_port", "make_certificates", "make_password_file", "mosquitto_path", "tls_config"]
 
 #: where Debian and source installs put the broker when /usr/sbin is not on PATH
 BROKER_PLACES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -95,3 +96,40 @@ class LocalBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _openssl(folder: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+
+def _ec_key(name: str) -> list[str]:
+    return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{name}.key"]
+
+
+def make_certificates(folder: str | Path) -> Path:
+    """Test certificates made with openssl in `folder`: CA `ca`, server `server` for 127.0.0.1 only (so `localhost`
+    does not match it), client `client` signed by the CA, and `other-ca`, which signed nothing (NAME.pem, NAME.key)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for ca in ("ca", "other-ca"):
+        _openssl(folder, "req", "-x509", *_ec_key(ca), "-days", "2", "-subj", f"/CN={ca}", "-out", f"{ca}.pem")
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, subject, extra in (("server", "/CN=127.0.0.1", ["-extfile", "server.ext"]), ("client", "/CN=monitor", [])):
+        _openssl(folder, "req", *_ec_key(name), "-subj", subject, "-out", f"{name}.csr")
+        _openssl(folder, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "2", "-out", f"{name}.pem", *extra)
+    return folder
+
+
+def make_password_file(path: str | Path, users: dict[str, str]) -> Path:
+    """A mosquitto password file of `users` (name -> password), hashed by mosquitto_passwd."""
+    path = Path(path)
+    path.write_text("")
+    for user, password in users.items():
+        subprocess.run(["mosquitto_passwd", "-b", str(path), user, password], check=True, capture_output=True)
+    return path
+
+
+def tls_config(certificates: Path) -> str:
+    """mosquitto.conf lines of a TLS listener with `make_certificates`'s server certificate."""
+    return f"cafile {certificates}/ca.pem\ncertfile {certificates}/server.pem\nkeyfile {certificates}/server.key\n"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssad.core.errors import SsadError
+from ssad.core.errors import SsadError, reading
 from ssad.core.runtime import configure_runtime
 from ssad.features import LogMel, sliding_windows
 from ssad.models.base import CHECKPOINT_KEY, SsadModule
@@ -50,7 +50,10 @@ def _model_class(dotted: str) -> type[SsadModule]:
     module_name, _, class_name = dotted.rpartition(".")
     if not module_name.startswith("ssad."):
         raise SsadError(f"refusing to load model class {dotted!r}: not an ssad model")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+    except ImportError:
+        cls = None
     if not (isinstance(cls, type) and issubclass(cls, SsadModule)):
         raise SsadError(f"refusing to load model class {dotted!r}: not an ssad model")
     return cls
@@ -264,8 +267,10 @@ def from_weights(weights: dict[str, Any], device: str | torch.device = "cpu", so
 
 
 def load_model_files(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the model a detector folder holds (safetensors weights + JSON description)."""
-    return from_weights(read_model_files(directory), device, directory)
+    """Rebuild the model a detector folder holds (safetensors weights + JSON description); SsadError if damaged."""
+    weights = read_model_files(directory)
+    with reading(Path(directory) / MODEL_FILES[1], "model (its description, or weights that do not fit it)"):
+        return from_weights(weights, device, directory)
 
 
 def load(source: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

@@ -4,7 +4,6 @@ a client certificate; every refusal one line naming the broker and the reason.""
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ssad.core.errors import SsadError
-from ssad.field.broker import LocalBroker
+from ssad.field.broker import LocalBroker, make_certificates, make_password_file, tls_config
 from ssad.field.connection import MqttCredentials
 from ssad.field.mqtt import MqttPublisher, connect, parse_mqtt_url
 from ssad.field.payloads import pcm_bytes_to_float
@@ -28,53 +27,21 @@ ACL = "user monitor\ntopic read plant/#\ntopic readwrite ssad/#\nuser mic\ntopic
 USERS = {"monitor": "monitor-secret", "mic": "mic-secret"}
 
 
-def _openssl(folder: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-
-
-def _signed(folder: Path, name: str, subject: str, ca: str = "ca", san: str | None = None) -> None:
-    """`name`.pem/.key: an EC key and a certificate for `subject` signed by the CA `ca`.pem/.key."""
-    _openssl(folder, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
-             subject, "-keyout", f"{name}.key", "-out", f"{name}.csr")
-    extra = []
-    if san:
-        (folder / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-        extra = ["-extfile", f"{name}.ext"]
-    _openssl(folder, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", *extra)
-
-
-def _ca(folder: Path, name: str) -> None:
-    _openssl(folder, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-days", "2", "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem")
-
-
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA, a server certificate for 127.0.0.1 only (so `localhost` does not match), a client certificate,
     a second CA that signed nothing the broker has, a mosquitto password file and an ACL."""
     mosquitto_path()
-    folder = tmp_path_factory.mktemp("tls")
-    _ca(folder, "ca")
-    _ca(folder, "other-ca")
-    _signed(folder, "server", "/CN=127.0.0.1", san="IP:127.0.0.1")
-    _signed(folder, "client", "/CN=monitor")
-    passwords = folder / "passwords"
-    passwords.touch()
-    for user, password in USERS.items():
-        subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True, capture_output=True)
+    folder = make_certificates(tmp_path_factory.mktemp("tls"))
+    make_password_file(folder / "passwords", USERS)
     (folder / "acl").write_text(ACL)
     return folder
-
-
-def _tls_lines(files: Path) -> str:
-    return f"cafile {files}/ca.pem\ncertfile {files}/server.pem\nkeyfile {files}/server.key\n"
 
 
 @pytest.fixture
 def secure_broker(tls_files: Path, tmp_path: Path) -> Iterator[int]:
     """mosquitto with TLS, a password file and an ACL, no anonymous clients; its port."""
-    extra = _tls_lines(tls_files) + f"password_file {tls_files}/passwords\nacl_file {tls_files}/acl\n"
+    extra = tls_config(tls_files) + f"password_file {tls_files}/passwords\nacl_file {tls_files}/acl\n"
     with LocalBroker(tmp_path / "secure", anonymous=False, extra=extra) as broker:
         yield broker.port
 
@@ -82,7 +49,7 @@ def secure_broker(tls_files: Path, tmp_path: Path) -> Iterator[int]:
 @pytest.fixture
 def cert_broker(tls_files: Path, tmp_path: Path) -> Iterator[int]:
     """mosquitto with TLS that wants a client certificate signed by its CA; its port."""
-    with LocalBroker(tmp_path / "certs", extra=_tls_lines(tls_files) + "require_certificate true\n") as broker:
+    with LocalBroker(tmp_path / "certs", extra=tls_config(tls_files) + "require_certificate true\n") as broker:
         yield broker.port
 
 
