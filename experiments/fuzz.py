@@ -28,7 +28,7 @@ def run_one(target: str, cases: int, out: Path) -> None:
     import fuzz_targets
 
     start = time.time()
-    result = fuzz_targets.fuzz(target, cases)
+    result = fuzz_targets.fuzz(target, cases, progress=True)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
     out.write_text(json.dumps({
         "target": target, "about": fuzz_targets.TARGETS[target].about, "cases": result.cases,

@@ -333,15 +333,15 @@ class FuzzResult:
     examples: dict[str, Any] = field(default_factory=dict)
 
 
-def fuzz(name: str, cases: int, workdir: Path | None = None) -> FuzzResult:
+def fuzz(name: str, cases: int, workdir: Path | None = None, progress: bool = False) -> FuzzResult:
     """Try `cases` cases of target `name` (hypothesis, in runs of BATCH), gathering crashes instead of stopping."""
     target = TARGETS[name]
     result = FuzzResult(name)
     folder = Path(tempfile.mkdtemp(prefix=f"ssad-fuzz-{name}-", dir=workdir))
     try:
         context = target.setup(folder)
+        strategy = target.strategy(context)
 
-        @given(target.strategy(context))
         def one(case: Any) -> None:
             result.cases += 1
             problem = target.check(context, case)
@@ -351,8 +351,12 @@ def fuzz(name: str, cases: int, workdir: Path | None = None) -> FuzzResult:
 
         while result.cases < cases:
             before = result.cases
-            settings(max_examples=min(BATCH, cases - result.cases), database=None, deadline=None,
-                     phases=[Phase.generate], suppress_health_check=list(HealthCheck))(one)()
+            # a fresh test each run: hypothesis takes one settings object per function
+            run = settings(max_examples=min(BATCH, cases - result.cases), database=None, deadline=None,
+                           phases=[Phase.generate], suppress_health_check=list(HealthCheck))(given(strategy)(one))
+            run()
+            if progress:
+                print(f"{name}: {result.cases} cases, {sum(result.crashes.values())} crashes", flush=True)
             if result.cases == before:
                 break
     finally:
