@@ -133,9 +133,9 @@ def _wav_setup(folder: Path) -> Any:
 
 
 def check_wav(folder: Path, case: tuple[bytes, str, str]) -> str | None:
-    """Read the file as every ssad command does (`ssad.data.audio.read_native`, under `load_clip`)."""
+    """Read the file as every ssad command does (`ssad.audio.reading.read_native`, under `load_clip`)."""
+    from ssad.audio.reading import read_native
     from ssad.core.errors import BadInputError
-    from ssad.data.audio import read_native
 
     data, suffix, fmt = case
     path = folder / f"case{suffix}"
@@ -212,8 +212,8 @@ def _detector_setup(folder: Path) -> DetectorFolder:
     import torch
 
     from ssad.detector import Detector
+    from ssad.encoder import Encoder
     from ssad.features import LogMel
-    from ssad.modelio.loading import LoadedModel
     from ssad.models.classifier.lightning_model import MachineIDClassifier
 
     torch.manual_seed(0)
@@ -223,7 +223,7 @@ def _detector_setup(folder: Path) -> DetectorFolder:
     metadata = {"model_class": f"{MachineIDClassifier.__module__}.MachineIDClassifier", "machine_types": None,
                 "feature_params": LogMel(n_mels=64).params, "window_frames": 32, "window_hop": 16,
                 "output_names": list(module.output_names), "class_names": classes}
-    detector = Detector.empty(LoadedModel(module, metadata, "cpu"), scorers=["gaussian", "knn"])
+    detector = Detector.empty(Encoder(module, metadata, "cpu"), scorers=["gaussian", "knn"])
     target = folder / "detector"
     detector.save(target)
     rng = np.random.default_rng(0)
@@ -277,7 +277,7 @@ def check_detector(context: DetectorFolder, case: tuple[str, list[tuple[str, int
     which would cost most of the time of a case."""
     from ssad.detector import Detector
     from ssad.detector.state import MANIFEST_FILE, DetectorState, read_manifest, read_state
-    from ssad.models.weights import MODEL_FILES
+    from ssad.models.files import MODEL_FILES
 
     name, damage = case
     path = context.folder / name

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.audio.reading import read_native
 from ssad.core.errors import BadInputError
-from ssad.data.audio import read_native
 from ssad.field.payloads import MAX_PAYLOAD_BYTES, payload_samples
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssad.data.audio import pcm16_to_float
+from ssad.audio.reading import pcm16_to_float
 
 __all__ = ["MAX_PAYLOAD_BYTES", "PACKET_HEADROOM", "SAMPLE_BYTES", "payload_samples", "pcm_bytes_to_float"]
 
