@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import resource
 import shutil
 import struct
 import tempfile
@@ -329,6 +330,7 @@ class FuzzResult:
 
     target: str
     cases: int = 0
+    setup_kib: int = 0  # the process's peak resident set once the target's fixture was made, before any case
     crashes: Counter = field(default_factory=Counter)
     examples: dict[str, Any] = field(default_factory=dict)
 
@@ -340,6 +342,7 @@ def fuzz(name: str, cases: int, workdir: Path | None = None, progress: bool = Fa
     folder = Path(tempfile.mkdtemp(prefix=f"ssad-fuzz-{name}-", dir=workdir))
     try:
         context = target.setup(folder)
+        result.setup_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         strategy = target.strategy(context)
 
         def one(case: Any) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 __all__ = ["SsadError", "BadInputError", "DAMAGE", "reading"]
 
 #: what the readers of JSON, npz and safetensors files raise on a damaged file (zip, unicode and JSON errors among them)
-DAMAGE = (ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError, OSError, RuntimeError,
-          zipfile.BadZipFile)
+DAMAGE = (ValueError, KeyError, IndexError, TypeError, AttributeError, ArithmeticError, EOFError, OSError,
+          RuntimeError, zipfile.BadZipFile)
 
 
 class SsadError(Exception):
