@@ -4,6 +4,7 @@ a client certificate; every refusal one line naming the broker and the reason.""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,3 +187,16 @@ def test_the_cli_refuses_a_wrong_password_in_one_line(secure_broker: int, tls_fi
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(f"ssad: error: mqtts://127.0.0.1:{secure_broker}: the MQTT "
                                                    "broker refused the connection (")
+
+
+def test_a_port_that_never_answers_ends_after_the_connect_timeout() -> None:
+    # a TLS listener that waits for a hello which plain MQTT never sends: the connection must not hang
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(SsadError, match=rf"^mqtt://127.0.0.1:{port}: no answer from the MQTT broker within 1 s; "
+                                            "if this port speaks TLS, use mqtts://"):
+            connect(parse_mqtt_url(f"mqtt://127.0.0.1:{port}/x"), timeout=1)
+        assert time.monotonic() - started < 5
