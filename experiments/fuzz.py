@@ -29,6 +29,10 @@ def run_one(target: str, cases: int, out: Path) -> None:
     sys.path.insert(0, str(HERE))
     import fuzz_targets
 
+    limit = fuzz_targets.TARGETS[target].address_space
+    if limit:  # a case that asks for gigabytes then fails with MemoryError, a crash counted, not a killed process
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     start = time.time()
     result = fuzz_targets.fuzz(target, cases, progress=True)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB

@@ -312,6 +312,8 @@ class Target:
     setup: Callable[[Path], Any]
     strategy: Callable[[Any], st.SearchStrategy]
     check: Callable[[Any, Any], str | None]
+    #: the fuzz process's address-space limit in bytes (None: torch's mappings want more than any such limit)
+    address_space: int | None = 4 << 30
 
 
 TARGETS = {
@@ -320,7 +322,8 @@ TARGETS = {
     "mqtt": Target("mqtt", "MQTT payloads (empty, odd, at and over the size limit) and topics (payload_samples, "
                    "machine_from_topic)", _wav_setup, lambda context: mqtt_cases(), check_mqtt),
     "detector": Target("detector", "detector folders: damaged JSON, npz and safetensors files (Detector.load)",
-                       _detector_setup, lambda context: detector_cases(sorted(context.files)), check_detector),
+                       _detector_setup, lambda context: detector_cases(sorted(context.files)), check_detector,
+                       address_space=None),
 }
 
 

@@ -69,6 +69,26 @@ def test_a_header_claiming_gigabytes_never_allocates_them(tmp_path: Path) -> Non
     assert peak < 64 * 2**20
 
 
+def test_a_stream_that_decodes_forever_is_cut_short(tmp_path: Path) -> None:
+    # found by make fuzz (the process took 19 GB before the kernel killed it): a W64 GSM 6.10 file whose data chunk
+    # claims 2^63 bytes is not seekable to libsndfile, and its decoder gives full blocks for ever
+    out = io.BytesIO()
+    sf.write(out, np.zeros(1000), 8000, format="W64", subtype="GSM610")
+    data = bytearray(out.getvalue())
+    size = data.index(b"data") + 16  # after the chunk's 16-byte GUID: its 64-bit size
+    data[size : size + 8] = (0x9C00000000000059).to_bytes(8, "little")
+    path = tmp_path / "endless.w64"
+    path.write_bytes(bytes(data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadInputError, match=r"decodes to more than \d+ samples from 404 bytes"):
+            read_native(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
+
+
 def test_a_message_over_the_size_limit_is_skipped_and_says_so() -> None:
     samples, problem = payload_samples(bytes(MAX_PAYLOAD_BYTES + 2))
     assert samples is None and problem[0] == "oversized" and str(MAX_PAYLOAD_BYTES) in problem[1]

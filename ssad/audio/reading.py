@@ -44,6 +44,9 @@ DEFAULT_N_FFT = 1024
 _UNKNOWN_SIZE = 0xFFFFFFFF
 #: samples (frames x channels) read at once: a header's claimed length is never allocated before the samples are there
 _READ_SAMPLES = 1 << 20
+#: the most samples one file may decode to: 2^28 (1 GiB as float32; 4.6 h of 16-kHz mono), and per byte of the
+#: file (FLAC's silence packs a few thousand samples in a byte; a damaged stream may decode forever)
+MAX_SAMPLES, MAX_SAMPLES_PER_BYTE = 1 << 28, 8192
 _PCM_16_SCALE = 1.0 / 32768.0  # libsndfile's normalisation of 16-bit samples to [-1, 1)
 _WAV_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64")
 
@@ -168,10 +171,13 @@ def read_native(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
     try:
         with sf.SoundFile(str(path)) as f:
             info = AudioInfo(path, int(f.samplerate), int(f.channels), int(f.frames), f.subtype, f.format)
+            most = min(MAX_SAMPLES, MAX_SAMPLES_PER_BYTE * path.stat().st_size)
+            data = _read_blocks(f, "int16" if info.subtype == "PCM_16" else "float32", most)
+            if data is None:
+                raise _bad(path, f"decodes to more than {most} samples from {path.stat().st_size} bytes: a damaged "
+                           f"{info.format} stream, or longer than ssad reads in one piece (cut it into clips)")
             if info.subtype == "PCM_16":
-                data = pcm16_to_float(_read_blocks(f, "int16"))
-            else:
-                data = _read_blocks(f, "float32")
+                data = pcm16_to_float(data)
     except (sf.SoundFileError, RuntimeError) as err:
         raise _unreadable(path, err) from None
     except OSError as err:
@@ -185,15 +191,18 @@ def read_native(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
     return data, info
 
 
-def _read_blocks(f: sf.SoundFile, dtype: str) -> np.ndarray:
-    """Every frame present, (frames, channels), read in blocks: soundfile would allocate all the frames a header
-    claims (4 GB for a lying one) before reading what is there."""
+def _read_blocks(f: sf.SoundFile, dtype: str, most: int) -> np.ndarray | None:
+    """Every frame present, (frames, channels), read in blocks, or None past `most` samples: soundfile would allocate
+    all the frames a header claims (4 GB for a lying one) before reading what is there."""
     block = max(1, _READ_SAMPLES // max(1, f.channels))
-    blocks = []
+    blocks, samples = [], 0
     while True:
         got = f.read(block, dtype=dtype, always_2d=True)
         if len(got):
             blocks.append(got)
+            samples += got.size
+        if samples > most:
+            return None
         if len(got) < block:
             break
     if len(blocks) == 1:
