@@ -67,8 +67,8 @@ def markdown(results: list[dict], refusals: list[tuple[str, str, str]]) -> str:
     lines = ["# Security: hostile input by the hundred thousand, and the broker's refusals", "",
              "Written by `make fuzz` (`experiments/fuzz.py`). Each target runs in its own process: hypothesis draws "
              "the cases; a case passes when it ends in an answer or in ssad's own error (`ssad.core.errors`, one "
-             "line in the CLI), fails when anything else is raised (a traceback in the CLI) or an accepted input is "
-             "wrong (NaN samples, samples held beyond the file's size, a message over the limit taken). Peak memory "
+             "line in the CLI), fails when anything else is raised (in the CLI a traceback, or a line that names no "
+             "file) or an accepted input is wrong (NaN samples, samples held beyond the file's size, a message over the limit taken). Peak memory "
              "is the fuzz process's maximum resident set (getrusage), Python, numpy, libsndfile and hypothesis included: "
              "once the target's fixture is made (for the detector: a tiny network, enrolled on 5 clips, with torch), "
              "and at the end of the cases.",
