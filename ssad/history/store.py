@@ -163,6 +163,12 @@ class History:
             connection.execute(schema.alarms.update().where(schema.alarms.c.id == alarm_id)
                                .values(label=label, labelled=time.time(), version=version))
 
+    def unlabel_alarm(self, alarm_id: int) -> None:
+        """Forget the operator's word on an alarm (its update was undone)."""
+        with self.engine.begin() as connection:
+            connection.execute(schema.alarms.update().where(schema.alarms.c.id == alarm_id)
+                               .values(label=None, labelled=None, version=None))
+
     def close(self) -> None:
         """Commit what is buffered and release the database."""
         self.flush()
