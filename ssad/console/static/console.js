@@ -4,7 +4,7 @@ const POLL_MS = 5000;
 const SVG = "http://www.w3.org/2000/svg";
 const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 
-function fmt(x) { return x === null || x === undefined ? "" : Number(x).toPrecision(4).replace(/\.?0+$/, ""); }
+function fmt(x) { return x === null || x === undefined ? "" : String(Number(Number(x).toPrecision(4))); }
 function clock(t) { return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC"; }
 
 async function getJSON(url) {
