@@ -3,7 +3,8 @@
 The flow: core <- data <- features <- models <- modelio <- scoring <- explain <- detector <- {evaluation, field}
 <- cli. A sub-package imports only those before it (and core); synthesis imports only core; training (data
 modules, their augmentation and the pretraining corpus) imports only core, data, synthesis, features and models,
-and only cli imports it.
+and only cli imports it. The history (history) imports only core; field writes it, console reads it, and cli
+opens both.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ ALLOWED |= {
     "synthesis": {"core"},
     "training": {"core", "data", "synthesis", "features", "models"},
     "evaluation": set(FLOW),
-    "field": set(FLOW),
-    "cli": {*FLOW, "synthesis", "training", "evaluation", "field"},
+    "history": {"core"},
+    "field": {*FLOW, "history"},
+    "console": {*FLOW, "history"},
+    "cli": {*FLOW, "synthesis", "training", "evaluation", "history", "field", "console"},
 }
 #: old import paths kept for one release: they only re-export, and nothing inside ssad imports them
 LEGACY = {"ssad.errors", "ssad.atomic", "ssad.engine", "ssad.inference"}

@@ -11,6 +11,7 @@ import io
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,9 +113,10 @@ class HistoryRecorder:
         if machine not in self._alarms:
             detail = {k: line.get(k) for k in ("score", "threshold", "smoothed", "above_for", "stream", "start",
                                                "when", "where")}
+            titled = None if explanation is None else replace(explanation, path=f"{line['stream']} at {line['start']} s")
             alarm_id = self.history.open_alarm(
                 machine, t, kind=line.get("kind", ""), summary=line.get("explanation", ""), detail=detail,
-                picture=picture_png(explanation) if explanation is not None else None)
+                picture=picture_png(titled) if titled is not None else None)
             self.history.add_event("alarm", t, machine, alarm=alarm_id, summary=line.get("explanation"),
                                    score=line["score"], threshold=line["threshold"])
             self._alarms[machine] = (alarm_id, 0)

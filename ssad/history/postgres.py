@@ -11,12 +11,12 @@ import glob
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 from ssad.core.errors import SsadError
-from ssad.field.broker import free_port
 
 __all__ = ["LocalPostgres", "postgres_bin"]
 
@@ -34,6 +34,12 @@ def postgres_bin() -> Path:
         raise SsadError("PostgreSQL is not installed: `make setup` installs it as root with apt "
                         "(else: apt-get install postgresql / brew install postgresql)")
     return Path(folders[-1])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _unprivileged_user() -> str | None:
@@ -54,7 +60,7 @@ class LocalPostgres:
 
     def __init__(self, *, port: int | None = None) -> None:
         self.bin = postgres_bin()
-        self.port = port or free_port()
+        self.port = port or _free_port()
         self.user = _unprivileged_user()
         self.folder = Path(tempfile.mkdtemp(prefix="ssad-postgres-"))
         self.data = self.folder / "data"

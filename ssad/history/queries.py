@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ssad.history import schema
+import ssad.history.schema as schema
 from ssad.history.store import History
 
 __all__ = ["STATES", "alarm", "alarm_clips", "alarm_picture", "alarms", "bucket_of", "events", "machine_names",

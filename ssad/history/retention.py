@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ssad.history import schema
+import ssad.history.schema as schema
 from ssad.history.queries import bucket_of
 from ssad.history.store import History
 

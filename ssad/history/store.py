@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+import ssad.history.schema as schema
 from ssad.core.errors import SsadError
-from ssad.history import schema
 from ssad.history.migrate import upgrade
 
 __all__ = ["History", "database_url"]
