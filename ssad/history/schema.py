@@ -17,6 +17,15 @@ SCHEMA_REVISION = "0002"
 
 metadata = sa.MetaData()
 
+
+def _window_columns() -> list[sa.Column]:
+    """What a scored window holds, in the windows and the latest-state tables alike."""
+    return [sa.Column("t", sa.Float(precision=53), nullable=False), sa.Column("score", sa.Float, nullable=False),
+            sa.Column("threshold", sa.Float, nullable=False), sa.Column("smoothed", sa.Float, nullable=False),
+            sa.Column("alert", sa.Boolean, nullable=False), sa.Column("drift", sa.Boolean, nullable=False),
+            sa.Column("learning", sa.Boolean, nullable=False), sa.Column("summary", sa.Text)]
+
+
 machines = sa.Table(
     "machines", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -27,14 +36,7 @@ machines = sa.Table(
 windows = sa.Table(
     "windows", metadata,
     sa.Column("machine_id", sa.Integer, nullable=False),
-    sa.Column("t", sa.Float(precision=53), nullable=False),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("threshold", sa.Float, nullable=False),
-    sa.Column("smoothed", sa.Float, nullable=False),
-    sa.Column("alert", sa.Boolean, nullable=False),
-    sa.Column("drift", sa.Boolean, nullable=False),
-    sa.Column("learning", sa.Boolean, nullable=False),
-    sa.Column("summary", sa.Text),
+    *_window_columns(),
     sa.Column("n", sa.Integer, nullable=False, server_default="1"),
     sa.Column("span", sa.Float, nullable=False, server_default="0"),
     sa.Index("ix_windows_machine_t", "machine_id", "t"),
@@ -43,14 +45,7 @@ windows = sa.Table(
 latest = sa.Table(
     "latest", metadata,
     sa.Column("machine_id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("t", sa.Float(precision=53), nullable=False),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("threshold", sa.Float, nullable=False),
-    sa.Column("smoothed", sa.Float, nullable=False),
-    sa.Column("alert", sa.Boolean, nullable=False),
-    sa.Column("drift", sa.Boolean, nullable=False),
-    sa.Column("learning", sa.Boolean, nullable=False),
-    sa.Column("summary", sa.Text),
+    *_window_columns(),
 )
 
 events = sa.Table(

@@ -88,3 +88,13 @@ def test_an_older_history_is_migrated_and_a_newer_one_refused(tmp_path: Path) ->
     history.close()
     with pytest.raises(SsadError, match="newer than this ssad"):
         History(path)
+
+
+def test_the_migrations_build_exactly_the_tables_ssad_writes(history_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    history = History(history_url)
+    with history.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), schema.metadata) == []
+    history.close()
