@@ -269,9 +269,9 @@ class Monitor:
             line["explanation"] = explanation.summary(offset_s=line["start"])
         else:
             state.event_kind = None
-        self.out.write(json.dumps(line) + "\n")
-        if self.record is not None:
+        if self.record is not None:  # kept before it is printed: a line on stdout is in the history too
             self.record(line, window.samples, explanation)
+        self.out.write(json.dumps(line) + "\n")
         if alert_changed:
             self._alert(line)
         if drift_changed and drift is not None:

@@ -108,13 +108,18 @@ class History:
             self._write(connection, rows)
 
     def flush(self) -> int:
-        """Commit the buffered windows and each machine's latest state; return how many windows."""
-        rows, self._rows = self._rows, []
+        """Commit the buffered windows and each machine's latest state; return how many windows.
+
+        The buffer is emptied only once the commit is done: a flush interrupted (Ctrl-C, SIGTERM) keeps its windows
+        for the next one, `close`'s.
+        """
+        count = len(self._rows)
         self._last_flush = time.monotonic()
-        if rows:
+        if count:
             with self.engine.begin() as connection:
-                self._write(connection, rows)
-        return len(rows)
+                self._write(connection, self._rows[:count])
+            del self._rows[:count]
+        return count
 
     def _write(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
         connection.execute(schema.windows.insert(), rows)

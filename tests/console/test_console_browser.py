@@ -175,3 +175,28 @@ def test_this_was_normal_learns_the_alarm_as_a_new_detector_version(server: str,
         (alarm,) = queries.alarms(reader, MACHINE)
         assert (alarm["label"], alarm["version"]) == ("normal", before + 1)
         assert queries.events(reader, MACHINE)[0]["kind"] == "feedback"
+
+
+def test_a_monitor_stopped_by_sigterm_has_written_every_window_it_printed(plant: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    audio, rate = sf.read(plant["history"].parent / "live.wav", dtype="int16")
+    command = [sys.executable, "-m", "ssad.cli", "monitor", "--detector", str(plant["det"]), "--machine", MACHINE,
+               "--source", "-", "--history", str(tmp_path / "h.db"), "--heartbeat", "0", "--batch", "1"]
+    monitor = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "WANDB_MODE": "disabled"})
+    monitor.stdin.write(audio[: rate * 6].tobytes())  # six seconds, and the stream stays open
+    monitor.stdin.flush()
+    lines = [monitor.stdout.readline() for _ in range(3)]  # it is scoring
+    assert all(lines)
+    monitor.send_signal(signal.SIGTERM)
+    rest, err = monitor.communicate(timeout=60)
+    assert monitor.returncode == 130, err
+    printed = len(lines) + len(rest.splitlines())
+    with History(str(tmp_path / "h.db")) as history:
+        points = queries.trend(history, MACHINE, 0, time.time() + 60, points=1)
+    # every printed window is in the history (one more only if the signal fell between keeping and printing it)
+    assert points and printed <= points[0]["n"] <= printed + 1
