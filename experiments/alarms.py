@@ -61,8 +61,8 @@ class Machine:
 
 def machines_of(root: Path) -> list[Machine]:
     """The machines of a DCASE-layout root, each with its clips in file order."""
-    from ssad.data.clips import clip_key
-    from ssad.data.layout import index_root
+    from ssad.audio.clips import clip_key
+    from ssad.audio.layout import index_root
 
     by: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for clip in index_root(root):
@@ -75,7 +75,7 @@ def machines_of(root: Path) -> list[Machine]:
 
 def cached_outputs(model, paths: list[str], cache: Path) -> dict[str, np.ndarray]:
     """`clip_outputs` of the files, kept in `cache` (an npz) for the next run."""
-    from ssad.detector import clip_outputs
+    from ssad.encoder import clip_outputs
 
     if cache.is_file():
         with np.load(cache) as npz:
@@ -140,7 +140,7 @@ def _fit_trained(model, ids: list[str], outputs: dict[str, np.ndarray], groups: 
 def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: float,
                  unseen: set[str] | None = None) -> list[dict]:
     """Every stage and method for every machine of one set on one path (`unseen`: a trained run's validation clips)."""
-    from ssad.data.recordings import groups_by_machine
+    from ssad.audio.recordings import groups_by_machine
     from ssad.scoring import select_input
 
     key = "shipped" if path == SHIPPED else "trained"
@@ -337,15 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     logging.getLogger("ssad").setLevel(logging.ERROR)
     from ssad.core.runtime import configure_threads
-    from ssad.modelio import load
-    from ssad.modelio.pretrained import load_pretrained
+    from ssad.encoder import load
+    from ssad.encoder.pretrained import load_pretrained
     from ssad.scoring.thresholds import AlarmThreshold
 
     configure_threads()
     sets = [(s, args.real_dev / s) for s in REAL_SETS if args.real_dev and (args.real_dev / s).is_dir()]
     sets += [(f"synthetic {root.name}", root) for root in args.synthetic]
     runs = dict(spec.split("=", 1) for spec in args.trained)
-    from ssad.models.checkpoint import unseen_clips
+    from ssad.models.runs import unseen_clips
     start, rows = time.time(), []
     encoder = load_pretrained() if SHIPPED in args.paths else None
     for set_name, root in sets:

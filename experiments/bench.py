@@ -101,8 +101,8 @@ def part_features(paths: list[Path], device: str, sizes: dict) -> dict:
     import numpy as np
     import torch
 
+    from ssad.audio.reading import read_clip
     from ssad.core.runtime import torch_threads
-    from ssad.data.audio import read_clip
     from ssad.features import LogMel, compute_log_mels
 
     log_mel = LogMel()  # the baseline's parameters: 128 mels, n_fft 1024, hop 512, power 2
@@ -133,9 +133,9 @@ def part_features(paths: list[Path], device: str, sizes: dict) -> dict:
 
 
 def demo_model(device: str):
-    """The demo classifier (untrained) as a `LoadedModel`: the file -> embedding path users run."""
+    """The demo classifier (untrained) as a `Encoder`: the file -> embedding path users run."""
+    from ssad.encoder import Encoder
     from ssad.features import LogMel
-    from ssad.modelio import LoadedModel
     from ssad.models.classifier.lightning_model import MachineIDClassifier
 
     classes = [f"fan/id_{i:02d}" for i in range(16)] + [f"fan/id_{i:02d}@warp" for i in range(24)]
@@ -143,7 +143,7 @@ def demo_model(device: str):
     metadata = {"model_class": "ssad.models.classifier.lightning_model.MachineIDClassifier",
                 "feature_params": LogMel().params, "window_frames": 64, "window_hop": 32,
                 "output_names": list(module.output_names)}
-    return LoadedModel(module, metadata, device)
+    return Encoder(module, metadata, device)
 
 
 def part_scoring(paths: list[Path], device: str, sizes: dict) -> dict:

@@ -77,7 +77,7 @@ class DataSet:
 
 def encoder_identity(source: str) -> dict:
     """What the encoder is, for the report: its name, the sha256 of its weights, and its provenance when shipped."""
-    from ssad.models.checkpoint import resolve_checkpoint
+    from ssad.models.runs import resolve_checkpoint
 
     path = Path(source)
     provenance = {}
@@ -117,9 +117,9 @@ def pretraining_seed(identity: dict, given: int | None) -> int | None:
 
 def set_outputs(model, root: Path, cache: Path) -> tuple[list, dict, list, dict]:  # noqa: ANN001
     """Normal training clips and test clips of a root with the encoder's per-clip outputs, cached in `cache`."""
+    from ssad.audio.layout import index_root, select
     from ssad.core.atomic import atomic_path
-    from ssad.data.layout import index_root, select
-    from ssad.detector import clip_outputs
+    from ssad.encoder import clip_outputs
     from ssad.evaluation.run import default_cache_dir
 
     clips = index_root(root)
@@ -154,7 +154,7 @@ def enrol(model, outputs: dict[str, np.ndarray], ids: Sequence[str], scorers: Se
 
 def evaluate_detector(detector, test: list, test_outputs: dict) -> list:  # noqa: ANN001
     """`ssad.evaluation.metrics.evaluate` rows (per ID and a mean per type) of the detector's scorers on its machines' test clips."""
-    from ssad.data.clips import clip_key
+    from ssad.audio.clips import clip_key
     from ssad.evaluation.metrics import evaluate
     from ssad.evaluation.table import ScoreTable
     from ssad.scoring import select_input
@@ -170,7 +170,7 @@ def cold_start_rows(model, data: DataSet, scorers: Sequence[str], sizes: Sequenc
     """Every machine of the set enrolled from n of its normal training clips (each n drawn `draws` times) and all."""
     from tqdm import tqdm
 
-    from ssad.data.clips import clip_key
+    from ssad.audio.clips import clip_key
 
     train, train_out, test, test_out = set_outputs(model, data.root, cache)
     ids = np.array([clip_key(c) for c in train])
@@ -283,10 +283,9 @@ def time_to_detector(encoder: str, root: str, clips_per_machine: int | None) -> 
     Returns seconds per step, the peak resident memory (MB) and the load average before and after.
     """
     start, load_before = time.perf_counter(), os.getloadavg()[0]
-    from ssad.data.clips import clip_key
-    from ssad.data.layout import index_root, select
-    from ssad.detector import clip_outputs
-    from ssad.modelio import load
+    from ssad.audio.clips import clip_key
+    from ssad.audio.layout import index_root, select
+    from ssad.encoder import clip_outputs, load
 
     model = load(encoder)
     loaded = time.perf_counter()
@@ -498,7 +497,7 @@ def data_sets(args: argparse.Namespace, pretrain_seed: int | None) -> list[DataS
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ssad.detector.detector import PRETRAINED_SCORERS
+    from ssad.scoring.catalogue import PRETRAINED_SCORERS
 
     if SCORERS != PRETRAINED_SCORERS:
         raise SystemExit(f"cold_start.SCORERS {SCORERS} is not what ssad detector --pretrained has: {PRETRAINED_SCORERS}")
@@ -534,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     args.synthetic_dir = args.synthetic_dir or args.work / "data"
     start = time.time()
     from ssad.core.errors import SsadError
-    from ssad.modelio import load
+    from ssad.encoder import load
 
     try:
         identity = encoder_identity(args.encoder)

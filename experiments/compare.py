@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
 
-    from ssad.data.layout import index_root
+    from ssad.audio.layout import index_root
     from ssad.evaluation.report import write_evaluation
     from ssad.evaluation.run import evaluate_run
     from ssad.evaluation.table import ScoreTable, ensemble_tables

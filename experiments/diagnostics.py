@@ -17,9 +17,9 @@ from sklearn.covariance import LedoitWolf
 from ssad.evaluation.metrics import auc_pauc
 
 
-def cached_log_mels(model, clips: Sequence) -> list[np.ndarray]:  # noqa: ANN001 (an ssad.LoadedModel)
+def cached_log_mels(model, clips: Sequence) -> list[np.ndarray]:  # noqa: ANN001 (an ssad.Encoder)
     """The (n_mels, frames) log-mel of each clip with the run's own parameters, through the feature cache."""
-    from ssad.data.audio import read_clip
+    from ssad.audio.reading import read_clip
     from ssad.evaluation.run import default_cache_dir
     from ssad.features import FeatureCache, compute_log_mels
 
@@ -33,7 +33,7 @@ def floor_features(mel: np.ndarray) -> np.ndarray:
     return np.concatenate([mel.mean(1), mel.std(1)])
 
 
-def mean_embedding(model, net: torch.nn.Module, mel: np.ndarray) -> np.ndarray:  # noqa: ANN001 (an ssad.LoadedModel)
+def mean_embedding(model, net: torch.nn.Module, mel: np.ndarray) -> np.ndarray:  # noqa: ANN001 (an ssad.Encoder)
     """The classifier's embedding of one clip: the mean over its sliding windows, as its scorers see it."""
     from ssad.features import sliding_windows
 
@@ -51,7 +51,7 @@ def gaussian_distances(train: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 def machine_ids(clips: Sequence) -> np.ndarray:
     """`type/id` of each clip."""
-    from ssad.data.clips import clip_key
+    from ssad.audio.clips import clip_key
 
     return np.array([clip_key(c) for c in clips])
 

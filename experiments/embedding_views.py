@@ -37,7 +37,7 @@ def _knn(train: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 def main(run: str, root: str) -> None:
     import ssad
-    from ssad.data.layout import index_root, select
+    from ssad.audio.layout import index_root, select
     from ssad.features import sliding_windows
 
     model = ssad.load(run)

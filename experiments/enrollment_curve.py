@@ -75,10 +75,11 @@ def main() -> None:
 
 def curve(run: str, data: str, held_out: tuple[str, ...], seed: int, draws: int, k: int) -> tuple[list[dict], dict]:
     """One run: rows (clips, draw, curve, mean AUC over the held-out IDs) and the trained IDs' mean AUC."""
-    from ssad.data.layout import index_root, select
-    from ssad.detector import Detector, clip_key, clip_outputs
+    from ssad.audio.clips import clip_key
+    from ssad.audio.layout import index_root, select
+    from ssad.detector import Detector
     from ssad.detector.enrollment import refit_machine
-    from ssad.modelio import load
+    from ssad.encoder import clip_outputs, load
     from ssad.scoring import GaussianScorer
 
     model = load(run)

@@ -264,8 +264,9 @@ def main() -> None:
                         help="add a row of figures for another run's explain.csv (repeatable)")
     args = parser.parse_args()
 
-    from ssad.data.audio import audio_info
+    from ssad.audio.reading import audio_info
     from ssad.detector import Detector
+    from ssad.explain.explanation import explain
     from ssad.explain.plot import plot_explanation
 
     root, out = Path(args.data), Path(args.out)
@@ -273,7 +274,7 @@ def main() -> None:
     detector = Detector.load(args.detector)
     rows, explained = [], []
     for fault in tqdm(faults, desc="explaining", unit="clip"):
-        explanation = detector.explain(fault.path, fault.machine)
+        explanation = explain(detector, fault.path, fault.machine)
         rows.append(judge(fault, explanation, audio_info(fault.path).duration, detector.model.sample_rate / 2))
         explained.append(explanation)
     out.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def _loo_distances(x: np.ndarray, at_most: int = 40) -> np.ndarray:
 
 def main(run: str, root: str) -> None:
     import ssad
-    from ssad.data.layout import index_root, select
+    from ssad.audio.layout import index_root, select
 
     model = ssad.load(run)
     net = model.module.net.eval()

@@ -518,8 +518,8 @@ def profile_monitor(detector_dir: Path, port: int, audio: bytes, windows: int) -
     spent = {}
     for (path, _, name), (_, _, _, cumulative, _) in pstats.Stats(profiler).stats.items():
         for key, (tail, function) in {"scoring": ("ssad/detector/detector.py", "score"),
-                                      "log_mels": ("ssad/modelio/loading.py", "log_mels"),
-                                      "network": ("ssad/modelio/loading.py", "window_outputs")}.items():
+                                      "log_mels": ("ssad/encoder/loading.py", "log_mels"),
+                                      "network": ("ssad/encoder/loading.py", "window_outputs")}.items():
             if path.endswith(tail) and name == function:
                 spent[key] = cumulative
     rest = wall - spent.get("scoring", 0.0)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import ssad
-    from ssad.data.layout import index_root, select
+    from ssad.audio.layout import index_root, select
 
     model = ssad.load(args.run)
     net = model.module.net.eval()

@@ -81,7 +81,7 @@ def run_dataset(name: str, root: Path, seed: int, work: Path, detectors: list[st
     Two ensembles (per-ID z-scores on training clips, equal weights): `ensemble` of the members chosen on
     the development data (`ENSEMBLE`; no labels at run time), and `ensemble_all` of every scorer.
     """
-    from ssad.data.layout import index_root
+    from ssad.audio.layout import index_root
     from ssad.evaluation.report import write_evaluation
     from ssad.evaluation.table import ScoreTable, ensemble_tables
 

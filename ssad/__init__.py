@@ -18,7 +18,7 @@ __all__ = ["Detector", "load", "__version__"]
 
 if TYPE_CHECKING:
     from ssad.detector import Detector
-    from ssad.modelio import load
+    from ssad.encoder import load
 
 
 def __getattr__(name: str) -> Any:
@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
 
         configure_runtime()
     if name == "load":
-        from ssad.modelio import load
+        from ssad.encoder import load
 
         return load
     if name == "Detector":

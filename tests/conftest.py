@@ -67,7 +67,7 @@ def classifier_detector(tiny_root: Path) -> Detector:
     import torch
 
     import ssad
-    from ssad.detector import clip_outputs
+    from ssad.encoder import clip_outputs
     from ssad.features import LogMel
     from ssad.models.classifier.lightning_model import MachineIDClassifier
 
@@ -78,7 +78,7 @@ def classifier_detector(tiny_root: Path) -> Detector:
     metadata = {"model_class": f"{MachineIDClassifier.__module__}.MachineIDClassifier", "machine_types": None,
                 "feature_params": LogMel(n_mels=64).params, "window_frames": 16, "window_hop": 8,
                 "output_names": list(module.output_names), "class_names": classes}
-    model = ssad.modelio.LoadedModel(module, metadata)
+    model = ssad.encoder.Encoder(module, metadata)
     paths = [str(p) for machine_id in ("id_00", "id_02") for p in sorted(tiny_root.glob(f"fan/train/normal_{machine_id}_*.wav"))]
     ids = [f"fan/{Path(p).stem.split('_', 1)[1][:5]}" for p in paths]
     return ssad.Detector.from_outputs(model, clip_outputs(model, paths), ids,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssad.data.recordings import blocks, groups_by_machine, recording_groups
+from ssad.audio.recordings import blocks, groups_by_machine, recording_groups
 from ssad.scoring import GaussianScorer
 from ssad.scoring.held_out import held_out_scores
 from ssad.scoring.thresholds import AlarmThreshold, recording_shift
@@ -221,7 +221,7 @@ def test_clips_the_model_never_trained_on_set_the_margin() -> None:
 
 
 def test_a_run_records_the_clips_its_network_never_trained_on(tiny_run: Path, tiny_root: Path) -> None:
-    from ssad.models.checkpoint import unseen_clips
+    from ssad.models.runs import unseen_clips
 
     held = unseen_clips(tiny_run)
     train = {str(p.resolve()) for p in tiny_root.glob("*/train/*.wav")}

@@ -1,4 +1,4 @@
-"""Tests of ssad.data.audio: resampling, downmixing, length policies, and every kind of unusable file."""
+"""Tests of ssad.audio.reading: resampling, downmixing, length policies, and every kind of unusable file."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.audio.reading import LENGTH_POLICIES, audio_info, read_clip, read_clips, read_native
 from ssad.core.errors import BadInputError
-from ssad.data.audio import LENGTH_POLICIES, audio_info, read_clip, read_clips, read_native
 
 
 def write(path: Path, data: np.ndarray, sample_rate: int = 16000, subtype: str = "PCM_16") -> Path:

@@ -11,10 +11,10 @@ import soundfile as sf
 import torch
 from torch import nn
 
+from ssad.data.frame_windows import LogMelWindowDataModule
 from ssad.models.autoencoder import BaselineAutoencoder, BaselineAutoencoderModule
 from ssad.models.autoencoder.torch_model import flatten_windows
 from ssad.models.base import CHECKPOINT_KEY
-from ssad.training.frame_windows import LogMelWindowDataModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,4 +1,4 @@
-"""Tests of ssad.data.check: the summary of a good root, every bad file reported at once, and the real DCASE clips."""
+"""Tests of ssad.audio.corpus_check: the summary of a good root, every bad file reported at once, and the real DCASE clips."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.audio.corpus_check import CheckReport, check_root
 from ssad.core.errors import BadInputError
-from ssad.data.check import CheckReport, check_root
 
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "dcase2020"
 

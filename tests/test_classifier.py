@@ -14,9 +14,9 @@ import torch
 
 import ssad
 from ssad.core.errors import SsadError
-from ssad.modelio import read_checkpoint, resolve_checkpoint
+from ssad.data.machine_ids import MachineIDDataModule
 from ssad.models import MachineIDClassifier
-from ssad.training.datamodule import MachineIDDataModule
+from ssad.models.runs import read_checkpoint, resolve_checkpoint
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 

@@ -24,7 +24,7 @@ def cold_start():
 @pytest.fixture(scope="module")
 def untrained_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny machine-ID classifier with its initial weights, saved as a detector's model files."""
-    from ssad.modelio import LoadedModel, save_model_files
+    from ssad.encoder import Encoder, save_model_files
     from ssad.models.classifier.lightning_model import MachineIDClassifier
 
     classes = ["fan/id_00", "pump/id_00"]
@@ -34,7 +34,7 @@ def untrained_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "feature_params": {"n_mels": 32}, "window_frames": 16, "window_hop": 8,
                 "output_names": list(module.output_names), "class_names": classes}
     folder = tmp_path_factory.mktemp("encoder")
-    save_model_files(LoadedModel(module, metadata), folder)
+    save_model_files(Encoder(module, metadata), folder)
     return folder
 
 

@@ -1,4 +1,4 @@
-"""Tests for ssad.data.download: transfer, resume, verification and atomic unpacking, served from 127.0.0.1."""
+"""Tests for ssad.audio.download: transfer, resume, verification and atomic unpacking, served from 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.audio import download
+from ssad.audio.download import CORPORA, PARTS, Archive, Corpus, download_corpus
 from ssad.core.errors import SsadError
-from ssad.data import download
-from ssad.data.download import CORPORA, PARTS, Archive, Corpus, download_corpus
 
 SAMPLE_RATE = 16000
 MAX_REQUESTS = 200
@@ -208,7 +208,7 @@ def test_download_unpacks_and_merges_into_layout(
     marker = json.loads((downloads / "dev_data_fan.zip.done").read_text())
     assert marker["outputs"] == ["fan"]
 
-    from ssad.data.layout import index_root
+    from ssad.audio.layout import index_root
 
     clips = index_root(tmp_path)
     assert {(c.machine_type, c.machine_id, c.split, c.label) for c in clips} == {

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssad.explain.bands import MEASURES, BandProfile, MachineBands, band_groups, band_statistics, output_name
 from ssad.explain.explanation import (
     FrequencyRange,
     TimeSpan,
     band_time_spans,
     consistent_spans,
+    explain,
     frequency_ranges,
     time_spans,
 )
@@ -36,6 +36,7 @@ from ssad.explain.rules import (
     tonal_rise,
 )
 from ssad.features import LogMel
+from ssad.features.bands import MEASURES, BandProfile, MachineBands, band_groups, band_statistics, output_name
 
 REPO = Path(__file__).resolve().parents[1]
 SSAD = [sys.executable, "-m", "ssad.cli"]
@@ -239,12 +240,12 @@ def test_a_clip_judged_normal_claims_no_fault(classifier_detector, tiny_root: Pa
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     clip, machine = _test_clips(tiny_root)[1], "fan/id_00"  # an anomalous clip, judged normal by a high threshold
     _with_threshold(classifier_detector, monkeypatch, machine, 1e12)
-    explanation = classifier_detector.explain(clip, machine)
+    explanation = explain(classifier_detector, clip, machine)
     assert explanation.decision == 0 and explanation.kind == WITHIN_NORMAL
     assert explanation.summary() == WITHIN_NORMAL and explanation.as_dict()["summary"] == WITHIN_NORMAL
     assert [s.whole_clip for s in explanation.when] == [True]  # no span singled out
     assert all(r.measure in MEASURES for r in explanation.where)  # observations may stay
-    alerting = classifier_detector.explain(clip, machine, flagged=True)  # a monitor's alert: explained as a fault
+    alerting = explain(classifier_detector, clip, machine, flagged=True)  # a monitor's alert: explained as a fault
     assert alerting.decision == 0 and alerting.kind != WITHIN_NORMAL and alerting.summary() != WITHIN_NORMAL
 
 
@@ -252,7 +253,7 @@ def test_a_flagged_clip_names_a_kind_and_its_windows(classifier_detector, tiny_r
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     clip, machine = _test_clips(tiny_root)[0], "fan/id_00"  # a normal clip, flagged by a threshold below every score
     _with_threshold(classifier_detector, monkeypatch, machine, -1e12)
-    explanation = classifier_detector.explain(clip, machine)
+    explanation = explain(classifier_detector, clip, machine)
     assert explanation.decision == 1 and explanation.kind not in (WITHIN_NORMAL, "")
     assert explanation.summary().endswith(explanation.kind) and explanation.when
     scores = explanation.evidence.window_scores
@@ -260,7 +261,7 @@ def test_a_flagged_clip_names_a_kind_and_its_windows(classifier_detector, tiny_r
 
 
 class _ScriptedKinds:
-    """Stands in for `Detector.explain`: the real explanation, with the kinds of a script in turn."""
+    """Stands in for `ssad.explain.explanation.explain`: the real explanation, with the kinds of a script in turn."""
 
     def __init__(self, explain, kinds: list[str]) -> None:
         self.explain, self.kinds, self.calls = explain, iter(kinds), []
@@ -285,8 +286,8 @@ def test_the_monitor_settles_one_kind_per_alert(classifier_detector, tiny_root: 
     monkeypatch.setitem(threshold.threshold_, machine, -1e12)  # every window above it: an alert
     script = [UNSPECIFIED, IMPULSIVE, NEW_LINE, RHYTHM, NEW_LINE, MOVED_LINE, IMPULSIVE, RHYTHM, NEW_LINE, RHYTHM,
               IMPULSIVE, NEW_LINE, RHYTHM, IMPULSIVE]
-    scripted = _ScriptedKinds(classifier_detector.explain, script)
-    monkeypatch.setattr(classifier_detector, "explain", scripted)
+    scripted = _ScriptedKinds(explain, script)
+    monkeypatch.setattr("ssad.field.monitor.explain", scripted)
     out = io.StringIO()
     monitor = Monitor(classifier_detector, MonitorSettings(window=1.0, hop=0.5, alert_after=2, smooth_windows=1),
                       out=out)
@@ -362,7 +363,7 @@ def test_a_detector_saved_without_band_statistics_still_explains(explain_detecto
     old = Path(shutil.copytree(explain_detector, tmp_path / "old"))
     (old / "normal_bands.npz").unlink()
     normal, _ = _test_clips(tiny_root)
-    explanation = ssad.Detector.load(old).explain(normal)
+    explanation = explain(ssad.Detector.load(old), normal)
     assert explanation.where == [] and explanation.when
     assert explanation.kind == (UNSPECIFIED if explanation.decision else WITHIN_NORMAL)
     assert "without normal band statistics" in explanation.note
@@ -380,7 +381,7 @@ def test_enrolling_a_machine_keeps_its_band_statistics(explain_detector: Path, t
     enroll(det, "site-a/fan-7", [str(p) for p in sorted(tiny_root.glob("fan/train/normal_id_06_*.wav"))[:5]])
     loaded = ssad.Detector.load(det)
     assert loaded.normal_bands.of("site-a/fan-7").clips == 5
-    explanation = loaded.explain(_test_clips(tiny_root)[0], "site-a/fan-7")
+    explanation = explain(loaded, _test_clips(tiny_root)[0], "site-a/fan-7")
     assert explanation.note is None and explanation.machine == "site-a/fan-7"
 
 
@@ -394,7 +395,7 @@ def test_refitting_a_machine_from_network_outputs_alone_keeps_the_detector_usabl
     clips = [str(p) for p in sorted(tiny_root.glob("fan/train/normal_id_06_*.wav"))[:5]]
     refit, _ = refit_machine(detector, "site-a/fan-7", detector.model.outputs(clips))  # no band statistics
     assert "band_level" not in refit.references.outputs and refit.normal_bands.of("site-a/fan-7") is None
-    explanation = refit.explain(clips[0], "site-a/fan-7")
+    explanation = explain(refit, clips[0], "site-a/fan-7")
     assert explanation.where == [] and "no normal band statistics for site-a/fan-7" in explanation.note
 
 

@@ -1,4 +1,4 @@
-"""Every scorer explains as it scores: `LoadedModel.encode` gives every output a scorer needs (the spectral floor's
+"""Every scorer explains as it scores: `Encoder.encode` gives every output a scorer needs (the spectral floor's
 included), per clip and per window, so an explanation's score is `Detector.score`'s; `ssad explain` and `ssad monitor`
 on the shipped encoder's detector, whose default scorer is the floor+Gaussian ensemble."""
 
@@ -16,8 +16,9 @@ import torch
 
 import ssad
 from ssad.detector import enrollment
-from ssad.modelio.loading import SPECTRUM
-from ssad.models import weights
+from ssad.encoder.encoder import SPECTRUM
+from ssad.explain.explanation import explain
+from ssad.models import files as weights
 from ssad.scoring import SpectrumScorer
 
 SSAD = [sys.executable, "-m", "ssad.cli"]
@@ -37,7 +38,7 @@ def _clips(root: Path, kind: str = "train/normal", machine_id: str = "id_00") ->
 
 def _explains_as_it_scores(detector: ssad.Detector, clip: str, machine: str, scorers: tuple[str, ...]) -> None:
     for name in scorers:
-        explanation = detector.explain(clip, machine, scorer=name)
+        explanation = explain(detector, clip, machine, scorer=name)
         scored = detector.score([clip], machine, scorer=name)
         assert explanation.score == float(scored.scores[0]), name
         assert explanation.decision == int(scored.decisions[0]) and explanation.scorer == name

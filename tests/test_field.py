@@ -187,8 +187,9 @@ def test_base_detector_files_are_unchanged_by_updates(det: Path, tiny_root: Path
 def test_onnx_export_scores_match_torch(tiny_run: Path, tiny_root: Path, tmp_path: Path, capsys) -> None:
     from torch.optim.swa_utils import update_bn
 
-    from ssad.data.layout import parse_clip_name
-    from ssad.detector import clip_key, clip_outputs
+    from ssad.audio.clips import clip_key
+    from ssad.audio.layout import parse_clip_name
+    from ssad.encoder import clip_outputs
     from ssad.features import sliding_windows
 
     model = ssad.load(tiny_run)

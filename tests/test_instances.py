@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from ssad.features import LogMel
-from ssad.training.augmentation import (
+from ssad.data.augmentation import (
     describe_synthetic_classes,
     mix_waveforms,
     plan_synthetic_classes,
     warp_frequency,
 )
+from ssad.features import LogMel
 
 RATE = 16000
 
@@ -91,7 +91,7 @@ def test_mix_ratio() -> None:
 
 
 def test_temporal_classes_are_unique_reproducible_and_up_to_the_count() -> None:
-    from ssad.training.augmentation import plan_temporal_classes
+    from ssad.data.augmentation import plan_temporal_classes
 
     names = ["fan/id_00", "fan/id_02", "pump/id_00"]
     first = plan_temporal_classes(names, 8, seed=3)
@@ -106,7 +106,7 @@ def test_temporal_classes_are_unique_reproducible_and_up_to_the_count() -> None:
 
 
 def test_retiming_keeps_the_spectrum_level_and_changes_the_envelope() -> None:
-    from ssad.training.augmentation import retime_waveform
+    from ssad.data.augmentation import retime_waveform
 
     rng = np.random.default_rng(0)
     t = np.arange(RATE) / RATE
@@ -125,7 +125,7 @@ def test_retiming_keeps_the_spectrum_level_and_changes_the_envelope() -> None:
 
 def test_equalized_classes_are_reproducible_and_bump_one_band() -> None:
     """Each "eq" class has its own fixed bump: unity far from its centre, its gain (dB) at the centre."""
-    from ssad.training.augmentation import EQ_GAIN_DB, equalizer_gains, plan_equalized_classes
+    from ssad.data.augmentation import EQ_GAIN_DB, equalizer_gains, plan_equalized_classes
 
     names = ["fan/id_00", "fan/id_02", "pump/id_00"]
     first = plan_equalized_classes(names, 7, seed=3)
@@ -147,7 +147,7 @@ def test_equalized_classes_are_reproducible_and_bump_one_band() -> None:
 
 
 def test_equalized_count_is_absolute_or_per_real_id_rounded_half_up() -> None:
-    from ssad.training.augmentation import equalized_count
+    from ssad.data.augmentation import equalized_count
 
     assert equalized_count(7, 0.0, 16) == 7
     assert [equalized_count(0, 2.5, n) for n in (16, 3, 2, 1)] == [40, 8, 5, 3]

@@ -22,7 +22,7 @@ import soundfile as sf
 
 import ssad
 from ssad.core.errors import SsadError
-from ssad.models import weights
+from ssad.models import files as weights
 
 REPO = Path(__file__).resolve().parents[1]
 _CONSOLE = Path(sys.executable).with_name("ssad")

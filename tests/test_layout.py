@@ -1,4 +1,4 @@
-"""Tests of ssad.data.layout: both DCASE naming schemes, corpus roots of every shape, and every bad-input case."""
+"""Tests of ssad.audio.layout: both DCASE naming schemes, corpus roots of every shape, and every bad-input case."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.audio.clips import Clip
+from ssad.audio.layout import index_root, parse_attributes, parse_clip_name, select, summarize
 from ssad.core.errors import BadInputError
-from ssad.data.clips import Clip
-from ssad.data.layout import index_root, parse_attributes, parse_clip_name, select, summarize
 
 
 def write_wav(path: Path, seconds: float = 0.1, sample_rate: int = 16000) -> Path:

@@ -13,9 +13,9 @@ import soundfile as sf
 import torch
 
 from ssad.core.errors import BadInputError
+from ssad.data.frame_windows import LogMelWindowDataModule
 from ssad.models.base import CHECKPOINT_KEY
 from ssad.models.made import GroupMADE, GroupMADEModule
-from ssad.training.frame_windows import LogMelWindowDataModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

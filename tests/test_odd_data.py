@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ssad.audio.header_check import check_class_names
 from ssad.core.errors import BadInputError
-from ssad.data.validate import check_class_names
-from ssad.training.datamodule import MachineIDDataModule
+from ssad.data.machine_ids import MachineIDDataModule
 
 RATE = 16000
 
@@ -181,7 +181,7 @@ def test_your_own_machine_in_three_commands(tmp_path: Path, capsys) -> None:
 
 
 def test_a_folder_of_recordings_is_one_machine_and_dcase_names_are_not(tmp_path: Path) -> None:
-    from ssad.data.layout import index_root
+    from ssad.audio.layout import index_root
 
     folder = tmp_path / "press"
     folder.mkdir()

@@ -2,7 +2,7 @@
 (`ssad detector --pretrained`, `ssad enroll`, `ssad score`, `ssad monitor`) and fine-tuning from it.
 
 Most tests publish a small untrained network into a temporary folder that stands in for the package's own
-(`ssad.models.weights.PACKAGE_DIR`, monkeypatched), so they train nothing; the real shipped files are checked
+(`ssad.models.files.PACKAGE_DIR`, monkeypatched), so they train nothing; the real shipped files are checked
 for consistency only, since `make pretrain` replaces them.
 """
 
@@ -23,14 +23,14 @@ import ssad
 from ssad.cli import main
 from ssad.core.errors import SsadError
 from ssad.detector import enrollment, fit_scorers
-from ssad.detector.detector import PRETRAINED_SCORERS
+from ssad.encoder.pretrained import load_pretrained, publish
 from ssad.features import LogMel
-from ssad.modelio.pretrained import load_pretrained, publish
-from ssad.models import weights
+from ssad.models import files as weights
 from ssad.models.base import CHECKPOINT_KEY
-from ssad.models.checkpoint import read_checkpoint
 from ssad.models.classifier.lightning_model import MachineIDClassifier
+from ssad.models.runs import read_checkpoint
 from ssad.scoring import CombinedScorer, GaussianScorer, KNNScorer, Scorer
+from ssad.scoring.catalogue import PRETRAINED_SCORERS
 
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = "site-a/fan-x"

@@ -27,7 +27,7 @@ def stats_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def test_fit_records_the_training_frames_band_statistics(stats_run: Path, tiny_root: Path) -> None:
     """band_mean/band_std are the mean and std of every training frame, per band."""
     import ssad
-    from ssad.data.layout import index_root, select
+    from ssad.audio.layout import index_root, select
 
     model = ssad.load(stats_run)
     train = select(index_root(tiny_root), split="train", label="normal")
@@ -50,7 +50,8 @@ def test_clip_embedding_is_standardised_mean_and_std(stats_run: Path, tiny_root:
 def test_evaluate_and_join_an_ensemble(stats_run: Path, tiny_root: Path, tiny_run: Path, tmp_path: Path) -> None:
     """`ssad evaluate` gives the floor's Gaussian and kNN rows; it combines with the classifier's scores."""
     import ssad
-    from ssad.evaluation.run import FLOOR, evaluate_ensemble, evaluate_run
+    from ssad.evaluation.run import evaluate_ensemble, evaluate_run
+    from ssad.scoring.catalogue import FLOOR
 
     rows = evaluate_run(stats_run, tiny_root, tmp_path / "stats", plots=False, progress=False, floor=False)
     assert {r.scorer for r in rows} == {"gaussian", "knn"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssad.training.synth_corpus import CorpusPlan, SynthCorpusDataModule, render_jobs
+from ssad.data.synth_corpus import CorpusPlan, SynthCorpusDataModule, render_jobs
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pretrain.yaml"
 TINY = ["--data.units_per_type", "2", "--data.clips_per_unit", "4", "--data.shards", "2", "--data.epochs_per_shard",
@@ -71,8 +71,8 @@ def test_the_data_module_refuses_a_trainer_that_keeps_one_shard() -> None:
 @pytest.mark.slow
 def test_pretraining_walks_the_shards_and_resumes(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     from ssad.cli import main
-    from ssad.modelio import load
-    from ssad.models.checkpoint import read_checkpoint
+    from ssad.encoder import load
+    from ssad.models.runs import read_checkpoint
 
     run = tmp_path / "pretrain"
     common = ["fit", "--config", str(CONFIG), *TINY, "--trainer.default_root_dir", str(run)]

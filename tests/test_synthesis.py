@@ -456,7 +456,7 @@ def test_faults_csv_names_every_anomalous_clip_and_where_its_fault_lies(tiny_set
 
 @pytest.mark.slow  # writes a corpus
 def test_the_shift_preset_writes_the_dcase2022_layout_that_the_data_layer_reads(tmp_path: Path) -> None:
-    from ssad.data.layout import index_root
+    from ssad.audio.layout import index_root
 
     config = dataclasses.replace(PRESETS["shift"], machine_types=("pump",), ids_per_type=3, duration_s=1.0,
                                  train_per_id=2, test_normal_per_id=1, test_anomaly_per_id=1,

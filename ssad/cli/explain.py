@@ -61,6 +61,7 @@ def _text(explanation: Any) -> str:
 def run_explain(args: argparse.Namespace) -> None:
     """The `ssad explain` handler."""
     from ssad.detector import Detector
+    from ssad.explain.explanation import explain
     from ssad.explain.plot import plot_explanation
 
     missing = [c for c in args.clips if not Path(c).is_file()]
@@ -70,7 +71,7 @@ def run_explain(args: argparse.Namespace) -> None:
     detector = Detector.load(args.detector, device=args.device)
     explanations = []
     for clip, picture in zip(args.clips, pictures, strict=True):
-        explanation = detector.explain(clip, args.machine, scorer=args.scorer)
+        explanation = explain(detector, clip, args.machine, scorer=args.scorer)
         if picture is not None:
             plot_explanation(explanation, picture)
         explanations.append(explanation)

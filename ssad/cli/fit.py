@@ -139,7 +139,7 @@ def _import_ssad_classes() -> None:
     import ssad.data
     import ssad.models
 
-    for package in (ssad.models, ssad.data):  # ssad.data names the data modules of ssad.training
+    for package in (ssad.models, ssad.data):
         for name in package.__all__:
             getattr(package, name)
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ssad.cli.explain import add_explain_command
-from ssad.cli.field import add_field_commands
+from ssad.cli.machines import add_machine_commands
 from ssad.cli.monitor import add_monitor_command
 from ssad.cli.options import DEFAULT_FALSE_ALARM_RATE, SuggestingParser, shared_options
 from ssad.cli.pretrained import add_pretrained_command
@@ -60,13 +60,13 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> None:
-    from ssad.data.check import check_root
+    from ssad.audio.corpus_check import check_root
 
     print(check_root(args.root, skip_bad=args.skip_bad, progress=not args.quiet).format())
 
 
 def _cmd_data_download(args: argparse.Namespace) -> None:
-    from ssad.data.download import download_corpus
+    from ssad.audio.download import download_corpus
 
     paths = download_corpus(
         args.corpus, args.root, parts=args.parts, machine_types=args.machine_types,
@@ -230,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
                        "detector's only machine")
     score.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="onnx: the `ssad export` graphs")
     score.set_defaults(handler=_cmd_score)
-    add_field_commands(commands)
+    add_machine_commands(commands)
     add_pretrained_command(commands)
 
     add_monitor_command(commands)

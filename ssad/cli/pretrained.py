@@ -26,7 +26,7 @@ def _read_provenance_file(path: str | None) -> dict[str, Any]:
 
 
 def _cmd_publish(args: argparse.Namespace) -> None:
-    from ssad.modelio.pretrained import publish
+    from ssad.encoder.pretrained import publish
 
     given = {"config": args.config, "training_seconds": args.training_seconds}
     provenance = {k: v for k, v in given.items() if v is not None} | _read_provenance_file(args.provenance)
@@ -35,7 +35,7 @@ def _cmd_publish(args: argparse.Namespace) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> None:
-    from ssad.modelio.pretrained import load_pretrained, read_provenance
+    from ssad.encoder.pretrained import load_pretrained, read_provenance
 
     model = load_pretrained(directory=args.dir)  # checks every file's sha256 first
     record = read_provenance(args.dir)

@@ -1,7 +1,8 @@
-"""Data: files -> clip table (layout), audio reading, checks, downloads.
+"""Lightning data modules over the clip table, and the synthesized machine instances they add.
 
-`MachineIDDataModule`, `SynthCorpusDataModule` and `LogMelWindowDataModule` live in `ssad.training`; they are named here too because
-run configs name them `ssad.data.*` (their `class_path`).
+Run configs name them `ssad.data.<Class>` (their class_path): `MachineIDDataModule` (`machine_ids`),
+`LogMelWindowDataModule` (`frame_windows`), `SynthCorpusDataModule` (`synth_corpus`); `augmentation` makes the
+synthesized instances.
 """
 
 from __future__ import annotations
@@ -9,20 +10,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Clip", "index_root", "read_clip", "MachineIDDataModule", "SynthCorpusDataModule", "LogMelWindowDataModule"]
+__all__ = ["MachineIDDataModule", "SynthCorpusDataModule", "LogMelWindowDataModule"]
 
 _WHERE = {
-    "Clip": "ssad.data.clips",
-    "index_root": "ssad.data.layout",
-    "read_clip": "ssad.data.audio",
-    "MachineIDDataModule": "ssad.training.datamodule",
-    "SynthCorpusDataModule": "ssad.training.synth_corpus",
-    "LogMelWindowDataModule": "ssad.training.frame_windows",
+    "MachineIDDataModule": "ssad.data.machine_ids",
+    "SynthCorpusDataModule": "ssad.data.synth_corpus",
+    "LogMelWindowDataModule": "ssad.data.frame_windows",
 }
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that `ssad data check` does not pay for importing Lightning.
+    # Lazy: importing ssad.data for one class should not import every data module (and Lightning) at once.
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'ssad.data' has no attribute {name!r}")

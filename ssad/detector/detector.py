@@ -7,17 +7,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 import ssad.detector.enrollment as enrollment
+from ssad.audio.clips import Clip, clip_key, machine_key, machine_type_of
+from ssad.audio.inputs import expand_inputs, input_label, read_inputs
+from ssad.audio.recordings import groups_by_machine
 from ssad.core.errors import BadInputError, SsadError
-from ssad.data.clips import Clip, clip_key, machine_key, machine_type_of
-from ssad.data.inputs import expand_inputs, input_label, read_inputs
-from ssad.data.recordings import groups_by_machine
-from ssad.detector.outputs import clip_outputs, typical_seconds
 from ssad.detector.state import (
     CONFIRMED_FILE,
     FORMAT_VERSION,
@@ -28,36 +27,19 @@ from ssad.detector.state import (
     References,
 )
 from ssad.detector.store import POINTER_FILE, VERSIONS_DIR, describe_detector, write_detector
-from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile
-from ssad.modelio import ClipInput, LoadedModel, load, save_model_files
-from ssad.models.checkpoint import unseen_clips
-from ssad.models.weights import MODEL_FILES, UNIT_CLASSES
+from ssad.encoder import ClipInput, Encoder, load, save_model_files
+from ssad.encoder.file_outputs import clip_outputs, typical_seconds
+from ssad.features.bands import NORMAL_BANDS_FILE, BandProfile
+from ssad.models.files import MODEL_FILES, UNIT_CLASSES
+from ssad.models.runs import unseen_clips
 from ssad.scoring import Scorer, make_scorer, select_input
+from ssad.scoring.catalogue import PRETRAINED_SCORERS, offered_scorers
 from ssad.scoring.held_out import held_out_scores
 from ssad.scoring.thresholds import DEFAULT_FALSE_ALARM_RATE, AlarmThreshold
-
-if TYPE_CHECKING:
-    from ssad.explain.explanation import Explanation
 
 __all__ = ["Detector", "DetectionResult", "References", "clip_outputs", "fit_scorers", "typical_seconds"]
 
 log = logging.getLogger("ssad")
-
-
-#: scorers any model with a Gaussian on its embeddings also offers (`--scorers floor ensemble gaussian_top`), beside
-#: its own: the spectral floor on the clip's band statistics, the floor and the Gaussian standardised per ID and
-#: added, and the Gaussian on the 32 leading principal directions of a machine known from more clips than the
-#: embedding has dimensions, whether or not its clips drift (the classifier's own Gaussian does so only for machines
-#: whose clips drift; on steady synthetic machines -3: experiments/results/quality_realistic.md)
-EMBEDDING_SCORERS = {
-    "floor": {"kind": "floor"},
-    "ensemble": {"kind": "combined", "members": ("gaussian", "floor")},
-    "gaussian_top": {"kind": "gaussian", "covariance": "auto", "components": 32},
-}
-#: the shipped encoder's detector, its default first: an encoder that heard only synthetic machines scores a new
-#: machine better beside its spectral floor than alone (chosen on lathe_vmc and synthetic seed 1: +0.8 and +0.9
-#: mean AUC over the Gaussian alone; experiments/results/cold_start.md)
-PRETRAINED_SCORERS = ("ensemble", "gaussian", "knn", "floor")
 
 
 @dataclass
@@ -87,13 +69,13 @@ class DetectionResult:
         ]
 
 
-def _scorer_specs(model: LoadedModel, names: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+def _scorer_specs(model: Encoder, names: Sequence[str] | None) -> dict[str, dict[str, Any]]:
     """The `make_scorer` arguments of each named scorer (default: the model's own scorers).
 
     A softmax scorer gets the model's class names, the machines it can score; an ensemble its members.
     """
     own = dict(type(model.module).default_scorers)
-    available = own | ({n: s for n, s in EMBEDDING_SCORERS.items() if n not in own} if "gaussian" in own else {})
+    available = offered_scorers(own)
     names = list(names or own)
     unknown = [n for n in names if n not in available]
     if unknown:
@@ -108,7 +90,7 @@ def _scorer_specs(model: LoadedModel, names: Sequence[str] | None) -> dict[str, 
     return specs
 
 
-def fit_scorers(model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str],
+def fit_scorers(model: Encoder, outputs: Mapping[str, np.ndarray], ids: Sequence[str],
                 names: Sequence[str] | None = None) -> dict[str, Scorer]:
     """Fit the named scorers (default: every scorer the model supports) on normal training outputs."""
     scorers: dict[str, Scorer] = {}
@@ -138,7 +120,7 @@ class Detector(DetectorState):
 
 
     @classmethod
-    def empty(cls, model: LoadedModel, *, scorers: Sequence[str] | None = None, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE) -> Detector:
+    def empty(cls, model: Encoder, *, scorers: Sequence[str] | None = None, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE) -> Detector:
         """A detector with a network and no machine yet: `ssad enroll` adds each machine to it.
 
         Its scorers are the model's that can take any machine (named in `scorers`, the first the default; else
@@ -168,12 +150,12 @@ class Detector(DetectorState):
 
         Default scorers: `PRETRAINED_SCORERS`, the floor+Gaussian ensemble first.
         """
-        from ssad.modelio.pretrained import load_pretrained
+        from ssad.encoder.pretrained import load_pretrained
 
         return cls.empty(load_pretrained(device), scorers=scorers or PRETRAINED_SCORERS, false_alarm_rate=false_alarm_rate)
 
     @classmethod
-    def from_outputs(cls, model: LoadedModel, outputs: Mapping[str, np.ndarray], ids: Sequence[str], *,
+    def from_outputs(cls, model: Encoder, outputs: Mapping[str, np.ndarray], ids: Sequence[str], *,
                      scorers: Sequence[str] | None = None, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
                      clip_seconds: float | None = None, groups: Sequence[int] | None = None,
                      unseen: Sequence[bool] | None = None) -> Detector:
@@ -198,7 +180,7 @@ class Detector(DetectorState):
             false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, machine_types: Sequence[str] | None = None, device: str = "cpu",
             cache_dir: str | Path | None = None, skip_bad: bool = False, progress: bool = False) -> Detector:
         """Load a run, embed the normal training clips under `train_root`, fit scorers and thresholds."""
-        from ssad.data.layout import index_root, select
+        from ssad.audio.layout import index_root, select
 
         model = load(run, device=device)
         clips = select(index_root(train_root, machine_types=machine_types, skip_bad=skip_bad),
@@ -210,11 +192,11 @@ class Detector(DetectorState):
                               progress=progress)
 
     @classmethod
-    def from_clips(cls, model: LoadedModel, clips: Sequence[Clip], *, scorers: Sequence[str] | None = None,
+    def from_clips(cls, model: Encoder, clips: Sequence[Clip], *, scorers: Sequence[str] | None = None,
                    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, cache_dir: str | Path | None = None,
                    progress: bool = False, unseen: set[str] | None = None) -> Detector:
         """Fit on these normal training clips (their outputs stay in the detector's `references`); `unseen`: the
-        resolved paths of those the network never trained on (`ssad.models.checkpoint.unseen_clips`)."""
+        resolved paths of those the network never trained on (`ssad.models.runs.unseen_clips`)."""
         outputs = clip_outputs(model, [c.path for c in clips], cache_dir=cache_dir, progress=progress)
         ids = [clip_key(c) for c in clips]
         mask = None if unseen is None else [str(Path(c.path).resolve()) in unseen for c in clips]
@@ -241,7 +223,7 @@ class Detector(DetectorState):
 
         Raises SsadError saying why when neither tells.
         """
-        from ssad.data.layout import machine_from_name
+        from ssad.audio.layout import machine_from_name
 
         known = self.machine_ids
         named = machine_from_name(item) if isinstance(item, (str, Path)) else None
@@ -260,7 +242,7 @@ class Detector(DetectorState):
         raise SsadError(f"its name says {machine_id} but its folders not the machine type, and {which}; pass "
                         f"machine_ids (one of {', '.join(known)})")
 
-    def _machine_ids(self, inputs: list[ClipInput], machine_ids: str | Sequence[str] | None) -> list[str]:
+    def machines_for(self, inputs: Sequence[ClipInput], machine_ids: str | Sequence[str] | None = None) -> list[str]:
         """Each input's machine: the names given (resolved), else what file names say; every unknown one named."""
         self.require_machines()
         if isinstance(machine_ids, str):
@@ -284,24 +266,6 @@ class Detector(DetectorState):
                             "with `ssad enroll`)")
         return result
 
-
-    def explain(self, clip: ClipInput, machine: str | None = None, *, scorer: str | None = None,
-                sample_rate: int | None = None, flagged: bool | None = None) -> Explanation:
-        """Score one recording and say why: when in the clip, in which frequencies and what kind of change.
-
-        The machine comes from the file name unless `machine` is given (see `score`); `flagged` overrides the decision.
-        """
-        from ssad.explain.explanation import explain_clip
-
-        name = scorer or self.default_scorer
-        if name not in self.scorers:
-            raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(self.scorers)}")
-        (machine,) = self._machine_ids([clip], machine)
-        if machine not in self.machine_ids or machine not in self.scorers[name].ids_:
-            raise SsadError(f"machine {machine!r} unknown to this detector's {name} scorer; it knows "
-                            f"{self.scorers[name].ids_}")
-        return explain_clip(self, clip, machine, name, sample_rate=sample_rate, flagged=flagged)
-
     def score(self, inputs: ClipInput | Sequence[ClipInput], machine_ids: str | Sequence[str] | None = None, *,
               scorer: str | None = None, sample_rate: int | None = None, skip_bad: bool = False) -> DetectionResult:
         """Score recordings (paths, folders, glob patterns or waveforms); machines come from file names unless
@@ -322,7 +286,7 @@ class Detector(DetectorState):
             if len(machine_ids) != given:
                 raise SsadError(f"{len(machine_ids)} machine ids for {given} inputs")
             machine_ids = [machine_ids[k] for k in items.origins]
-        ids = self._machine_ids(list(items), machine_ids)
+        ids = self.machines_for(list(items), machine_ids)
         chosen = self.scorers[name]
         missing = sorted(set(ids) - set(chosen.ids_))
         if missing:
@@ -349,7 +313,7 @@ class Detector(DetectorState):
         The new files are written into a temporary folder first, so an interrupted save leaves the old detector
         or no detector (the old one then in `replaced/`), never a mix of the two.
         """
-        from ssad.modelio.onnx import ONNX_DIR
+        from ssad.encoder.onnx import ONNX_DIR
 
         directory = Path(directory)
         old = describe_detector(directory) if replace and (directory / MANIFEST_FILE).is_file() else None

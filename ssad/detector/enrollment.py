@@ -6,7 +6,7 @@ thresholds are refitted on its normal reference clips. Thresholds aim at a state
 made later (`ssad.scoring.thresholds`): they are set from scores with each recording held out. `enroll_machine`,
 `calibrate_machine` and `add_feedback` update a detector in memory; `enroll`, `calibrate`, `feedback`, `undo` and
 `redo` update a detector's folder, each a new saved version
-(`ssad.detector.store`). Recordings come in as `ssad score` takes them (`ssad.data.inputs`): files, folders, patterns.
+(`ssad.detector.store`). Recordings come in as `ssad score` takes them (`ssad.audio.inputs`): files, folders, patterns.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 import ssad.detector.store as store
+from ssad.audio.clips import THIN_CLIPS
+from ssad.audio.inputs import expand_inputs, read_inputs
+from ssad.audio.recordings import groups_by_machine, recording_groups
 from ssad.core.errors import SsadError
-from ssad.data.clips import THIN_CLIPS
-from ssad.data.inputs import expand_inputs, read_inputs
-from ssad.data.recordings import groups_by_machine, recording_groups
-from ssad.detector.outputs import clip_outputs, typical_seconds
 from ssad.detector.state import DetectorState, not_a_detector
-from ssad.explain.bands import MEASURES, BandProfile, output_name
+from ssad.encoder.file_outputs import clip_outputs, typical_seconds
+from ssad.features.bands import MEASURES, BandProfile, output_name
 from ssad.scoring import Scorer, select_input
 from ssad.scoring.held_out import held_out_scores
 from ssad.scoring.thresholds import AlarmThreshold, RecordingShift
@@ -184,7 +184,7 @@ def enroll_machine(detector: DetectorState, machine: str, files: Sequence[str | 
     """Add a new machine from a few normal recordings, in memory: fit its scorers and thresholds.
 
     The thresholds aim at `false_alarm_rate` (default: the detector's) on recordings made later: they are set
-    from the clips' scores with each recording held out (`ssad.data.recordings` tells the recordings apart).
+    from the clips' scores with each recording held out (`ssad.audio.recordings` tells the recordings apart).
     Where its held-out scores shift between recordings, a learning period is advised (`Update.shift`, logged).
     """
     machine = _check_name(machine)

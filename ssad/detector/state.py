@@ -16,17 +16,18 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ssad.audio.recordings import groups_by_machine
 from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import SsadError
-from ssad.data.recordings import groups_by_machine
 from ssad.detector.store import MANIFEST_FILE, REPLACED_DIR, current_version, state_dir
-from ssad.explain.bands import NORMAL_BANDS_FILE, BandProfile
-from ssad.modelio import LoadedModel, load_model_files
+from ssad.encoder import Encoder, load_model_files
+from ssad.features.bands import NORMAL_BANDS_FILE, BandProfile
 from ssad.scoring import Scorer
+from ssad.scoring.catalogue import PREFERRED_SCORERS
 from ssad.scoring.thresholds import AlarmThreshold, load_thresholds, save_thresholds
 
 __all__ = ["BACKENDS", "CONFIRMED_FILE", "ConfirmedAnomalies", "DetectorState", "FORMAT_VERSION", "MANIFEST_FILE",
-           "NO_MACHINE", "PREFERRED_SCORERS", "REFERENCES_FILE", "References", "STATE_FILE", "not_a_detector"]
+           "NO_MACHINE", "REFERENCES_FILE", "References", "STATE_FILE", "not_a_detector"]
 
 FORMAT_VERSION = 1
 #: per-clip model outputs of each machine's normal reference clips, kept so one machine can be refitted alone
@@ -35,8 +36,6 @@ REFERENCES_FILE = "references.npz"
 CONFIRMED_FILE = "confirmed_anomalies.npz"
 #: the versioned state's settings that updates may set: the clip length (an empty detector learns it at enrolment)
 STATE_FILE = "state.json"
-#: the scorer a detector uses when none is named: the first of these that the model supports
-PREFERRED_SCORERS = ("gaussian", "knn", "softmax")
 #: what runs the network when scoring: torch, or onnxruntime on the graphs `ssad export` wrote
 BACKENDS = ("torch", "onnx")
 #: what scoring, explaining or monitoring a detector that knows no machine says
@@ -68,7 +67,7 @@ def _load_npz(path: Path, what: str, extra: tuple[str, ...] = ()) -> tuple[np.nd
 class References:
     """The normal reference clips each machine's scorers were fitted on, as per-clip model outputs.
 
-    `groups` labels each row's recording within its machine (`ssad.data.recordings`): thresholds hold out whole
+    `groups` labels each row's recording within its machine (`ssad.audio.recordings`): thresholds hold out whole
     recordings. References saved without them read as contiguous blocks of each machine's rows.
     """
 
@@ -222,7 +221,7 @@ class DetectorState:
         last_update: what the update that gave this detector did (an `Update` or a `Rollback`), or None.
     """
 
-    def __init__(self, model: LoadedModel, scorers: Mapping[str, Scorer], thresholds: Mapping[str, AlarmThreshold],
+    def __init__(self, model: Encoder, scorers: Mapping[str, Scorer], thresholds: Mapping[str, AlarmThreshold],
                  default_scorer: str | None = None, references: References | None = None,
                  clip_seconds: float | None = None, normal_bands: BandProfile | None = None,
                  confirmed_anomalies: ConfirmedAnomalies | None = None) -> None:
@@ -292,7 +291,7 @@ class DetectorState:
             raise SsadError(f"{directory}: detector format {manifest.get('format_version')} is not {FORMAT_VERSION}")
         model = load_model_files(directory, device)
         if backend == "onnx":
-            from ssad.modelio.onnx import ONNX_DIR, OnnxModel
+            from ssad.encoder.onnx import ONNX_DIR, OnnxModel
 
             model = OnnxModel(model, directory / ONNX_DIR)
         version = current_version(directory)

@@ -9,28 +9,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ssad.audio.clips import Clip, clip_key, is_synthetic_class, machine_type_of
+from ssad.audio.layout import index_root, select
 from ssad.core.errors import SsadError
 from ssad.core.tracking import wandb_mode, wandb_project
-from ssad.data.clips import Clip, is_synthetic_class, machine_type_of
-from ssad.data.layout import index_root, select
-from ssad.detector import Detector, clip_key, clip_outputs
+from ssad.detector import Detector
 from ssad.detector.store import has_updates
+from ssad.encoder import Encoder, clip_outputs, load
+from ssad.encoder.encoder import SPECTRUM
 from ssad.evaluation.metrics import ResultRow
 from ssad.evaluation.plots import plot_tsne_pair, safe_name
 from ssad.evaluation.report import write_evaluation
 from ssad.evaluation.table import ScoreTable, ensemble_tables
-from ssad.modelio import LoadedModel, load
-from ssad.modelio.loading import SPECTRUM
-from ssad.models.checkpoint import unseen_clips
+from ssad.models.runs import unseen_clips
 from ssad.scoring import SpectrumScorer, select_input
+from ssad.scoring.catalogue import FLOOR
 from ssad.scoring.held_out import held_out_scores
 from ssad.scoring.thresholds import DEFAULT_FALSE_ALARM_RATE, AlarmThreshold
 
-__all__ = ["FLOOR", "evaluate_run", "evaluate_ensemble", "default_cache_dir"]
-
-#: The spectral floor, evaluated beside every run: a per-ID Gaussian (Ledoit-Wolf) on each clip's per-band
-#: log-mel mean and std. A learned detector that cannot beat it adds nothing.
-FLOOR = "floor"
+__all__ = ["evaluate_run", "evaluate_ensemble", "default_cache_dir"]
 
 log = logging.getLogger("ssad")
 
@@ -40,7 +37,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SSAD_CACHE_DIR") or Path.home() / ".cache" / "ssad" / "features")
 
 
-def _model_machine_types(model: LoadedModel) -> list[str] | None:
+def _model_machine_types(model: Encoder) -> list[str] | None:
     """The machine types a model was trained on, where it says (a classifier's real classes)."""
     names = [n for n in model.class_names if not is_synthetic_class(n)]
     types = sorted({machine_type_of(n) for n in names}) or list(model.metadata.get("machine_types") or [])

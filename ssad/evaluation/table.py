@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from ssad.audio import clips as clip_table
+from ssad.audio.clips import LABELS, SPLITS
 from ssad.core.atomic import atomic_path
 from ssad.core.errors import BadInputError
-from ssad.data import clips as clip_table
-from ssad.data.clips import LABELS, SPLITS
 
 __all__ = ["ScoreTable", "COLUMNS", "machine_key", "ensemble_tables"]
 
@@ -89,7 +89,7 @@ class ScoreTable:
 
     @classmethod
     def from_clips(cls, clips: Sequence[Any], scores: Any, scorer: str) -> ScoreTable:
-        """Rows for `ssad.data.clips.Clip` objects (anything with path, machine_type, machine_id, split, label, domain)."""
+        """Rows for `ssad.audio.clips.Clip` objects (anything with path, machine_type, machine_id, split, label, domain)."""
         scores = np.asarray(scores, dtype=np.float64)
         if len(clips) != len(scores):
             raise ValueError(f"{len(clips)} clips but {len(scores)} scores")

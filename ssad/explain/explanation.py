@@ -1,9 +1,9 @@
 """Why a clip scored as it did: its score against the machine's normal clips, when, in which frequencies, what kind.
 
 `explain_clip` reuses the detector's own path: one log-mel, and every model output of the clip and of each of
-its windows from one call (`LoadedModel.encode`), so the clip's score is `Detector.score`'s for any scorer and
+its windows from one call (`Encoder.encode`), so the clip's score is `Detector.score`'s for any scorer and
 each window is scored alone by the same scorer for "when". "Where" compares the clip's band group levels and
-variabilities with the machine's normal statistics (`ssad.explain.bands`); "kind" is a plain-word rule on those
+variabilities with the machine's normal statistics (`ssad.features.bands`); "kind" is a plain-word rule on those
 numbers (`ssad.explain.rules`).
 
 An explanation never contradicts the verdict:
@@ -16,7 +16,7 @@ An explanation never contradicts the verdict:
   other windows (`time_spans`), or, when none does, the frames where its strongest frequency range departs from
   the machine's normal clips (`band_time_spans`), unless those cover most of the clip. No span is reported at
   windows scoring lower than a window left out (`consistent_spans`). Window scores are compared with each other,
-  not with the clip's threshold: a window is scored as a clip of its own (`LoadedModel.encode`), noisier than the
+  not with the clip's threshold: a window is scored as a clip of its own (`Encoder.encode`), noisier than the
   pooled clip and, for a classifier pooling its windows' spread, carrying the whole clip's spread, so on synthetic
   seed 1 98 % of the windows of normal test clips score above their clip's threshold; "every window above the
   threshold" would call every flagged clip "throughout".
@@ -31,15 +31,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ssad.explain.bands import MEASURES, MachineBands, band_groups, band_statistics
+from ssad.core.errors import SsadError
+from ssad.explain.findings import FrequencyRange, TimeSpan
 from ssad.explain.rules import UNSPECIFIED, WITHIN_NORMAL, bands_of, kind_of_change
+from ssad.features.bands import MEASURES, MachineBands, band_groups, band_statistics
 from ssad.scoring import select_input
 
 if TYPE_CHECKING:
     from ssad.detector import Detector
-    from ssad.modelio import ClipInput
+    from ssad.encoder import ClipInput
 
-__all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "consistent_spans", "explain_clip", "format_hz"]
+__all__ = ["Evidence", "Explanation", "FrequencyRange", "TimeSpan", "consistent_spans", "explain", "explain_clip", "format_hz"]
 
 #: a band group departs from normal when a measure is this many normal spreads away; "peaks" vary more from
 #: clip to clip than a normal spread says (a normal clip's loudest 1 % of frames is itself a rare event)
@@ -66,32 +68,6 @@ BAND_SPAN_FLOOR_DB = 0.25
 MOST_OF_CLIP = 0.8
 NO_BANDS_NOTE = ("this detector was saved without normal band statistics, so frequency ranges cannot be "
                  "compared with normal; save it again with `ssad detector` (or `ssad evaluate`) to get them")
-
-
-@dataclass
-class TimeSpan:
-    """Seconds into the clip (or stream) where the window scores rose most; `peak_score` is the highest window's."""
-
-    start_s: float
-    end_s: float
-    peak_score: float
-    whole_clip: bool = False
-
-
-@dataclass
-class FrequencyRange:
-    """Frequencies whose level, variability or peaks depart from the machine's normal clips.
-
-    `measure` says which (`ssad.explain.bands.MEASURES`); `change_db` is the clip's change from the machine's
-    normal mean of it (`normal_db`) in dB, and `z` the change in normal spreads.
-    """
-
-    low_hz: float
-    high_hz: float
-    change_db: float
-    z: float
-    measure: str
-    normal_db: float
 
 
 @dataclass
@@ -310,6 +286,23 @@ class _Bands:
 
 
 @torch.inference_mode()
+def explain(detector: Detector, clip: ClipInput, machine: str | None = None, *, scorer: str | None = None,
+            sample_rate: int | None = None, flagged: bool | None = None) -> Explanation:
+    """Score one recording with a detector and say why: when in the clip, in which frequencies, what kind of change.
+
+    The machine comes from the file name unless `machine` is given (as `Detector.score`); `flagged` overrides the
+    decision.
+    """
+    name = scorer or detector.default_scorer
+    if name not in detector.scorers:
+        raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(detector.scorers)}")
+    (machine,) = detector.machines_for([clip], machine)
+    if machine not in detector.machine_ids or machine not in detector.scorers[name].ids_:
+        raise SsadError(f"machine {machine!r} unknown to this detector's {name} scorer; it knows "
+                        f"{detector.scorers[name].ids_}")
+    return explain_clip(detector, clip, machine, name, sample_rate=sample_rate, flagged=flagged)
+
+
 def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name: str, *,
                  sample_rate: int | None = None, flagged: bool | None = None) -> Explanation:
     """Score one clip of a known machine with the named scorer and explain the score (see the module's docstring).

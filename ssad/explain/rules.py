@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ssad.explain.bands import MachineBands
-    from ssad.explain.explanation import FrequencyRange, TimeSpan
+    from ssad.explain.findings import FrequencyRange, TimeSpan
+    from ssad.features.bands import MachineBands
 
 __all__ = ["KINDS", "UNSPECIFIED", "WITHIN_NORMAL", "kind_of_change"]
 

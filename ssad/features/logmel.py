@@ -13,12 +13,12 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-from ssad.data.audio import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE
+from ssad.audio.reading import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE
 
 __all__ = ["LogMel", "sliding_windows"]
 
 # The field's common setting (DCASE 2020 baseline, STgram-MFN): 128 mels, n_fft 1024 (with the rate, in
-# ssad.data.audio, which checks clips against it before torch is loaded), hop 512.
+# ssad.audio.reading, which checks clips against it before torch is loaded), hop 512.
 DEFAULT_HOP_LENGTH = 512
 DEFAULT_N_MELS = 128
 #: groups of adjacent mel filters whose products with the spectrum run separately, each over its own bins

@@ -4,7 +4,7 @@ Per machine it keeps a smoothed score, an alert (smoothed score above the machin
 running) and a drift test against the machine's training score distribution. With a learning period
 (`MonitorSettings.learn`), a machine's first seconds of audio raise no alert: their scores set its threshold where
 it stands (`AlarmThreshold.calibrated`, what `ssad calibrate` does with files), then an "armed" event says so.
-A window scored while its machine is alerting is explained (`Detector.explain`) as part of a flagged event, whatever
+A window scored while its machine is alerting is explained (`ssad.explain.explanation.explain`) as part of a flagged event, whatever
 its own score (the alert is the verdict): its line gains `when` (seconds into the stream), `where`, `kind` and a
 one-line `explanation`. Alerts and drift changes are also logged on stderr, and alerts optionally published (e.g. to
 MQTT).
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ssad.detector import Detector
-from ssad.explain.explanation import Explanation
+from ssad.explain.explanation import Explanation, explain
 from ssad.explain.rules import UNSPECIFIED
 from ssad.field.alerts import AlertRule, Smoother
 from ssad.field.drift import DriftTest
@@ -263,7 +263,7 @@ class Monitor:
             line["sent"] = window.sent
         explanation = None
         if state.rule.alerting:  # only what alarms is explained: other windows cost nothing more
-            explanation = self.detector.explain(window.samples, window.machine, scorer=self.scorer, flagged=True)
+            explanation = explain(self.detector, window.samples, window.machine, scorer=self.scorer, flagged=True)
             explanation = replace(explanation, kind=state.settle_kind(explanation.kind))
             line |= explanation.alert_fields(offset_s=line["start"])
             line["explanation"] = explanation.summary(offset_s=line["start"])

@@ -21,8 +21,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ssad.audio.reading import load_clip, log_conversions, pcm16_to_float
 from ssad.core.errors import BadInputError, SsadError
-from ssad.data.audio import load_clip, log_conversions, pcm16_to_float
 from ssad.field import mqtt as mqtt_io
 from ssad.field.health import Health
 

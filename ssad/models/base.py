@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from ssad.models.checkpoint import TRAINING_KEY
+from ssad.models.runs import TRAINING_KEY
 
 __all__ = ["SsadModule", "CHECKPOINT_KEY", "mean_and_spread"]
 

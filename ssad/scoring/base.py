@@ -13,10 +13,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ssad.audio.clips import THIN_CLIPS
 from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.core.jsonable import jsonable
-from ssad.data.clips import THIN_CLIPS
 
 __all__ = [
     "THIN_CLIPS",
@@ -44,8 +44,13 @@ log = logging.getLogger("ssad")
 
 
 def registered_scorers() -> dict[str, type[Scorer]]:
-    """Class name -> class of every scorer that `Scorer.load` may rebuild (ssad's own only)."""
+    """Class name -> class of every scorer that `Scorer.load` may rebuild (ssad's own, and those registered)."""
     return dict(_REGISTRY)
+
+
+def allow_loading(cls: type[Scorer]) -> None:
+    """Let `Scorer.load` rebuild saved scorers of `cls`, a scorer from outside ssad registered by name."""
+    _REGISTRY[cls.__name__] = cls
 
 
 def check_ids(ids: Sequence[str] | np.ndarray, n: int) -> np.ndarray:

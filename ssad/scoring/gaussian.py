@@ -12,7 +12,7 @@ from scipy.linalg import pinvh
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import calinski_harabasz_score
 
-from ssad.data.clips import machine_type_of
+from ssad.audio.clips import machine_type_of
 from ssad.scoring.base import THIN_CLIPS, Scorer
 
 __all__ = ["COMPONENTS_WHEN", "COVARIANCES", "GaussianScorer", "SHRINKAGES", "SpectrumScorer", "file_order_drift"]
@@ -474,4 +474,4 @@ class SpectrumScorer(GaussianScorer):
     that keeps an encoder which never heard a machine from falling far below what its average spectrum shows.
     """
 
-    input_name: str = "spectrum"  # the output `ssad.modelio.loading.SPECTRUM` that every loaded model adds
+    input_name: str = "spectrum"  # the output `ssad.encoder.encoder.SPECTRUM` that every loaded model adds

@@ -2,7 +2,7 @@
 
 A scorer's own training scores (`Scorer.train_scores_`) leave out one clip at a time, so the clips beside it, of
 the same recording, are still in the fit, and the scores never show how far a new recording shifts them. Here a
-machine's clips are held out a whole recording group at a time (`ssad.data.recordings`): the scores carry the shift
+machine's clips are held out a whole recording group at a time (`ssad.audio.recordings`): the scores carry the shift
 between recordings, which is what a threshold promising a false-alarm rate on later recordings must see.
 """
 

@@ -9,8 +9,8 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ssad.audio.clips import machine_of_class
 from ssad.core.errors import SsadError
-from ssad.data.clips import machine_of_class
 from ssad.scoring.base import Scorer, check_ids, check_known_ids
 
 __all__ = ["SoftmaxScorer"]

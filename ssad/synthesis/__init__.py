@@ -1,4 +1,4 @@
-"""Synthetic sound: whole machine-sound corpora (the synthesized machine instances of training: `ssad.training`).
+"""Synthetic sound: whole machine-sound corpora (the synthesized machine instances of training are in `ssad.data`).
 
 A corpus is written by `corpus.generate` from a `config.SynthConfig`; each clip (`clips`) is one unit of
 a machine model (`machines/`, one module per type over the primitives in `signals`) mixed with a

@@ -22,7 +22,7 @@ import soundfile as sf
 from ssad.detector import store
 from ssad.field.broker import free_port
 from ssad.history import History, queries
-from ssad.models import weights
+from ssad.models import files as weights
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (weights.PACKAGE_DIR / "encoder.safetensors").is_file(),
                                                    reason="no encoder shipped in this checkout")]

@@ -199,7 +199,7 @@ class MachineIDClassifier(SsadModule):
         `source` is a run folder or checkpoint, a saved detector, or "pretrained" (the encoder shipped with ssad,
         whose head rows are not copied: its classes are units of its pretraining corpus, whatever their names).
         """
-        from ssad.models.weights import UNIT_CLASSES, read_weights
+        from ssad.models.files import UNIT_CLASSES, read_weights
 
         weights = read_weights(source)
         state = {k.removeprefix("net."): v for k, v in weights["state_dict"].items() if k.startswith("net.")}

@@ -1,5 +1,5 @@
-"""The field commands of `ssad`: enroll a new machine, calibrate it on site, feedback (false alarms, confirmed
-faults; undo, redo), export."""
+"""The commands that change a saved detector's machines: enroll a new one, calibrate it on site, feedback (false
+alarms, confirmed faults; undo, redo); and export its network for onnxruntime."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from ssad.cli.options import shared_options
 from ssad.core.errors import SsadError
 
-__all__ = ["add_field_commands"]
+__all__ = ["add_machine_commands"]
 
 #: what the recordings arguments take, as `ssad score` does
 _RECORDINGS = "files, folders (the .wav files directly in them) or quoted patterns such as 'new/*.wav'"
@@ -51,13 +51,13 @@ def _cmd_feedback(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from ssad.modelio.onnx import export_onnx
+    from ssad.encoder.onnx import export_onnx
 
     folder = export_onnx(args.detector)
     print(f"exported the log-mel front end and the network as ONNX to {folder}")
 
 
-def add_field_commands(commands: Any) -> None:
+def add_machine_commands(commands: Any) -> None:
     """Register `enroll`, `feedback` and `export` on the `ssad` sub-command parser."""
     enroll = commands.add_parser("enroll", help="add a new machine to a saved detector from a few normal recordings",
                                  parents=shared_options(quiet=True, skip_bad=True,

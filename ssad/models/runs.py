@@ -1,5 +1,5 @@
-"""Lightning checkpoints, found in a run folder and read without unpickling: what fine-tuning and loading start from;
-and whether the run that wrote them finished."""
+"""A run folder: its Lightning checkpoints, found and read without unpickling (what fine-tuning and loading start
+from), whether the run that wrote them finished, and the clips its network never trained on."""
 
 from __future__ import annotations
 

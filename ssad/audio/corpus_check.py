@@ -9,13 +9,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
+from ssad.audio.clips import LABELS, Clip
+from ssad.audio.header_check import clip_problem, type_name_problems
+from ssad.audio.layout import scan_root
+from ssad.audio.reading import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE, AudioInfo, read_native
+from ssad.audio.screening import screen
 from ssad.core.errors import BadInputError
-from ssad.data.audio import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE, AudioInfo, read_native
-from ssad.data.clips import LABELS, Clip
-from ssad.data.layout import scan_root
-from ssad.data.validate import clip_problem, type_name_problems
 
 __all__ = ["CheckReport", "check_root"]
 
@@ -136,20 +135,13 @@ def check_root(root: str | Path, *, skip_bad: bool = False, progress: bool = Tru
     clips, problems = scan_root(root)
     root = Path(os.path.abspath(Path(root).expanduser()))
     problems += type_name_problems(clips)
-    good: list[Clip] = []
-    infos: list[AudioInfo] = []
-    for clip in tqdm(clips, desc="checking clips", unit="clip", disable=not progress):
-        try:
-            _, info = read_native(clip.path)
-        except BadInputError as err:
-            problems += err.problems
-            continue
-        why = clip_problem(info, sample_rate=sample_rate, min_samples=min_samples)
-        if why:
-            problems.append((str(clip.path), why))
-            continue
-        good.append(clip)
-        infos.append(info)
+    def probe(clip: Clip) -> tuple[AudioInfo, str | None]:
+        info = read_native(clip.path)[1]
+        return info, clip_problem(info, sample_rate=sample_rate, min_samples=min_samples)
+
+    screened = screen(clips, probe, progress="checking clips" if progress else None)
+    good, infos = screened.kept, screened.results
+    problems += screened.problems
     problems.sort()
     if problems and not skip_bad:
         raise BadInputError(problems, header=f"{root} has bad files (pass skip_bad=True to leave them out)")

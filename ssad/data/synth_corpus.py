@@ -21,13 +21,13 @@ import numpy as np
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ssad.audio.clips import machine_key
 from ssad.core.runtime import available_cores, tune_allocator
-from ssad.data.clips import machine_key
+from ssad.data.machine_ids import MachineIDDataModule, _augmenter, _ClipDataset, _CropDataset
 from ssad.synthesis.background import ambience_pool
 from ssad.synthesis.clips import render_clip
 from ssad.synthesis.config import ID_STEP, MAX_IDS_PER_TYPE, SynthConfig
 from ssad.synthesis.machines import MACHINE_TYPES
-from ssad.training.datamodule import MachineIDDataModule, _augmenter, _ClipDataset, _CropDataset
 
 __all__ = ["CorpusPlan", "SynthCorpusDataModule", "render_jobs"]
 

@@ -11,10 +11,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ssad.audio.clips import Clip
+from ssad.audio.layout import index_root, select
+from ssad.audio.reading import audio_info, read_clip
+from ssad.audio.screening import log_skipped, screen
 from ssad.core.errors import BadInputError
-from ssad.data.audio import audio_info, read_clip
-from ssad.data.clips import Clip
-from ssad.data.layout import index_root, select
 from ssad.features import FeatureCache, LogMel, compute_log_mels
 
 __all__ = ["LogMelWindowDataModule", "LogMelWindowDataset"]
@@ -52,7 +53,7 @@ class LogMelWindowDataModule(L.LightningDataModule):
     model to normalise with.
 
     Args:
-        root: corpus root in a DCASE layout (see `ssad.data.layout.index_root`).
+        root: corpus root in a DCASE layout (see `ssad.audio.layout.index_root`).
         machine_types: types to train on; "all" takes every type under `root` (the DCASE baseline trains
             one model per type: give one).
         machine_ids: keep only these IDs (e.g. ["id_00"]) to train one model per machine; None = all.
@@ -158,21 +159,9 @@ class LogMelWindowDataModule(L.LightningDataModule):
     @staticmethod
     def _readable(clips: list[Clip]) -> list[Clip]:
         """The clips whose file header passes `audio_info`'s checks; the others are logged and dropped."""
-        kept, problems = [], []
-        for clip in clips:
-            try:
-                audio_info(clip.path)
-            except BadInputError as error:
-                problems += error.problems
-                continue
-            kept.append(clip)
-        if problems:
-            log.warning(
-                "skipped %d unusable clip(s):\n%s",
-                len(problems),
-                "\n".join(f"  {p}: {why}" for p, why in problems),
-            )
-        return kept
+        screened = screen(clips, lambda clip: (audio_info(clip.path), None))
+        log_skipped(screened.problems, "unusable clip(s)")
+        return screened.kept
 
     def _log_mels(self, clips: list[Clip]) -> list[np.ndarray]:
         """(n_mels, frames) log-mel of each clip, read from or written to the cache when there is one."""

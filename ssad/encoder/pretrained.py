@@ -22,8 +22,9 @@ import torch
 from ssad.core.atomic import write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.core.jsonable import jsonable
-from ssad.modelio.loading import LoadedModel, from_weights, resolve_checkpoint, save_model_files
-from ssad.models.weights import (
+from ssad.encoder.encoder import Encoder
+from ssad.encoder.loading import from_weights, save_model_files
+from ssad.models.files import (
     ENCODER_FILES,
     MODEL_FILES,
     PACKAGE_DIR,
@@ -35,11 +36,12 @@ from ssad.models.weights import (
     read_provenance,
     read_weights,
 )
+from ssad.models.runs import resolve_checkpoint
 
 __all__ = ["PACKAGE_DIR", "load_pretrained", "publish", "read_provenance"]
 
 
-def load_pretrained(device: str | torch.device = "cpu", directory: str | Path | None = None) -> LoadedModel:
+def load_pretrained(device: str | torch.device = "cpu", directory: str | Path | None = None) -> Encoder:
     """The shipped encoder (or the one in `directory`), after its files' sha256 are checked against provenance.json.
 
     A missing or changed file raises SsadError naming it and saying how to restore it.

@@ -10,31 +10,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssad.explain.bands import band_statistics, output_name
-from ssad.modelio import LoadedModel
+from ssad.encoder.encoder import Encoder
+from ssad.features.bands import band_statistics, output_name
 
 __all__ = ["clip_outputs", "typical_seconds"]
 
 
 def typical_seconds(paths: Sequence[str | Path]) -> float | None:
     """Median length in seconds of these audio files, from their headers (None when there are none)."""
-    from ssad.data.audio import audio_info
+    from ssad.audio.reading import audio_info
 
     return float(np.median([audio_info(p).duration for p in paths])) if paths else None
 
 
-def clip_outputs(model: LoadedModel, paths: Sequence[str | Path], *, cache_dir: str | Path | None = None,
+def clip_outputs(model: Encoder, paths: Sequence[str | Path], *, cache_dir: str | Path | None = None,
                  chunk: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
     """Clip-level model outputs for many files, the floor's features (`SPECTRUM`) among them.
 
-    The outputs also hold each clip's band group statistics (`ssad.explain.bands`), which a detector
+    The outputs also hold each clip's band group statistics (`ssad.features.bands`), which a detector
     keeps per machine so that explanations can compare a clip's spectrum with the machine's normal clips.
     Works through the files in chunks so that memory stays flat; log-mels go through the on-disk cache
     when `cache_dir` is given. Logs which files are resampled or averaged to mono on the way.
     """
     from tqdm import tqdm
 
-    from ssad.data.audio import audio_info, log_conversions, read_clip
+    from ssad.audio.reading import audio_info, log_conversions, read_clip
     from ssad.features import FeatureCache, compute_log_mels
 
     log_conversions([audio_info(p) for p in paths], model.sample_rate)

@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ssad.audio.header_check import clip_problem
+from ssad.audio.reading import ClipBatch, load_clip, log_conversions
+from ssad.audio.screening import log_skipped, screen
 from ssad.core.errors import BadInputError, SsadError
-from ssad.data.audio import ClipBatch, load_clip, log_conversions
-from ssad.data.validate import clip_problem
 
 __all__ = ["AUDIO_SUFFIX", "Inputs", "expand_inputs", "input_label", "read_inputs"]
 
@@ -75,38 +76,28 @@ def read_inputs(items: Sequence[Any], *, sample_rate: int, min_samples: int, ski
     the messages ("cannot score 2 of 5 input(s)"). With `keep=False` the waveforms are checked and dropped
     (for callers that read the files again their own way). Returns waves, problems and the kept indices.
     """
-    waves, kept, infos, found = [], [], [], list(problems)
-    for k, item in enumerate(items):
-        label = input_label(item, k)
+    infos = []
+
+    def probe(item: Any) -> tuple[Any, str | None]:
         if isinstance(item, (str, Path)):
-            try:
-                wave, info = load_clip(item, sample_rate=sample_rate)
-            except BadInputError as error:
-                found += error.problems
-                continue
+            wave, info = load_clip(item, sample_rate=sample_rate)
             infos.append(info)
-            why = clip_problem(info, sample_rate=sample_rate, min_samples=min_samples)
-        elif waveform is None:
-            found.append((label, "not a recording's path"))
-            continue
-        else:
-            wave = waveform(item)
-            why = None if len(wave) >= min_samples else (f"too short: {len(wave)} samples, less than one FFT frame "
-                                                         f"({min_samples} samples at {sample_rate} Hz)")
-        if why:
-            found.append((label, why))
-            continue
-        if keep:
-            waves.append(wave)
-        kept.append(k)
+            return wave, clip_problem(info, sample_rate=sample_rate, min_samples=min_samples)
+        if waveform is None:
+            return None, "not a recording's path"
+        wave = waveform(item)
+        return wave, None if len(wave) >= min_samples else (f"too short: {len(wave)} samples, less than one FFT "
+                                                            f"frame ({min_samples} samples at {sample_rate} Hz)")
+
+    screened = screen(items, probe, label=input_label)
+    found, kept = list(problems) + screened.problems, screened.positions
+    waves = screened.results if keep else []
     log_conversions(infos, sample_rate)
     if found and not skip_bad:
         total = len(items) + len(problems)
         raise BadInputError(found, header=f"cannot {action} {len(found)} of {total} input(s) (pass skip_bad=True "
                                           f"to {action} the others)")
-    if found:
-        log.warning("skipped %d input(s) that cannot be used to %s:\n%s", len(found), action,
-                    "\n".join(f"  {p}: {why}" for p, why in found))
+    log_skipped(found, f"input(s) that cannot be used to {action}")
     if not kept:
         raise SsadError(f"nothing to {action}: " + ("every input was skipped" if found else "no input given"))
     return ClipBatch(waves, found, kept)

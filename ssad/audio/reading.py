@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
+from ssad.audio.screening import screen
 from ssad.core.errors import BadInputError
 
 __all__ = [
@@ -262,16 +262,9 @@ def read_clips(
     `read_kwargs` go to `read_clip`.
     """
     paths = list(paths)
-    waves: list[np.ndarray] = []
-    problems: list[tuple[str, str]] = []
-    kept: list[int] = []
-    for i, path in enumerate(tqdm(paths, desc="reading clips", unit="clip", disable=not progress)):
-        try:
-            waves.append(read_clip(path, **read_kwargs))
-        except BadInputError as err:
-            problems += err.problems
-            continue
-        kept.append(i)
+    screened = screen(paths, lambda path: (read_clip(path, **read_kwargs), None),
+                      progress="reading clips" if progress else None)
+    waves, problems, kept = screened.results, screened.problems, screened.positions
     if problems and not skip_bad:
         raise BadInputError(problems, header=f"cannot read audio ({len(paths)} clips tried)")
     return ClipBatch(waves, problems, kept)

@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ssad.audio.clips import LABELS, SPLITS, Clip, clip_key
 from ssad.core.errors import BadInputError
-from ssad.data.clips import LABELS, SPLITS, Clip, clip_key
 
 __all__ = ["DOMAINS", "ONE_MACHINE_ID", "machine_from_name", "parse_clip_name", "parse_attributes", "scan_root", "index_root", "select", "summarize"]
 

@@ -1,9 +1,9 @@
-"""Where a model's weights live and how they are read: saved model files and the encoder shipped in the package.
+"""Model files, read and written: a saved model (safetensors + JSON), the encoder shipped in the package, any of them or a run.
 
 A saved model is two plain files in a folder, safetensors weights and a JSON description (nothing pickled):
 `model.*` in a saved detector, `encoder.*` in the package's `pretrained/` folder, beside whose files
 `provenance.json` says what made them and holds their sha256, checked before they are read. Lightning
-checkpoints are read by `ssad.models.checkpoint`; `read_weights` takes any of the three.
+checkpoints are found and read by `ssad.models.runs`; `read_weights` takes any of the three.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.core.jsonable import jsonable
 from ssad.models.base import CHECKPOINT_KEY
-from ssad.models.checkpoint import read_checkpoint, warn_if_unfinished
+from ssad.models.runs import read_checkpoint, warn_if_unfinished
 
 __all__ = [
     "ENCODER_FILES",

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from ssad.core.atomic import atomic_path, write_text_atomic
 from ssad.core.errors import SsadError
-from ssad.modelio.loading import LoadedModel, load_model_files
+from ssad.encoder.encoder import Encoder
+from ssad.encoder.loading import load_model_files
 
 __all__ = ["ONNX_DIR", "OnnxModel", "export_onnx"]
 
@@ -33,7 +34,7 @@ EXPORT_FILE = "export.json"
 
 
 class _FrontEnd(nn.Module):
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: Encoder) -> None:
         super().__init__()
         self.log_mel = model.log_mel
 
@@ -43,7 +44,7 @@ class _FrontEnd(nn.Module):
 
 
 class _Network(nn.Module):
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: Encoder) -> None:
         super().__init__()
         self.module = model.module
         self.names = list(model.module.output_names)
@@ -94,7 +95,7 @@ def export_onnx(directory: str | Path) -> Path:
     return out
 
 
-def _check(model: LoadedModel, folder: Path) -> None:
+def _check(model: Encoder, folder: Path) -> None:
     """Run both graphs on inputs of other sizes than the export's examples and compare with torch.
 
     An exporter that fixed a size it should have kept free (or a graph that computes something else) is
@@ -114,13 +115,13 @@ def _check(model: LoadedModel, folder: Path) -> None:
                             f"{tuple(a.shape)}); the export is not usable")
 
 
-class OnnxModel(LoadedModel):
-    """A `LoadedModel` whose log-mels and window outputs come from the exported graphs, run by onnxruntime.
+class OnnxModel(Encoder):
+    """A `Encoder` whose log-mels and window outputs come from the exported graphs, run by onnxruntime.
 
     Windowing and pooling are the torch model's own, so scores match the torch backend's.
     """
 
-    def __init__(self, model: LoadedModel, folder: str | Path) -> None:
+    def __init__(self, model: Encoder, folder: str | Path) -> None:
         import onnxruntime as ort
 
         folder = Path(folder)

@@ -7,10 +7,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ssad.audio.clips import SYNTHETIC_MARKS, THIN_CLIPS, Clip, clip_key
+from ssad.audio.layout import select
+from ssad.audio.reading import AudioInfo, audio_info, log_conversions
+from ssad.audio.screening import log_skipped, screen
 from ssad.core.errors import BadInputError
-from ssad.data.audio import AudioInfo, audio_info, log_conversions
-from ssad.data.clips import SYNTHETIC_MARKS, THIN_CLIPS, Clip, clip_key
-from ssad.data.layout import select
 
 __all__ = ["TrainingClips", "check_class_names", "check_training_clips", "clip_problem", "type_name_problems"]
 
@@ -55,25 +56,15 @@ def check_training_clips(clips: Sequence[Clip], *, sample_rate: int, min_samples
     """
     problems = type_name_problems(clips)
     train = select(list(clips), split="train", label="normal")
-    good: list[Clip] = []
-    infos: list[AudioInfo] = []
-    bad_files: list[tuple[str, str]] = []
-    for clip in train:
-        try:
-            info = audio_info(clip.path)
-        except BadInputError as error:
-            bad_files += error.problems
-            continue
-        why = clip_problem(info, sample_rate=sample_rate, min_samples=min_samples)
-        if why:
-            bad_files.append((str(clip.path), why))
-            continue
-        good.append(clip)
-        infos.append(info)
-    if skip_bad and bad_files:
-        log.warning("skipped %d unusable training file(s):\n%s", len(bad_files),
-                    "\n".join(f"  {p}: {why}" for p, why in bad_files))
-    elif bad_files:
+    def probe(clip: Clip) -> tuple[AudioInfo, str | None]:
+        info = audio_info(clip.path)
+        return info, clip_problem(info, sample_rate=sample_rate, min_samples=min_samples)
+
+    screened = screen(train, probe)
+    good, infos, bad_files = screened.kept, screened.results, screened.problems
+    if skip_bad:
+        log_skipped(bad_files, "unusable training file(s)")
+    else:
         problems += bad_files
     trained = {clip_key(c) for c in good}
     untrained = sorted({clip_key(c) for c in clips if c.split == "test" and c.label != "unknown"} - trained)

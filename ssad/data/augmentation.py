@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssad.data.clips import machine_of_class, machine_type_of
+from ssad.audio.clips import machine_of_class, machine_type_of
 
 __all__ = ["SyntheticClass", "describe_synthetic_classes", "plan_synthetic_classes", "plan_temporal_classes",
            "plan_equalized_classes", "equalized_count", "equalizer_gains", "retime_waveform", "warp_frequency",

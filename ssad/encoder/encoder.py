@@ -1,12 +1,9 @@
-"""Load a trained ssad model and run it on recordings: clip-level embeddings and per-clip model outputs.
-
-This module rebuilds models from what `ssad.models.weights` reads (checkpoints, the safetensors weights and JSON
-description a saved detector keeps its model in, the encoder shipped in the package) and writes a model's files.
-"""
+"""The encoder: the one place a recording becomes model outputs. Waveforms -> log-mels -> the network's sliding
+windows -> every output, pooled per clip (and kept per window for explanations), the spectral floor's `SPECTRUM`
+among them; a backend (ONNX) replaces only the network and log-mel steps."""
 
 from __future__ import annotations
 
-import importlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,40 +17,16 @@ from torch import Tensor
 from ssad.core.errors import SsadError
 from ssad.core.runtime import configure_runtime
 from ssad.features import LogMel, sliding_windows
-from ssad.models.base import CHECKPOINT_KEY, SsadModule
-from ssad.models.checkpoint import read_checkpoint, resolve_checkpoint
+from ssad.models.base import SsadModule
 from ssad.models.fused import inference_copy
-from ssad.models.weights import MODEL_FILES, read_model_files, read_weights, write_model_files
 
-__all__ = [
-    "ClipInput",
-    "LoadedModel",
-    "ModelOutputs",
-    "build_module",
-    "from_weights",
-    "load",
-    "load_model_files",
-    "read_checkpoint",
-    "resolve_checkpoint",
-    "save_model_files",
-]
+__all__ = ["LOG_MEL_BATCH", "SPECTRUM", "ClipInput", "Encoder", "ModelOutputs"]
 
 ClipInput = str | Path | np.ndarray | Tensor
 #: the clip-level output beside the network's: each band's log-mel mean and std (what the spectral floor scores)
 SPECTRUM = "spectrum"
 #: clips per log-mel batch: larger batches spill the STFT's frames out of a CPU's cache (measured, bench.md)
 LOG_MEL_BATCH = 16
-
-
-def _model_class(dotted: str) -> type[SsadModule]:
-    """Import a model class by name, only from inside ssad and only an SsadModule."""
-    module_name, _, class_name = dotted.rpartition(".")
-    if not module_name.startswith("ssad."):
-        raise SsadError(f"refusing to load model class {dotted!r}: not an ssad model")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, SsadModule)):
-        raise SsadError(f"refusing to load model class {dotted!r}: not an ssad model")
-    return cls
 
 
 def _spectrum(log_mel: Tensor) -> Tensor:
@@ -63,7 +36,7 @@ def _spectrum(log_mel: Tensor) -> Tensor:
 
 @dataclass
 class ModelOutputs:
-    """What `LoadedModel.encode` gives: every output per clip and, when asked, per window.
+    """What `Encoder.encode` gives: every output per clip and, when asked, per window.
 
     Attributes:
         clips: output name -> (clips, ...) array, one row per clip.
@@ -82,7 +55,7 @@ def _is_single(inputs: object) -> bool:
     return isinstance(inputs, (str, Path)) or getattr(inputs, "ndim", None) == 1
 
 
-class LoadedModel:
+class Encoder:
     """A trained model with its feature front-end: recordings in, clip-level outputs out.
 
     Clip-level outputs are means over sliding windows of the model's input size. Build it with `load`.
@@ -114,7 +87,7 @@ class LoadedModel:
         first = next(itertools.chain(self.module.parameters(), self.module.buffers()), None)  # stats: buffers only
         return first.device if first is not None else torch.device("cpu")
 
-    def to(self, device: str | torch.device) -> LoadedModel:
+    def to(self, device: str | torch.device) -> Encoder:
         """Move the model and its features to `device` ("auto" = GPU when there is one)."""
         if str(device) == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -132,7 +105,7 @@ class LoadedModel:
 
     def _waveforms(self, inputs: ClipInput | Sequence[ClipInput], sample_rate: int | None) -> tuple[list[Tensor], bool]:
         """Normalise the accepted inputs to a list of 1-D waveforms; also say whether one clip was given."""
-        from ssad.data.audio import read_clip
+        from ssad.audio.reading import read_clip
 
         single = _is_single(inputs)
         items = [inputs] if single else list(inputs)
@@ -237,41 +210,3 @@ class LoadedModel:
             raise SsadError(f"{type(self.module).__name__} gives no embeddings (outputs: {self.module.output_names})")
         embeddings = self.outputs(inputs, sample_rate, batch_size)["embedding"]
         return embeddings[0] if _is_single(inputs) else embeddings
-
-
-def build_module(metadata: dict[str, Any], hyper_parameters: dict[str, Any], state_dict: dict[str, Tensor]) -> SsadModule:
-    """Rebuild a model from what a checkpoint or a saved detector holds."""
-    cls = _model_class(metadata["model_class"])
-    hparams = {k: v for k, v in hyper_parameters.items() if not k.startswith("_")}
-    hparams.pop("init_from", None)
-    module = cls(**hparams)
-    module.load_state_dict(state_dict)
-    return module
-
-
-def save_model_files(model: LoadedModel, directory: str | Path, files: tuple[str, str] = MODEL_FILES) -> None:
-    """Write a model into a folder as safetensors weights plus a JSON description (nothing pickled)."""
-    write_model_files(model.module, model.metadata, directory, files)
-
-
-def from_weights(weights: dict[str, Any], device: str | torch.device = "cpu", source: str | Path = "") -> LoadedModel:
-    """The model that `ssad.models.weights.read_weights` read (`source` names it in errors)."""
-    metadata = weights.get(CHECKPOINT_KEY)
-    if not metadata:
-        raise SsadError(f"{source}: not an ssad checkpoint (no '{CHECKPOINT_KEY}' metadata)")
-    module = build_module(metadata, weights.get("hyper_parameters", {}), weights["state_dict"])
-    return LoadedModel(module, metadata, device)
-
-
-def load_model_files(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the model a detector folder holds (safetensors weights + JSON description)."""
-    return from_weights(read_model_files(directory), device, directory)
-
-
-def load(source: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a run folder (its best, else last, checkpoint), a checkpoint file, a saved detector's model, or the
-    encoder shipped with ssad: `"pretrained"` (sha256 checked first; a file or folder of that name here wins).
-    """
-    weights = read_weights(source)
-    path = Path(source)
-    return from_weights(weights, device, resolve_checkpoint(path) if CHECKPOINT_KEY not in weights else path)

@@ -14,12 +14,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ssad.data.audio import AudioInfo, read_clips
-from ssad.data.clips import Clip, attribute_class, clip_key, is_synthetic_class, machine_type_of
-from ssad.data.layout import index_root
-from ssad.data.validate import check_class_names, check_training_clips
-from ssad.features import LogMel
-from ssad.training.augmentation import (
+from ssad.audio.clips import Clip, attribute_class, clip_key, is_synthetic_class, machine_type_of
+from ssad.audio.header_check import check_class_names, check_training_clips
+from ssad.audio.layout import index_root
+from ssad.audio.reading import AudioInfo, read_clips
+from ssad.data.augmentation import (
     TEMPORAL_KINDS,
     SyntheticClass,
     describe_synthetic_classes,
@@ -32,6 +31,7 @@ from ssad.training.augmentation import (
     retime_waveform,
     warp_frequency,
 )
+from ssad.features import LogMel
 
 __all__ = ["MachineIDDataModule", "class_name"]
 
@@ -169,7 +169,7 @@ class MachineIDDataModule(L.LightningDataModule):
     """Normal training clips labelled by machine ID, plus warped and mixed synthetic machine instances.
 
     Args:
-        root: corpus root in a DCASE layout (see `ssad.data.layout.index_root`).
+        root: corpus root in a DCASE layout (see `ssad.audio.layout.index_root`).
         machine_types: types to train on; "all" takes every type under `root`.
         exclude_ids: machines (`type/id`, e.g. "fan/id_00") left out entirely, e.g. to enrol them later.
         n_warped: up to this many classes made by spectral warping of a real ID (0 = none); fewer when
@@ -475,6 +475,6 @@ class MachineIDDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         """What a checkpoint keeps of the data: the class names, and the clips held out for validation, which the
-        network never trained on (`ssad.models.checkpoint.unseen_clips`: a detector's thresholds learn from them
+        network never trained on (`ssad.models.runs.unseen_clips`: a detector's thresholds learn from them
         how much better the network knows its training clips than a new recording)."""
         return {"class_names": list(self.class_names), "validation_clips": list(self._validation_paths)}
