@@ -32,6 +32,8 @@ def add_serve_command(commands: Any) -> None:
     parser.add_argument("--port", type=int, default=8765, help="default: %(default)s")
     parser.add_argument("--silent-after", type=float, default=60.0, metavar="SECONDS",
                         help="a machine with no window scored for this long is shown silent (default: %(default)s)")
+    parser.add_argument("--poll", type=float, default=5.0, metavar="SECONDS",
+                        help="how often an open page asks for new windows and alarms (default: %(default)s)")
     parser.set_defaults(handler=run_serve)
 
 
@@ -54,7 +56,9 @@ def run_serve(args: argparse.Namespace) -> None:
         raise SsadError(f"{args.history}: no such history file (start `ssad monitor --history {args.history}` first)")
     token, generated = console_token()
     history = History(args.history)
-    app = create_app(history, args.detector, Access(token), silent_after=args.silent_after)
+    if args.poll <= 0:
+        raise SsadError(f"--poll {args.poll}: give a positive number of seconds")
+    app = create_app(history, args.detector, Access(token), silent_after=args.silent_after, poll_seconds=args.poll)
     where = f"http://{'localhost' if args.host in ('127.0.0.1', '::1') else args.host}:{args.port}/"
     if generated:
         print(f"ssad console: open {where}?token={token} (a new token; set SSAD_CONSOLE_TOKEN to keep one)",

@@ -41,15 +41,18 @@ def _hz(low: float, high: float) -> str:
     return format_hz(low, high)
 
 
-def create_app(history: History, detector: str | Path, access: Access, *, silent_after: float = 60.0) -> Starlette:
-    """The console over `history`, whose buttons update the detector saved in `detector`."""
+def create_app(history: History, detector: str | Path, access: Access, *, silent_after: float = 60.0,
+               poll_seconds: float = 5.0) -> Starlette:
+    """The console over `history`, whose buttons update the detector saved in `detector`; pages poll for news every
+    `poll_seconds`."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["clock"] = _clock
     templates.env.filters["hz"] = _hz
     actions = Actions(history, detector)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
-        return templates.TemplateResponse(request, name, {"csrf": access.csrf, "spans": list(SPANS), **context},
+        return templates.TemplateResponse(request, name, {"csrf": access.csrf, "spans": list(SPANS),
+                                                     "poll_ms": round(poll_seconds * 1000), **context},
                                           status_code=status)
 
     def login_page(request: Request, wrong: bool = False) -> Response:

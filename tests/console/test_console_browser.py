@@ -60,7 +60,7 @@ def server(plant: dict[str, Path]) -> Iterator[str]:
     from ssad.console.auth import Access
 
     history = History(str(plant["history"]))
-    app = create_app(history, plant["det"], Access(TOKEN), silent_after=3600)
+    app = create_app(history, plant["det"], Access(TOKEN), silent_after=3600, poll_seconds=0.5)
     port = free_port()
     running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=running.run, daemon=True)
@@ -175,6 +175,30 @@ def test_this_was_normal_learns_the_alarm_as_a_new_detector_version(server: str,
         (alarm,) = queries.alarms(reader, MACHINE)
         assert (alarm["label"], alarm["version"]) == ("normal", before + 1)
         assert queries.events(reader, MACHINE)[0]["kind"] == "feedback"
+
+
+def test_undo_rolls_the_feedback_back_and_an_api_client_confirms_a_fault(server: str, browser: object,
+                                                                         plant: dict[str, Path]) -> None:
+    import json
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+
+    learnt = store.current_version(plant["det"])
+    browser.get(f"{server}/machine/{MACHINE}")
+    browser.find_element(By.ID, "undo").click()
+    _wait(browser, lambda d: "undid" in d.find_element(By.ID, "undo-result").text)
+    assert store.current_version(plant["det"]) == learnt - 1
+    with History(str(plant["history"])) as reader:
+        (alarm,) = queries.alarms(reader, MACHINE)
+        assert alarm["label"] is None  # its feedback was undone: it can be labelled again
+    request = urllib.request.Request(f"{server}/api/alarm/{alarm['id']}/fault", method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        done = json.load(response)
+    assert "confirmed fault" in done["message"] and store.current_version(plant["det"]) == done["version"] > learnt - 1
+    with History(str(plant["history"])) as reader:
+        assert queries.alarm(reader, alarm["id"])["label"] == "fault"
 
 
 def test_a_monitor_stopped_by_sigterm_has_written_every_window_it_printed(plant: dict[str, Path],

@@ -1,6 +1,5 @@
 // The console's live parts: polling for machines and new alarms, the trend chart (SVG), the feedback buttons.
 "use strict";
-const POLL_MS = 5000;
 const SVG = "http://www.w3.org/2000/svg";
 const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 
@@ -141,7 +140,11 @@ function wire() {
   });
 }
 
+let polling = false;  // one poll at a time: two at once would insert the same new alarm twice
+
 async function poll() {
+  if (polling) return;
+  polling = true;
   const live = document.getElementById("live");
   try {
     updateMachines(await getJSON("/api/machines"));
@@ -150,6 +153,8 @@ async function poll() {
     if (live) { live.textContent = "live, " + clock(Date.now() / 1000).slice(11); live.className = "muted"; }
   } catch (error) {
     if (live) { live.textContent = "not updating: " + error.message; live.className = "error"; }
+  } finally {
+    polling = false;
   }
 }
 
@@ -157,5 +162,5 @@ document.addEventListener("DOMContentLoaded", () => {
   if (document.body.dataset.page === "login") return;
   wire();
   poll();
-  setInterval(poll, POLL_MS);
+  setInterval(poll, Number(document.body.dataset.poll) || 5000);
 });
