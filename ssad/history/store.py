@@ -88,11 +88,12 @@ class History:
         """The machine's id, added the first time it is seen."""
         if name in self._ids:
             return self._ids[name]
+        machines = schema.machines
         with (self.engine.begin() if connection is None else nullcontext(connection)) as c:
-            found = c.execute(sa.select(schema.machines.c.id).where(schema.machines.c.name == name)).scalar()
-            if found is None:
-                found = c.execute(schema.machines.insert().values(name=name, first_seen=time.time())
-                                  .returning(schema.machines.c.id)).scalar_one()
+            # another monitor may add the same machine at the same moment: its row then stands
+            c.execute(_upsert_insert(self.dialect)(machines).values(name=name, first_seen=time.time())
+                      .on_conflict_do_nothing(index_elements=["name"]))
+            found = c.execute(sa.select(machines.c.id).where(machines.c.name == name)).scalar_one()
         self._ids[name] = found
         return found
 
@@ -125,8 +126,9 @@ class History:
         connection.execute(schema.windows.insert(), rows)
         last = list({row["machine_id"]: row for row in rows}.values())
         statement = _upsert_insert(self.dialect)(schema.latest)
-        connection.execute(statement.on_conflict_do_update(
-            index_elements=["machine_id"], set_={k: statement.excluded[k] for k in WINDOW_FIELDS}), last)
+        connection.execute(statement.on_conflict_do_update(  # a later window only: monitors sharing a machine
+            index_elements=["machine_id"], set_={k: statement.excluded[k] for k in WINDOW_FIELDS},
+            where=schema.latest.c.t <= statement.excluded.t), last)
 
     def add_event(self, kind: str, t: float, machine: str | None = None, **data: Any) -> int:
         """Record one event (alarm, armed, feedback, broker_down, ...) at once; return its id."""

@@ -98,3 +98,16 @@ def test_the_migrations_build_exactly_the_tables_ssad_writes(history_url: str) -
     with history.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), schema.metadata) == []
     history.close()
+
+
+def test_two_writers_share_machines_and_the_latest_state_stays_the_latest(history_url: str) -> None:
+    first, second = History(history_url), History(history_url)
+    assert first.machine_id("fan/a") == second.machine_id("fan/a")
+    _window(first, "fan/a", NOW, 5.0)
+    first.flush()
+    _window(second, "fan/a", NOW - 10, 1.0)  # an older window, from a monitor that got its message late
+    second.flush()
+    (latest,) = queries.machines(first, NOW, silent_after=60)
+    assert (latest["t"], latest["score"]) == (NOW, 5.0)
+    first.close()
+    second.close()
