@@ -14,6 +14,9 @@ __all__ = ["add_serve_command"]
 
 log = logging.getLogger("ssad")
 
+#: addresses of this computer only: the console then answers only to requests naming it (no DNS rebinding)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 def add_serve_command(commands: Any) -> None:
     """Register `ssad serve` on the main parser's subcommands."""
@@ -58,14 +61,16 @@ def run_serve(args: argparse.Namespace) -> None:
     history = History(args.history)
     if args.poll <= 0:
         raise SsadError(f"--poll {args.poll}: give a positive number of seconds")
-    app = create_app(history, args.detector, Access(token), silent_after=args.silent_after, poll_seconds=args.poll)
-    where = f"http://{'localhost' if args.host in ('127.0.0.1', '::1') else args.host}:{args.port}/"
+    loopback = args.host in LOOPBACK
+    app = create_app(history, args.detector, Access(token), silent_after=args.silent_after, poll_seconds=args.poll,
+                     allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None)
+    where = f"http://{'localhost' if loopback else args.host}:{args.port}/"
     if generated:
         print(f"ssad console: open {where}?token={token} (a new token; set SSAD_CONSOLE_TOKEN to keep one)",
               flush=True)
     else:
         print(f"ssad console: open {where}?token=<SSAD_CONSOLE_TOKEN> once to log in", flush=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not loopback:
         print(f"ssad console: listening on {args.host}, not only this computer: anyone who can reach it sees the "
               "login page; serve it behind HTTPS", file=sys.stderr)
     try:

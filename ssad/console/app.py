@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -42,9 +43,9 @@ def _hz(low: float, high: float) -> str:
 
 
 def create_app(history: History, detector: str | Path, access: Access, *, silent_after: float = 60.0,
-               poll_seconds: float = 5.0) -> Starlette:
+               poll_seconds: float = 5.0, allowed_hosts: list[str] | None = None) -> Starlette:
     """The console over `history`, whose buttons update the detector saved in `detector`; pages poll for news every
-    `poll_seconds`."""
+    `poll_seconds`. With `allowed_hosts`, requests naming another host are refused (DNS rebinding)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["clock"] = _clock
     templates.env.filters["hz"] = _hz
@@ -56,7 +57,7 @@ def create_app(history: History, detector: str | Path, access: Access, *, silent
                                           status_code=status)
 
     def login_page(request: Request, wrong: bool = False) -> Response:
-        return page(request, "login.html", 401, wrong=wrong)
+        return page(request, "login.html", 401, wrong=wrong, csrf="")
 
     def denied() -> Response:
         return JSONResponse({"error": "log in: /?token=... in a browser, or the header Authorization: Bearer ..."},
@@ -148,6 +149,8 @@ def create_app(history: History, detector: str | Path, access: Access, *, silent
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes)
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     app.add_middleware(_Headers)
     return app
 

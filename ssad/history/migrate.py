@@ -39,6 +39,8 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> str | None:
     from alembic.script import ScriptDirectory
 
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # monitors starting together migrate one after the other
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(4343)"))
         was = revision_of(connection)
         config = _config(connection)
         known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}

@@ -31,8 +31,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
                        picture=b"\x89PNG")
     history.flush()
     (folder / "detector").mkdir()
-    with TestClient(create_app(history, folder / "detector", Access(TOKEN)), base_url="http://127.0.0.1:8765",
-                    follow_redirects=False) as test_client:
+    app = create_app(history, folder / "detector", Access(TOKEN), allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8765", follow_redirects=False) as test_client:
         yield test_client
     history.close()
 
@@ -44,6 +44,7 @@ def test_without_the_token_nothing_of_the_plant_is_shown(client: TestClient, pat
     response = client.get(path)
     assert response.status_code == 401
     assert "secret-press" not in response.text and b"PNG" not in response.content
+    assert Access(TOKEN).csrf not in response.text
 
 
 def test_the_token_in_the_address_logs_a_browser_in_with_a_strict_httponly_cookie(client: TestClient) -> None:
@@ -76,6 +77,11 @@ def test_changes_need_the_login_and_the_csrf_token_from_our_own_origin(client: T
     # past the guards, the action itself runs (and fails here: the alarm kept no audio to learn from)
     allowed = client.post("/api/alarm/1/normal", headers={"X-CSRF-Token": csrf, "Origin": "http://127.0.0.1:8765"})
     assert allowed.status_code == 409 and "kept no audio" in allowed.json()["error"]
+
+
+def test_a_page_asked_for_under_another_host_name_is_refused(client: TestClient) -> None:
+    rebound = client.get(f"/?token={TOKEN}", headers={"Host": "attacker.example:8765"})
+    assert rebound.status_code == 400 and "set-cookie" not in rebound.headers
 
 
 def test_serve_binds_this_computer_only_unless_told(tmp_path: Path) -> None:
