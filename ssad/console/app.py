@@ -71,8 +71,11 @@ def create_app(history: History, detector: str | Path, access: Access, *, silent
             return access.log_in(RedirectResponse("/", status_code=303), secure=request.url.scheme == "https")
         if access.how(request) is None:
             return login_page(request)
-        return page(request, "index.html", machines=queries.machines(history, time.time(), silent_after=silent_after),
-                    alarms=queries.alarms(history, limit=20), version=actions.version())
+        machines = queries.machines(history, time.time(), silent_after=silent_after)
+        machines.sort(key=lambda m: (queries.STATES.index(m["state"]), m["name"]))  # alarms first
+        counts = {state: sum(m["state"] == state for m in machines) for state in queries.STATES}
+        return page(request, "index.html", machines=machines, counts=counts, alarms=queries.alarms(history, limit=20),
+                    version=actions.version())
 
     def machine_page(request: Request) -> Response:
         if access.how(request) is None:
