@@ -11,10 +11,11 @@ CONFIG = $(if $(wildcard configs/$(MACHINE).yaml),configs/$(MACHINE).yaml,config
 ARGS ?=
 SEED ?= 1
 
-.PHONY: setup broker demo test test-fast train finetune pretrain eval bench compare quality field-load fuzz lint clean help
+.PHONY: setup broker console-tools demo test test-fast train finetune pretrain eval bench compare quality field-load fuzz lint clean help
 
 help:
-	@echo "make setup                create .venv, install ssad and its tools (and the MQTT broker mosquitto when root)"
+	@echo "make setup                create .venv, install ssad and its tools (and when root: the MQTT broker mosquitto,"
+	@echo "                          chromium, chromium-driver and postgresql for the console's tests)"
 	@echo "make demo                 generate the synthetic default set, train, evaluate, print the AUC/pAUC table"
 	@echo "make test                 run the test suite"
 	@echo "make test-fast            run the tests not marked slow (no training runs)"
@@ -34,7 +35,7 @@ help:
 	@echo "make clean                remove runs/ (every run, the demo's included) and unfinished result files"
 	@echo "make help                 this list"
 
-setup: $(STAMP) broker
+setup: $(STAMP) broker console-tools
 
 # The MQTT broker `ssad monitor --source mqtt://...` and its tests talk to: the Debian package mosquitto,
 # installed with apt when we are root; elsewhere setup says how and goes on.
@@ -50,9 +51,27 @@ broker:
 	      "macOS: brew install mosquitto; elsewhere: the Eclipse Mosquitto download page)"; \
 	  fi; }
 
+# What `ssad serve`'s tests and its acceptance check drive: headless Chromium with its driver (selenium), and a
+# PostgreSQL server the history tests start a throwaway cluster of; Debian packages, installed with apt as root.
+CONSOLE_PACKAGES = $(if $(shell command -v chromium),,chromium) \
+	$(if $(shell command -v chromedriver),,chromium-driver) \
+	$(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql)
+console-tools:
+	@missing="$(strip $(CONSOLE_PACKAGES))"; [ -z "$$missing" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $$missing with apt (the console's browser tests and PostgreSQL history tests)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1 \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	    || echo "could not install $$missing; see README, Operator's console"; \
+	  else \
+	    echo "missing $$missing: the console's browser tests and the PostgreSQL history tests skip without them" \
+	      "(Debian/Ubuntu: sudo apt-get install chromium chromium-driver postgresql; macOS: brew install" \
+	      "chromium chromedriver postgresql)"; \
+	  fi; }
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,console]'
 	@touch $(STAMP)
 
 $(DATA)/.done: | setup
@@ -95,7 +114,7 @@ compare: setup
 	$(BIN)/python experiments/compare.py $(if $(filter-out runs/synth-default,$(DATA)),--data $(DATA))
 
 $(VENV)/.bench-installed: $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,console,bench]'
 	@touch $@
 
 bench: setup $(VENV)/.bench-installed

@@ -3,7 +3,8 @@
 The flow: core <- audio <- features <- models <- encoder <- scoring <- detector <- explain <- {evaluation, field}
 <- cli. A sub-package imports only those before it (and core); synthesis imports only core; data (the Lightning data
 modules, their augmentation and the pretraining corpus) imports only core, audio, synthesis, features and models,
-and only cli imports it. Every import counts: inside functions and under `TYPE_CHECKING` too.
+and only cli imports it. Every import counts: inside functions and under `TYPE_CHECKING` too. The monitor's
+history (history) imports only core; field writes it, console (`ssad serve`) reads it, and cli opens both.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ ALLOWED |= {
     "synthesis": {"core"},
     "data": {"core", "audio", "synthesis", "features", "models"},
     "evaluation": set(FLOW),
-    "field": set(FLOW),
-    "cli": {*FLOW, "synthesis", "data", "evaluation", "field"},
+    "history": {"core"},
+    "field": {*FLOW, "history"},
+    "console": {*FLOW, "history"},
+    "cli": {*FLOW, "synthesis", "data", "evaluation", "history", "field", "console"},
 }
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)

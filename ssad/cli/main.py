@@ -1,5 +1,5 @@
 """The `ssad` command: synth, data, fit (LightningCLI), evaluate, detector, score, explain, ensemble; monitor, enroll,
-feedback, export; pretrained."""
+feedback, export; serve; pretrained."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ssad.cli.machines import add_machine_commands
 from ssad.cli.monitor import add_monitor_command
 from ssad.cli.options import DEFAULT_FALSE_ALARM_RATE, SuggestingParser, shared_options
 from ssad.cli.pretrained import add_pretrained_command
+from ssad.cli.serve import add_serve_command
 from ssad.core.errors import SsadError
 
 __all__ = ["main"]
@@ -234,6 +235,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_monitor_command(commands)
     add_explain_command(commands)
+    add_serve_command(commands)
 
     ensemble = commands.add_parser("ensemble", help="combine evaluated detectors' scores and evaluate the mix",
                                    parents=shared_options(rate=DEFAULT_FALSE_ALARM_RATE))

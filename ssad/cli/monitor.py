@@ -101,6 +101,17 @@ def add_monitor_command(commands: Any) -> None:
                         "alert, and its scores set the machine's threshold where it stands; then an 'armed' event. The "
                         "threshold is saved as a new detector version (`ssad feedback --undo` rolls it back) when the "
                         "detector folder is writable")
+    parser.add_argument("--history", default=None, metavar="URL",
+                        help="keep every scored window, event and alarm (with its explanation, picture and first "
+                        "windows' audio) for `ssad serve`: an SQLite file (e.g. history.db) or postgresql://USER@HOST/DB")
+    parser.add_argument("--keep", type=float, default=None, metavar="DAYS",
+                        help="--history: drop what is older than DAYS (default: keep all)")
+    parser.add_argument("--downsample-after", type=float, default=2.0, metavar="DAYS",
+                        help="--history: fold windows older than DAYS into one row a minute per machine, keeping "
+                        "the highest scores and any alert (default: %(default)s; 0 = never)")
+    parser.add_argument("--alarm-clips", type=int, default=3, metavar="N",
+                        help="--history: windows of audio kept per alarm, which the console's 'this was normal' "
+                        "learns from (default: %(default)s)")
     parser.add_argument("--max-windows", type=int, default=None, help="stop after this many windows")
     parser.add_argument("--scorer", default=None, help="default: the detector's own choice")
     parser.add_argument("--batch", type=int, default=16, help="most windows scored in one pass (default: %(default)s)")
@@ -166,12 +177,30 @@ class _Events:
     def __init__(self, topic: str | None) -> None:
         self.topic = topic
         self.client: Any = None
+        self.recorder: Any = None
 
     def __call__(self, event: dict) -> None:
         text = json.dumps(event)
         print(text, file=sys.stderr, flush=True)
         if self.client is not None:
             self.client.publish(self.topic, text.encode(), qos=0)
+        if self.recorder is not None:
+            self.recorder.event(event)
+
+
+def _recorder(args: argparse.Namespace, sample_rate: int) -> Any:
+    """The history `--history` names, opened (and upgraded), behind a recorder; None without --history."""
+    if args.history is None:
+        if args.keep is not None:
+            raise SsadError("--keep applies to --history")
+        return None
+    from ssad.field.recorder import HistoryRecorder
+    from ssad.history import History
+
+    if (args.keep is not None and args.keep <= 0) or args.downsample_after < 0 or args.alarm_clips < 0:
+        raise SsadError("--keep must be > 0, --downsample-after and --alarm-clips >= 0")
+    return HistoryRecorder(History(args.history), sample_rate=sample_rate, clips_per_alarm=args.alarm_clips,
+                           keep=args.keep, downsample_after=args.downsample_after or None)
 
 
 def _source(args: argparse.Namespace, machine: str | None, sample_rate: int, health: Any, events: _Events,
@@ -236,7 +265,7 @@ def run_monitor(args: argparse.Namespace) -> None:
     name = args.client_id or f"ssad-monitor-{uuid.uuid4().hex[:8]}"
     events = _Events(args.health_topic or f"ssad/monitor/{name}/health")
     health = Health(events, interval=args.heartbeat, name=name)
-    monitor = source = publisher = None
+    monitor = source = publisher = recorder = None
     main_thread = threading.current_thread() is threading.main_thread()
     # a service manager's stop (SIGTERM) takes the same clean way out as Ctrl-C
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
@@ -252,8 +281,10 @@ def run_monitor(args: argparse.Namespace) -> None:
                                    drift_windows=args.drift_windows, drift_alpha=args.drift_alpha,
                                    batch_size=args.batch, learn=args.learn)
         publisher = MqttPublisher(args.alerts, credentials) if args.alerts else None
+        recorder = events.recorder = _recorder(args, detector.model.sample_rate)
         monitor = Monitor(detector, settings, scorer=scorer, publish=publisher.publish if publisher else None,
-                          health=health, keep=_keeper(args.detector) if args.learn else None)
+                          health=health, keep=_keeper(args.detector) if args.learn else None,
+                          record=recorder.window if recorder else None)
         source = _source(args, machine, monitor.sample_rate, health, events, credentials)
         log.info("monitoring %s: windows of %g s every %g s, %s scorer; drift from about %g s of audio on",
                  args.source, settings.window, settings.hop, scorer, settings.drift_seconds)
@@ -276,4 +307,7 @@ def run_monitor(args: argparse.Namespace) -> None:
             source.close()
         if publisher is not None:
             publisher.close()
+        if recorder is not None:
+            events.recorder = None
+            recorder.close()  # the windows still buffered are committed: a restart loses nothing
     log.info("monitor done: %d window(s) scored, %d alert(s)", monitor.windows_scored, monitor.alerts_raised)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ssad.detector import Detector
-from ssad.explain.explanation import explain
+from ssad.explain.explanation import Explanation, explain
 from ssad.explain.rules import UNSPECIFIED
 from ssad.field.alerts import AlertRule, Smoother
 from ssad.field.drift import DriftTest
@@ -157,14 +157,18 @@ class Monitor:
         health: counts scored windows, their lag and bad input, and emits heartbeats (default: counts only).
         keep: called with (machine, scorer, calibrated thresholds) when a machine's learning period ends, e.g. to
             save them as a new detector version.
+        record: given each window's line, samples and explanation (None unless alerting), e.g. a
+            `ssad.field.recorder.HistoryRecorder`.
     """
 
     def __init__(self, detector: Detector, settings: MonitorSettings, *, scorer: str | None = None,
                  out: TextIO | None = None, publish: Callable[[str], None] | None = None,
                  health: Health | None = None,
-                 keep: Callable[[str, str, AlarmThreshold], None] | None = None) -> None:
+                 keep: Callable[[str, str, AlarmThreshold], None] | None = None,
+                 record: Callable[[dict, np.ndarray, Explanation | None], None] | None = None) -> None:
         self.detector = detector
         self.keep = keep
+        self.record = record
         self.settings = settings
         self.scorer = scorer or detector.default_scorer
         if self.scorer not in detector.scorers:
@@ -257,6 +261,7 @@ class Monitor:
             line["learning"] = True
         if window.sent is not None:
             line["sent"] = window.sent
+        explanation = None
         if state.rule.alerting:  # only what alarms is explained: other windows cost nothing more
             explanation = explain(self.detector, window.samples, window.machine, scorer=self.scorer, flagged=True)
             explanation = replace(explanation, kind=state.settle_kind(explanation.kind))
@@ -264,6 +269,8 @@ class Monitor:
             line["explanation"] = explanation.summary(offset_s=line["start"])
         else:
             state.event_kind = None
+        if self.record is not None:  # kept before it is printed: a line on stdout is in the history too
+            self.record(line, window.samples, explanation)
         self.out.write(json.dumps(line) + "\n")
         if alert_changed:
             self._alert(line)
