@@ -48,11 +48,36 @@ def test_rendering_is_the_same_in_one_process_or_several() -> None:
     assert not np.array_equal(one[0], one[1])
 
 
+def test_generic_units_differ_by_design_and_recordings_are_coloured_apart() -> None:
+    from ssad.data.synth_corpus import recorded
+
+    plan = CorpusPlan(machine_types=("generic",), units_per_type=3, clips_per_unit=2, shards=1, duration_s=1.0,
+                      recording_eq=1.0)
+    jobs = plan.shard(0)
+    waves = render_jobs(plan, jobs, workers=1)
+    assert all(np.isfinite(w).all() and w.shape == (16000,) for w in waves)
+
+    def spectrum(wave: np.ndarray) -> np.ndarray:
+        power = np.abs(np.fft.rfft(wave)) ** 2
+        return 10 * np.log10(np.add.reduceat(power, np.geomspace(1, len(power) - 1, 24).astype(int)) + 1e-12)
+
+    same = np.abs(spectrum(waves[0]) - spectrum(waves[1])).mean()  # two recordings of unit 0
+    other = np.abs(spectrum(waves[0]) - spectrum(waves[2])).mean()  # unit 0 against unit 1
+    assert other > same
+    plain = CorpusPlan(machine_types=("generic",), units_per_type=3, clips_per_unit=2, shards=1, duration_s=1.0)
+    assert np.array_equal(recorded(waves[0], plain, jobs[0]), waves[0])  # recording_eq 0 leaves a clip alone
+    coloured = recorded(waves[0], plan, jobs[0])
+    assert not np.allclose(coloured, waves[0])
+    assert np.isclose(np.sqrt(np.mean(coloured.astype(float) ** 2)), np.sqrt(np.mean(waves[0].astype(float) ** 2)),
+                      rtol=1e-3)
+
+
 @pytest.mark.parametrize(("arguments", "message"), [
     ({"units_per_type": 0}, "units_per_type"),
     ({"clips_per_unit": 2, "shards": 3}, "clips_per_unit"),
     ({"machine_types": ("fan", "lathe")}, "machine_types"),
     ({"target_share": 1.5}, "target_share"),
+    ({"recording_eq": -1.0}, "recording_eq"),
 ])
 def test_bad_plans_say_what_is_wrong(arguments: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

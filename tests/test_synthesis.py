@@ -21,7 +21,7 @@ from ssad.synthesis import corpus
 from ssad.synthesis.clips import PEAK_LIMIT, synthesize_clip
 from ssad.synthesis.config import PRESETS, SEVERITY_LEVELS, SynthConfig, clip_filename
 from ssad.synthesis.corpus import generate
-from ssad.synthesis.machines import ANOMALY_KINDS, MACHINE_TYPES, MODELS
+from ssad.synthesis.machines import ANOMALY_KINDS, MACHINE_TYPES, MODELS, PRETRAINING_TYPES
 
 NAME = re.compile(r"(normal|anomaly)_id_(\d\d)_(\d{8})\.wav")
 # Small but complete: two contrasting types (rotating and event-driven), two IDs, both test labels.
@@ -92,10 +92,11 @@ def test_tiny_preset_files_are_byte_identical_to_the_recorded_ones(tmp_path: Pat
 
 
 def test_every_registered_model_lives_in_the_module_named_for_it() -> None:
-    assert tuple(MODELS) == MACHINE_TYPES
+    assert tuple(MODELS) == PRETRAINING_TYPES and PRETRAINING_TYPES[: len(MACHINE_TYPES)] == MACHINE_TYPES
     for name, model in MODELS.items():
         assert model.name == name and model.sound.__module__ == f"ssad.synthesis.machines.{name}"
-        assert model.anomaly_kinds == ANOMALY_KINDS[name]
+        assert model.anomaly_kinds == ANOMALY_KINDS.get(name, ())
+    assert set(ANOMALY_KINDS) == set(MACHINE_TYPES)  # the generic machine is for pretraining only: no faults
 
 
 @pytest.mark.slow  # writes several corpora

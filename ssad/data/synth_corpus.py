@@ -27,7 +27,8 @@ from ssad.data.machine_ids import MachineIDDataModule, _augmenter, _ClipDataset,
 from ssad.synthesis.background import ambience_pool
 from ssad.synthesis.clips import render_clip
 from ssad.synthesis.config import ID_STEP, MAX_IDS_PER_TYPE, SynthConfig
-from ssad.synthesis.machines import MACHINE_TYPES
+from ssad.synthesis.machines import MACHINE_TYPES, PRETRAINING_TYPES
+from ssad.synthesis.signals import response_db
 
 __all__ = ["CorpusPlan", "SynthCorpusDataModule", "render_jobs"]
 
@@ -65,11 +66,14 @@ class CorpusPlan:
     validation_per_unit: int = 2
     duration_s: float = 10.0
     sample_rate: int = 16000
+    recording_eq: float = 0.0
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.machine_types) - set(MACHINE_TYPES))
+        unknown = sorted(set(self.machine_types) - set(PRETRAINING_TYPES))
         if unknown or not self.machine_types:
-            raise ValueError(f"machine_types must be names from {MACHINE_TYPES}, got {list(self.machine_types)}")
+            raise ValueError(f"machine_types must be names from {PRETRAINING_TYPES}, got {list(self.machine_types)}")
+        if self.recording_eq < 0:
+            raise ValueError(f"recording_eq must be >= 0, got {self.recording_eq}")
         if not 1 <= self.units_per_type <= MAX_IDS_PER_TYPE:
             raise ValueError(f"units_per_type must be in 1..{MAX_IDS_PER_TYPE}, got {self.units_per_type}")
         if self.shards < 1 or self.clips_per_unit < self.shards:
@@ -96,7 +100,7 @@ class CorpusPlan:
         return len(self.machine_types) * self.units_per_type * self.clips_per_unit
 
     def _job(self, machine_type: str, machine_id: int, index: int) -> Job:
-        rng = np.random.default_rng([self.seed, MACHINE_TYPES.index(machine_type), machine_id, index])
+        rng = np.random.default_rng([self.seed, PRETRAINING_TYPES.index(machine_type), machine_id, index])
         snr = self.snr_db[int(rng.integers(len(self.snr_db)))]
         domain = "target" if rng.random() < self.target_share else "source"
         return Job(machine_type, machine_id, index, float(snr), domain)
@@ -124,10 +128,34 @@ class CorpusPlan:
 _PLAN: CorpusPlan | None = None  # the plan the worker processes render from (set before they fork)
 
 
+#: a recording's colouring at `recording_eq` 1: the microphone's tilt (dB/octave) and its place's two peaks or dips
+EQ_TILT_STD, EQ_PEAK_STD_DB = 1.0, 4.0
+_EQ_TAG = 7  # the colouring's random stream, apart from the job's own
+
+
+def recorded(audio: np.ndarray, plan: CorpusPlan, job: Job) -> np.ndarray:
+    """The clip as another microphone in another place would record it: a random smooth colouring of its spectrum
+    drawn per clip (`plan.recording_eq` scales it; 0 leaves the clip as rendered), so that one unit's recordings
+    differ as real recording days do and the encoder learns what stays the same."""
+    if plan.recording_eq == 0:
+        return audio
+    rng = np.random.default_rng([plan.seed, _EQ_TAG, PRETRAINING_TYPES.index(job.machine_type), job.machine_id,
+                                 job.index])
+    scale = plan.recording_eq
+    peaks = [(float(np.exp(rng.uniform(np.log(150.0), np.log(6000.0)))), float(rng.normal(0.0, EQ_PEAK_STD_DB * scale)),
+              float(rng.uniform(0.3, 1.2))) for _ in range(2)]
+    freqs = np.fft.rfftfreq(len(audio), 1.0 / plan.sample_rate)
+    gain = 10.0 ** (response_db(freqs, tilt_db_per_oct=float(rng.normal(0.0, EQ_TILT_STD * scale)), peaks=peaks) / 20.0)
+    out = np.fft.irfft(np.fft.rfft(audio) * gain, len(audio))
+    out *= float(np.sqrt(np.mean(audio.astype(np.float64) ** 2) / max(np.mean(out ** 2), 1e-20)))
+    return out.astype(np.float32)
+
+
 def _render(job: Job) -> np.ndarray:
     assert _PLAN is not None
-    return render_clip(job.machine_type, job.machine_id, "normal", _PLAN.seed, "train", job.index,
-                       _PLAN.config(job.snr_db), None, job.domain).audio
+    audio = render_clip(job.machine_type, job.machine_id, "normal", _PLAN.seed, "train", job.index,
+                        _PLAN.config(job.snr_db), None, job.domain).audio
+    return recorded(audio, _PLAN, job)
 
 
 def render_jobs(plan: CorpusPlan, jobs: Sequence[Job], workers: int | None = None, desc: str = "rendering") -> list[np.ndarray]:
@@ -172,6 +200,7 @@ class SynthCorpusDataModule(MachineIDDataModule):
         validation_per_unit: held-out clips per unit for validation accuracy.
         render_workers: processes that render audio (None: one per core).
         duration_s: length of every clip.
+        recording_eq: how strongly each clip is coloured as another microphone and place would (0: not at all).
     """
 
     def __init__(
@@ -187,6 +216,7 @@ class SynthCorpusDataModule(MachineIDDataModule):
         validation_per_unit: int = 2,
         render_workers: int | None = None,
         duration_s: float = 10.0,
+        recording_eq: float = 0.0,
         n_warped: int = 0,
         n_mixed: int = 0,
         n_temporal: int = 0,
@@ -219,6 +249,7 @@ class SynthCorpusDataModule(MachineIDDataModule):
             seed=corpus_seed, machine_types=types, units_per_type=units_per_type, clips_per_unit=clips_per_unit,
             shards=shards, snr_db=tuple(snr_db or (-6.0, 0.0, 6.0)), target_share=target_share,
             validation_per_unit=validation_per_unit, duration_s=duration_s, sample_rate=self.log_mel.sample_rate,
+            recording_eq=recording_eq,
         )
         self._shard: int | None = None
 

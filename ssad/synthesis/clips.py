@@ -23,7 +23,15 @@ import numpy as np
 from ssad.synthesis.background import background_segment
 from ssad.synthesis.config import DOMAINS, ID_STEP, LABELS, SEVERITY_LEVELS, SPLITS, SynthConfig, is_int
 from ssad.synthesis.domains import Condition, condition
-from ssad.synthesis.machines import ANOMALY_KINDS, MACHINE_TYPES, MODELS, Evidence, Unit, retune
+from ssad.synthesis.machines import (
+    ANOMALY_KINDS,
+    MACHINE_TYPES,
+    MODELS,
+    PRETRAINING_TYPES,
+    Evidence,
+    Unit,
+    retune,
+)
 from ssad.synthesis.signals import Clip, from_db
 
 __all__ = ["PEAK_LIMIT", "Rendered", "render_clip", "synthesize_clip"]
@@ -46,7 +54,7 @@ def _unit(seed: int, machine_type: str, machine_id: int) -> Unit:
     if key not in _UNIT_CACHE:
         if len(_UNIT_CACHE) >= _UNIT_CACHE_SIZE:
             _UNIT_CACHE.clear()
-        entropy = [seed, _TAG_UNIT, MACHINE_TYPES.index(machine_type), machine_id]
+        entropy = [seed, _TAG_UNIT, PRETRAINING_TYPES.index(machine_type), machine_id]
         _UNIT_CACHE[key] = MODELS[machine_type].draw_unit(np.random.default_rng(np.random.SeedSequence(entropy)))
     return _UNIT_CACHE[key]
 
@@ -57,7 +65,7 @@ def _clip_rng(
     entropy = [
         seed,
         _TAG_CLIP,
-        MACHINE_TYPES.index(machine_type),
+        PRETRAINING_TYPES.index(machine_type),
         machine_id,
         SPLITS.index(split),
         LABELS.index(label),
