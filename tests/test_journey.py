@@ -304,23 +304,29 @@ def test_the_library_sets_up_threads_as_the_command_does() -> None:
 
 @pytest.mark.slow
 def test_an_interrupted_run_is_named_wherever_it_is_used(site: Path, tmp_path: Path) -> None:
-    """Ctrl-C after a few epochs of 50; `ssad detector --run` then says so and how to resume. On this one-machine
+    """Ctrl-C after a few epochs of 1000; `ssad detector --run` then says so and how to resume. On this one-machine
     folder, validation tells held-out clips from their warped copies (val/acc_clip over the machine alone was 0)."""
     command = [*SSAD, "fit", "--config", "tiny", "--data.root", site / "press", "--trainer.default_root_dir", "run",
-               "--trainer.max_epochs", "50"]
+               "--trainer.max_epochs", "1000"]  # far more than can pass before the signal, on any machine
     fit = subprocess.Popen(list(map(str, command)), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, env={**os.environ, "WANDB_MODE": "disabled"})
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 600
     while not last.is_file() and fit.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+    seen = None  # a checkpoint being written is not one to stop on: wait until it stays the same for a moment
+    while fit.poll() is None and time.monotonic() < deadline and seen != (now := (last.stat().st_size,
+                                                                                 last.stat().st_mtime_ns)):
+        seen = now
+        time.sleep(0.3)
+    assert fit.poll() is None, "the run ended before it could be interrupted"
     fit.send_signal(signal.SIGINT)
     log = fit.communicate(timeout=300)[0]
     assert last.is_file(), log[-2000:]
     assert "one machine: validation tells its 1 held-out clip(s) from 4 warped or equalized cop(ies)" in log
     made = ssad_run("detector", "--run", "run", "--data", site / "press", "--out", "det", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
-    assert "run: its training stopped after" in made.stderr and "of 50 epochs" in made.stderr
+    assert "run: its training stopped after" in made.stderr and "of 1000 epochs" in made.stderr
     assert "--ckpt_path last" in made.stderr and "config.yaml" in made.stderr
 
 
