@@ -100,6 +100,7 @@ def test_a_damaged_detector_ends_the_cli_in_one_line(fuzz_targets, tmp_path: Pat
     from ssad.cli.main import main
 
     context = fuzz_targets._detector_setup(tmp_path)
+    capsys.readouterr()  # what making the detector logged
     clip = tmp_path / "clip0.wav"
     for name, damage in [("detector.json", b"\xff\xfe"), ("versions/0001/references.npz", b"PK\x03\x04"),
                          ("model.json", b'{"metadata": {"model_class": "ssad.nowhere.Model"}, "hyper_parameters": {}}'),

@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ssad.cli.explain import add_explain_command
 from ssad.cli.machines import add_machine_commands
@@ -248,11 +249,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever `sys.stderr` is when they are written, not the stream it was when the handler was made
+    (a program that calls `main` in-process may swap stderr between calls, and close the old one)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _configure_logging() -> None:
     """ssad's own log lines on stderr, once (Lightning configures its own loggers)."""
     logger = logging.getLogger("ssad")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
