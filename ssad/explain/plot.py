@@ -12,7 +12,7 @@ from ssad.core.errors import SsadError
 from ssad.explain.explanation import Explanation, format_hz
 from ssad.explain.rules import WITHIN_NORMAL
 
-__all__ = ["plot_explanation"]
+__all__ = ["explanation_png", "plot_explanation"]
 
 _FLAG = "tab:red"
 
@@ -28,13 +28,19 @@ def _hz_label(hz: float) -> str:
 
 def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
     """Draw `explanation` into a PNG at `path` (written atomically): spectrogram, score curve, normal histogram."""
+    path = Path(path)
+    write_bytes_atomic(path, explanation_png(explanation))
+    return path
+
+
+def explanation_png(explanation: Explanation) -> bytes:
+    """The picture of `explanation` (spectrogram, score curve, normal histogram) as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     evidence = explanation.evidence
     if evidence is None:
         raise SsadError("this explanation holds no evidence to draw (it was not made by explain_clip)")
-    path = Path(path)
     fig = Figure(figsize=(8.0, 6.6), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(3, 1, height_ratios=[3.0, 1.4, 1.6])
@@ -87,8 +93,7 @@ def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=75)
-    write_bytes_atomic(path, _palette_png(buffer.getvalue()))
-    return path
+    return _palette_png(buffer.getvalue())
 
 
 def _palette_png(png: bytes) -> bytes:

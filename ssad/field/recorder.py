@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import io
 import logging
-import tempfile
 import time
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,12 +47,9 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
 
 def picture_png(explanation: Explanation) -> bytes | None:
     """The explanation's picture (`ssad explain`'s), as PNG bytes; None when it holds no evidence to draw."""
-    from ssad.explain.plot import plot_explanation
+    from ssad.explain.plot import explanation_png
 
-    if explanation.evidence is None:
-        return None
-    with tempfile.TemporaryDirectory() as folder:
-        return plot_explanation(explanation, Path(folder) / "alarm.png").read_bytes()
+    return None if explanation.evidence is None else explanation_png(explanation)
 
 
 class HistoryRecorder:
