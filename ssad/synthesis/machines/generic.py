@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssad.synthesis.machines.model import Evidence, MachineModel, Unit
-from ssad.synthesis.signals import Clip, from_db, log_uniform, periodic_times, resonate, unit_rms
+from ssad.synthesis.signals import Clip, from_db, impulses, log_uniform, periodic_times, resonate, unit_rms
 
 __all__ = ["MODEL", "draw_unit", "sound"]
 
@@ -80,9 +80,7 @@ def sound(c: Clip, unit: Unit, kind: str | None, s: float) -> tuple[np.ndarray, 
     parts.append(c.noise(c.envelope(tilt_db_per_oct=tilt, peaks=[unit["noise_peak"]], low_hz=20.0)))
     if unit["hits_hz"]:
         times = periodic_times(c, unit["hits_hz"], unit["hits_jitter"])
-        excitation = np.zeros(c.n)
-        idx = np.round(times * c.sr).astype(np.int64)
-        excitation[idx[(idx >= 0) & (idx < c.n)]] = 1.0
+        excitation = impulses(c.n, times * c.sr, np.ones(len(times)))
         parts.append(_level(c, unit["hits_db"]) * unit_rms(resonate(c, excitation, unit["hit_modes"])))
     if unit["hum_db"] is not None:
         parts.append(_level(c, unit["hum_db"]) * unit_rms(c.tones(c.cycles(2 * MAINS_HZ), [1, 2, 3], [1.0, 0.5, 0.3])))
