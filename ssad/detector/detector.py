@@ -276,9 +276,7 @@ class Detector(DetectorState):
         of whichever machine has it), and a type alone names its only machine (`press`). Every unreadable or too
         short input is named at once; `skip_bad` scores the others and leaves those out.
         """
-        name = scorer or self.default_scorer
-        if name not in self.scorers:
-            raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(self.scorers)}")
+        name = self.scorer_name(scorer)
         single = isinstance(inputs, (str, Path)) or getattr(inputs, "ndim", None) == 1
         items = expand_inputs([inputs] if single else list(inputs))
         if machine_ids is not None and not isinstance(machine_ids, str):  # one per input given, folders included

@@ -246,6 +246,13 @@ class DetectorState:
         """The machines (`type/id`) the detector knows."""
         return sorted(self.thresholds[self.default_scorer].threshold_)
 
+    def scorer_name(self, scorer: str | None = None) -> str:
+        """The scorer asked for (None: the default one); SsadError naming the ones there are when it has no such."""
+        name = scorer or self.default_scorer
+        if name not in self.scorers:
+            raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(self.scorers)}")
+        return name
+
     def require_machines(self) -> list[str]:
         """The machines the detector knows; SsadError saying to enrol one when it knows none (an empty detector)."""
         if not self.machine_ids:

@@ -293,9 +293,7 @@ def explain(detector: Detector, clip: ClipInput, machine: str | None = None, *, 
     The machine comes from the file name unless `machine` is given (as `Detector.score`); `flagged` overrides the
     decision.
     """
-    name = scorer or detector.default_scorer
-    if name not in detector.scorers:
-        raise SsadError(f"no scorer {name!r} in this detector; it has {sorted(detector.scorers)}")
+    name = detector.scorer_name(scorer)
     (machine,) = detector.machines_for([clip], machine)
     if machine not in detector.machine_ids or machine not in detector.scorers[name].ids_:
         raise SsadError(f"machine {machine!r} unknown to this detector's {name} scorer; it knows "
