@@ -87,10 +87,6 @@ def cached_outputs(model, paths: list[str], cache: Path) -> dict[str, np.ndarray
     return outputs
 
 
-def _rows(outputs: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[index] for k, v in outputs.items()}
-
-
 def _auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -142,6 +138,7 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
     """Every stage and method for every machine of one set on one path (`unseen`: a trained run's validation clips)."""
     from ssad.audio.recordings import groups_by_machine
     from ssad.scoring import select_input
+    from ssad.scoring.held_out import rows_of
 
     key = "shipped" if path == SHIPPED else "trained"
     machines = machines_of(root)
@@ -154,14 +151,14 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
 
     unseen_of = {m.name: np.array([str(Path(p).resolve()) in (unseen or ()) for p in m.train]) for m in machines}
 
-    def detectors(train_of: dict[str, tuple], rows_of: dict[str, np.ndarray] | None = None):
+    def detectors(train_of: dict[str, tuple], kept_rows: dict[str, np.ndarray] | None = None):
         """machine -> fitted detector (one per machine on the shipped path, one for the set when trained)."""
         if path == SHIPPED:
             return {m: _fit_shipped(model, m, train_of[m][0], train_of[m][1], rate) for m in train_of}
         ids = [m for m in train_of for _ in range(len(train_of[m][1]))]
         outputs = {k: np.concatenate([train_of[m][0][k] for m in train_of]) for k in next(iter(train_of.values()))[0]}
         groups = np.concatenate([train_of[m][1] for m in train_of])
-        mask = (np.concatenate([unseen_of[m][rows_of[m]] if rows_of else unseen_of[m] for m in train_of])
+        mask = (np.concatenate([unseen_of[m][kept_rows[m]] if kept_rows else unseen_of[m] for m in train_of])
                 if unseen else None)
         detector = _fit_trained(model, ids, outputs, groups, rate, mask)
         return dict.fromkeys(train_of, detector)
@@ -183,7 +180,7 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
         scorer, threshold = detector.scorers[scorer_name], detector.thresholds[scorer_name]
 
         def scores(part: str, index: np.ndarray | None = None, scorer=scorer, machine=m.name) -> np.ndarray:
-            outputs = data[machine][part] if index is None else _rows(data[machine][part], index)
+            outputs = data[machine][part] if index is None else rows_of(data[machine][part], index)
             return scorer.score(select_input(scorer, outputs), [machine] * len(next(iter(outputs.values()))))
 
         own = np.asarray(scorer.train_ids_) == m.name
@@ -204,7 +201,7 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
         last = np.isin(groups[m.name], labels[-k:])
         before = np.isin(groups[m.name], labels[-2 * k:-k])
         kept[m.name] = np.flatnonzero(~last & ~before)
-        early[m.name] = (_rows(data[m.name]["train"], kept[m.name]), groups[m.name][kept[m.name]])
+        early[m.name] = (rows_of(data[m.name]["train"], kept[m.name]), groups[m.name][kept[m.name]])
         site[m.name], late[m.name] = np.flatnonzero(before), np.flatnonzero(last)
     if early:
         fitted = detectors(early, kept)
@@ -214,7 +211,7 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
             threshold = detector.thresholds[detector.default_scorer]
 
             def held(index: np.ndarray, scorer=scorer, machine=machine) -> np.ndarray:
-                return scorer.score(select_input(scorer, _rows(data[machine]["train"], index)), [machine] * len(index))
+                return scorer.score(select_input(scorer, rows_of(data[machine]["train"], index)), [machine] * len(index))
 
             own = np.asarray(scorer.train_ids_) == machine
             shift = threshold.shift_of(machine)
