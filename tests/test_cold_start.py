@@ -72,3 +72,53 @@ def test_refuses_a_synthetic_seed_the_encoder_heard(cold_start, untrained_encode
     with pytest.raises(SystemExit, match="pretraining seed"):
         cold_start.main(["--encoder", str(untrained_encoder), "--pretrain-seed", "2", "--synthetic-seeds", "2",
                          "--real-dev", "", "--work", str(tmp_path), "--out", str(tmp_path)])
+
+
+@pytest.fixture(scope="module")
+def transfer_dev():
+    """experiments/transfer_dev.py as a module."""
+    sys.path.insert(0, str(EXPERIMENTS))
+    import transfer_dev
+
+    yield transfer_dev
+    sys.path.remove(str(EXPERIMENTS))
+
+
+def test_added_faults_are_heard_and_stay_in_range(transfer_dev) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    clip = 0.1 * rng.standard_normal(transfer_dev.SR)
+    for kind, fault in transfer_dev.FAULTS.items():
+        added = fault(clip, np.random.default_rng(1))
+        assert added.shape == clip.shape and np.all(np.isfinite(added)), kind
+        level_db = 20 * np.log10(np.sqrt(np.mean(added**2)) / np.sqrt(np.mean(clip**2)))
+        assert -45 < level_db < 0, (kind, level_db)  # under the clip, but there
+
+
+def test_development_set_from_training_normals_only(transfer_dev, untrained_encoder: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    real = tmp_path / "real"
+    rng = np.random.default_rng(0)
+    for folder in transfer_dev.MACHINES:
+        for split in ("train", "test"):
+            (real / folder / split).mkdir(parents=True)
+        for i in range(10):
+            sf.write(real / folder / "train" / f"normal_id_00_{i:08d}.wav", 0.1 * rng.standard_normal(8000), 16000)
+        sf.write(real / folder / "test" / "anomaly_id_00_00000000.wav", np.zeros(8000), 16000)  # must not be read
+    out = tmp_path / "dev.csv"
+    assert transfer_dev.main(["--encoder", str(untrained_encoder), "--real-dev", str(real), "--work",
+                              str(tmp_path / "work"), "--out", str(out)]) == 0
+    root = tmp_path / "work" / "root"
+    for machine in transfer_dev.MACHINES.values():
+        assert len(list((root / machine / "train").glob("normal_*.wav"))) == 7
+        assert len(list((root / machine / "test").glob("normal_*.wav"))) == 3
+        assert len(list((root / machine / "test").glob("anomaly_*.wav"))) == 3 * len(transfer_dev.KINDS)
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["machine"] for r in rows} == set(transfer_dev.MACHINES.values())
+    assert {r["kind"] for r in rows} == {*transfer_dev.KINDS, "all"}
+    assert {r["scorer"] for r in rows} == set(transfer_dev.SCORERS)
+    assert all(0 <= float(r["auc"]) <= 1 for r in rows)
