@@ -170,10 +170,7 @@ class Monitor:
         self.keep = keep
         self.record = record
         self.settings = settings
-        self.scorer = scorer or detector.default_scorer
-        if self.scorer not in detector.scorers:
-            msg = f"no scorer {self.scorer!r} in this detector; it has {sorted(detector.scorers)}"
-            raise ValueError(msg)
+        self.scorer = detector.scorer_name(scorer)
         self.sample_rate = detector.model.sample_rate
         self.window_samples = round(settings.window * self.sample_rate)
         self.hop_samples = max(1, round(settings.hop * self.sample_rate))

@@ -136,3 +136,11 @@ def test_ctrl_c_or_a_service_stop_ends_cleanly_and_keeps_what_was_scored(field_d
     assert process.returncode == 130, err.decode()
     assert [r["start"] for r in rows] == [0.0, 1.0, 2.0]
     assert "interrupted" in err.decode() and "Traceback" not in err.decode()
+
+
+def test_a_scorer_the_detector_lacks_is_refused_naming_those_it_has(field_detector: Path) -> None:
+    from ssad.core.errors import SsadError
+
+    detector = Detector.load(field_detector)
+    with pytest.raises(SsadError, match=r"no scorer 'nope' in this detector; it has \["):
+        Monitor(detector, MonitorSettings(window=1.0, hop=1.0), scorer="nope", out=io.StringIO())
