@@ -16,7 +16,8 @@ import soundfile as sf
 from ssad.audio.recordings import blocks, groups_by_machine, recording_groups
 from ssad.scoring import GaussianScorer
 from ssad.scoring.held_out import held_out_scores
-from ssad.scoring.thresholds import AlarmThreshold, recording_shift
+from ssad.scoring.recording_shift import FEW_RECORDINGS, RecordingShift, recording_shift
+from ssad.scoring.thresholds import AlarmThreshold
 
 SSAD = [sys.executable, "-m", "ssad.cli"]
 
@@ -154,6 +155,9 @@ def test_enrol_with_a_rate_then_calibrate_on_site_and_undo(tmp_path: Path) -> No
     enrolled = run("enroll", "--quiet", "--detector", str(det), "--machine", "site/press", "--false-alarm-rate",
                    "0.1", *_write_clips(tmp_path / "press", 12, seed=0))
     assert "aiming at 0.1 false alarms" in enrolled.stdout and "recordings;" in enrolled.stdout
+    # 12 clips with nothing in their names or times to tell recordings apart: 3 blocks, too few to know a later one
+    advice = "so a learning period on site is advised"
+    assert (enrolled.stdout + enrolled.stderr).count(advice) == 1 and "too few recordings" in enrolled.stdout
     thresholds = json.loads((det / "versions" / "0001" / "thresholds.json").read_text())
     assert thresholds["ensemble"]["rates"] == {"site/press": 0.1}
     before = thresholds["ensemble"]["thresholds"]["site/press"]
@@ -227,3 +231,28 @@ def test_a_run_records_the_clips_its_network_never_trained_on(tiny_run: Path, ti
     train = {str(p.resolve()) for p in tiny_root.glob("*/train/*.wav")}
     assert held and held < train  # configs/tiny.yaml holds out 20 % of each machine's clips
     assert unseen_clips(tiny_root) is None
+
+
+def test_few_or_shifting_recordings_advise_a_learning_period_and_many_steady_ones_do_not() -> None:
+    steady = RecordingShift(FEW_RECORDINGS, 0.05, 0.4)
+    assert not steady.advised and "learning period" not in steady.format()
+    few = RecordingShift(3, 0.18, 0.17)  # fault3 machine 1: steady over its three recordings, not after them
+    assert few.advised and not few.shifting
+    assert "3 recordings; 18 %" in few.format() and "too few recordings" in few.format()
+    assert "learning period on site is advised" in few.format()
+    one = RecordingShift(1, 0.0, 1.0)
+    assert one.advised and one.format().startswith("one recording") and "learning period" in one.format()
+    shifting = RecordingShift(6, 0.31, 1e-30)
+    assert shifting.advised and "shifts from one recording to the next" in shifting.format()
+
+
+def test_the_library_warns_once_when_enrolment_advises_a_learning_period(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from ssad.detector import Detector
+
+    clips = _write_clips(tmp_path / "press", 12, seed=0)
+    with caplog.at_level(logging.WARNING, logger="ssad"):
+        detector = Detector.pretrained().enroll("site/press", clips)
+    assert detector.last_update.shift.advised
+    assert caplog.text.count("learning period on site is advised") == 1

@@ -347,9 +347,13 @@ class Detector(DetectorState):
             updated, update = enrollment.enroll_machine(self, machine, files, skip_bad=skip_bad, progress=progress,
                                                         false_alarm_rate=false_alarm_rate)
             updated.last_update = update
-            return updated
-        return self._reloaded(enrollment.enroll(self.directory, machine, files, skip_bad=skip_bad, progress=progress,
-                                                false_alarm_rate=false_alarm_rate))
+        else:
+            updated = self._reloaded(enrollment.enroll(self.directory, machine, files, skip_bad=skip_bad,
+                                                       progress=progress, false_alarm_rate=false_alarm_rate))
+        shift = updated.last_update.shift
+        if shift is not None and shift.advised:  # `ssad enroll` prints it in its report; a program is told here
+            log.warning("%s: %s", machine, shift.format())
+        return updated
 
     def calibrate(self, machine: str, files: str | Path | Sequence[str | Path], *, skip_bad: bool = False,
                   progress: bool = False) -> Detector:

@@ -30,7 +30,8 @@ from ssad.encoder.file_outputs import clip_outputs, typical_seconds
 from ssad.features.bands import MEASURES, BandProfile, output_name
 from ssad.scoring import Scorer, select_input
 from ssad.scoring.held_out import held_out_scores
-from ssad.scoring.thresholds import AlarmThreshold, RecordingShift
+from ssad.scoring.recording_shift import RecordingShift
+from ssad.scoring.thresholds import AlarmThreshold
 
 __all__ = ["FIRST_MACHINE_CLIPS", "Update", "add_feedback", "calibrate", "calibrate_machine", "enroll",
            "enroll_machine", "feedback", "keep_calibration", "redo", "refit_machine", "undo"]
@@ -79,8 +80,7 @@ class Update:
         rate = f" aiming at {self.false_alarm_rate:.3g} false alarms" if self.false_alarm_rate is not None else ""
         refit = f"{self.machine}: {self.references} normal reference clips, thresholds {limits}{rate}{skipped}"
         if self.action == "enroll":
-            shown = self.shift is not None and self.shift.recordings >= 2
-            shift = f"\n{self.machine}: {self.shift.format()}" if shown else ""
+            shift = f"\n{self.machine}: {self.shift.format()}" if self.shift is not None else ""
             return f"enrolled {refit}{version}{shift}"
         if self.action == "calibrate":
             return f"calibrated {self.machine} on {len(self.files)} site recording(s): thresholds {limits}{rate}{version}"
@@ -199,8 +199,6 @@ def enroll_machine(detector: DetectorState, machine: str, files: Sequence[str | 
     updated, skipped = refit_machine(detector, machine, _outputs(detector, files, progress), groups,
                                      false_alarm_rate=false_alarm_rate)
     shift = updated.thresholds[updated.default_scorer].shift_of(machine)
-    if shift.shifting:
-        log.warning("%s: %s", machine, shift.format())
     if updated.clip_seconds is None:
         updated.clip_seconds = typical_seconds(files)
         log.info("clip length of this detector, from %s's recordings: %g s (what `ssad monitor` scores at once)",

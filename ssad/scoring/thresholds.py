@@ -32,18 +32,16 @@ from sklearn.utils.validation import check_is_fitted
 from ssad.core.atomic import write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.scoring.base import THIN_CLIPS, check_ids, check_known_ids, group_indices
+from ssad.scoring.recording_shift import RecordingShift, recording_shift
 
-__all__ = ["DEFAULT_FALSE_ALARM_RATE", "METHODS", "MIN_UNSEEN", "SHIFT_P", "AlarmThreshold", "RecordingShift", "check_rate",
-           "load_thresholds", "recording_shift", "save_thresholds", "threshold_at"]
+__all__ = ["DEFAULT_FALSE_ALARM_RATE", "METHODS", "MIN_UNSEEN", "AlarmThreshold", "check_rate", "load_thresholds",
+           "save_thresholds", "threshold_at"]
 
 logger = logging.getLogger(__name__)
 
 #: the share of a normal machine's later recordings a threshold lets through as alarms, unless told otherwise
 DEFAULT_FALSE_ALARM_RATE = 0.05
 METHODS = ("predictive", "gamma", "quantile")
-#: a machine's held-out normal scores differ between its recordings when a one-way ANOVA says so at this p-value
-#: (3 recordings or more): lathe and VMC 1e-32 and 1e-65, fault3's machines and the MIMII machine 0.05-0.4
-SHIFT_P = 1e-3
 #: clips a model never trained on (over all machines) that a threshold needs before it learns from them
 MIN_UNSEEN = 10
 _MIN_FIT = 5
@@ -154,52 +152,6 @@ def _site_point(scores: np.ndarray, groups: np.ndarray, site: np.ndarray, site_g
         return float(site.max())
     dof = (a + b) ** 2 / (a ** 2 / max(sum(dofs), 1) + b ** 2 / max(len(scores) + site.size - len(both.means), 1))
     return float(site.mean() + stats.t.ppf(1 - rate, dof) * math.sqrt(a + b))
-
-
-@dataclass(frozen=True)
-class RecordingShift:
-    """How much a machine's held-out normal scores move from one recording to the next (one-way ANOVA by recording).
-
-    `between` is the share of their variance that lies between recordings (the intraclass correlation).
-    """
-
-    recordings: int
-    between: float
-    p_value: float
-
-    @property
-    def shifting(self) -> bool:
-        """Whether the recordings differ clearly (`SHIFT_P`), the sign of a sound that wanders between recordings."""
-        return self.recordings >= 3 and self.p_value < SHIFT_P
-
-    def format(self) -> str:
-        """One line: what was measured, and the advice when the recordings differ."""
-        seen = (f"{self.recordings} recordings; {100 * self.between:.0f} % of its normal score spread lies between "
-                f"them (p={self.p_value:.2g})")
-        if not self.shifting:
-            return seen
-        return (f"{seen}: its normal sound shifts from one recording to the next. The thresholds allow for the "
-                f"shifts seen so far; where it stands it may shift further, so a learning period on site is advised "
-                f"(`ssad calibrate --detector DIR --machine NAME FILES` with recordings made there, or "
-                f"`ssad monitor --learn 1h`)")
-
-
-def recording_shift(scores: Any, groups: Any) -> RecordingShift:
-    """`RecordingShift` of one machine's held-out normal scores and their recording groups."""
-    scores, groups = np.asarray(scores, dtype=np.float64), np.asarray(groups)
-    labels, inverse = np.unique(groups, return_inverse=True)
-    sizes = np.bincount(inverse)
-    if len(labels) < 2 or sizes.min() < 2:  # recordings of one clip cannot show a spread within them
-        return RecordingShift(len(labels), 0.0, 1.0)
-    means = np.bincount(inverse, weights=scores) / sizes
-    within = float(np.sum((scores - means[inverse]) ** 2)) / (len(scores) - len(labels))
-    between = float(np.sum(sizes * (means - scores.mean()) ** 2)) / (len(labels) - 1)
-    if within <= 0:
-        return RecordingShift(len(labels), 1.0 if between > 0 else 0.0, 0.0 if between > 0 else 1.0)
-    p_value = float(stats.f.sf(between / within, len(labels) - 1, len(scores) - len(labels)))
-    m0 = (len(scores) - float(np.sum(sizes ** 2)) / len(scores)) / (len(labels) - 1)  # mean group size, unbalanced
-    share = max(0.0, (between - within) / (between + (m0 - 1) * within))
-    return RecordingShift(len(labels), share, p_value)
 
 
 def threshold_at(scores: Any, groups: Any, rate: float, method: str = "predictive") -> tuple[float, str]:
