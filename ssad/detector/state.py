@@ -338,7 +338,8 @@ def read_state(directory: Path, manifest: Mapping[str, Any]) -> tuple[int, tuple
     if (state / STATE_FILE).is_file():
         with reading(state / STATE_FILE, "detector state"):
             settings = json.loads((state / STATE_FILE).read_text(encoding="utf-8"))
-            settings.get("clip_seconds")
+            if not isinstance(settings, dict):
+                raise TypeError(f"it must hold an object, not {type(settings).__name__}")
     clip_seconds = settings.get("clip_seconds")
     if clip_seconds is not None and not (isinstance(clip_seconds, int | float) and 0 < clip_seconds < 1e6):
         raise SsadError(f"{state}: damaged detector state (clip length {clip_seconds!r})")
