@@ -49,14 +49,15 @@ class RecordingShift:
         else:
             seen = (f"{self.recordings} recordings; {100 * self.between:.0f} % of its normal score spread lies "
                     f"between them (p={self.p_value:.2g})")
+        if not self.advised:
+            return seen
         if self.shifting:
             why = (": its normal sound shifts from one recording to the next. The thresholds allow for the shifts "
                    "seen so far; where it stands it may shift further")
-        elif self.recordings < FEW_RECORDINGS:
-            why = ("" if self.recordings < 2 else
-                   f": too few recordings to tell how far a later one may move (fewer than {FEW_RECORDINGS})")
+        elif self.recordings >= 2:
+            why = f": too few recordings to tell how far a later one may move (fewer than {FEW_RECORDINGS})"
         else:
-            return seen
+            why = ""
         return (f"{seen}{why}, so a learning period on site is advised (`ssad calibrate --detector DIR --machine NAME "
                 f"FILES` with recordings made there, or `ssad monitor --learn 1h`)")
 
