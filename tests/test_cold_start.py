@@ -122,3 +122,71 @@ def test_development_set_from_training_normals_only(transfer_dev, untrained_enco
     assert {r["kind"] for r in rows} == {*transfer_dev.KINDS, "all"}
     assert {r["scorer"] for r in rows} == set(transfer_dev.SCORERS)
     assert all(0 <= float(r["auc"]) <= 1 for r in rows)
+
+
+@pytest.fixture
+def selection_real():
+    """experiments/selection_real.py as a module."""
+    sys.path.insert(0, str(EXPERIMENTS))
+    import selection_real
+
+    yield selection_real
+    sys.path.remove(str(EXPERIMENTS))
+
+
+def _mirror(path: Path, files: dict[str, object]) -> None:
+    """A bare git mirror at `path` whose HEAD holds `files` (name -> audio, written as 16-kHz PCM16)."""
+    import subprocess
+
+    import soundfile as sf
+
+    work = path.parent / (path.parent.name + "-work")
+    for name, audio in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(work / name, audio, 16000, subtype="PCM_16")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "clips"], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(path)], check=True)
+
+
+def test_selection_sets_are_built_in_folds_from_the_mirrors(selection_real, untrained_encoder: Path,
+                                                           tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    noise = lambda channels=1: 0.1 * rng.standard_normal((8000, channels) if channels > 1 else 8000)  # noqa: E731
+    mirrors = tmp_path / "mirrors"
+    fan = {f"sample_dataset/fan/id_00/{label}/{i:08d}.wav": noise(8) for label in ("normal", "abnormal")
+           for i in range(4)}
+    fan["sample_dataset/fan/id_02/normal/00000000.wav"] = noise()  # another ID: not read
+    _mirror(mirrors / "Mohxen+sound-anomaly-detection" / "repo", fan)
+    section = {f"data/dcase2023t2/dev_data/raw/x/{part}/section_00_{domain}_test_{label}_{i:04d}_pat_0{i % 2}.wav":
+               noise() for part, domain in (("train", "source"), ("val", "target")) for label in ("normal", "anomaly")
+               for i in range(3)}
+    _mirror(mirrors / "hubtru+dcase2023Challenge" / "repo", section)
+    out = tmp_path / "sel.csv"
+    assert selection_real.main(["--encoder", str(untrained_encoder), "--mirror-root", str(mirrors),
+                                "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    roots = tmp_path / "work" / "roots"
+    for fold in ("f0", "f1"):
+        fan_root, section_root = roots / fold / "mimii_fan", roots / fold / "dcase23_s00"
+        assert len(list((fan_root / "train").glob("normal_*.wav"))) == 2  # half the 4 normals, the other half tested
+        assert len(list((fan_root / "test").glob("normal_*.wav"))) == 2
+        assert len(list((fan_root / "test").glob("anomaly_*.wav"))) == 4
+        assert len(list((section_root / "train").glob("normal_*.wav"))) == 3  # of 6 normals, both domains
+        assert len(list((section_root / "test").glob("anomaly_*.wav"))) == 6
+    import soundfile as sf
+
+    assert sf.info(next((roots / "f0" / "mimii_fan" / "train").glob("*.wav"))).channels == 1  # channel 0 kept
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["set"], r["fold"]) for r in rows} == {(s, f) for s in selection_real.SOURCES for f in ("f0", "f1")}
+    assert all(0 <= float(r[k]) <= 1 for r in rows for k in ("auc", "false_alarms", "recall"))
+
+
+def test_selection_sets_name_a_missing_mirror(selection_real, untrained_encoder: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="fetch github:Mohxen/sound-anomaly-detection"):
+        selection_real.main(["--encoder", str(untrained_encoder), "--mirror-root", str(tmp_path),
+                             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "sel.csv")])
