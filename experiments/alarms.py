@@ -134,13 +134,16 @@ def _fit_trained(model, ids: list[str], outputs: dict[str, np.ndarray], groups: 
 
 
 def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: float,
-                 unseen: set[str] | None = None) -> list[dict]:
-    """Every stage and method for every machine of one set on one path (`unseen`: a trained run's validation clips)."""
+                 unseen: set[str] | None = None, key: str | None = None) -> list[dict]:
+    """Every stage and method for every machine of one set on one path (`unseen`: a trained run's validation clips).
+
+    `key` names the model's outputs in the cache: the weights they came from, so other weights never reuse them.
+    """
     from ssad.audio.recordings import groups_by_machine
     from ssad.scoring import select_input
     from ssad.scoring.held_out import rows_of
 
-    key = "shipped" if path == SHIPPED else "trained"
+    key = key or ("shipped" if path == SHIPPED else "trained")
     machines = machines_of(root)
     data = {}
     for m in machines:
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ssad").setLevel(logging.ERROR)
     from ssad.core.runtime import configure_threads
     from ssad.encoder import load
-    from ssad.encoder.pretrained import load_pretrained
+    from ssad.encoder.pretrained import load_pretrained, read_provenance
     from ssad.scoring.thresholds import AlarmThreshold
 
     configure_threads()
@@ -347,18 +350,20 @@ def main(argv: list[str] | None = None) -> int:
     from ssad.models.runs import unseen_clips
     start, rows = time.time(), []
     encoder = load_pretrained() if SHIPPED in args.paths else None
+    shipped_key = f"shipped-{read_provenance()['files']['encoder.safetensors']['sha256'][:16]}"
     for set_name, root in sets:
         for path in args.paths:
-            unseen = None
+            unseen, key = None, shipped_key
             if path == SHIPPED:
                 model = encoder
             elif set_name.removeprefix("synthetic ") in runs or set_name in runs:
                 run = runs.get(set_name, runs.get(set_name.removeprefix("synthetic ")))
                 model, unseen = load(run), unseen_clips(run)
+                key = f"trained-{Path(run).resolve().name}"
             else:
                 print(f"{set_name}: no --trained run, trained path skipped", file=sys.stderr)
                 continue
-            rows += evaluate_set(set_name, root, path, model, args.work, args.rate, unseen)
+            rows += evaluate_set(set_name, root, path, model, args.work, args.rate, unseen, key)
             print(f"{set_name} / {path}: done ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "alarms.csv").open("w", newline="") as f:

@@ -98,6 +98,17 @@ def encoder_identity(source: str) -> dict:
     return {"source": shown, "weights": path.name, "sha256": digest, "provenance": provenance}
 
 
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Add `rows` to the csv at `path`, with a header when the file is new (a measurement adds to the ones before)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
 def pretraining_seed(identity: dict, given: int | None) -> int | None:
     """The synthetic data seed the encoder was trained on: `--pretrain-seed`, else `corpus_seed` in its provenance."""
     if given is not None:
@@ -106,8 +117,9 @@ def pretraining_seed(identity: dict, given: int | None) -> int | None:
         if isinstance(value, dict):
             if "corpus_seed" in value:
                 return value["corpus_seed"]
-            if isinstance(value.get("corpus"), dict) and "seed" in value["corpus"]:
-                return value["corpus"]["seed"]
+            corpus = value.get("corpus")
+            if isinstance(corpus, dict) and ("corpus_seed" in corpus or "seed" in corpus):
+                return corpus.get("corpus_seed", corpus.get("seed"))  # "seed" alone: provenance before 2026-12
             return next((found for v in value.values() if (found := find(v)) is not None), None)
         return None
 

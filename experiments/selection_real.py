@@ -18,7 +18,6 @@ Fetch the two repositories first (the search tool's fetch verb); MIRRORS holds `
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -31,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from cold_start import SCORERS, encoder_identity, enrol, set_outputs  # noqa: E402
+from cold_start import SCORERS, append_rows, encoder_identity, enrol, set_outputs  # noqa: E402
 
 
 def _mimii(name: str) -> str | None:
@@ -134,7 +133,7 @@ def measure(encoder: str, roots: dict[str, Path], cache: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", action="append", required=True, help="an encoder (as cold_start.py takes); repeat")
-    parser.add_argument("--mirror-root", type=Path, default=Path("/work/.mirror"))
+    parser.add_argument("--mirror-root", type=Path, required=True, help="folder of the fetched <owner>+<name>/repo mirrors")
     parser.add_argument("--work", type=Path, default=PROJECT / "runs" / "selection_real")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "selection_real.csv")
     args = parser.parse_args(argv)
@@ -148,13 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             by_set = {s: np.mean([r["auc"] for r in mine if r["set"] == s and r["scorer"] == scorer])
                       for s in SOURCES}
             print(f"{encoder}  {scorer:9s} " + " ".join(f"{s} {a:.3f}" for s, a in by_set.items()), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.is_file()
-    with args.out.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_rows(args.out, rows)
     return 0
 
 

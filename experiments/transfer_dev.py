@@ -20,7 +20,6 @@ encoder was measured with it.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import sys
@@ -32,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from cold_start import SCORERS, encoder_identity, enrol, set_outputs  # noqa: E402
+from cold_start import SCORERS, append_rows, encoder_identity, enrol, set_outputs  # noqa: E402
 
 #: real development machines: folder under the real-dev root -> machine type in the development set
 MACHINES = {"lathe_vmc/lathe": "lathe", "lathe_vmc/vmc": "vmc", "mimii_mini/machine": "mimii",
@@ -167,13 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             aucs = {r["machine"]: r["auc"] for r in mine if r["scorer"] == scorer}
             print(f"{encoder}  {scorer:9s} mean {np.mean(list(aucs.values())):.3f}  "
                   + " ".join(f"{m} {a:.3f}" for m, a in aucs.items()), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.is_file()
-    with args.out.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_rows(args.out, rows)
     return 0
 
 

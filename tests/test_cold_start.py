@@ -190,3 +190,10 @@ def test_selection_sets_name_a_missing_mirror(selection_real, untrained_encoder:
     with pytest.raises(SystemExit, match="fetch github:Mohxen/sound-anomaly-detection"):
         selection_real.main(["--encoder", str(untrained_encoder), "--mirror-root", str(tmp_path),
                              "--work", str(tmp_path / "work"), "--out", str(tmp_path / "sel.csv")])
+
+
+def test_the_pretraining_seed_is_the_corpus_seed_not_the_data_modules(cold_start) -> None:
+    published = {"corpus": {"corpus_seed": 1000, "seed": 0}}  # `seed`: the data module's crop order
+    assert cold_start.pretraining_seed({"provenance": published}, None) == 1000
+    assert cold_start.pretraining_seed({"provenance": {"corpus": {"seed": 1000}}}, None) == 1000  # older provenance
+    assert cold_start.pretraining_seed({"provenance": published}, 7) == 7
