@@ -260,14 +260,17 @@ said below.
   figures are not held out): the site's own recordings count only where the files tell them apart (blocks of a
   stream understated the VMC's drift: 0.074 against 0.006 now), and the site's mean is known up to one recording's
   spread (fault3 machine 1: 1/8 against 0/8).
-- **Not reached**: fault3 straight after enrolment with the shipped encoder (4 of 30 normal clips; machine 1's
-  encoder scores move by about one normal spread between its training recordings 1-3 and its test recordings 4-5,
-  which the three training recordings do not show: a property of the encoder, issue 42); the trained VMC and
-  fault3 after a learning period (0.08 against 0.07: fault3 machine 3's fifth recording holds a clip 4 normal
-  spreads up). The lathe and the VMC are told to need a learning period (their recordings shift), and their
-  trained-path figures straight after enrolment are far above the target. fault3's machines (3 recordings each,
-  told apart by their file names) are told so too, since a later stop: fewer than 5 recordings cannot show how far
-  a later one moves (`ssad.scoring.recording_shift.FEW_RECORDINGS`); the decisions above are unchanged by it.
+- **At the target's edge, and not reached**: fault3 straight after enrolment with the shipped encoder flags 3 of 30
+  normal clips (0.100; machine 1: 2 of 10, machine 3: 1 of 10). With the encoder shipped before 2026-12-07 it was 4
+  of 30: machine 1's encoder scores moved by about one normal spread between its training recordings 1-3 and its
+  test recordings 4-5, which the three training recordings do not show. The wider-world encoder moves less there
+  (it was chosen on other recordings: `selection_real.md`); the threshold rule did not change. Not reached: the
+  trained VMC and fault3 after a learning period (0.08 against 0.07: fault3 machine 3's fifth recording holds a
+  clip 4 normal spreads up), and synthetic seed 3 on the shipped encoder sits just under the band the synthetic
+  seeds should land in (5 of 240 normal clips, 0.021, against 0.025-0.10; 6 would be in it; 0.025 before). The lathe and the VMC are told to need a learning period (their recordings shift), and
+  their trained-path figures straight after enrolment are far above the target. fault3's machines (3 recordings
+  each, told apart by their file names) are told so too: fewer than 5 recordings cannot show how far a later one
+  moves (`ssad.scoring.recording_shift.FEW_RECORDINGS`).
 """
 
 
