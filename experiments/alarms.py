@@ -320,6 +320,11 @@ def markdown(rows: list[dict], rate: float, seconds: float, default: str) -> str
     return "\n".join(lines)
 
 
+def _csv_number(key: str, value: float) -> float:
+    """A figure as alarms.csv keeps it: p-values to 3 significant digits (1e-65 is not 0), the rest to 4 decimals."""
+    return float(f"{value:.3g}") if key == "shift_p" else round(value, 4)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real-dev", type=Path, default=os.environ.get("SSAD_REAL_DEV"))
@@ -372,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     with (args.out / "alarms.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
-        writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+        writer.writerows({k: (_csv_number(k, v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     (args.out / "alarms.md").write_text(markdown(rows, args.rate, time.time() - start, AlarmThreshold().method))
     print((args.out / "alarms.md").read_text())
     return 0
