@@ -123,7 +123,7 @@ def measure(encoder: str, roots: dict[str, Path], cache: Path) -> list[dict]:
                                       ids[mine].tolist())
                 flagged = scores > detector.thresholds[name].threshold_[machine]
                 y = anomalous[mine]
-                rows.append({"encoder": encoder, "sha256": identity["sha256"][:16], "set": machine.split("/")[0],
+                rows.append({"encoder": identity["source"], "sha256": identity["sha256"][:16], "set": machine.split("/")[0],
                              "fold": fold, "scorer": name, "auc": round(float(roc_auc_score(y, scores)), 4),
                              "false_alarms": round(float(flagged[~y].mean()), 4),
                              "recall": round(float(flagged[y].mean()), 4)})
