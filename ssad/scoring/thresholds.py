@@ -20,7 +20,6 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from ssad.core.atomic import write_text_atomic
 from ssad.core.errors import SsadError
 from ssad.scoring.base import THIN_CLIPS, check_ids, check_known_ids, group_indices
-from ssad.scoring.recording_shift import RecordingShift, recording_shift
+from ssad.scoring.recording_shift import RecordingShift, RecordingSpread, recording_shift
 
 __all__ = ["DEFAULT_FALSE_ALARM_RATE", "METHODS", "MIN_UNSEEN", "AlarmThreshold", "check_rate", "load_thresholds",
            "save_thresholds", "threshold_at"]
@@ -98,38 +97,9 @@ def _gamma_point(scores: np.ndarray, percentile: float) -> float:
     return best[1]
 
 
-@dataclass(frozen=True)
-class _Spread:
-    """One machine's held-out scores as recordings: their means, the variance between and within them."""
-
-    means: np.ndarray
-    sizes: np.ndarray
-    between: float
-    within: float
-
-    @classmethod
-    def of(cls, scores: np.ndarray, groups: np.ndarray) -> _Spread:
-        labels, inverse = np.unique(groups, return_inverse=True)
-        sizes = np.bincount(inverse)
-        means = np.bincount(inverse, weights=scores) / sizes
-        within = float(np.sum((scores - means[inverse]) ** 2)) / max(len(scores) - len(labels), 1)
-        between = (max(0.0, float(np.var(means, ddof=1)) - within * float(np.mean(1.0 / sizes)))
-                   if len(labels) > 1 else 0.0)
-        return cls(means, sizes, between, within)
-
-    def point(self, center: float, between_weight: float, within_weight: float, rate: float) -> float:
-        """`center` + Student's t (Satterthwaite's degrees of freedom) times the predictive spread."""
-        a, b = self.between * between_weight, self.within * within_weight
-        if a + b <= 0:
-            return center
-        count, n = len(self.means), int(self.sizes.sum())
-        dof = (a + b) ** 2 / (a ** 2 / max(count - 1, 1) + b ** 2 / max(n - count, 1))
-        return float(center + stats.t.ppf(1 - rate, dof) * math.sqrt(a + b))
-
-
 def _predictive_point(scores: np.ndarray, groups: np.ndarray, rate: float) -> float:
     """The (1 - rate) point of a new recording's normal scores, recordings as a random effect (module docstring)."""
-    spread = _Spread.of(scores, groups)
+    spread = RecordingSpread.of(scores, groups)
     count, n = len(spread.means), len(scores)
     return spread.point(float(np.mean(spread.means)), 1 + 1 / count, 1 + 1 / n, rate)
 
@@ -142,11 +112,11 @@ def _site_point(scores: np.ndarray, groups: np.ndarray, site: np.ndarray, site_g
     the site's, and pooled (the jump from the enrolment to the site is the site's level, not a day-to-day spread);
     the spread within recordings comes from all of them. Student's t on both estimates' degrees of freedom.
     """
-    enrolment, there = _Spread.of(scores, groups), _Spread.of(site, site_groups)
+    enrolment, there = RecordingSpread.of(scores, groups), RecordingSpread.of(site, site_groups)
     dofs = (len(enrolment.means) - 1, len(there.means) - 1)
     between = ((enrolment.between * dofs[0] + there.between * dofs[1]) / sum(dofs)) if sum(dofs) else 0.0
     offset = (groups.max() + 1) if groups.size else 0
-    both = _Spread.of(np.concatenate([scores, site]), np.concatenate([groups, site_groups + offset]))
+    both = RecordingSpread.of(np.concatenate([scores, site]), np.concatenate([groups, site_groups + offset]))
     a, b = between * (1 + 1 / len(there.means)), both.within * (1 + 1 / site.size)
     if a + b <= 0:
         return float(site.max())
@@ -227,7 +197,7 @@ class AlarmThreshold(BaseEstimator):
             if name in self.fallbacks_ or (~unseen[mine]).sum() < _MIN_FIT:
                 continue
             groups, hidden = self.groups_[name], unseen[mine]
-            spread = _Spread.of(scores[mine][~hidden], groups[~hidden])
+            spread = RecordingSpread.of(scores[mine][~hidden], groups[~hidden])
             if spread.within <= 0:
                 continue
             seen_means = {g: float(scores[mine][~hidden & (groups == g)].mean()) for g in np.unique(groups[~hidden])}
