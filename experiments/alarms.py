@@ -133,8 +133,8 @@ def _fit_trained(model, ids: list[str], outputs: dict[str, np.ndarray], groups: 
     return Detector.from_outputs(model, outputs, ids, false_alarm_rate=rate, groups=groups, unseen=unseen)
 
 
-def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: float,
-                 unseen: set[str] | None = None, key: str | None = None) -> list[dict]:
+def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: float, unseen: set[str] | None,
+                 key: str) -> list[dict]:
     """Every stage and method for every machine of one set on one path (`unseen`: a trained run's validation clips).
 
     `key` names the model's outputs in the cache: the weights they came from, so other weights never reuse them.
@@ -143,7 +143,6 @@ def evaluate_set(name: str, root: Path, path: str, model, work: Path, rate: floa
     from ssad.scoring import select_input
     from ssad.scoring.held_out import rows_of
 
-    key = key or ("shipped" if path == SHIPPED else "trained")
     machines = machines_of(root)
     data = {}
     for m in machines:
@@ -267,8 +266,9 @@ said below.
   (it was chosen on other recordings: `selection_real.md`); the threshold rule did not change. Not reached: the
   trained VMC and fault3 after a learning period (0.08 against 0.07: fault3 machine 3's fifth recording holds a
   clip 4 normal spreads up), and synthetic seed 3 on the shipped encoder sits just under the band the synthetic
-  seeds should land in (5 of 240 normal clips, 0.021, against 0.025-0.10; 6 would be in it; 0.025 before). The lathe and the VMC are told to need a learning period (their recordings shift), and
-  their trained-path figures straight after enrolment are far above the target. fault3's machines (3 recordings
+  seeds should land in (5 of 240 normal clips, 0.021, against 0.025-0.10; 6 would be in it; 0.025 before). The
+  lathe and the VMC are told to need a learning period (their recordings shift), and their trained-path figures
+  straight after enrolment are far above the target. fault3's machines (3 recordings
   each, told apart by their file names) are told so too: fewer than 5 recordings cannot show how far a later one
   moves (`ssad.scoring.recording_shift.FEW_RECORDINGS`).
 """
