@@ -59,17 +59,27 @@ SOURCES: dict[str, tuple[str, str, Callable[[str], str | None]]] = {
 FOLDS = 2
 
 
+def _git(mirror: Path, *args: str) -> bytes:
+    return subprocess.run(["git", f"--git-dir={mirror}", *args], check=True, capture_output=True).stdout
+
+
 def _mirror_files(mirror: Path, prefix: str) -> list[str]:
-    git = ["git", f"--git-dir={mirror}"]
-    listing = subprocess.run([*git, "ls-tree", "-r", "--name-only", "HEAD", prefix], check=True, capture_output=True,
-                             text=True).stdout
+    listing = _git(mirror, "ls-tree", "-r", "--name-only", "HEAD", prefix).decode()
     return sorted(line for line in listing.splitlines() if line)
+
+
+def _mirror_clip(mirror: Path, path: str) -> tuple[np.ndarray, int]:
+    """Channel 0 of a wav file at the mirror's HEAD, as int16, and its sample rate."""
+    import io
+
+    import soundfile as sf
+
+    x, sr = sf.read(io.BytesIO(_git(mirror, "show", f"HEAD:{path}")), dtype="int16", always_2d=True)
+    return x[:, 0], sr
 
 
 def build(mirror_root: Path, out: Path) -> dict[str, Path]:
     """Per fold a DCASE-layout root (`<set>/train/normal_id_00_*`, `<set>/test/...`); made once, reused after."""
-    import io
-
     import soundfile as sf
 
     roots = {f"f{k}": out / f"f{k}" for k in range(FOLDS)}
@@ -84,16 +94,15 @@ def build(mirror_root: Path, out: Path) -> dict[str, Path]:
         anomaly = [c for c in clips if c[0].startswith("anomaly_")]
         if not normal or not anomaly:
             raise SystemExit(f"{mirror}: no normal and anomalous clips under {prefix}")
+        audio = {path: _mirror_clip(mirror, path) for _, path in clips}  # every clip is in both folds
         for k, root in enumerate(roots.values()):
             parts = {"train": normal[k::FOLDS], "test": [c for i, c in enumerate(normal) if i % FOLDS != k] + anomaly}
             for part, chosen in parts.items():
                 (root / name / part).mkdir(parents=True, exist_ok=True)
                 for i, (new, path) in enumerate(chosen):
-                    blob = subprocess.run(["git", f"--git-dir={mirror}", "show", f"HEAD:{path}"], check=True,
-                                          capture_output=True).stdout
-                    x, sr = sf.read(io.BytesIO(blob), dtype="int16", always_2d=True)
+                    x, sr = audio[path]
                     label = new.split("_")[0]
-                    sf.write(root / name / part / f"{label}_id_00_{i:08d}.wav", x[:, 0], sr, subtype="PCM_16")
+                    sf.write(root / name / part / f"{label}_id_00_{i:08d}.wav", x, sr, subtype="PCM_16")
     (out / "DONE").write_text("ok\n")
     return roots
 
