@@ -300,3 +300,37 @@ def test_attribute_classes_split_each_machine_by_recording_condition(tmp_path: P
             assert first.split("|")[0] != second.split("|")[0]
     sizes = sorted(len(e.pools[0]) for e in split._train.examples if e.label < 4)
     assert sizes[0] == 2 and sizes[-1] == 3  # each condition trains on its own clips
+
+
+def test_two_views_are_neighbouring_windows_of_one_recording_and_both_train(tiny_root: Path) -> None:
+    """`crop_views: 2` gives crops of two windows; the model classifies both and pairs them in the contrastive task."""
+    datamodule = _datamodule(tiny_root, augment=False, n_warped=0, n_mixed=0, crop_views=2)
+    batch = _first_batch(datamodule)
+    assert batch["log_mel"].shape[-1] == 2 * 16
+    model = MachineIDClassifier(width_mult=0.25, last_channels=64, embedding_dim=16, contrastive=0.5,
+                                class_names=datamodule.class_names, n_mels=32, window_frames=16)
+    log_mel, labels, views = model._views(dict(batch))
+    assert views == 2 and log_mel.shape == (2 * len(batch["label"]), 32, 16)
+    assert torch.equal(log_mel[: len(labels) // 2], batch["log_mel"][..., :16])
+    assert torch.equal(log_mel[len(labels) // 2 :], batch["log_mel"][..., 16:])
+    assert torch.equal(labels, batch["label"].repeat(2))
+    logged: dict[str, torch.Tensor] = {}
+    model.log = lambda name, value, **kw: logged.__setitem__(name, value)  # no trainer attached
+    loss = model.training_step(dict(batch), 0)
+    assert torch.isfinite(loss) and "train/contrastive" in logged
+    loss.backward()
+    assert all(p.grad is not None for p in model.net.backbone.parameters() if p.requires_grad)
+    # a partner that is its own view scores far better than one shuffled to another example
+    embedding = torch.randn(8, 16)
+    paired = model._contrastive_loss(torch.cat([embedding, embedding]), 2)
+    shuffled = model._contrastive_loss(torch.cat([embedding, embedding.roll(1, 0)]), 2)
+    assert paired < shuffled
+
+
+def test_contrastive_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        MachineIDClassifier(contrastive=0.5, mixup_alpha=0.2)
+    with pytest.raises(ValueError, match="contrastive_temperature"):
+        MachineIDClassifier(contrastive=0.5, contrastive_temperature=0.0)
+    with pytest.raises(ValueError, match="crop_views"):
+        MachineIDDataModule(root="unused", crop_views=0)

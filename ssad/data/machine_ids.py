@@ -187,6 +187,8 @@ class MachineIDDataModule(L.LightningDataModule):
         mix_ratio_range: range of the first source's share in a mixed example.
         mix_within_type: draw mixed pairs within one machine type.
         crop_frames: log-mel frames of each training crop (the window the network sees).
+        crop_views: windows each training crop spans, cut into that many neighbouring views of one recording
+            for a self-supervised task (`MachineIDClassifier.contrastive`); 1 = one window.
         clip_seconds: every clip is cut or filled to this length (None = each clip whole, at its own length;
             training crops are drawn anywhere in it, a clip shorter than a crop is repeated to fill it).
         length_policy: how clips shorter than `clip_seconds` are filled: "repeat" or "zero".
@@ -224,6 +226,7 @@ class MachineIDDataModule(L.LightningDataModule):
         mix_ratio_range: tuple[float, float] = (0.3, 0.7),
         mix_within_type: bool = True,
         crop_frames: int = 64,
+        crop_views: int = 1,
         clip_seconds: float | None = None,
         length_policy: str = "repeat",
         random_phase: bool = False,
@@ -248,6 +251,8 @@ class MachineIDDataModule(L.LightningDataModule):
         if crop_frames < 2:
             msg = f"crop_frames must be >= 2, got {crop_frames}"
             raise ValueError(msg)
+        if crop_views < 1:
+            raise ValueError(f"crop_views must be >= 1, got {crop_views}")
         equalized_count(n_equalized, equalized_per_id, 0)  # a bad combination fails here, not at setup
         self.save_hyperparameters()
         self.log_mel = LogMel(**(features or {}))
@@ -358,7 +363,7 @@ class MachineIDDataModule(L.LightningDataModule):
         examples, epoch_summary = self._epoch_examples(train_pools)
 
         augment = _augmenter(hp.heavy_augment, rate) if hp.augment else None
-        crop_samples = self.log_mel.num_samples(hp.crop_frames)
+        crop_samples = self.log_mel.num_samples(hp.crop_views * hp.crop_frames)
         self._train = _CropDataset(waves, examples, crop_samples, tuple(hp.mix_ratio_range), augment, rate, hp.seed,
                                   random_phase=hp.get("random_phase", False))
         self._val = (self._one_machine_validation(val_waves, val_labels) if len(real_names) == 1

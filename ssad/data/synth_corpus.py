@@ -226,6 +226,7 @@ class SynthCorpusDataModule(MachineIDDataModule):
         mix_ratio_range: tuple[float, float] = (0.3, 0.7),
         mix_within_type: bool = True,
         crop_frames: int = 64,
+        crop_views: int = 1,
         features: dict | None = None,
         batch_size: int = 64,
         augment: bool = False,
@@ -239,7 +240,7 @@ class SynthCorpusDataModule(MachineIDDataModule):
         super().__init__(
             root="", machine_types=machine_types, n_warped=n_warped, n_mixed=n_mixed, n_temporal=n_temporal,
             n_equalized=n_equalized, warp_range=warp_range, min_warp=min_warp, mix_ratio_range=mix_ratio_range,
-            mix_within_type=mix_within_type, crop_frames=crop_frames, features=features, batch_size=batch_size,
+            mix_within_type=mix_within_type, crop_frames=crop_frames, crop_views=crop_views, features=features, batch_size=batch_size,
             augment=augment, heavy_augment=heavy_augment, examples_per_class=examples_per_class,
             num_workers=num_workers, seed=seed,
         )
@@ -289,7 +290,7 @@ class SynthCorpusDataModule(MachineIDDataModule):
             pools[names.index(job.class_name)].append(k)
         examples, summary = self._epoch_examples({label: tuple(p) for label, p in pools.items()})
         augment = _augmenter(hp.heavy_augment, self.log_mel.sample_rate) if hp.augment else None
-        self._train = _CropDataset(waves, examples, self.log_mel.num_samples(hp.crop_frames),
+        self._train = _CropDataset(waves, examples, self.log_mel.num_samples(hp.crop_views * hp.crop_frames),
                                    tuple(hp.mix_ratio_range), augment, self.log_mel.sample_rate, hp.seed)
         self._shard = number
         log.info("shard %d/%d: %d clips rendered in %.0f s; an epoch is %s = %d crops", number + 1, self.plan.shards,

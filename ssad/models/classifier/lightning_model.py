@@ -48,6 +48,11 @@ class MachineIDClassifier(SsadModule):
         cnn_frames: in training, the CNN sees a random crop of this many frames of each window while the stats
             branch sees all of it; with `data.crop_frames` the clip's length, the stats branch learns from
             whole-clip statistics (the spectral floor's input) at the CNN cost of a short crop. None = off.
+        contrastive: weight of a self-supervised task beside ID classification, for data that gives each example
+            as two views (`crop_views: 2`, two neighbouring crops of one recording): each view's embedding must
+            pick its partner out of the batch's other examples (NT-Xent on cosine similarity), so the embedding
+            keeps what tells one recording from another of the same machine; 0 = off. Both views are classified.
+        contrastive_temperature: the NT-Xent temperature.
         clip_loss: weight of a second task, telling which training recording a crop came from (an AdaCos
             head over the recordings, on the same embedding), so that the embedding keeps what tells one
             recording of a machine from another instead of only what tells machines apart (after FeatEx,
@@ -110,6 +115,8 @@ class MachineIDClassifier(SsadModule):
         cnn_frames: int | None = None,
         mixup_alpha: float = 0.0,
         clip_loss: float = 0.0,
+        contrastive: float = 0.0,
+        contrastive_temperature: float = 0.1,
         n_members: int = 1,
         bn_momentum: float | None = 0.1,
         lr: float = 1e-3,
@@ -128,6 +135,12 @@ class MachineIDClassifier(SsadModule):
         if clip_pooling not in CLIP_POOLINGS:
             msg = f"clip_pooling must be one of {CLIP_POOLINGS}, got {clip_pooling!r}"
             raise ValueError(msg)
+        if contrastive < 0 or contrastive_temperature <= 0:
+            raise ValueError(f"contrastive must be >= 0 and contrastive_temperature > 0, got {contrastive} and "
+                             f"{contrastive_temperature}")
+        if contrastive > 0 and mixup_alpha > 0:
+            raise ValueError("contrastive and mixup_alpha cannot both be on: mixing would pair each view with "
+                             "another example's")
         self.save_hyperparameters()
         self.net: MachineIDNet | MachineIDEnsemble | None = None
         self.clip_head: AdaCosHead | None = None
@@ -253,8 +266,27 @@ class MachineIDClassifier(SsadModule):
     def extra_metadata(self) -> dict[str, Any]:
         return {"class_names": self.class_names}
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def _views(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, int]:
+        """The batch's log-mels and labels with an example's views as separate rows (views of example i at rows i,
+        i + n, ...), and how many views each example has: one unless the data gives crops of several windows."""
         log_mel, labels = batch["log_mel"], batch["label"]
+        views = log_mel.shape[-1] // self.window_frames
+        if views < 2:
+            return log_mel[..., : self.window_frames], labels, 1
+        parts = log_mel[..., : views * self.window_frames].split(self.window_frames, dim=-1)
+        if "clip" in batch:
+            batch["clip"] = batch["clip"].repeat(views)
+        return torch.cat(parts), labels.repeat(views), views
+
+    def _contrastive_loss(self, embedding: Tensor, views: int) -> Tensor:
+        """NT-Xent between the first two views of each example: each must find its partner among the batch."""
+        first, second = F.normalize(embedding, dim=1).chunk(views)[:2]
+        logits = first @ second.T / self.hparams.contrastive_temperature
+        target = torch.arange(len(first), device=first.device)
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        log_mel, labels, views = self._views(batch)
         members = self.__dict__["_train_members"]
         alpha = float(self.hparams.get("mixup_alpha") or 0.0)
         if alpha > 0 and len(labels) > 1:
@@ -269,6 +301,10 @@ class MachineIDClassifier(SsadModule):
             outputs = [member(log_mel, labels) for member in members]
             all_logits = [logits for logits, _ in outputs]
             loss = torch.stack([F.cross_entropy(logits, labels) for logits in all_logits]).mean()
+            if self.hparams.get("contrastive") and views > 1:
+                contrastive = self._contrastive_loss(torch.cat([e for _, e in outputs], dim=1), views)
+                self.log("train/contrastive", contrastive)
+                loss = loss + self.hparams.contrastive * contrastive
             if self.clip_head is not None and "clip" in batch and bool((batch["clip"] >= 0).any()):
                 embedding = torch.cat([e for _, e in outputs], dim=1)
                 clips = batch["clip"]
