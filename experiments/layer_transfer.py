@@ -1,0 +1,206 @@
+"""Which of the shipped encoder's layers carry a new machine's faults? Views of each clip scored per machine.
+
+    python experiments/layer_transfer.py --set NAME=ROOT [--set ...] --work DIR --out CSV [--encoder pretrained]
+    python experiments/layer_transfer.py --report DEV_CSV GUARD_CSV REAL_CSV --out MD
+
+For every clip of each root (DCASE layout): the encoder's clip outputs as `ssad detector --pretrained` scores them
+(embedding, spectrum), and per backbone layer of the network the channel means and spreads over each window's
+frequency and time, averaged over the clip's windows. Each machine is enrolled alone, as the coldstart check
+enrols it: a Gaussian (the product's `GaussianScorer`) per view fitted on its normal training clips, and ensembles
+of views standardised on held-out training scores (`combine_standardized`), judged on its test clips. Writes AUC
+and pAUC per machine, candidate and set. A diagnostic for choosing a scorer on sets no check reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from cold_start import append_rows, set_outputs  # noqa: E402
+
+#: backbone layers whose channel statistics are kept
+LAYERS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16, 18)
+#: layers also kept with their frequency axis in `BANDS` equal bands
+BANDED = (0, 1, 2, 3, 4)
+BANDS = 8
+
+
+def layer_views(model, clips: list, cache: Path) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Per clip and kept layer: each channel's mean and spread over a window's frequency and time, window-averaged."""
+    from diagnostics import cached_log_mels
+
+    from ssad.features import sliding_windows
+
+    key = hashlib.sha256("\n".join(str(c.path) for c in clips).encode()).hexdigest()[:16]
+    path = cache / f"layers2-{key}.npz"
+    if path.is_file():
+        with np.load(path) as npz:
+            return {name: npz[name] for name in npz.files}
+    net = model.module.net.eval()
+    rows: dict[str, list[np.ndarray]] = {}
+    with torch.inference_mode():
+        for mel in cached_log_mels(model, clips):
+            windows = sliding_windows(torch.from_numpy(mel), model.window_frames, model.window_hop)
+            x = net.input_norm(windows).unsqueeze(1)
+            for index, layer in enumerate(net.backbone.features):
+                x = layer(x)
+                if index in LAYERS:
+                    flat = x.flatten(2)
+                    stats = torch.cat([flat.mean(-1), flat.std(-1, correction=0)], dim=1).mean(0)
+                    rows.setdefault(f"layer{index}", []).append(stats.numpy())
+                if index in BANDED:
+                    banded = x.unflatten(2, (BANDS, -1)).flatten(3)  # (windows, channels, bands, freq x time)
+                    stats = torch.cat([banded.mean(-1), banded.std(-1, correction=0)], dim=1).mean(0)
+                    rows.setdefault(f"bands{index}", []).append(stats.flatten().numpy())
+    views = {name: np.stack(r) for name, r in rows.items()}
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **views)
+    return views
+
+
+def candidates() -> dict[str, list[tuple[str, dict]]]:
+    """Candidate scorers: name -> members (view, GaussianScorer parameters); one member = a Gaussian alone."""
+    shipped = {"covariance": "auto", "components": 32, "components_when": "drifting"}
+    out: dict[str, list[tuple[str, dict]]] = {
+        "ensemble (shipped)": [("embedding", shipped), ("spectrum", {})],
+        "gaussian (shipped)": [("embedding", shipped)],
+        "floor": [("spectrum", {})],
+    }
+    for layer in LAYERS:
+        out[f"layer{layer}"] = [(f"layer{layer}", {})]
+        out[f"floor+layer{layer}"] = [("spectrum", {}), (f"layer{layer}", {})]
+        out[f"ensemble+layer{layer}"] = [("embedding", shipped), ("spectrum", {}), (f"layer{layer}", {})]
+    out["floor+layers0-4"] = [("spectrum", {})] + [(f"layer{k}", {}) for k in (0, 1, 2, 3, 4)]
+    out["ensemble+layers0-4"] = [("embedding", shipped), ("spectrum", {})] + [(f"layer{k}", {}) for k in (0, 1, 2, 3, 4)]
+    out["all layers"] = [(f"layer{k}", {}) for k in LAYERS]
+    for k in BANDED:
+        out[f"bands{k}"] = [(f"bands{k}", {})]
+        out[f"floor+bands{k}"] = [("spectrum", {}), (f"bands{k}", {})]
+        out[f"ensemble+bands{k}"] = [("embedding", shipped), ("spectrum", {}), (f"bands{k}", {})]
+    out["ensemble+bands0+bands2"] = [("embedding", shipped), ("spectrum", {}), ("bands0", {}), ("bands2", {})]
+    return out
+
+
+def score_machine(train: dict, test: dict, members: list[tuple[str, dict]], machine: str) -> np.ndarray:
+    """Test scores of one machine enrolled alone: its members' Gaussians standardised on their held-out training
+    scores and averaged."""
+    from ssad.scoring.combine import combine_standardized
+    from ssad.scoring.gaussian import GaussianScorer
+
+    n, m = len(next(iter(train.values()))), len(next(iter(test.values())))
+    tr_scores, te_scores = {}, {}
+    for j, (view, params) in enumerate(members):
+        scorer = GaussianScorer(**params).fit(train[view], [machine] * n)
+        tr_scores[str(j)], te_scores[str(j)] = scorer.train_scores_, scorer.score(test[view], [machine] * m)
+    if len(members) == 1:
+        return te_scores["0"]
+    return combine_standardized(tr_scores, [machine] * n, te_scores, [machine] * m)
+
+
+def mean_auc(path: Path) -> dict[str, dict[str, float]]:
+    """Candidate -> column -> mean AUC: per selection set (folds averaged), per other set's machine type, and the
+    dev score (selection sets' mean and transfer_dev's mean, averaged) where those sets are in the file."""
+    import csv
+
+    cells: dict[tuple[str, str], list[float]] = {}
+    for row in csv.DictReader(path.open()):
+        kind = row["machine"].split("/")[0]
+        column = f"sel:{kind}" if row["set"].startswith("sel") else f"{row['set']}:{kind}"
+        cells.setdefault((row["candidate"], column), []).append(float(row["auc"]))
+    out: dict[str, dict[str, float]] = {}
+    for (cand, column), values in cells.items():
+        out.setdefault(cand, {})[column] = float(np.mean(values))
+    for columns in out.values():
+        for part in ("sel", "tdev", "synth2", "synth3"):
+            chosen = [v for k, v in columns.items() if k.startswith(part + ":")]
+            if chosen:
+                columns[part] = float(np.mean(chosen))
+        if "sel" in columns and "tdev" in columns:
+            columns["dev"] = (columns["sel"] + columns["tdev"]) / 2
+    return out
+
+
+def report(dev: Path, guard: Path, real: Path) -> str:
+    """Markdown: every candidate's dev score and parts, its guard means and the real development machines."""
+    d, g, r = mean_auc(dev), mean_auc(guard), mean_auc(real)
+    real_cols = sorted({c for v in r.values() for c in v})
+    head = ["candidate", "dev", "selection", "transfer_dev", "synthetic 2", "synthetic 3", *real_cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cand in sorted(d, key=lambda c: -d[c].get("dev", 0)):
+        cells = [d[cand].get("dev"), d[cand].get("sel"), d[cand].get("tdev"), g.get(cand, {}).get("synth2"),
+                 g.get(cand, {}).get("synth3"), *[r.get(cand, {}).get(c) for c in real_cols]]
+        lines.append(f"| {cand} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def auc_row(name: str, machine: str, candidate: str, labels: np.ndarray, scores: np.ndarray, train: int) -> dict:
+    """One CSV row: a candidate's AUC and pAUC on one machine's test clips."""
+    from ssad.evaluation.metrics import auc_pauc
+
+    auc, pauc = auc_pauc(labels, scores)
+    return {"set": name, "machine": machine, "candidate": candidate, "auc": round(float(auc), 4),
+            "pauc": round(float(pauc), 4), "train": train, "test": len(labels)}
+
+
+def by_machine(train: list, train_out: dict, test: list, test_out: dict):  # noqa: ANN201
+    """Per machine of a set: its name, its training outputs, its test outputs and its test labels (1 = anomaly)."""
+    from ssad.audio.clips import clip_key
+
+    train_ids = np.array([clip_key(c) for c in train])
+    test_ids = np.array([clip_key(c) for c in test])
+    labels = np.array([c.label == "anomaly" for c in test], dtype=int)
+    for machine in sorted(set(train_ids.tolist())):
+        a, b = train_ids == machine, test_ids == machine
+        yield machine, {k: v[a] for k, v in train_out.items()}, {k: v[b] for k, v in test_out.items()}, labels[b]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", nargs=3, type=Path, metavar=("DEV", "GUARD", "REAL"),
+                        help="write the markdown table of three measured CSVs to --out")
+    parser.add_argument("--set", action="append", help="NAME=ROOT (a DCASE-layout root)")
+    parser.add_argument("--encoder", default="pretrained")
+    parser.add_argument("--candidates", nargs="+", help="only these candidates (no layer views unless one needs them)")
+    parser.add_argument("--work", type=Path, help="where clip outputs are cached")
+    parser.add_argument("--out", type=Path, required=True, help="CSV of AUC / pAUC per machine and candidate")
+    args = parser.parse_args(argv)
+    if args.report:
+        args.out.write_text(report(*args.report))
+        return 0
+    if not args.set or args.work is None:
+        parser.error("--set and --work are needed to measure (or --report to tabulate)")
+
+    import ssad
+
+    model = ssad.load(args.encoder)
+    digest = hashlib.sha256(Path(ssad.__file__).parent.joinpath("pretrained/encoder.safetensors").read_bytes()
+                            ).hexdigest()[:16] if args.encoder == "pretrained" else Path(args.encoder).name
+    cache = args.work / digest
+    rows = []
+    for spec in args.set:
+        name, _, root = spec.partition("=")
+        train, train_out, test, test_out = set_outputs(model, Path(root), cache)
+        chosen = {c: m for c, m in candidates().items() if not args.candidates or c in args.candidates}
+        if any(view not in train_out for members in chosen.values() for view, _ in members):
+            train_out |= layer_views(model, train, cache)
+            test_out |= layer_views(model, test, cache)
+        for machine, tr, te, labels in by_machine(train, train_out, test, test_out):
+            n = len(next(iter(tr.values())))
+            rows += [auc_row(name, machine, cand, labels, score_machine(tr, te, members, machine), n)
+                     for cand, members in chosen.items()]
+            print(f"{name} {machine}: done", flush=True)
+    args.out.unlink(missing_ok=True)
+    append_rows(args.out, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
