@@ -57,7 +57,8 @@ def layer_views(model, clips: list, cache: Path) -> dict[str, np.ndarray]:  # no
                     stats = torch.cat([flat.mean(-1), flat.std(-1, correction=0)], dim=1).mean(0)
                     rows.setdefault(f"layer{index}", []).append(stats.numpy())
                 if index in BANDED:
-                    banded = x.unflatten(2, (BANDS, -1)).flatten(3)  # (windows, channels, bands, freq x time)
+                    bands = min(BANDS, x.shape[2])  # a small network's deep layers may have fewer rows
+                    banded = x.unflatten(2, (bands, -1)).flatten(3)  # (windows, channels, bands, freq x time)
                     stats = torch.cat([banded.mean(-1), banded.std(-1, correction=0)], dim=1).mean(0)
                     rows.setdefault(f"bands{index}", []).append(stats.flatten().numpy())
     views = {name: np.stack(r) for name, r in rows.items()}

@@ -197,3 +197,55 @@ def test_the_pretraining_seed_is_the_corpus_seed_not_the_data_modules(cold_start
     assert cold_start.pretraining_seed({"provenance": published}, None) == 1000
     assert cold_start.pretraining_seed({"provenance": {"corpus": {"seed": 1000}}}, None) == 1000  # older provenance
     assert cold_start.pretraining_seed({"provenance": published}, 7) == 7
+
+
+@pytest.fixture
+def levers():
+    """experiments/layer_transfer.py and experiments/enrolment_prior.py as modules."""
+    sys.path.insert(0, str(EXPERIMENTS))
+    import enrolment_prior
+    import layer_transfer
+
+    yield layer_transfer, enrolment_prior
+    sys.path.remove(str(EXPERIMENTS))
+
+
+def test_layer_views_score_every_machine_alone_and_tabulate(levers, untrained_encoder: Path, tiny_root: Path,
+                                                          tmp_path: Path) -> None:
+    layer_transfer, _ = levers
+    chosen = ["ensemble (shipped)", "floor+layer0", "ensemble+bands1"]
+    out = tmp_path / "dev.csv"
+    assert layer_transfer.main(["--encoder", str(untrained_encoder), "--candidates", *chosen, "--set",
+                                f"sel-f0={tiny_root}", "--set", f"tdev={tiny_root}", "--work", str(tmp_path / "w"),
+                                "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    machines = {r["machine"] for r in rows}
+    assert len(machines) == 16 and len(rows) == 2 * 16 * len(chosen)
+    assert {r["candidate"] for r in rows} == set(chosen)
+    assert all(0.0 <= float(r["auc"]) <= 1.0 and int(r["train"]) > 0 for r in rows)
+    means = layer_transfer.mean_auc(out)
+    ensemble = means["ensemble (shipped)"]
+    assert ensemble["dev"] == pytest.approx((ensemble["sel"] + ensemble["tdev"]) / 2)
+    table = tmp_path / "table.md"
+    assert layer_transfer.main(["--report", str(out), str(out), str(out), "--out", str(table)]) == 0
+    assert all(f"| {c} |" in table.read_text() for c in chosen)
+
+
+def test_a_fixed_prior_blends_only_machines_of_fewer_clips_than_dimensions(levers, untrained_encoder: Path,
+                                                                           tiny_root: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    _, enrolment_prior = levers
+    rng = np.random.default_rng(0)
+    prior = np.diag(np.arange(1.0, 5.0))
+    many, few = rng.standard_normal((50, 4)), rng.standard_normal((3, 4))
+    alone, blended = enrolment_prior.fitter(None, False), enrolment_prior.fitter(prior, False)
+    assert np.allclose(alone(many)[1], blended(many)[1])  # enough clips: Ledoit-Wolf either way
+    weight = 2 / (2 + 4)
+    expected = np.linalg.inv(weight * np.cov(few, rowvar=False) + (1 - weight) * prior)
+    assert np.allclose(blended(few)[1], expected)
+    out = tmp_path / "prior.csv"
+    assert enrolment_prior.main(["--encoder", str(untrained_encoder), "--prior", str(tiny_root), "--set",
+                                 f"tiny={tiny_root}", "--work", str(tmp_path / "w"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 16 * 9 and all(0.0 <= float(r["auc"]) <= 1.0 for r in rows)
