@@ -334,3 +334,19 @@ def test_contrastive_settings_are_checked() -> None:
         MachineIDClassifier(contrastive=0.5, contrastive_temperature=0.0)
     with pytest.raises(ValueError, match="crop_views"):
         MachineIDDataModule(root="unused", crop_views=0)
+
+
+def test_frozen_layers_keep_their_initial_weights_and_the_rest_learn() -> None:
+    model = MachineIDClassifier(width_mult=0.25, last_channels=32, embedding_dim=8, class_names=["a/id_00", "b/id_00"],
+                                n_mels=32, window_frames=16, freeze_layers=4)
+    frozen = [p.clone() for p in model.net.backbone.features[:4].parameters()]
+    later = [p.clone() for p in model.net.backbone.features[4].parameters()]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    labels = torch.tensor([0, 1, 0, 1])
+    logits, _ = model.net(torch.randn(4, 32, 16), labels)
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+    optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(frozen, model.net.backbone.features[:4].parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(later, model.net.backbone.features[4].parameters(), strict=True))
+    with pytest.raises(ValueError, match="freeze_layers"):
+        MachineIDClassifier(backbone="none", class_names=["a/id_00"], n_mels=32, window_frames=16, freeze_layers=2)

@@ -53,6 +53,8 @@ class MachineIDClassifier(SsadModule):
             pick its partner out of the batch's other examples (NT-Xent on cosine similarity), so the embedding
             keeps what tells one recording from another of the same machine; 0 = off. Both views are classified.
         contrastive_temperature: the NT-Xent temperature.
+        freeze_layers: keep the first this many backbone layers at their random initialisation (their batch
+            statistics still adapt): features that no synthetic machine shaped; 0 = train every layer.
         clip_loss: weight of a second task, telling which training recording a crop came from (an AdaCos
             head over the recordings, on the same embedding), so that the embedding keeps what tells one
             recording of a machine from another instead of only what tells machines apart (after FeatEx,
@@ -117,6 +119,7 @@ class MachineIDClassifier(SsadModule):
         clip_loss: float = 0.0,
         contrastive: float = 0.0,
         contrastive_temperature: float = 0.1,
+        freeze_layers: int = 0,
         n_members: int = 1,
         bn_momentum: float | None = 0.1,
         lr: float = 1e-3,
@@ -181,6 +184,11 @@ class MachineIDClassifier(SsadModule):
                           if hp.get("clip_loss") and hp.get("n_clips") else None)
         # kept out of the module tree so that the compiled wrappers add nothing to the state_dict
         members = list(self.net.members) if isinstance(self.net, MachineIDEnsemble) else [self.net]
+        frozen = int(hp.get("freeze_layers") or 0)
+        if frozen and any(m.backbone is None or not hasattr(m.backbone, "features") for m in members):
+            raise ValueError(f"freeze_layers={frozen} needs a backbone with layers (mobilenetv2), got {hp.backbone!r}")
+        for member in members if frozen else []:
+            member.backbone.features[:frozen].requires_grad_(False)
         self.__dict__["_train_members"] = [torch.compile(m) if hp.compile else m for m in members]
 
     def setup(self, stage: str) -> None:
