@@ -39,36 +39,29 @@ def within_covariance(outputs: dict[str, np.ndarray], ids: np.ndarray) -> dict[s
 
 
 def fitter(prior: np.ndarray | None, rescale: bool):  # noqa: ANN201
-    """A (mean, precision) fit of a machine's rows: Ledoit-Wolf alone, or blended with the fixed prior."""
-    from scipy.linalg import pinvh
+    """A (mean, precision) fit of a machine's rows: Ledoit-Wolf alone, or blended with the fixed prior as
+    `GaussianScorer` blends a machine enrolled after others (`_enrolment_fit`)."""
     from sklearn.covariance import LedoitWolf
 
+    from ssad.scoring.gaussian import _enrolment_fit
+
     def fit(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n, d = X.shape
-        if prior is None or n >= d:
+        if prior is None or len(X) >= X.shape[1]:
             model = LedoitWolf().fit(X)
             return model.location_, model.precision_
-        own = np.cov(X, rowvar=False)
-        p = prior * (np.trace(own) / np.trace(prior)) if rescale else prior
-        weight = (n - 1) / (n - 1 + d)
-        return X.mean(0), pinvh(weight * own + (1 - weight) * p)
+        scale = np.trace(np.cov(X, rowvar=False)) / np.trace(prior) if rescale else 1.0
+        return _enrolment_fit(X, prior * scale)
     return fit
 
 
 def distances(fit, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """Test distances to the fit of all training rows, and each training row's leave-one-out distance."""
-    def dist(mean: np.ndarray, precision: np.ndarray, X: np.ndarray) -> np.ndarray:
-        diff = X - mean
-        return np.sqrt(np.maximum(np.einsum("ij,ij->i", diff @ precision, diff), 0.0))
+    """Test distances to the fit of all training rows, and each training row's held-out distance (`_held_out`:
+    left out one at a time, or in 20 folds for more than 200 rows, as the detector's scorers do)."""
+    from ssad.scoring.gaussian import _held_out
 
-    held = np.array([dist(*fit(np.delete(train, i, 0)), train[i : i + 1])[0] for i in range(len(train))]) \
-        if len(train) <= 200 else None
-    if held is None:
-        folds = np.arange(len(train)) % 20
-        held = np.empty(len(train))
-        for f in range(20):
-            held[folds == f] = dist(*fit(train[folds != f]), train[folds == f])
-    return dist(*fit(train), test), held
+    mean, precision = fit(train)
+    diff = test - mean
+    return np.sqrt(np.maximum(np.einsum("ij,ij->i", diff @ precision, diff), 0.0)), _held_out(train, fit)
 
 
 def main(argv: list[str] | None = None) -> int:
