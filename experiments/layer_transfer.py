@@ -24,7 +24,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from cold_start import append_rows, set_outputs  # noqa: E402
+from cold_start import append_rows, encoder_identity, set_outputs  # noqa: E402
 
 #: backbone layers whose channel statistics are kept
 LAYERS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16, 18)
@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     import ssad
 
     model = ssad.load(args.encoder)
-    digest = hashlib.sha256(Path(ssad.__file__).parent.joinpath("pretrained/encoder.safetensors").read_bytes()
-                            ).hexdigest()[:16] if args.encoder == "pretrained" else Path(args.encoder).name
-    cache = args.work / digest
+    cache = args.work / encoder_identity(args.encoder)["sha256"][:16]  # by its weights: two runs' best.ckpt differ
     rows = []
     for spec in args.set:
         name, _, root = spec.partition("=")
