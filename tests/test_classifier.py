@@ -309,8 +309,10 @@ def test_two_views_are_neighbouring_windows_of_one_recording_and_both_train(tiny
     assert batch["log_mel"].shape[-1] == 2 * 16
     model = MachineIDClassifier(width_mult=0.25, last_channels=64, embedding_dim=16, contrastive=0.5,
                                 class_names=datamodule.class_names, n_mels=32, window_frames=16)
-    log_mel, labels, views = model._views(dict(batch))
+    rows, views = model._views(batch)
+    log_mel, labels = rows["log_mel"], rows["label"]
     assert views == 2 and log_mel.shape == (2 * len(batch["label"]), 32, 16)
+    assert torch.equal(rows["clip"], batch["clip"].repeat(2)) and len(batch["clip"]) == len(batch["label"])
     assert torch.equal(log_mel[: len(labels) // 2], batch["log_mel"][..., :16])
     assert torch.equal(log_mel[len(labels) // 2 :], batch["log_mel"][..., 16:])
     assert torch.equal(labels, batch["label"].repeat(2))

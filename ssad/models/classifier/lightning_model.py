@@ -274,17 +274,17 @@ class MachineIDClassifier(SsadModule):
     def extra_metadata(self) -> dict[str, Any]:
         return {"class_names": self.class_names}
 
-    def _views(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, int]:
-        """The batch's log-mels and labels with an example's views as separate rows (views of example i at rows i,
-        i + n, ...), and how many views each example has: one unless the data gives crops of several windows."""
-        log_mel, labels = batch["log_mel"], batch["label"]
+    def _views(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], int]:
+        """The batch with an example's views as separate rows (views of example i at rows i, i + n, ...; labels and
+        recordings repeated to match), and how many views each example has: one unless the data gives crops of
+        several windows."""
+        log_mel = batch["log_mel"]
         views = log_mel.shape[-1] // self.window_frames
         if views < 2:
-            return log_mel[..., : self.window_frames], labels, 1
-        parts = log_mel[..., : views * self.window_frames].split(self.window_frames, dim=-1)
-        if "clip" in batch:
-            batch["clip"] = batch["clip"].repeat(views)
-        return torch.cat(parts), labels.repeat(views), views
+            return {**batch, "log_mel": log_mel[..., : self.window_frames]}, 1
+        rows = {k: v.repeat(views) for k, v in batch.items() if k in ("label", "clip")}
+        rows["log_mel"] = torch.cat(log_mel[..., : views * self.window_frames].split(self.window_frames, dim=-1))
+        return rows, views
 
     def _contrastive_loss(self, embedding: Tensor, views: int) -> Tensor:
         """NT-Xent between the first two views of each example: each must find its partner among the batch."""
@@ -294,7 +294,8 @@ class MachineIDClassifier(SsadModule):
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        log_mel, labels, views = self._views(batch)
+        batch, views = self._views(batch)
+        log_mel, labels = batch["log_mel"], batch["label"]
         members = self.__dict__["_train_members"]
         alpha = float(self.hparams.get("mixup_alpha") or 0.0)
         if alpha > 0 and len(labels) > 1:
@@ -309,12 +310,12 @@ class MachineIDClassifier(SsadModule):
             outputs = [member(log_mel, labels) for member in members]
             all_logits = [logits for logits, _ in outputs]
             loss = torch.stack([F.cross_entropy(logits, labels) for logits in all_logits]).mean()
+            embedding = torch.cat([e for _, e in outputs], dim=1)
             if self.hparams.get("contrastive") and views > 1:
-                contrastive = self._contrastive_loss(torch.cat([e for _, e in outputs], dim=1), views)
+                contrastive = self._contrastive_loss(embedding, views)
                 self.log("train/contrastive", contrastive)
                 loss = loss + self.hparams.contrastive * contrastive
             if self.clip_head is not None and "clip" in batch and bool((batch["clip"] >= 0).any()):
-                embedding = torch.cat([e for _, e in outputs], dim=1)
                 clips = batch["clip"]
                 real = clips >= 0
                 clip_loss = F.cross_entropy(self.clip_head(embedding[real], clips[real]), clips[real])
