@@ -183,11 +183,11 @@ def main(argv: list[str] | None = None) -> int:
 
     model = ssad.load(args.encoder)
     cache = args.work / encoder_identity(args.encoder)["sha256"][:16]  # by its weights: two runs' best.ckpt differ
+    chosen = {c: m for c, m in candidates().items() if not args.candidates or c in args.candidates}
     rows = []
     for spec in args.set:
         name, _, root = spec.partition("=")
         train, train_out, test, test_out = set_outputs(model, Path(root), cache)
-        chosen = {c: m for c, m in candidates().items() if not args.candidates or c in args.candidates}
         if any(view not in train_out for members in chosen.values() for view, _ in members):
             train_out |= layer_views(model, train, cache)
             test_out |= layer_views(model, test, cache)
