@@ -137,8 +137,9 @@ def set_outputs(model, root: Path, cache: Path) -> tuple[list, dict, list, dict]
     clips = index_root(root)
     train, test = select(clips, split="train", label="normal"), select(clips, split="test")
     result = []
+    windows = "\nwindow_to_end" if getattr(model, "window_to_end", False) else ""  # the same weights hear more frames
     for part in (train, test):
-        key = hashlib.sha256("\n".join(str(c.path) for c in part).encode()).hexdigest()[:16]
+        key = hashlib.sha256(("\n".join(str(c.path) for c in part) + windows).encode()).hexdigest()[:16]
         path = cache / f"{key}.npz"
         if path.is_file():
             with np.load(path, allow_pickle=False) as npz:

@@ -87,11 +87,124 @@ def candidates() -> dict[str, list[tuple[str, dict]]]:
         out[f"floor+bands{k}"] = [("spectrum", {}), (f"bands{k}", {})]
         out[f"ensemble+bands{k}"] = [("embedding", shipped), ("spectrum", {}), (f"bands{k}", {})]
     out["ensemble+bands0+bands2"] = [("embedding", shipped), ("spectrum", {}), ("bands0", {}), ("bands2", {})]
+    knnz, diag = {"kind": "knnz"}, {"kind": "diag"}
+    out["knnz(embedding)"] = [("embedding", knnz)]
+    out["knnz(spectrum)"] = [("spectrum", knnz)]
+    out["knnz(embedding)+knnz(spectrum)"] = [("embedding", knnz), ("spectrum", knnz)]
+    out["ensemble+knnz(spectrum)"] = [("embedding", shipped), ("spectrum", {}), ("spectrum", knnz)]
+    out["ensemble+knnz(embedding)+knnz(spectrum)"] = [("embedding", shipped), ("spectrum", {}), ("embedding", knnz),
+                                                      ("spectrum", knnz)]
+    out["diag(embedding)+diag(spectrum)"] = [("embedding", diag), ("spectrum", diag)]
+    out["ensemble+diag(spectrum)"] = [("embedding", shipped), ("spectrum", {}), ("spectrum", diag)]
+    out["ensemble+second encoder"] = [("embedding", shipped), ("spectrum", {}), ("embedding2", shipped)]
+    for kind in ("frames-gauss", "frames-pca"):
+        out[kind] = [("frames", {"kind": kind})]
+        out[f"ensemble+{kind}"] = [("embedding", shipped), ("spectrum", {}), ("frames", {"kind": kind})]
     return out
 
 
+def _standardised(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets with each dimension standardised by the training rows' own mean and spread."""
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std > 1e-12 * max(float(np.abs(mean).max()), 1.0), std, 1.0)
+    return (train - mean) / std, (test - mean) / std
+
+
+def knn_z(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out training and test scores: Euclidean distance to the nearest (other) training row, per-dimension
+    standardised on the machine's own training rows."""
+    from sklearn.neighbors import NearestNeighbors
+
+    tr, te = _standardised(train, test)
+    index = NearestNeighbors(n_neighbors=min(2, len(tr))).fit(tr)
+    held_out = index.kneighbors(tr)[0][:, -1]  # the nearest row other than itself
+    return held_out, index.kneighbors(te, n_neighbors=1)[0][:, 0]
+
+
+def diagonal_gaussian(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out training and test scores: Mahalanobis distance under a per-dimension variance (ridge as the product's
+    empirical Gaussian)."""
+    from ssad.scoring.gaussian import _held_out
+
+    def fit(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        var = X.var(axis=0)
+        return X.mean(axis=0), np.diag(1.0 / (var + 1e-3 * max(float(var.mean()), np.finfo(float).tiny)))
+
+    mean, precision = fit(train)
+    diff = test - mean
+    return _held_out(train, fit), np.sqrt(np.einsum("ij,ij->i", diff @ precision, diff))
+
+
+#: frame vectors: this many consecutive log-mel frames, one vector starting every `FRAME_STEP` frames
+FRAME_CONTEXT, FRAME_STEP = 5, 4
+#: principal directions frames-pca keeps, and the clip folds both frame members' held-out scores come from
+FRAME_COMPONENTS, FRAME_FOLDS = 32, 5
+
+
+def frame_vectors(model, clips: list, cache: Path) -> np.ndarray:  # noqa: ANN001
+    """Per clip, its (vectors, FRAME_CONTEXT * n_mels) stacked log-mel frames, as an object array."""
+    from diagnostics import cached_log_mels
+
+    key = hashlib.sha256("\n".join(str(c.path) for c in clips).encode()).hexdigest()[:16]
+    path = cache / f"frames{FRAME_CONTEXT}x{FRAME_STEP}-{key}.npz"
+    if not path.is_file():
+        per_clip = []
+        for mel in cached_log_mels(model, clips):
+            starts = np.arange(0, mel.shape[1] - FRAME_CONTEXT + 1, FRAME_STEP)
+            per_clip.append(np.stack([mel[:, s:s + FRAME_CONTEXT].T.ravel() for s in starts]).astype(np.float32))
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, rows=np.concatenate(per_clip), offsets=np.cumsum([0] + [len(v) for v in per_clip]))
+    with np.load(path) as npz:
+        rows, offsets = npz["rows"], npz["offsets"]
+    out = np.empty(len(offsets) - 1, dtype=object)
+    out[:] = [rows[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    return out
+
+
+def _frame_gauss(rows: np.ndarray):  # noqa: ANN202
+    """A clip scorer from training frame vectors: the mean Mahalanobis distance of its vectors to their Gaussian."""
+    from sklearn.covariance import LedoitWolf
+
+    est = LedoitWolf().fit(rows.astype(np.float64))
+
+    def score(vectors: np.ndarray) -> float:
+        diff = vectors - est.location_
+        return float(np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", diff, est.precision_, diff), 0.0)).mean())
+    return score
+
+
+def _frame_pca(rows: np.ndarray):  # noqa: ANN202
+    """A clip scorer from training frame vectors: the mean squared error of its vectors rebuilt from the leading
+    principal directions."""
+    mean = rows.mean(axis=0, dtype=np.float64)
+    basis = np.linalg.eigh(np.cov(rows - mean, rowvar=False))[1][:, ::-1][:, :FRAME_COMPONENTS]
+
+    def score(vectors: np.ndarray) -> float:
+        centred = vectors - mean
+        return float(((centred - centred @ basis @ basis.T) ** 2).mean())
+    return score
+
+
+def _frame_member(make):  # noqa: ANN001, ANN202
+    """(training clips, test clips) -> held-out training scores (clips in `FRAME_FOLDS` folds) and test scores."""
+    def member(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fold_of = np.arange(len(train)) % FRAME_FOLDS
+        held = np.empty(len(train))
+        for fold in range(min(FRAME_FOLDS, len(train))):
+            score = make(np.concatenate(list(train[fold_of != fold])))
+            held[fold_of == fold] = [score(v) for v in train[fold_of == fold]]
+        score = make(np.concatenate(list(train)))
+        return held, np.array([score(v) for v in test])
+    return member
+
+
+#: member kinds other than the product's GaussianScorer: (training rows, test rows) -> (held-out, test) scores
+KINDS = {"knnz": knn_z, "diag": diagonal_gaussian, "frames-gauss": _frame_member(_frame_gauss),
+         "frames-pca": _frame_member(_frame_pca)}
+
+
 def score_machine(train: dict, test: dict, members: list[tuple[str, dict]], machine: str) -> np.ndarray:
-    """Test scores of one machine enrolled alone: its members' Gaussians standardised on their held-out training
+    """Test scores of one machine enrolled alone: its members' scores standardised on their held-out training
     scores and averaged."""
     from ssad.scoring.combine import combine_standardized
     from ssad.scoring.gaussian import GaussianScorer
@@ -99,6 +212,9 @@ def score_machine(train: dict, test: dict, members: list[tuple[str, dict]], mach
     n, m = len(next(iter(train.values()))), len(next(iter(test.values())))
     tr_scores, te_scores = {}, {}
     for j, (view, params) in enumerate(members):
+        if "kind" in params:
+            tr_scores[str(j)], te_scores[str(j)] = KINDS[params["kind"]](train[view], test[view])
+            continue
         scorer = GaussianScorer(**params).fit(train[view], [machine] * n)
         tr_scores[str(j)], te_scores[str(j)] = scorer.train_scores_, scorer.score(test[view], [machine] * m)
     if len(members) == 1:
@@ -169,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the markdown table of three measured CSVs to --out")
     parser.add_argument("--set", action="append", help="NAME=ROOT (a DCASE-layout root)")
     parser.add_argument("--encoder", default="pretrained")
+    parser.add_argument("--second-encoder", help="an encoder whose embedding is the view `embedding2`")
     parser.add_argument("--candidates", nargs="+", help="only these candidates (no layer views unless one needs them)")
     parser.add_argument("--work", type=Path, help="where clip outputs are cached")
     parser.add_argument("--out", type=Path, required=True, help="CSV of AUC / pAUC per machine and candidate")
@@ -184,10 +301,22 @@ def main(argv: list[str] | None = None) -> int:
     model = ssad.load(args.encoder)
     cache = args.work / encoder_identity(args.encoder)["sha256"][:16]  # by its weights: two runs' best.ckpt differ
     chosen = {c: m for c, m in candidates().items() if not args.candidates or c in args.candidates}
+    if not args.second_encoder:
+        if args.candidates and any(v == "embedding2" for m in chosen.values() for v, _ in m):
+            parser.error("a chosen candidate needs --second-encoder")
+        chosen = {c: m for c, m in chosen.items() if all(view != "embedding2" for view, _ in m)}
+    second = ssad.load(args.second_encoder) if args.second_encoder else None
     rows = []
     for spec in args.set:
         name, _, root = spec.partition("=")
         train, train_out, test, test_out = set_outputs(model, Path(root), cache)
+        if second is not None:
+            other = args.work / encoder_identity(args.second_encoder)["sha256"][:16]
+            _, train2, _, test2 = set_outputs(second, Path(root), other)
+            train_out, test_out = train_out | {"embedding2": train2["embedding"]}, test_out | {"embedding2": test2["embedding"]}
+        if any(view == "frames" for members in chosen.values() for view, _ in members):
+            train_out, test_out = (train_out | {"frames": frame_vectors(model, train, cache)},
+                                   test_out | {"frames": frame_vectors(model, test, cache)})
         if any(view not in train_out for members in chosen.values() for view, _ in members):
             train_out |= layer_views(model, train, cache)
             test_out |= layer_views(model, test, cache)

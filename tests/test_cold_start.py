@@ -231,6 +231,34 @@ def test_layer_views_score_every_machine_alone_and_tabulate(levers, untrained_en
     assert all(f"| {c} |" in table.read_text() for c in chosen)
 
 
+def test_scoring_and_frame_candidates_score_held_out_and_run_end_to_end(levers, untrained_encoder: Path,
+                                                                       tiny_root: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    layer_transfer, _ = levers
+    train = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 10.0], [1.0, 10.0]])  # dimension 2 spreads 10x wider
+    held, test = layer_transfer.knn_z(train, np.array([[0.5, 0.0], [0.5, 5.0]]))
+    assert np.allclose(held, 2.0)  # each row's nearest *other* row: one standardised unit along dimension 1
+    assert np.allclose(test, [1.0, np.sqrt(1.0 + 1.0)])  # dimension 2 counts in its own spread
+    held, test = layer_transfer.diagonal_gaussian(train, train[:1])
+    assert held.shape == (4,) and np.all(held > test[0] - 1e-9)  # a clip left out is farther than one kept in
+    clips = np.empty(6, dtype=object)
+    clips[:] = [np.full((4, 3), float(k)) for k in range(6)]
+    held, test = layer_transfer.KINDS["frames-gauss"](clips, clips[:2])
+    assert held.shape == (6,) and test.shape == (2,) and np.all(np.isfinite(held))
+    chosen = ["ensemble (shipped)", "knnz(spectrum)", "ensemble+frames-pca", "ensemble+second encoder"]
+    out = tmp_path / "dev.csv"
+    assert layer_transfer.main(["--encoder", str(untrained_encoder), "--second-encoder", str(untrained_encoder),
+                                "--candidates", *chosen, "--set", f"tdev={tiny_root}", "--work", str(tmp_path / "w"),
+                                "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert {r["candidate"] for r in rows} == set(chosen) and len(rows) == 16 * len(chosen)
+    assert all(0.0 <= float(r["auc"]) <= 1.0 for r in rows)
+    with pytest.raises(SystemExit):  # a candidate that needs a second encoder, asked for without one
+        layer_transfer.main(["--encoder", str(untrained_encoder), "--candidates", "ensemble+second encoder", "--set",
+                             f"tdev={tiny_root}", "--work", str(tmp_path / "w"), "--out", str(out)])
+
+
 def test_a_fixed_prior_blends_only_machines_of_fewer_clips_than_dimensions(levers, untrained_encoder: Path,
                                                                            tiny_root: Path, tmp_path: Path) -> None:
     import numpy as np

@@ -35,7 +35,7 @@ from ssad.explain.rules import (
     kind_of_change,
     tonal_rise,
 )
-from ssad.features import LogMel
+from ssad.features import LogMel, window_starts
 from ssad.features.bands import MEASURES, BandProfile, MachineBands, band_groups, band_statistics, output_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -258,6 +258,19 @@ def test_a_flagged_clip_names_a_kind_and_its_windows(classifier_detector, tiny_r
     assert explanation.summary().endswith(explanation.kind) and explanation.when
     scores = explanation.evidence.window_scores
     assert all(span.peak_score <= scores.max() for span in explanation.when)
+
+
+def test_a_window_ending_at_the_clip_end_is_explained_where_it_lies(classifier_detector, tiny_root: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    clip, machine = _test_clips(tiny_root)[0], "fan/id_00"
+    monkeypatch.setattr(classifier_detector.model, "window_to_end", True)  # as models saved from now on
+    _with_threshold(classifier_detector, monkeypatch, machine, -1e12)
+    evidence = explain(classifier_detector, clip, machine).evidence
+    features, frame_s, frames = classifier_detector.model.log_mel, evidence.frame_seconds, evidence.log_mel.shape[1]
+    duration = features.num_samples(frames) / features.sample_rate
+    assert len(evidence.window_scores) == len(window_starts(frames, 16, 8, to_end=True)) == 7  # 63 frames: 0..40, 47
+    assert evidence.window_centres_s[-2] == pytest.approx(48 * frame_s)  # frames 40-55
+    assert evidence.window_centres_s[-1] == pytest.approx((47 * frame_s + duration) / 2)  # frames 47-62: to the end
 
 
 class _ScriptedKinds:

@@ -280,6 +280,36 @@ def test_sliding_windows_of_a_batch_equal_those_of_each_clip(frames: int) -> Non
         assert torch.equal(sliding_windows(clip, 16, 8), clip_windows)
 
 
+@pytest.mark.parametrize(("frames", "starts"), [(5, [0]), (16, [0]), (40, [0, 8, 16, 24]), (43, [0, 8, 16, 24, 27])])
+def test_windows_to_the_end_hear_every_frame_and_say_where_they_start(frames: int, starts: list[int]) -> None:
+    from ssad.features import sliding_windows, window_starts
+
+    batch = torch.arange(2 * 8 * frames, dtype=torch.float32).reshape(2, 8, frames)
+    windows = sliding_windows(batch, 16, 8, to_end=True)
+    assert window_starts(frames, 16, 8, to_end=True) == starts
+    assert windows.shape == (2, len(starts), 8, 16)
+    if frames >= 16:
+        for k, start in enumerate(starts):
+            assert torch.equal(windows[:, k], batch[..., start : start + 16])
+        assert torch.equal(windows[:, -1, :, -1], batch[..., -1])  # the clip's last frame is in a window
+    plain = sliding_windows(batch, 16, 8)  # without: the stride windows alone, the last 3 of 43 frames unheard
+    assert window_starts(frames, 16, 8) == list(range(0, max(frames - 16, 0) + 1, 8))
+    assert torch.equal(windows[:, : plain.shape[1]], plain)
+
+
+def test_an_encoder_saved_before_the_end_window_keeps_its_windows(tmp_path: Path) -> None:
+    """A model whose metadata predates `window_to_end` scores as it did, so thresholds fitted on it stay right."""
+    from ssad.encoder import Encoder
+    from ssad.models.spectral.lightning_model import SpectralStatsModule
+
+    module = SpectralStatsModule(n_mels=8)
+    metadata = {"feature_params": {"n_mels": 8}, "window_frames": 16, "window_hop": 8}
+    log_mel = torch.randn(8, 43)
+    old, new = Encoder(module, metadata), Encoder(module, metadata | {"window_to_end": True})
+    assert old.window_to_end is False and len(old._windows(log_mel)) == 4
+    assert new.window_to_end is True and len(new._windows(log_mel)) == 5
+
+
 @pytest.mark.parametrize("settings", [{}, {"n_mels": 24, "power": 1.0}, {"n_mels": 3, "n_fft": 256, "hop_length": 100}])
 def test_cpu_clip_by_clip_path_matches_the_batched_path_and_the_dense_filterbank(settings: dict) -> None:
     log_mel = LogMel(**settings)

@@ -68,6 +68,9 @@ class Encoder:
         self.log_mel = LogMel(**metadata["feature_params"])
         self.window_frames = int(metadata["window_frames"])
         self.window_hop = int(metadata["window_hop"])
+        #: a last window ends at each clip's last frame (models saved before it existed: absent, so their scores,
+        #: and the thresholds fitted on them, stay as they were)
+        self.window_to_end = bool(metadata.get("window_to_end", False))
         self._fast: torch.nn.Module | None = None
         self.to(device)
 
@@ -146,7 +149,7 @@ class Encoder:
 
     def _windows(self, log_mel: Tensor) -> Tensor:
         """(windows, n_mels, window_frames): the sliding windows the network sees of one clip's log-mel."""
-        return sliding_windows(log_mel.to(self.device), self.window_frames, self.window_hop)
+        return sliding_windows(log_mel.to(self.device), self.window_frames, self.window_hop, to_end=self.window_to_end)
 
     @torch.inference_mode()
     def per_window_outputs(self, log_mels: Sequence[Tensor], batch_size: int = 64) -> tuple[dict[str, Tensor], list[int]]:

@@ -90,7 +90,8 @@ def export_onnx(directory: str | Path) -> Path:
             {0: torch.export.Dim("batch", max=1 << 20)})
     _check(model, out)
     info = {"front_end": FRONT_END_FILE, "network": NETWORK_FILE, "outputs": names, "torch": torch.__version__,
-            "window_frames": model.window_frames, "window_hop": model.window_hop}
+            "window_frames": model.window_frames, "window_hop": model.window_hop,
+            "window_to_end": model.window_to_end}
     write_text_atomic(out / EXPORT_FILE, json.dumps(info, indent=2) + "\n")
     return out
 

@@ -35,6 +35,7 @@ from ssad.core.errors import SsadError
 from ssad.explain.findings import FrequencyRange, TimeSpan
 from ssad.explain.rules import UNSPECIFIED, WITHIN_NORMAL, bands_of, kind_of_change
 from ssad.features.bands import MEASURES, MachineBands, band_groups, band_statistics
+from ssad.features.logmel import window_starts
 from ssad.scoring import select_input
 
 if TYPE_CHECKING:
@@ -324,7 +325,8 @@ def explain_clip(detector: Detector, clip: ClipInput, machine: str, scorer_name:
     log_mel = log_mel.cpu().numpy().astype(np.float64)
     frame_s = features.frame_seconds()
     duration = features.num_samples(log_mel.shape[1]) / features.sample_rate  # within a frame of the clip's end
-    starts = np.arange(len(window_scores)) * model.window_hop * frame_s
+    starts = np.asarray(window_starts(log_mel.shape[1], model.window_frames, model.window_hop,
+                                      to_end=model.window_to_end)) * frame_s
     ends = np.minimum(starts + model.window_frames * frame_s, duration)
     throughout = [TimeSpan(0.0, round(duration, 3), float(window_scores.max()), whole_clip=True)]
     when = time_spans(window_scores, starts, ends, duration) if flagged else throughout

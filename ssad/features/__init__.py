@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from ssad.features.cache import FeatureCache
 from ssad.features.extract import compute_log_mels
-from ssad.features.logmel import LogMel, sliding_windows
+from ssad.features.logmel import LogMel, sliding_windows, window_starts
 
-__all__ = ["LogMel", "sliding_windows", "FeatureCache", "compute_log_mels"]
+__all__ = ["LogMel", "sliding_windows", "window_starts", "FeatureCache", "compute_log_mels"]

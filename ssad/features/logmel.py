@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ssad.audio.reading import DEFAULT_N_FFT, DEFAULT_SAMPLE_RATE
 
-__all__ = ["LogMel", "sliding_windows"]
+__all__ = ["LogMel", "sliding_windows", "window_starts"]
 
 # The field's common setting (DCASE 2020 baseline, STgram-MFN): 128 mels, n_fft 1024 (with the rate, in
 # ssad.audio.reading, which checks clips against it before torch is loaded), hop 512.
@@ -205,11 +205,22 @@ class LogMel(nn.Module):
         return mel.add_(self.log_floor).log10_().mul_(20.0 / self.power)
 
 
-def sliding_windows(log_mel: Tensor, window: int, hop: int) -> Tensor:
+def window_starts(frames: int, window: int, hop: int, *, to_end: bool = False) -> list[int]:
+    """First frame of each window `sliding_windows` takes of a clip of `frames` frames (0 for a clip shorter
+    than one window)."""
+    starts = list(range(0, max(frames - window, 0) + 1, hop))
+    if to_end and frames > window and starts[-1] != frames - window:
+        starts.append(frames - window)
+    return starts
+
+
+def sliding_windows(log_mel: Tensor, window: int, hop: int, *, to_end: bool = False) -> Tensor:
     """(..., n_mels, frames) -> (..., windows, n_mels, window): every `hop`-th window of `window` frames.
 
     The windows are a strided view of `log_mel` (no copy; overlapping windows share frames). A clip
-    shorter than one window is padded by repeating it, so every clip yields at least one window.
+    shorter than one window is padded by repeating it, so every clip yields at least one window. With
+    `to_end`, one more window ends at the clip's last frame wherever the hop leaves frames over, so that
+    every frame is heard (a copy then).
     """
     if window <= 0 or hop <= 0:
         msg = f"window and hop must be positive, got window={window}, hop={hop}"
@@ -218,4 +229,7 @@ def sliding_windows(log_mel: Tensor, window: int, hop: int) -> Tensor:
     if frames < window:
         repeats = -(-window // frames)
         log_mel = log_mel.repeat(*([1] * (log_mel.dim() - 1)), repeats)[..., :window]
-    return log_mel.unfold(-1, window, hop).transpose(-3, -2)
+    windows = log_mel.unfold(-1, window, hop).transpose(-3, -2)
+    if to_end and frames > window and (frames - window) % hop:
+        windows = torch.cat([windows, log_mel[..., frames - window :].unsqueeze(-3)], dim=-3)
+    return windows

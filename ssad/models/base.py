@@ -87,6 +87,7 @@ class SsadModule(L.LightningModule):
             "feature_params": features,
             "window_frames": int(self.window_frames),
             "window_hop": int(self.window_hop),
+            "window_to_end": True,  # the encoder adds a window ending at a clip's last frame (`sliding_windows`)
             "output_names": list(self.output_names),
             **self.extra_metadata(),
         }

@@ -328,7 +328,8 @@ class MachineIDClassifier(SsadModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         log_mel, labels = batch["log_mel"], batch["label"]
-        windows = sliding_windows(log_mel, self.window_frames, self.window_hop)  # as at inference
+        # the stride windows of inference; its end window left out so that checkpoints are chosen as before
+        windows = sliding_windows(log_mel, self.window_frames, self.window_hop)
         batch_size, n_windows = windows.shape[:2]
         logits, _ = self.net(windows.flatten(0, 1))
         clip_logits = logits.reshape(batch_size, n_windows, -1).mean(1)
