@@ -51,7 +51,7 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     net = {k: v for k, v in TINY_NET.items() if k not in ("n_mels", "window_frames")}
     module = MachineIDClassifier(**net, class_names=classes, n_mels=64, window_frames=32).eval()
     metadata = {"model_class": f"{MachineIDClassifier.__module__}.MachineIDClassifier", "machine_types": None,
-                "feature_params": LogMel(n_mels=64).params, "window_frames": 32, "window_hop": 16,
+                "feature_params": LogMel(n_mels=64).params, "window_frames": 32, "window_hop": 16, "window_to_end": True,
                 "output_names": list(module.output_names), "class_names": classes}
     folder = tmp_path_factory.mktemp("model")
     weights.write_model_files(module, metadata, folder)
@@ -162,6 +162,7 @@ def test_empty_detector_enrol_score_and_monitor(package_dir: Path, tiny_root: Pa
     assert f"enrolled {MACHINE}: 5 normal reference clips" in capsys.readouterr().out
     detector = ssad.Detector.load(folder)
     assert detector.machine_ids == [MACHINE] and detector.clip_seconds == pytest.approx(2.0)
+    assert detector.model.window_to_end  # published from a model saved with the end window, and saved with it
     assert detector.references.of(MACHINE)["embedding"].shape == (5, 32)
 
     tests = [str(p) for p in sorted(tiny_root.glob("fan/test/*_id_00_*.wav"))]
@@ -248,6 +249,7 @@ def test_the_shipped_encoder_is_whole_and_embeds() -> None:
     assert embedding.ndim == 1 and np.all(np.isfinite(embedding))
     assert record.get("embedding_dim") in (None, embedding.shape[0])
     assert sorted(record["files"]) == sorted(weights.ENCODER_FILES)
+    assert model.window_to_end  # its windows reach each clip's last frame, and a detector made from it keeps that
 
 
 def test_the_wheel_takes_the_shipped_files() -> None:
