@@ -96,6 +96,7 @@ def candidates() -> dict[str, list[tuple[str, dict]]]:
                                                       ("spectrum", knnz)]
     out["diag(embedding)+diag(spectrum)"] = [("embedding", diag), ("spectrum", diag)]
     out["ensemble+diag(spectrum)"] = [("embedding", shipped), ("spectrum", {}), ("spectrum", diag)]
+    out["ensemble (max)"] = [("embedding", shipped), ("spectrum", {})]
     out["ensemble+second encoder"] = [("embedding", shipped), ("spectrum", {}), ("embedding2", shipped)]
     for kind in ("frames-gauss", "frames-pca"):
         out[kind] = [("frames", {"kind": kind})]
@@ -203,10 +204,15 @@ KINDS = {"knnz": knn_z, "diag": diagonal_gaussian, "frames-gauss": _frame_member
          "frames-pca": _frame_member(_frame_pca)}
 
 
-def score_machine(train: dict, test: dict, members: list[tuple[str, dict]], machine: str) -> np.ndarray:
+#: candidates whose members' standardised scores are combined by their maximum instead of their mean
+BY_MAXIMUM = {"ensemble (max)"}
+
+
+def score_machine(train: dict, test: dict, members: list[tuple[str, dict]], machine: str,
+                  maximum: bool = False) -> np.ndarray:
     """Test scores of one machine enrolled alone: its members' scores standardised on their held-out training
-    scores and averaged."""
-    from ssad.scoring.combine import combine_standardized
+    scores and averaged (with `maximum`, the largest)."""
+    from ssad.scoring.combine import combine_standardized, standardize_per_id
     from ssad.scoring.gaussian import GaussianScorer
 
     n, m = len(next(iter(train.values()))), len(next(iter(test.values())))
@@ -219,6 +225,9 @@ def score_machine(train: dict, test: dict, members: list[tuple[str, dict]], mach
         tr_scores[str(j)], te_scores[str(j)] = scorer.train_scores_, scorer.score(test[view], [machine] * m)
     if len(members) == 1:
         return te_scores["0"]
+    if maximum:
+        return np.max([standardize_per_id(tr_scores[k], [machine] * n, te_scores[k], [machine] * m)
+                       for k in tr_scores], axis=0)
     return combine_standardized(tr_scores, [machine] * n, te_scores, [machine] * m)
 
 
@@ -322,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             test_out |= layer_views(model, test, cache)
         for machine, tr, te, labels in by_machine(train, train_out, test, test_out):
             n = len(next(iter(tr.values())))
-            rows += [auc_row(name, machine, cand, labels, score_machine(tr, te, members, machine), n)
+            rows += [auc_row(name, machine, cand, labels, score_machine(tr, te, members, machine, cand in BY_MAXIMUM), n)
                      for cand, members in chosen.items()]
             print(f"{name} {machine}: done", flush=True)
     args.out.unlink(missing_ok=True)
