@@ -427,7 +427,9 @@ def markdown(rows: list[dict], timed: list[dict], identity: dict, pretrain_seed:
              + ("" if shipped else " **Not the shipped encoder**: a run or detector passed with `--encoder`; rerun "
                 "with `--encoder pretrained` for the package's figures."),
              f"It was trained on synthetic data seed {pretrain_seed if pretrain_seed is not None else 'unknown'}; "
-             f"the synthetic rows are units of seed(s) {', '.join(map(str, held_out)) or 'none'}, which it never heard.", "",
+             f"the synthetic rows are units of seed(s) {', '.join(map(str, held_out)) or 'none'}, which it never heard. "
+             + ("Its windows reach each clip's last frame (`window_to_end`)." if identity.get("window_to_end") else
+                "Its windows stop at the last whole hop (a model saved before `window_to_end`)."), "",
              "AUC / pAUC (FPR ≤ 0.1) in %, mean over a type's IDs; each machine enrolled in turn into an empty detector "
              "(`ssad enroll`) from n of its normal training clips, its test clips scored. For n < all: mean over "
              f"{draws} seeded random draws, ± the standard deviation of the type's AUC over draws. Headline scorer: "
@@ -551,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         identity = encoder_identity(args.encoder)
         model = load(args.encoder)
+        identity["window_to_end"] = model.window_to_end
     except SsadError as error:
         raise SystemExit(f"--encoder {args.encoder}: {error}") from None
     seed = pretraining_seed(identity, args.pretrain_seed)
