@@ -127,6 +127,11 @@ def pretraining_seed(identity: dict, given: int | None) -> int | None:
     return int(seed) if seed is not None else None
 
 
+def clips_key(clips: Sequence, extra: str = "") -> str:
+    """A cache file's key for these clips (their paths in order, and `extra`)."""
+    return hashlib.sha256(("\n".join(str(c.path) for c in clips) + extra).encode()).hexdigest()[:16]
+
+
 def set_outputs(model, root: Path, cache: Path) -> tuple[list, dict, list, dict]:  # noqa: ANN001
     """Normal training clips and test clips of a root with the encoder's per-clip outputs, cached in `cache`."""
     from ssad.audio.layout import index_root, select
@@ -139,8 +144,7 @@ def set_outputs(model, root: Path, cache: Path) -> tuple[list, dict, list, dict]
     result = []
     windows = "\nwindow_to_end" if getattr(model, "window_to_end", False) else ""  # the same weights hear more frames
     for part in (train, test):
-        key = hashlib.sha256(("\n".join(str(c.path) for c in part) + windows).encode()).hexdigest()[:16]
-        path = cache / f"{key}.npz"
+        path = cache / f"{clips_key(part, windows)}.npz"
         if path.is_file():
             with np.load(path, allow_pickle=False) as npz:
                 outputs = {name: npz[name] for name in npz.files}

@@ -14,7 +14,6 @@ and pAUC per machine, candidate and set. A diagnostic for choosing a scorer on s
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from cold_start import append_rows, encoder_identity, set_outputs  # noqa: E402
+from cold_start import append_rows, clips_key, encoder_identity, set_outputs  # noqa: E402
 
 #: backbone layers whose channel statistics are kept
 LAYERS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16, 18)
@@ -39,8 +38,7 @@ def layer_views(model, clips: list, cache: Path) -> dict[str, np.ndarray]:  # no
 
     from ssad.features import sliding_windows
 
-    key = hashlib.sha256("\n".join(str(c.path) for c in clips).encode()).hexdigest()[:16]
-    path = cache / f"layers2-{key}.npz"
+    path = cache / f"layers2-{clips_key(clips)}.npz"
     if path.is_file():
         with np.load(path) as npz:
             return {name: npz[name] for name in npz.files}
@@ -146,8 +144,7 @@ def frame_vectors(model, clips: list, cache: Path) -> np.ndarray:  # noqa: ANN00
     """Per clip, its (vectors, FRAME_CONTEXT * n_mels) stacked log-mel frames, as an object array."""
     from diagnostics import cached_log_mels
 
-    key = hashlib.sha256("\n".join(str(c.path) for c in clips).encode()).hexdigest()[:16]
-    path = cache / f"frames{FRAME_CONTEXT}x{FRAME_STEP}-{key}.npz"
+    path = cache / f"frames{FRAME_CONTEXT}x{FRAME_STEP}-{clips_key(clips)}.npz"
     if not path.is_file():
         per_clip = []
         for mel in cached_log_mels(model, clips):
@@ -315,13 +312,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("a chosen candidate needs --second-encoder")
         chosen = {c: m for c, m in chosen.items() if all(view != "embedding2" for view, _ in m)}
     second = ssad.load(args.second_encoder) if args.second_encoder else None
+    second_cache = args.work / encoder_identity(args.second_encoder)["sha256"][:16] if second is not None else None
     rows = []
     for spec in args.set:
         name, _, root = spec.partition("=")
         train, train_out, test, test_out = set_outputs(model, Path(root), cache)
         if second is not None:
-            other = args.work / encoder_identity(args.second_encoder)["sha256"][:16]
-            _, train2, _, test2 = set_outputs(second, Path(root), other)
+            _, train2, _, test2 = set_outputs(second, Path(root), second_cache)
             train_out, test_out = train_out | {"embedding2": train2["embedding"]}, test_out | {"embedding2": test2["embedding"]}
         if any(view == "frames" for members in chosen.values() for view, _ in members):
             train_out, test_out = (train_out | {"frames": frame_vectors(model, train, cache)},

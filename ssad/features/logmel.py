@@ -230,6 +230,6 @@ def sliding_windows(log_mel: Tensor, window: int, hop: int, *, to_end: bool = Fa
         repeats = -(-window // frames)
         log_mel = log_mel.repeat(*([1] * (log_mel.dim() - 1)), repeats)[..., :window]
     windows = log_mel.unfold(-1, window, hop).transpose(-3, -2)
-    if to_end and frames > window and (frames - window) % hop:
+    if len(window_starts(frames, window, hop, to_end=to_end)) > windows.shape[-3]:  # the end window
         windows = torch.cat([windows, log_mel[..., frames - window :].unsqueeze(-3)], dim=-3)
     return windows
